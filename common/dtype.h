@@ -1,0 +1,26 @@
+/*  dtype.h - element types of tensors, shared by host and device code. */
+#ifndef DF_DTYPE_H
+#define DF_DTYPE_H
+
+#include <stddef.h>
+
+typedef enum {
+    DF_F32 = 0,
+    DF_F16 = 1,
+    DF_BF16 = 2,
+    DF_I32 = 3,
+    DF_U8 = 4,
+    DF_DTYPE_COUNT
+} df_dtype;
+
+/*  Bytes per element; 0 for an unknown value. */
+size_t df_dtype_size(df_dtype t);
+
+/*  "f32", "f16", ...; "?" for an unknown value. */
+const char *df_dtype_name(df_dtype t);
+
+/*  Parses the names above (and safetensors' "F32", "F16", "BF16", "I32",
+ *  "U8"); returns -1 when unknown. */
+int df_dtype_parse(const char *name);
+
+#endif

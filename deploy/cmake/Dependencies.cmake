@@ -1,0 +1,44 @@
+# Finds every external dependency, each from a Debian package. When one is
+# missing the configure step stops with the package to install, rather than
+# failing later with a missing header.
+
+set(DF_INSTALL_HINT "run deploy/install-deps.sh, or: sudo apt-get install")
+
+find_package(PkgConfig QUIET)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "dreamfleet needs pkg-config (Debian package pkg-config); ${DF_INSTALL_HINT} pkg-config")
+endif()
+
+# df_require_pkg(<prefix> <pkg-config module> <Debian package>)
+# Defines the imported target PkgConfig::<prefix>.
+function(df_require_pkg prefix module debian)
+  pkg_check_modules(${prefix} QUIET IMPORTED_TARGET GLOBAL ${module})
+  if(NOT ${prefix}_FOUND)
+    message(FATAL_ERROR "dreamfleet needs ${module} (Debian package ${debian}); ${DF_INSTALL_HINT} ${debian}")
+  endif()
+  message(STATUS "Found ${module} ${${prefix}_VERSION}")
+endfunction()
+
+# df_require_program(<var> <program> <Debian package>)
+function(df_require_program var program debian)
+  find_program(${var} ${program})
+  if(NOT ${var})
+    message(FATAL_ERROR "dreamfleet needs ${program} (Debian package ${debian}); ${DF_INSTALL_HINT} ${debian}")
+  endif()
+endfunction()
+
+df_require_pkg(VULKAN vulkan libvulkan-dev)
+df_require_pkg(ZMQ libzmq libzmq3-dev)
+df_require_pkg(CZMQ libczmq libczmq-dev)
+df_require_pkg(PROTOBUF_C libprotobuf-c libprotobuf-c-dev)
+df_require_pkg(UV libuv libuv1-dev)
+df_require_pkg(LZ4 liblz4 liblz4-dev)
+df_require_pkg(SQLITE sqlite3 libsqlite3-dev)
+df_require_pkg(OPENBLAS openblas libopenblas-dev)
+
+df_require_program(DF_GLSLANG glslangValidator glslang-tools)
+df_require_program(DF_SPIRV_VAL spirv-val spirv-tools)
+df_require_program(DF_PROTOC_C protoc-c protobuf-c-compiler)
+
+find_package(Threads REQUIRED)
+find_library(DF_LIBM m REQUIRED)

@@ -1,0 +1,395 @@
+/*  gemm.c - see gemm.h. */
+#include "gemm.h"
+
+#include <string.h>
+
+#include "vk_device.h"
+#include "vk_pipeline.h"
+
+/* Matches GemmPush in shaders/gemm_push.glsl. */
+typedef struct {
+    uint32_t m, n, k;
+    uint32_t lda, ldb, ldc;
+    uint32_t off_a, off_b, off_c;
+    uint32_t stride_a, stride_b, stride_c;
+    float alpha, beta;
+} gemm_push;
+
+#define T DF_VK_BIND_TEXEL
+#define S DF_VK_BIND_STORAGE
+static const df_vk_kernel k_texel[2] = {
+    {"gemm_texel_c32", 3, {T, T, S}, sizeof(gemm_push)},
+    {"gemm_texel_c16", 3, {T, T, S}, sizeof(gemm_push)},
+};
+/* Indexed by a_f16 * 4 + b_f16 * 2 + c_f16. */
+static const df_vk_kernel k_tiled[8] = {
+    {"gemm_tiled_a32_b32_c32", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b32_c16", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b16_c32", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b16_c16", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b32_c32", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b32_c16", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b16_c32", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b16_c16", 3, {S, S, S}, sizeof(gemm_push)},
+};
+#undef T
+#undef S
+
+#define TILED_TILE 64u
+/* Elements addressed inside one window must fit the kernels' 32-bit (and
+ * texelFetch's signed 32-bit texel) indices. */
+#define MAX_WINDOW_BYTES (1ull << 31)
+
+const char *df_gemm_path_name(df_gemm_path path)
+{
+    switch (path) {
+    case DF_GEMM_AUTO: return "auto";
+    case DF_GEMM_TEXEL: return "texel";
+    case DF_GEMM_TILED: return "tiled";
+    }
+    return "?";
+}
+
+int df_gemm_path_parse(const char *name)
+{
+    for (int i = 0; i <= DF_GEMM_TILED; i++)
+        if (name && strcmp(name, df_gemm_path_name((df_gemm_path)i)) == 0)
+            return i;
+    return -1;
+}
+
+df_gemm_path df_gemm_default_path(df_vk_device_t *dev)
+{
+    return df_vk_device_info_of(dev)->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? DF_GEMM_TEXEL : DF_GEMM_TILED;
+}
+
+/* How one operand is bound: element size, and the binding's rules. */
+typedef struct {
+    uint32_t es;      /* bytes per element */
+    uint64_t align;   /* binding offset alignment */
+    uint32_t granule; /* binding range granularity (a texel, or 4 bytes) */
+    uint64_t limit;   /* largest binding range */
+    VkFormat format;  /* texel bindings */
+} operand_rules;
+
+/* A run of elements [first, first + extent) of one operand. */
+typedef struct {
+    uint64_t first, extent;
+} span_t;
+
+typedef struct {
+    uint32_t b0, nb, m0, mc, n0, nc, k0, kc;
+} chunk_t;
+
+static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+static void chunk_spans(const df_gemm_desc *d, const chunk_t *c, span_t *a, span_t *b, span_t *cc)
+{
+    uint64_t nb1 = c->nb - 1;
+    if (d->trans_a) {
+        a->first = c->b0 * d->stride_a + (uint64_t)c->k0 * d->lda + c->m0;
+        a->extent = nb1 * d->stride_a + (uint64_t)(c->kc - 1) * d->lda + c->mc;
+    } else {
+        a->first = c->b0 * d->stride_a + (uint64_t)c->m0 * d->lda + c->k0;
+        a->extent = nb1 * d->stride_a + (uint64_t)(c->mc - 1) * d->lda + c->kc;
+    }
+    if (d->trans_b) {
+        b->first = c->b0 * d->stride_b + (uint64_t)c->n0 * d->ldb + c->k0;
+        b->extent = nb1 * d->stride_b + (uint64_t)(c->nc - 1) * d->ldb + c->kc;
+    } else {
+        b->first = c->b0 * d->stride_b + (uint64_t)c->k0 * d->ldb + c->n0;
+        b->extent = nb1 * d->stride_b + (uint64_t)(c->kc - 1) * d->ldb + c->nc;
+    }
+    cc->first = c->b0 * d->stride_c + (uint64_t)c->m0 * d->ldc + c->n0;
+    cc->extent = nb1 * d->stride_c + (uint64_t)(c->mc - 1) * d->ldc + c->nc;
+}
+
+/* Worst-case binding size of a span: the offset may be misaligned by up to
+ * align - es bytes, and the range rounds up to a granule. */
+static int span_fits(const operand_rules *r, const span_t *s)
+{
+    uint64_t bytes = r->align + s->extent * r->es + r->granule;
+    return bytes <= r->limit;
+}
+
+/* Which operand does not fit: 0 none, 1 A, 2 B, 3 C. */
+static int first_misfit(const df_gemm_desc *d, const chunk_t *c, const operand_rules rules[3])
+{
+    span_t s[3];
+    chunk_spans(d, c, &s[0], &s[1], &s[2]);
+    for (int i = 0; i < 3; i++)
+        if (!span_fits(&rules[i], &s[i]))
+            return i + 1;
+    return 0;
+}
+
+typedef struct {
+    const df_vk_kernel *kernel;
+    uint32_t wg_x, wg_y;   /* invocations per workgroup */
+    uint32_t cols_per_wg, rows_per_wg;
+    uint32_t rows;         /* texel: rows per invocation */
+} kernel_shape;
+
+static uint32_t pow2_ceil(uint32_t v)
+{
+    uint32_t p = 1;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+static void choose_shape(df_gemm_path path, const df_gemm_desc *d, kernel_shape *ks)
+{
+    memset(ks, 0, sizeof *ks);
+    if (path == DF_GEMM_TILED) {
+        ks->kernel = &k_tiled[(d->type_a == DF_F16) * 4 + (d->type_b == DF_F16) * 2 + (d->type_c == DF_F16)];
+        ks->wg_x = ks->wg_y = 16;
+        ks->cols_per_wg = ks->rows_per_wg = TILED_TILE;
+        return;
+    }
+    ks->kernel = &k_texel[d->type_c == DF_F16];
+    if (d->m <= 8) {
+        /* GEMV-like: one row of invocations, each owning all M rows. */
+        ks->wg_x = 64, ks->wg_y = 1;
+        ks->rows = pow2_ceil(d->m);
+    } else {
+        ks->wg_x = 8, ks->wg_y = 8;
+        uint32_t per = pow2_ceil((d->m + 7) / 8);
+        ks->rows = per > 16 ? 16 : per;
+    }
+    ks->cols_per_wg = 4 * ks->wg_x;
+    ks->rows_per_wg = ks->rows * ks->wg_y;
+}
+
+static int rules_for(df_vk_device_t *dev, df_gemm_path path, int operand, df_dtype t, operand_rules *r)
+{
+    const df_vk_device_info *info = df_vk_device_info_of(dev);
+    r->es = (uint32_t)df_dtype_size(t);
+    if (path == DF_GEMM_TEXEL && operand < 2) {
+        uint32_t texel = 4 * r->es;
+        r->align = info->texel_align > texel ? info->texel_align : texel;
+        r->granule = texel;
+        r->limit = df_vk_device_texel_limit(dev, texel);
+        r->format = t == DF_F16 ? VK_FORMAT_R16G16B16A16_SFLOAT : VK_FORMAT_R32G32B32A32_SFLOAT;
+    } else {
+        r->align = info->storage_align > r->es ? info->storage_align : r->es;
+        r->granule = 4;
+        r->limit = df_vk_device_storage_limit(dev);
+        r->format = VK_FORMAT_UNDEFINED;
+    }
+    r->limit = min_u64(r->limit, MAX_WINDOW_BYTES);
+    /* The alignment must be a whole number of elements for offsets to be
+     * expressible in elements. */
+    return r->align % r->es == 0 ? DF_OK : DF_E_UNSUPPORTED;
+}
+
+static int check_operand(const char *name, df_tensor_ref ref, uint64_t extent, uint32_t es,
+                         df_error_t *err)
+{
+    if (!ref.buf)
+        return df_error_set(err, DF_E_INVALID, "gemm: %s has no buffer", name);
+    if (ref.offset % es)
+        return df_error_set(err, DF_E_INVALID, "gemm: %s offset %llu is not a multiple of its element size %u",
+                            name, (unsigned long long)ref.offset, es);
+    uint64_t need = ref.offset + extent * es;
+    if (need > ref.buf->size)
+        return df_error_set(err, DF_E_RANGE, "gemm: %s needs bytes [%llu, %llu) but its buffer has %llu",
+                            name, (unsigned long long)ref.offset, (unsigned long long)need,
+                            (unsigned long long)ref.buf->size);
+    return DF_OK;
+}
+
+/* Binding for span s of an operand at ref; elem_base receives the span's first
+ * element relative to the bound window. */
+static df_vk_binding bind_span(df_tensor_ref ref, const operand_rules *r, const span_t *s, int write,
+                               uint32_t *elem_base)
+{
+    /* Alignment is relative to the VkBuffer, so include the buffer's own
+     * offset (itself a multiple of every alignment). */
+    uint64_t start = ref.offset + s->first * r->es;
+    uint64_t abs_start = ref.buf->offset + start;
+    uint64_t bind = abs_start - abs_start % r->align - ref.buf->offset;
+    uint64_t lead = start - bind;
+    uint64_t range = div_up(lead + s->extent * r->es, r->granule) * r->granule;
+    *elem_base = (uint32_t)(lead / r->es);
+    df_vk_binding b = {.buf = ref.buf, .offset = bind, .range = range, .format = r->format, .write = write};
+    return b;
+}
+
+static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
+                        df_tensor_ref C, df_gemm_path path, const kernel_shape *ks,
+                        const operand_rules rules[3], const chunk_t *c, df_gemm_plan *plan,
+                        df_error_t *err)
+{
+    span_t sa, sb, sc;
+    chunk_spans(d, c, &sa, &sb, &sc);
+    gemm_push pc = {
+        .m = c->mc, .n = c->nc, .k = c->kc,
+        .lda = d->lda, .ldb = d->ldb, .ldc = d->ldc,
+        /* Strides only matter across the chunk's batch entries. */
+        .stride_a = c->nb > 1 ? (uint32_t)d->stride_a : 0,
+        .stride_b = c->nb > 1 ? (uint32_t)d->stride_b : 0,
+        .stride_c = c->nb > 1 ? (uint32_t)d->stride_c : 0,
+        .alpha = d->alpha,
+        /* Later K chunks add onto what the earlier ones wrote. */
+        .beta = c->k0 == 0 ? d->beta : 1.0f,
+    };
+    df_vk_binding binds[3] = {
+        bind_span(A, &rules[0], &sa, 0, &pc.off_a),
+        bind_span(B, &rules[1], &sb, 0, &pc.off_b),
+        bind_span(C, &rules[2], &sc, 1, &pc.off_c),
+    };
+    uint32_t spec[7];
+    uint32_t nspec;
+    if (path == DF_GEMM_TEXEL) {
+        int vec_a = pc.off_a % 4 == 0 && d->lda % 4 == 0 && pc.stride_a % 4 == 0 &&
+                    (!d->trans_a || ks->rows % 4 == 0);
+        int vec_b = pc.off_b % 4 == 0 && d->ldb % 4 == 0 && pc.stride_b % 4 == 0;
+        spec[0] = ks->wg_x, spec[1] = ks->wg_y, spec[2] = ks->rows;
+        spec[3] = !!d->trans_a, spec[4] = !!d->trans_b, spec[5] = vec_a, spec[6] = vec_b;
+        nspec = 7;
+        if (plan)
+            plan->vec_a = vec_a, plan->vec_b = vec_b, plan->rows = ks->rows;
+    } else {
+        spec[0] = !!d->trans_a, spec[1] = !!d->trans_b;
+        nspec = 2;
+    }
+    df_vk_pipeline_t *p = df_vk_pipeline_get(df_vk_batch_device(batch), ks->kernel, spec, nspec, err);
+    if (!p)
+        return err ? err->code : DF_E_VULKAN;
+    char label[64];
+    snprintf(label, sizeof label, "gemm_%s %ux%ux%u", df_gemm_path_name(path), c->mc, c->nc, c->kc);
+    uint32_t gx = (uint32_t)div_up(c->nc, ks->cols_per_wg);
+    uint32_t gy = (uint32_t)div_up(c->mc, ks->rows_per_wg);
+    int rc = df_vk_batch_dispatch(batch, p, binds, 3, &pc, gx, gy, c->nb, label, err);
+    if (!rc && plan)
+        plan->dispatches++;
+    return rc;
+}
+
+/* Splits one batch entry's M, N and K until every operand's window fits, then
+ * records the pieces. */
+static int record_split(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
+                        df_tensor_ref C, df_gemm_path path, const kernel_shape *ks,
+                        const operand_rules rules[3], uint32_t max_mc, uint32_t max_nc,
+                        df_gemm_plan *plan, df_error_t *err)
+{
+    chunk_t c = {.nb = 1, .mc = d->m < max_mc ? d->m : max_mc, .nc = d->n < max_nc ? d->n : max_nc, .kc = d->k};
+    static const char *names[] = {"", "A", "B", "C"};
+    for (;;) {
+        int bad = first_misfit(d, &c, rules);
+        if (!bad)
+            break;
+        /* Shrink the dimension that moves the offending operand's window. */
+        uint32_t *dim;
+        if (bad == 1)
+            dim = d->trans_a ? &c.kc : &c.mc;
+        else if (bad == 2)
+            dim = d->trans_b ? &c.nc : &c.kc;
+        else
+            dim = &c.mc;
+        if (*dim == 1)
+            return df_error_set(err, DF_E_RANGE,
+                                "gemm: one row of %s (leading dimension %u) does not fit in a binding of %llu bytes",
+                                names[bad], bad == 1 ? d->lda : bad == 2 ? d->ldb : d->ldc,
+                                (unsigned long long)rules[bad - 1].limit);
+        *dim = (*dim + 1) / 2;
+    }
+    if (c.kc < d->k && d->type_c == DF_F16)
+        return df_error_set(err, DF_E_UNSUPPORTED,
+                            "gemm: K=%u must be split to fit the device's binding limit, which would round "
+                            "partial sums of an f16 C to f16; use an f32 C", d->k);
+    const chunk_t sizes = c;
+    if (plan)
+        plan->k_chunks = (uint32_t)div_up(d->k, sizes.kc);
+    for (uint32_t b = 0; b < d->batch; b++)
+        for (uint32_t m0 = 0; m0 < d->m; m0 += sizes.mc)
+            for (uint32_t n0 = 0; n0 < d->n; n0 += sizes.nc)
+                for (uint32_t k0 = 0; k0 < d->k; k0 += sizes.kc) {
+                    chunk_t piece = {
+                        .b0 = b, .nb = 1,
+                        .m0 = m0, .mc = d->m - m0 < sizes.mc ? d->m - m0 : sizes.mc,
+                        .n0 = n0, .nc = d->n - n0 < sizes.nc ? d->n - n0 : sizes.nc,
+                        .k0 = k0, .kc = d->k - k0 < sizes.kc ? d->k - k0 : sizes.kc,
+                    };
+                    int rc = record_chunk(batch, d, A, B, C, path, ks, rules, &piece, plan, err);
+                    if (rc)
+                        return rc;
+                }
+    return DF_OK;
+}
+
+int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
+            df_tensor_ref C, df_gemm_path path, df_gemm_plan *plan, df_error_t *err)
+{
+    int rc = df_gemm_desc_check(d, err);
+    if (rc)
+        return rc;
+    if ((rc = check_operand("A", A, df_gemm_extent_a(d), (uint32_t)df_dtype_size(d->type_a), err)) ||
+        (rc = check_operand("B", B, df_gemm_extent_b(d), (uint32_t)df_dtype_size(d->type_b), err)) ||
+        (rc = check_operand("C", C, df_gemm_extent_c(d), (uint32_t)df_dtype_size(d->type_c), err)))
+        return rc;
+    if (A.buf == C.buf || B.buf == C.buf) {
+        /* Same allocation is fine only when the ranges are disjoint. */
+        uint64_t c0 = C.offset, c1 = C.offset + df_gemm_extent_c(d) * df_dtype_size(d->type_c);
+        uint64_t a0 = A.offset, a1 = A.offset + df_gemm_extent_a(d) * df_dtype_size(d->type_a);
+        uint64_t b0 = B.offset, b1 = B.offset + df_gemm_extent_b(d) * df_dtype_size(d->type_b);
+        if ((A.buf == C.buf && a0 < c1 && c0 < a1) || (B.buf == C.buf && b0 < c1 && c0 < b1))
+            return df_error_set(err, DF_E_INVALID, "gemm: C overlaps an input (in-place GEMM is not supported)");
+    }
+
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    if (path == DF_GEMM_AUTO)
+        path = df_gemm_default_path(dev);
+    if (path != DF_GEMM_TEXEL && path != DF_GEMM_TILED)
+        return df_error_set(err, DF_E_INVALID, "gemm: unknown kernel path %d", (int)path);
+    int need16_storage = d->type_c == DF_F16 ||
+                         (path == DF_GEMM_TILED && (d->type_a == DF_F16 || d->type_b == DF_F16));
+    if (need16_storage && !df_vk_device_has_fp16_storage(dev))
+        return df_error_set(err, DF_E_UNSUPPORTED, "gemm: f16 operands need 16-bit storage, which %s lacks",
+                            df_vk_device_info_of(dev)->name);
+    if (path == DF_GEMM_TEXEL && (d->type_a == DF_F16 || d->type_b == DF_F16) &&
+        !df_vk_device_has_fp16_texel(dev))
+        return df_error_set(err, DF_E_UNSUPPORTED, "gemm: %s cannot read f16 texel buffers; use the tiled path",
+                            df_vk_device_info_of(dev)->name);
+
+    operand_rules rules[3];
+    if (rules_for(dev, path, 0, d->type_a, &rules[0]) || rules_for(dev, path, 1, d->type_b, &rules[1]) ||
+        rules_for(dev, path, 2, d->type_c, &rules[2]))
+        return df_error_set(err, DF_E_UNSUPPORTED, "gemm: device binding alignment is not a multiple of the element size");
+    kernel_shape ks;
+    choose_shape(path, d, &ks);
+    if (plan) {
+        memset(plan, 0, sizeof *plan);
+        plan->path = path;
+        plan->k_chunks = 1;
+    }
+
+    const df_vk_device_info *info = df_vk_device_info_of(dev);
+    uint64_t max_mc = (uint64_t)info->max_group_count[1] * ks.rows_per_wg;
+    uint64_t max_nc = (uint64_t)info->max_group_count[0] * ks.cols_per_wg;
+    /* Largest number of batch entries per dispatch whose windows fit. */
+    uint32_t nb = 0;
+    if (d->m <= max_mc && d->n <= max_nc) {
+        uint32_t lo = 0, hi = d->batch < info->max_group_count[2] ? d->batch : info->max_group_count[2];
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo + 1) / 2;
+            chunk_t c = {.nb = mid, .mc = d->m, .nc = d->n, .kc = d->k};
+            if (first_misfit(d, &c, rules) == 0)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        nb = lo;
+    }
+    if (nb == 0)
+        return record_split(batch, d, A, B, C, path, &ks, rules, (uint32_t)min_u64(max_mc, d->m),
+                            (uint32_t)min_u64(max_nc, d->n), plan, err);
+    for (uint32_t b0 = 0; b0 < d->batch; b0 += nb) {
+        chunk_t c = {.b0 = b0, .nb = d->batch - b0 < nb ? d->batch - b0 : nb, .mc = d->m, .nc = d->n, .kc = d->k};
+        if ((rc = record_chunk(batch, d, A, B, C, path, &ks, rules, &c, plan, err)))
+            return rc;
+    }
+    return DF_OK;
+}
