@@ -95,8 +95,9 @@ int df_gemm_check_run(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_gemm
     df_gemm_check_fill(b, nb, opts->seed, 2, d->type_b);
     df_gemm_check_fill(c0, nc, opts->seed, 3, d->type_c);
     size_t esa = df_dtype_size(d->type_a), esb = df_dtype_size(d->type_b), esc = df_dtype_size(d->type_c);
-    ba = df_vk_buffer_new(dev, na * esa, err);
-    bb = ba ? df_vk_buffer_new(dev, nb * esb, err) : NULL;
+    uint64_t oa = opts->offset_a, ob = opts->offset_b;
+    ba = df_vk_buffer_new(dev, (oa + na) * esa, err);
+    bb = ba ? df_vk_buffer_new(dev, (ob + nb) * esb, err) : NULL;
     bc = bb ? df_vk_buffer_new(dev, (nc + 2 * guard) * esc, err) : NULL;
     batch = bc ? df_vk_batch_new(dev, 1, err) : NULL;
     if (!batch) {
@@ -107,14 +108,14 @@ int df_gemm_check_run(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_gemm
         for (uint64_t i = 0; i < nc + 2 * guard; i++)
             got[i] = CANARY;
     memcpy(got + guard, c0, nc * sizeof *got);
-    if ((rc = df_vk_upload_f32(xfer, ba, 0, a, na, d->type_a, err)) ||
-        (rc = df_vk_upload_f32(xfer, bb, 0, b, nb, d->type_b, err)))
+    if ((rc = df_vk_upload_f32(xfer, ba, oa * esa, a, na, d->type_a, err)) ||
+        (rc = df_vk_upload_f32(xfer, bb, ob * esb, b, nb, d->type_b, err)))
         goto done;
     uint32_t runs = opts->reps ? opts->reps + 1 : 1;
     for (uint32_t r = 0; r < runs; r++) {
         /* Every run starts from the same C so beta != 0 stays checkable. */
         if ((rc = df_vk_upload_f32(xfer, bc, 0, got, nc + 2 * guard, d->type_c, err)) ||
-            (rc = df_gemm(batch, d, df_ref(ba, 0), df_ref(bb, 0), df_ref(bc, guard * esc), opts->path,
+            (rc = df_gemm(batch, d, df_ref(ba, oa * esa), df_ref(bb, ob * esb), df_ref(bc, guard * esc), opts->path,
                           &out->plan, err)) ||
             (rc = df_vk_batch_submit(batch, err)))
             goto done;

@@ -23,6 +23,7 @@ typedef struct {
     uint32_t row_step;  /* check every row_step-th row of C (1: all); the last row always */
     uint32_t reps;      /* timed repetitions after one warm-up; 0: run once, untimed */
     uint64_t c_guard;   /* canary elements before and after C that must stay untouched */
+    uint32_t offset_a, offset_b; /* place A / B this many elements into their buffers */
 } df_gemm_check_opts;
 
 typedef struct {

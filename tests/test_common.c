@@ -1,0 +1,290 @@
+/*  test_common.c - host-side foundations: errors, logging names, fp16/bf16,
+ *  dtypes, Philox, and the GEMM descriptor, reference and comparison. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "gemm_desc.h"
+#include "half.h"
+#include "log.h"
+#include "philox.h"
+#include "test.h"
+
+static void test_error_first_wins(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    CHECK_EQ(err.code, DF_OK);
+    CHECK_EQ(df_error_set(&err, DF_E_IO, "open %s: %s", "x.bin", "denied"), DF_E_IO);
+    CHECK(strcmp(err.msg, "open x.bin: denied") == 0);
+    /* A second error must not overwrite the first, more precise one. */
+    CHECK_EQ(df_error_set(&err, DF_E_INVALID, "later"), DF_E_INVALID);
+    CHECK_EQ(err.code, DF_E_IO);
+    CHECK_EQ(df_error_prefix(&err, "model %d", 3), DF_E_IO);
+    CHECK(strcmp(err.msg, "model 3: open x.bin: denied") == 0);
+    /* NULL is allowed everywhere. */
+    CHECK_EQ(df_error_set(NULL, DF_E_NOMEM, "x"), DF_E_NOMEM);
+    CHECK_EQ(df_error_prefix(NULL, "x"), DF_OK);
+    df_error_clear(NULL);
+    /* Prefixing a clear error does nothing. */
+    df_error_clear(&err);
+    CHECK_EQ(df_error_prefix(&err, "ctx"), DF_OK);
+    CHECK(err.msg[0] == '\0');
+}
+
+static void test_error_truncation(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char big[2 * DF_ERROR_MSG_MAX];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    df_error_set(&err, DF_E_FORMAT, "%s", big);
+    CHECK_EQ(strlen(err.msg), DF_ERROR_MSG_MAX - 1);
+    df_error_prefix(&err, "%s", "prefix");
+    CHECK_EQ(strlen(err.msg), DF_ERROR_MSG_MAX - 1);
+    CHECK(strncmp(err.msg, "prefix: xxx", 11) == 0);
+}
+
+static void test_status_and_log_names(void)
+{
+    CHECK(strcmp(df_status_name(DF_E_VULKAN), "DF_E_VULKAN") == 0);
+    CHECK(strcmp(df_status_name(-999), "DF_E_UNKNOWN") == 0);
+    CHECK_EQ(df_log_level_parse("warn"), DF_LOG_WARN);
+    CHECK_EQ(df_log_level_parse("loud"), -1);
+    CHECK_EQ(df_log_level_parse(NULL), -1);
+}
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static void test_half_exhaustive_roundtrip(void)
+{
+    /* Every half converts to a float and back to itself (NaNs stay NaN). */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = df_half_to_float((uint16_t)h);
+        uint16_t back = df_float_to_half(f);
+        int is_nan = ((h & 0x7c00) == 0x7c00) && (h & 0x3ff);
+        if (is_nan ? !isnan(f) || (back & 0x7c00) != 0x7c00 || !(back & 0x3ff) : back != h)
+            bad++;
+    }
+    CHECK_EQ(bad, 0);
+}
+
+static void test_half_rounding(void)
+{
+    CHECK_EQ(df_float_to_half(1.0f), 0x3c00);
+    CHECK_EQ(df_float_to_half(-2.0f), 0xc000);
+    CHECK_EQ(df_float_to_half(65504.0f), 0x7bff);
+    CHECK_EQ(df_float_to_half(65519.0f), 0x7bff);  /* below the midpoint to 65536 */
+    CHECK_EQ(df_float_to_half(65520.0f), 0x7c00);  /* the midpoint rounds to even: infinity */
+    CHECK_EQ(df_float_to_half(INFINITY), 0x7c00);
+    CHECK_EQ(df_float_to_half(-INFINITY), 0xfc00);
+    CHECK(isnan(df_half_to_float(df_float_to_half(NAN))));
+    /* Ties to even between 1 and 1 + 2^-10: 1 + 2^-11 -> 1, 1 + 3*2^-11 -> 1 + 2^-9. */
+    CHECK_EQ(df_float_to_half(1.0f + 0x1p-11f), 0x3c00);
+    CHECK_EQ(df_float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);
+    CHECK_EQ(df_float_to_half(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01); /* above the tie */
+    /* Subnormals: 2^-24 is the smallest; 2^-25 ties to even (0); a bit more rounds up. */
+    CHECK_EQ(df_float_to_half(0x1p-24f), 0x0001);
+    CHECK_EQ(df_float_to_half(0x1p-25f), 0x0000);
+    CHECK_EQ(df_float_to_half(0x1p-25f * 1.0001f), 0x0001);
+    CHECK_EQ(df_float_to_half(3 * 0x1p-25f), 0x0002); /* 1.5 ulp ties to 2 */
+    CHECK_EQ(df_float_to_half(0x1p-14f), 0x0400);      /* smallest normal */
+    CHECK_EQ(df_float_to_half(0x1p-14f - 0x1p-25f), 0x0400); /* rounds up into the normals */
+    CHECK_EQ(df_float_to_half(-0.0f), 0x8000);
+    CHECK(df_half_to_float(0x0001) == 0x1p-24f);
+    CHECK(df_half_to_float(0x03ff) == 1023 * 0x1p-24f);
+}
+
+static void test_bf16(void)
+{
+    CHECK_EQ(df_float_to_bf16(1.0f), 0x3f80);
+    CHECK(df_bf16_to_float(0x3f80) == 1.0f);
+    /* 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1). */
+    CHECK_EQ(df_float_to_bf16(1.0f + 0x1p-8f), 0x3f80);
+    CHECK_EQ(df_float_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);
+    CHECK(isnan(df_bf16_to_float(df_float_to_bf16(NAN))));
+    CHECK_EQ(bits(df_bf16_to_float(df_float_to_bf16(-3.5f))), bits(-3.5f));
+}
+
+static void test_dtype(void)
+{
+    CHECK_EQ(df_dtype_size(DF_F32), 4);
+    CHECK_EQ(df_dtype_size(DF_F16), 2);
+    CHECK_EQ(df_dtype_size(DF_U8), 1);
+    CHECK_EQ(df_dtype_size((df_dtype)99), 0);
+    CHECK_EQ(df_dtype_parse("BF16"), DF_BF16);
+    CHECK_EQ(df_dtype_parse("f32"), DF_F32);
+    CHECK_EQ(df_dtype_parse("F64"), -1);
+    CHECK(strcmp(df_dtype_name(DF_F16), "f16") == 0);
+    CHECK(strcmp(df_dtype_name((df_dtype)-1), "?") == 0);
+}
+
+static void test_philox_known_answers(void)
+{
+    /* Known-answer vectors of Philox4x32-10 from the Random123 distribution. */
+    static const struct {
+        uint32_t ctr[4], key[2], out[4];
+    } kat[] = {
+        {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+         {0xffffffff, 0xffffffff},
+         {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
+         {0xa4093822, 0x299f31d0},
+         {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+        uint32_t out[4];
+        df_philox4x32(kat[i].ctr, kat[i].key, out);
+        for (int j = 0; j < 4; j++)
+            CHECK_EQ(out[j], kat[i].out[j]);
+    }
+}
+
+static void test_philox_streams(void)
+{
+    /* Element i is addressable on its own and streams differ. */
+    float a[64], b[64];
+    df_philox_fill_uniform(a, 64, 42, 7, -1.0f, 1.0f);
+    for (uint64_t i = 0; i < 64; i++)
+        CHECK(a[i] == -1.0f + 2.0f * df_philox_uniform(df_philox_u32(42, 7, i)));
+    df_philox_fill_uniform(b, 64, 42, 8, -1.0f, 1.0f);
+    int same = 0;
+    for (int i = 0; i < 64; i++)
+        same += a[i] == b[i];
+    CHECK(same < 4);
+    /* Normal fill: mean ~0, variance ~1 over many samples. */
+    enum { N = 1 << 16 };
+    float *n = malloc(N * sizeof *n);
+    df_philox_fill_normal(n, N, 1, 0);
+    double s = 0, s2 = 0;
+    for (int i = 0; i < N; i++)
+        s += n[i], s2 += (double)n[i] * n[i];
+    double mean = s / N, var = s2 / N - mean * mean;
+    /* 5 standard errors: sd(mean) = 1/256, sd(var) ~ sqrt(2/N) = 0.0055. */
+    CHECK(fabs(mean) < 5.0 / 256);
+    CHECK(fabs(var - 1.0) < 5 * 0.0056);
+    free(n);
+}
+
+static void test_gemm_desc_checks(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_gemm_desc d = df_gemm_desc_packed(0, 0, 4, 5, 6, 2);
+    CHECK_OK(df_gemm_desc_check(&d, &err), &err);
+    CHECK_EQ(df_gemm_extent_a(&d), 2 * 4 * 6);
+    CHECK_EQ(df_gemm_extent_c(&d), 2 * 4 * 5);
+    CHECK(df_gemm_flops(&d) == 2.0 * 4 * 5 * 6 * 2);
+
+    df_gemm_desc bad = d;
+    bad.k = 0;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_INVALID, "K=0");
+    bad = d, bad.lda = 5;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_INVALID, "lda=5");
+    bad = d, bad.ldb = 4;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_INVALID, "ldb=4");
+    bad = d, bad.ldc = 4;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_INVALID, "ldc=4");
+    bad = d, bad.stride_c = 19;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_INVALID, "overlap");
+    bad = d, bad.type_b = DF_BF16;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_UNSUPPORTED, "B has type bf16");
+    bad = d, bad.alpha = NAN;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_INVALID, "finite");
+    bad = d, bad.stride_a = 1ull << 40;
+    CHECK_FAILS(df_gemm_desc_check(&bad, &err), &err, DF_E_RANGE, "2^40");
+    CHECK_FAILS(df_gemm_desc_check(NULL, &err), &err, DF_E_INVALID, "NULL");
+    /* Transposed leading dimensions follow the stored shape. */
+    df_gemm_desc t = df_gemm_desc_packed(1, 1, 4, 5, 6, 1);
+    CHECK_EQ(t.lda, 4);
+    CHECK_EQ(t.ldb, 6);
+    CHECK_OK(df_gemm_desc_check(&t, &err), &err);
+}
+
+static void test_gemm_reference_small(void)
+{
+    /* [1 2; 3 4] * [5 6; 7 8] = [19 22; 43 50], then alpha = 2, beta = -1 on C = 1. */
+    df_error_t err;
+    df_error_clear(&err);
+    float a[] = {1, 2, 3, 4}, b[] = {5, 6, 7, 8}, c0[] = {1, 1, 1, 1};
+    double ref[4], bound[4];
+    df_gemm_desc d = df_gemm_desc_packed(0, 0, 2, 2, 2, 1);
+    d.alpha = 2.0f, d.beta = -1.0f;
+    CHECK_OK(df_gemm_reference(&d, a, b, c0, ref, bound, &err), &err);
+    CHECK(ref[0] == 37 && ref[1] == 43 && ref[2] == 85 && ref[3] == 99);
+    /* A^T with A stored as [1 3; 2 4] gives the same product. */
+    float at[] = {1, 3, 2, 4};
+    d.trans_a = 1;
+    CHECK_OK(df_gemm_reference(&d, at, b, c0, ref, bound, &err), &err);
+    CHECK(ref[0] == 37 && ref[3] == 99);
+    /* Bound grows with K and covers the magnitudes, not the result. */
+    CHECK(bound[0] > 0 && bound[0] < 1e-4);
+}
+
+static void test_gemm_compare_catches_errors(void)
+{
+    df_gemm_desc d = df_gemm_desc_packed(0, 0, 1, 3, 1, 1);
+    double ref[3] = {1.0, 2.0, 3.0}, bound[3] = {1e-6, 1e-6, 1e-6};
+    float exact[3] = {1.0f, 2.0f, 3.0f};
+    df_gemm_check_result r;
+    df_gemm_compare(&d, exact, ref, bound, &r);
+    CHECK_EQ(r.failures, 0);
+    CHECK_EQ(r.checked, 3);
+    float off[3] = {1.0f, 2.00001f, 3.0f}; /* 1e-5 > bound */
+    df_gemm_compare(&d, off, ref, bound, &r);
+    CHECK_EQ(r.failures, 1);
+    CHECK_EQ(r.worst_j, 1);
+    CHECK(r.worst_ratio > 5);
+    float nan[3] = {1.0f, NAN, 3.0f};
+    df_gemm_compare(&d, nan, ref, bound, &r);
+    CHECK_EQ(r.failures, 1);
+    CHECK(isinf(r.worst_ratio));
+}
+
+static void test_gemm_f16_bound(void)
+{
+    /* With C in f16, the bound must admit the f16 rounding of the result:
+     * 1/3 stored as f16 is off by ~1e-4, far above the f32 bound. */
+    df_error_t err;
+    df_error_clear(&err);
+    float a[] = {1.0f / 3.0f}, b[] = {1.0f};
+    double ref[1], bound[1];
+    df_gemm_desc d = df_gemm_desc_packed(0, 0, 1, 1, 1, 1);
+    CHECK_OK(df_gemm_reference(&d, a, b, NULL, ref, bound, &err), &err);
+    float stored = df_half_to_float(df_float_to_half((float)ref[0]));
+    CHECK(fabs(stored - ref[0]) > bound[0]);
+    d.type_c = DF_F16;
+    CHECK_OK(df_gemm_reference(&d, a, b, NULL, ref, bound, &err), &err);
+    CHECK(fabs(stored - ref[0]) <= bound[0]);
+    /* ... but not two ulps. */
+    CHECK(fabs(stored + 2 * 0x1p-12 - ref[0]) > bound[0]);
+}
+
+int main(void)
+{
+    df_log_set_level(DF_LOG_WARN);
+    RUN(test_error_first_wins);
+    RUN(test_error_truncation);
+    RUN(test_status_and_log_names);
+    RUN(test_half_exhaustive_roundtrip);
+    RUN(test_half_rounding);
+    RUN(test_bf16);
+    RUN(test_dtype);
+    RUN(test_philox_known_answers);
+    RUN(test_philox_streams);
+    RUN(test_gemm_desc_checks);
+    RUN(test_gemm_reference_small);
+    RUN(test_gemm_compare_catches_errors);
+    RUN(test_gemm_f16_bound);
+    return test_summary();
+}
