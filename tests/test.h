@@ -15,6 +15,8 @@
 
 static int test_failures_;
 static int test_checks_;
+/* When set (first command-line argument), only tests whose name contains it run. */
+static const char *test_filter_;
 
 #define CHECK(cond)                                                                      \
     do {                                                                                 \
@@ -67,6 +69,8 @@ static inline const char *test_msg_(const df_error_t *err) { return err ? err->m
 
 #define RUN(fn)                                                                          \
     do {                                                                                 \
+        if (test_filter_ && !strstr(#fn, test_filter_))                                  \
+            break;                                                                       \
         int before_ = test_failures_;                                                    \
         fn();                                                                            \
         fprintf(stderr, "%-48s %s\n", #fn, test_failures_ == before_ ? "ok" : "FAILED"); \

@@ -270,8 +270,9 @@ static void test_gemm_f16_bound(void)
     CHECK(fabs(stored + 2 * 0x1p-12 - ref[0]) > bound[0]);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    test_filter_ = argc > 1 ? argv[1] : NULL;
     df_log_set_level(DF_LOG_WARN);
     RUN(test_error_first_wins);
     RUN(test_error_truncation);

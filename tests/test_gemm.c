@@ -12,6 +12,7 @@
 #include "half.h"
 #include "log.h"
 #include "test.h"
+#include "test_support.h"
 #include "vk_batch.h"
 #include "vk_device.h"
 #include "vk_instance.h"
@@ -337,8 +338,9 @@ static void test_check_detects_wrong_results(void)
     free(a), free(b), free(got), free(ref), free(bound);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    test_filter_ = argc > 1 ? argv[1] : NULL;
     df_log_set_level(DF_LOG_ERROR);
     df_error_t err;
     df_error_clear(&err);
@@ -349,6 +351,7 @@ int main(void)
         fprintf(stderr, "no Vulkan device: %s\n", err.msg);
         return 1;
     }
+    test_pin_loaded_libraries();
     fprintf(stderr, "device: %s, validation %s\n", df_vk_device_info_of(g_dev)->name,
             df_vk_instance_validation_enabled(g_inst) ? "on" : "off");
     RUN(test_small_shapes_all_layouts);

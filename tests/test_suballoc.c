@@ -106,8 +106,9 @@ static void test_random_against_map(void)
     df_suballoc_destroy(&sa);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    test_filter_ = argc > 1 ? argv[1] : NULL;
     RUN(test_basic_and_alignment);
     RUN(test_errors);
     RUN(test_random_against_map);

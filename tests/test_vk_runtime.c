@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "test.h"
+#include "test_support.h"
 #include "vk_batch.h"
 #include "vk_check.h"
 #include "vk_device.h"
@@ -412,8 +413,9 @@ static void test_pipeline_cache_file(void)
     rmdir(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    test_filter_ = argc > 1 ? argv[1] : NULL;
     df_log_set_level(DF_LOG_ERROR);
     df_error_t err;
     df_error_clear(&err);
@@ -423,6 +425,7 @@ int main(void)
         fprintf(stderr, "no Vulkan: %s\n", err.msg);
         return 1;
     }
+    test_pin_loaded_libraries();
     CHECK_OK(df_vk_instance_choose(g_inst, -1, &g_index, &err), &err);
     fprintf(stderr, "device: %s, validation %s\n", df_vk_instance_device(g_inst, g_index)->name,
             df_vk_instance_validation_enabled(g_inst) ? "on" : "off (layer not installed)");
