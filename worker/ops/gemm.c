@@ -129,6 +129,7 @@ typedef struct {
     uint32_t wg_x, wg_y;   /* invocations per workgroup */
     uint32_t cols_per_wg, rows_per_wg;
     uint32_t rows;         /* texel: rows per invocation */
+    uint32_t cq;           /* texel: groups of 4 columns per invocation */
 } kernel_shape;
 
 static uint32_t pow2_ceil(uint32_t v)
@@ -149,16 +150,28 @@ static void choose_shape(df_gemm_path path, const df_gemm_desc *d, kernel_shape 
         return;
     }
     ks->kernel = &k_texel[d->type_c == DF_F16];
+    /* Measured on lavapipe (docs/performance.md): an 8 x 8 block of C per
+     * invocation beats 16 x 4 (16 FMAs per fetch instead of 12.8) and 8 x 8
+     * invocations per workgroup keep the 8 SIMD lanes on one row of blocks,
+     * so they fetch the same A. Larger blocks spill registers. */
     if (d->m <= 8) {
         /* GEMV-like: one row of invocations, each owning all M rows. */
         ks->wg_x = 64, ks->wg_y = 1;
         ks->rows = pow2_ceil(d->m);
-    } else {
+        ks->cq = 1;
+    } else if (d->m < 128) {
+        /* Short and wide (text-token rows): 16 x 4 blocks measured 2x faster
+         * than 8 x 8 at 77 x 640 x 2048. */
         ks->wg_x = 8, ks->wg_y = 8;
         uint32_t per = pow2_ceil((d->m + 7) / 8);
         ks->rows = per > 16 ? 16 : per;
+        ks->cq = 1;
+    } else {
+        ks->wg_x = 8, ks->wg_y = 8;
+        ks->rows = 8;
+        ks->cq = 2;
     }
-    ks->cols_per_wg = 4 * ks->wg_x;
+    ks->cols_per_wg = 4 * ks->cq * ks->wg_x;
     ks->rows_per_wg = ks->rows * ks->wg_y;
 }
 
@@ -240,7 +253,7 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
         bind_span(B, &rules[1], &sb, 0, &pc.off_b),
         bind_span(C, &rules[2], &sc, 1, &pc.off_c),
     };
-    uint32_t spec[7];
+    uint32_t spec[8];
     uint32_t nspec;
     if (path == DF_GEMM_TEXEL) {
         int vec_a = pc.off_a % 4 == 0 && d->lda % 4 == 0 && pc.stride_a % 4 == 0 &&
@@ -248,7 +261,8 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
         int vec_b = pc.off_b % 4 == 0 && d->ldb % 4 == 0 && pc.stride_b % 4 == 0;
         spec[0] = ks->wg_x, spec[1] = ks->wg_y, spec[2] = ks->rows;
         spec[3] = !!d->trans_a, spec[4] = !!d->trans_b, spec[5] = vec_a, spec[6] = vec_b;
-        nspec = 7;
+        spec[7] = ks->cq;
+        nspec = 8;
         if (plan)
             plan->vec_a = vec_a, plan->vec_b = vec_b, plan->rows = ks->rows;
     } else {
