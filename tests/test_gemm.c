@@ -346,19 +346,14 @@ static void test_check_detects_wrong_results(void)
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
-    df_log_set_level(DF_LOG_ERROR);
     df_error_t err;
     df_error_clear(&err);
-    df_vk_instance_opts opts = {.validation = DF_VK_VALIDATION_IF_AVAILABLE};
-    g_inst = df_vk_instance_new(&opts, &err);
-    if (!g_inst || df_vk_instance_choose(g_inst, -1, &g_index, &err) ||
-        !(g_dev = df_vk_device_new(g_inst, g_index, NULL, &err)) || !(g_xfer = df_vk_transfer_new(g_dev, NULL, &err))) {
-        fprintf(stderr, "no Vulkan device: %s\n", err.msg);
+    if (!(g_inst = test_open_instance(&g_index)))
+        return 1;
+    if (!(g_dev = df_vk_device_new(g_inst, g_index, NULL, &err)) || !(g_xfer = df_vk_transfer_new(g_dev, NULL, &err))) {
+        fprintf(stderr, "device: %s\n", err.msg);
         return 1;
     }
-    test_pin_loaded_libraries();
-    fprintf(stderr, "device: %s, validation %s\n", df_vk_device_info_of(g_dev)->name,
-            df_vk_instance_validation_enabled(g_inst) ? "on" : "off");
     RUN(test_small_shapes_all_layouts);
     RUN(test_alpha_beta);
     RUN(test_padded_batched_layouts);

@@ -65,16 +65,9 @@ static void test_bad_device(void)
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
-    df_log_set_level(DF_LOG_ERROR);
-    df_error_t err;
-    df_error_clear(&err);
-    df_vk_instance_opts opts = {.validation = DF_VK_VALIDATION_IF_AVAILABLE};
-    g_inst = df_vk_instance_new(&opts, &err);
-    if (!g_inst) {
-        fprintf(stderr, "no Vulkan: %s\n", err.msg);
+    uint32_t index;
+    if (!(g_inst = test_open_instance(&index)))
         return 1;
-    }
-    test_pin_loaded_libraries();
     RUN(test_quick_selftest_passes);
     RUN(test_forced_tiled_path);
     RUN(test_bad_device);

@@ -12,4 +12,12 @@
  *  the instance exists. */
 void test_pin_loaded_libraries(void);
 
+#include "vk_instance.h"
+
+/*  The Vulkan test binaries' common start: quiet logging, an instance with
+ *  validation when installed, the default device's index, and the driver
+ *  pinned (above). Prints why and returns NULL when there is no usable
+ *  Vulkan device. */
+df_vk_instance_t *test_open_instance(uint32_t *index);
+
 #endif

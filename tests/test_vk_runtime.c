@@ -416,19 +416,8 @@ static void test_pipeline_cache_file(void)
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
-    df_log_set_level(DF_LOG_ERROR);
-    df_error_t err;
-    df_error_clear(&err);
-    df_vk_instance_opts opts = {.validation = DF_VK_VALIDATION_IF_AVAILABLE};
-    g_inst = df_vk_instance_new(&opts, &err);
-    if (!g_inst) {
-        fprintf(stderr, "no Vulkan: %s\n", err.msg);
+    if (!(g_inst = test_open_instance(&g_index)))
         return 1;
-    }
-    test_pin_loaded_libraries();
-    CHECK_OK(df_vk_instance_choose(g_inst, -1, &g_index, &err), &err);
-    fprintf(stderr, "device: %s, validation %s\n", df_vk_instance_device(g_inst, g_index)->name,
-            df_vk_instance_validation_enabled(g_inst) ? "on" : "off (layer not installed)");
     RUN(test_device_table);
     RUN(test_result_names);
     RUN(test_memory_blocks);

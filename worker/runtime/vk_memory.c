@@ -216,6 +216,22 @@ fail:
     return NULL;
 }
 
+/* A new block of `size` bytes, linked in, with `padded` bytes carved from it. */
+static df_vk_block_t *block_add(df_vk_memory_t *self, uint64_t size, int dedicated, uint64_t padded,
+                                uint64_t *offset, df_error_t *err)
+{
+    df_vk_block_t *block = block_new(self, size, dedicated, err);
+    if (block && df_suballoc_alloc(block->ranges, padded, self->align, offset, err)) {
+        block_free(self, block);
+        return NULL;
+    }
+    if (block) {
+        block->next = self->blocks;
+        self->blocks = block;
+    }
+    return block;
+}
+
 df_vk_buffer_t *df_vk_buffer_new(df_vk_device_t *dev, uint64_t size, df_error_t *err)
 {
     df_vk_memory_t *self = df_vk_device_memory(dev);
@@ -236,34 +252,15 @@ df_vk_buffer_t *df_vk_buffer_new(df_vk_device_t *dev, uint64_t size, df_error_t 
     pthread_mutex_lock(&self->lock);
     df_vk_block_t *block = NULL;
     uint64_t offset = 0;
-    if (padded <= self->block_bytes / 2) {
+    int dedicated = padded > self->block_bytes / 2;
+    if (!dedicated)
         for (df_vk_block_t *b = self->blocks; b; b = b->next)
             if (!b->dedicated && df_suballoc_alloc(b->ranges, padded, self->align, &offset, NULL) == DF_OK) {
                 block = b;
                 break;
             }
-        if (!block) {
-            block = block_new(self, self->block_bytes, 0, err);
-            if (block && df_suballoc_alloc(block->ranges, padded, self->align, &offset, err)) {
-                block_free(self, block);
-                block = NULL;
-            }
-            if (block) {
-                block->next = self->blocks;
-                self->blocks = block;
-            }
-        }
-    } else {
-        block = block_new(self, padded, 1, err);
-        if (block && df_suballoc_alloc(block->ranges, padded, self->align, &offset, err)) {
-            block_free(self, block);
-            block = NULL;
-        }
-        if (block) {
-            block->next = self->blocks;
-            self->blocks = block;
-        }
-    }
+    if (!block)
+        block = block_add(self, dedicated ? padded : self->block_bytes, dedicated, padded, &offset, err);
     if (!block) {
         pthread_mutex_unlock(&self->lock);
         free(buf);
