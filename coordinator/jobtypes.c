@@ -1,0 +1,128 @@
+/*  jobtypes.c - see jobtypes.h. */
+#include "jobtypes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dreamfleet.pb-c.h"
+
+static uint32_t shards_or(uint32_t shards, uint32_t dflt) { return shards ? shards : dflt; }
+
+/* Every task gets the job's parameters unchanged. */
+static int same_params(const df_job *job, uint32_t i, uint8_t **params, size_t *len, df_error_t *err)
+{
+    (void)i;
+    if (df_set_bytes(params, len, job->params, job->params_len))
+        return df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
+    return DF_OK;
+}
+
+static int set_summary(df_job *job, df_error_t *err, const char *text)
+{
+    if (df_set_str(&job->summary, text))
+        return df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
+    return DF_OK;
+}
+
+/* ---- noop ---- */
+
+static int noop_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
+{
+    Dreamfleet__NoopParams *p = dreamfleet__noop_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "noop: parameters are not a NoopParams message");
+    int rc = p->duration_ms > 3600000
+                 ? df_error_set(err, DF_E_RANGE, "noop: duration_ms %u is over an hour", p->duration_ms)
+                 : DF_OK;
+    dreamfleet__noop_params__free_unpacked(p, NULL);
+    *ntasks = shards_or(shards, 1);
+    return rc;
+}
+
+static int noop_finish(df_job *job, df_error_t *err)
+{
+    char line[128];
+    snprintf(line, sizeof line, "%u no-op task%s done", job->ntasks, job->ntasks == 1 ? "" : "s");
+    return set_summary(job, err, line);
+}
+
+/* ---- bench ---- */
+
+static int bench_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
+{
+    Dreamfleet__BenchParams *p = dreamfleet__bench_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "bench: parameters are not a BenchParams message");
+    int rc = DF_OK;
+    if (p->m > 16384 || p->n > 16384 || p->k > 16384)
+        rc = df_error_set(err, DF_E_RANGE, "bench: %ux%ux%u is larger than 16384 in some dimension", p->m, p->n, p->k);
+    else if (p->reps > 100)
+        rc = df_error_set(err, DF_E_RANGE, "bench: %u repetitions is more than 100", p->reps);
+    dreamfleet__bench_params__free_unpacked(p, NULL);
+    *ntasks = shards_or(shards, 1);
+    return rc;
+}
+
+static int bench_finish(df_job *job, df_error_t *err)
+{
+    Dreamfleet__BenchResult **shards = calloc(job->ntasks, sizeof *shards);
+    if (!shards)
+        return df_error_set(err, DF_E_NOMEM, "bench: out of memory");
+    Dreamfleet__BenchSummary sum = DREAMFLEET__BENCH_SUMMARY__INIT;
+    int rc = DF_OK;
+    uint32_t wrong = 0, workers = 0;
+    for (uint32_t i = 0; i < job->ntasks && !rc; i++) {
+        const df_task *t = &job->tasks[i];
+        shards[i] = dreamfleet__bench_result__unpack(NULL, t->output_len, t->output);
+        if (!shards[i]) {
+            rc = df_error_set(err, DF_E_FORMAT, "bench: %s returned something that is not a BenchResult", t->id);
+            break;
+        }
+        sum.total_gflops_f32 += shards[i]->gflops_f32;
+        wrong += !shards[i]->correct;
+        int seen = 0;
+        for (uint32_t j = 0; j < i && !seen; j++)
+            seen = strcmp(job->tasks[j].worker_name, t->worker_name) == 0;
+        workers += !seen;
+    }
+    if (!rc) {
+        sum.n_shards = job->ntasks;
+        sum.shards = shards;
+        size_t n = dreamfleet__bench_summary__get_packed_size(&sum);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (!buf) {
+            rc = df_error_set(err, DF_E_NOMEM, "bench: out of memory");
+        } else {
+            dreamfleet__bench_summary__pack(&sum, buf);
+            free(job->result);
+            job->result = buf;
+            job->result_len = n;
+            char line[160];
+            snprintf(line, sizeof line, "%u shard%s on %u worker%s: %.1f GFLOPS f32 in total%s", job->ntasks,
+                     job->ntasks == 1 ? "" : "s", workers, workers == 1 ? "" : "s", sum.total_gflops_f32,
+                     wrong ? ", SOME RESULTS WRONG" : ", all results correct");
+            rc = set_summary(job, err, line);
+        }
+    }
+    for (uint32_t i = 0; i < job->ntasks; i++)
+        if (shards[i])
+            dreamfleet__bench_result__free_unpacked(shards[i], NULL);
+    free(shards);
+    return rc;
+}
+
+static const df_jobtype k_types[] = {
+    {"bench", bench_plan, same_params, bench_finish},
+    {"noop", noop_plan, same_params, noop_finish},
+};
+
+const df_jobtype *df_jobtype_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof k_types / sizeof k_types[0]; i++)
+        if (name && strcmp(name, k_types[i].name) == 0)
+            return &k_types[i];
+    return NULL;
+}
+
+const char *df_jobtype_names(void) { return "bench, noop"; }

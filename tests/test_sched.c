@@ -1,0 +1,555 @@
+/*  test_sched.c - the scheduler driven by hand: a fake clock, workers that
+ *  are just routing ids, and a recorder in place of the sockets. Covers
+ *  spreading, retries, lost workers, reconnection and re-adoption, duplicate
+ *  results, cancellation, and recovery from the store after a restart. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "jobtypes.h"
+#include "log.h"
+#include "sched.h"
+#include "store.h"
+#include "test.h"
+
+/* ---- a recorder for what the scheduler sends ---- */
+
+typedef struct {
+    char peer[32];
+    df_msg_type type;
+    ProtobufCMessage *msg;
+} sent_t;
+
+static sent_t g_sent[4096];
+static int g_nsent;
+
+static void record(void *ctx, const uint8_t *peer, size_t peer_len, df_msg_type type, const ProtobufCMessage *msg)
+{
+    (void)ctx;
+    if (g_nsent == 4096)
+        return;
+    sent_t *s = &g_sent[g_nsent++];
+    snprintf(s->peer, sizeof s->peer, "%.*s", (int)peer_len, (const char *)peer);
+    s->type = type;
+    /* Keep a decoded copy, as the peer would see it. */
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n + 1);
+    protobuf_c_message_pack(msg, buf);
+    s->msg = protobuf_c_message_unpack(msg->descriptor, NULL, n, buf);
+    free(buf);
+}
+
+static void clear_sent(void)
+{
+    for (int i = 0; i < g_nsent; i++)
+        protobuf_c_message_free_unpacked(g_sent[i].msg, NULL);
+    g_nsent = 0;
+}
+
+static int count_sent(const char *peer, df_msg_type type)
+{
+    int n = 0;
+    for (int i = 0; i < g_nsent; i++)
+        n += g_sent[i].type == type && (!peer || strcmp(g_sent[i].peer, peer) == 0);
+    return n;
+}
+
+/* The task id of the i-th TaskAssign sent to peer (NULL if none). */
+static const char *assigned(const char *peer, int i)
+{
+    for (int k = 0; k < g_nsent; k++)
+        if (g_sent[k].type == DF_MSG_TASK_ASSIGN && strcmp(g_sent[k].peer, peer) == 0 && i-- == 0)
+            return ((Dreamfleet__TaskAssign *)g_sent[k].msg)->task_id;
+    return NULL;
+}
+
+static const df_sched_io k_io = {NULL, record};
+
+/* ---- helpers to play workers and clients ---- */
+
+static df_sched_opts opts(void)
+{
+    df_sched_opts o = df_sched_default_opts();
+    o.heartbeat_ms = 100, o.timeout_ms = 500, o.max_attempts = 3;
+    return o;
+}
+
+static int hello(df_sched_t *s, const char *name, uint32_t slots, const char **held, size_t nheld, uint64_t now)
+{
+    char *types[2] = {"noop", "bench"};
+    Dreamfleet__WorkerHello h = DREAMFLEET__WORKER_HELLO__INIT;
+    h.worker_id = (char *)name; /* id and routing id are the name in these tests */
+    h.name = (char *)name;
+    h.slots = slots;
+    h.n_job_types = 2;
+    h.job_types = types;
+    h.n_running_tasks = nheld;
+    h.running_tasks = (char **)held;
+    df_error_t err;
+    df_error_clear(&err);
+    int rc = df_sched_hello(s, (const uint8_t *)name, strlen(name), &h, now, &err);
+    if (rc)
+        fprintf(stderr, "hello %s: %s\n", name, err.msg);
+    return rc;
+}
+
+static int result(df_sched_t *s, const char *peer, const char *task, uint64_t now)
+{
+    Dreamfleet__NoopResult out = DREAMFLEET__NOOP_RESULT__INIT;
+    out.worker = (char *)peer;
+    uint8_t buf[64];
+    size_t n = dreamfleet__noop_result__pack(&out, buf);
+    Dreamfleet__TaskResult r = DREAMFLEET__TASK_RESULT__INIT;
+    r.task_id = (char *)task;
+    r.output.data = buf;
+    r.output.len = n;
+    df_error_t err;
+    df_error_clear(&err);
+    return df_sched_worker_message(s, (const uint8_t *)peer, strlen(peer), DF_MSG_TASK_RESULT, &r.base, now, &err);
+}
+
+static int failure(df_sched_t *s, const char *peer, const char *task, int retryable, uint64_t now)
+{
+    Dreamfleet__TaskFailure f = DREAMFLEET__TASK_FAILURE__INIT;
+    f.task_id = (char *)task;
+    f.reason = "device lost";
+    f.retryable = retryable;
+    df_error_t err;
+    df_error_clear(&err);
+    return df_sched_worker_message(s, (const uint8_t *)peer, strlen(peer), DF_MSG_TASK_FAILURE, &f.base, now, &err);
+}
+
+static void heartbeat(df_sched_t *s, const char *peer, uint64_t now)
+{
+    Dreamfleet__Heartbeat hb = DREAMFLEET__HEARTBEAT__INIT;
+    df_sched_worker_message(s, (const uint8_t *)peer, strlen(peer), DF_MSG_HEARTBEAT, &hb.base, now, NULL);
+}
+
+static const df_job *submit_noop(df_sched_t *s, uint32_t shards, uint32_t fail_attempts, uint64_t now)
+{
+    Dreamfleet__NoopParams p = DREAMFLEET__NOOP_PARAMS__INIT;
+    p.fail_attempts = fail_attempts;
+    uint8_t buf[32];
+    Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+    sj.type = "noop";
+    sj.params.data = buf;
+    sj.params.len = dreamfleet__noop_params__pack(&p, buf);
+    sj.shards = shards;
+    const df_job *job = NULL;
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_sched_submit(s, &sj, now, &job, &err))
+        fprintf(stderr, "submit: %s\n", err.msg);
+    return job;
+}
+
+/* ---- tests ---- */
+
+static void test_submit_checks(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, &err);
+    Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+    sj.type = "paint";
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_NOT_FOUND, "unknown job type 'paint' (known: bench, noop)");
+    sj.type = "noop";
+    uint8_t junk[] = {0xff, 0xff, 0xff};
+    sj.params.data = junk;
+    sj.params.len = 3;
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_FORMAT, "not a NoopParams");
+    sj.params.len = 0;
+    sj.shards = DF_MAX_TASKS_PER_JOB + 1;
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_RANGE, "tasks (allowed 1 to");
+    sj.shards = 2;
+    sj.max_attempts = 1000;
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_RANGE, "max_attempts");
+    Dreamfleet__BenchParams bp = DREAMFLEET__BENCH_PARAMS__INIT;
+    bp.m = 100000;
+    uint8_t buf[32];
+    sj.type = "bench";
+    sj.max_attempts = 0;
+    sj.params.data = buf;
+    sj.params.len = dreamfleet__bench_params__pack(&bp, buf);
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_RANGE, "16384");
+    const df_job *job = submit_noop(s, 12, 0, 0);
+    CHECK(job && job->ntasks == 12 && strcmp(job->id, "j-1") == 0);
+    CHECK_EQ(df_sched_queue_depth(s), 12);
+    CHECK(df_sched_job(s, "j-1") == job);
+    CHECK(df_sched_job(s, "j-1.2") == NULL && df_sched_job(s, "x") == NULL && df_sched_job(s, "j-") == NULL);
+    CHECK_FAILS(df_sched_cancel(s, "j-9", 0, &err), &err, DF_E_NOT_FOUND, "no job 'j-9'");
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_spread_and_complete(void)
+{
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    const df_job *job = submit_noop(s, 12, 0, 0);
+    CHECK_OK(hello(s, "w1", 1, NULL, 0, 0), (df_error_t *)NULL);
+    CHECK_OK(hello(s, "w2", 1, NULL, 0, 0), (df_error_t *)NULL);
+    CHECK_OK(hello(s, "w3", 2, NULL, 0, 0), (df_error_t *)NULL);
+    CHECK_EQ(count_sent(NULL, DF_MSG_HELLO_ACK), 3);
+    df_sched_dispatch(s, 1, NULL);
+    /* One per slot: every worker busy, nobody doubled up. */
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_ASSIGN), 1);
+    CHECK_EQ(count_sent("w2", DF_MSG_TASK_ASSIGN), 1);
+    CHECK_EQ(count_sent("w3", DF_MSG_TASK_ASSIGN), 2);
+    CHECK_EQ(df_sched_queue_depth(s), 8);
+    CHECK_EQ(job->state, DREAMFLEET__JOB_STATE__JOB_RUNNING);
+    /* Workers finish and pull more until all 12 are done. */
+    int done = 0;
+    uint64_t now = 2;
+    for (int round = 0; round < 20 && done < 12; round++) {
+        int n0 = g_nsent;
+        for (int k = 0; k < n0; k++) {
+            if (g_sent[k].type != DF_MSG_TASK_ASSIGN || !g_sent[k].msg)
+                continue;
+            const char *tid = ((Dreamfleet__TaskAssign *)g_sent[k].msg)->task_id;
+            CHECK_OK(result(s, g_sent[k].peer, tid, now), (df_error_t *)NULL);
+            protobuf_c_message_free_unpacked(g_sent[k].msg, NULL);
+            g_sent[k].msg = NULL;
+            g_sent[k].type = 0;
+            done++;
+        }
+        df_sched_dispatch(s, ++now, NULL);
+    }
+    CHECK_EQ(done, 12);
+    CHECK_EQ(job->state, DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+    CHECK(job->summary && strcmp(job->summary, "12 no-op tasks done") == 0);
+    CHECK_EQ(count_sent(NULL, DF_MSG_TASK_ACK), 12);
+    /* Every worker did some of it. */
+    for (uint32_t i = 0; i < df_sched_worker_count(s); i++)
+        CHECK(df_sched_worker_at(s, i)->tasks_done >= 2);
+    df_sched_counters c;
+    df_sched_counters_get(s, &c);
+    CHECK_EQ(c.tasks_by_state[DREAMFLEET__TASK_STATE__TASK_SUCCEEDED], 12);
+    CHECK_EQ(c.workers_alive, 3);
+    uint64_t hist = 0;
+    for (int b = 0; b < 12; b++)
+        hist += c.latency_counts[b];
+    CHECK_EQ(hist, 12);
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_retry_then_fail(void)
+{
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    const df_job *job = submit_noop(s, 2, 0, 0);
+    hello(s, "w1", 2, NULL, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    const char *t0 = assigned("w1", 0), *t1 = assigned("w1", 1);
+    CHECK(t0 && t1);
+    /* Retryable failures: back in the queue, attempt by attempt. */
+    CHECK_OK(failure(s, "w1", t0, 1, 1), (df_error_t *)NULL);
+    CHECK_EQ(job->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_QUEUED);
+    df_sched_dispatch(s, 2, NULL);
+    CHECK_EQ(job->tasks[0].attempt, 2);
+    failure(s, "w1", t0, 1, 3);
+    df_sched_dispatch(s, 4, NULL);
+    CHECK_EQ(job->tasks[0].attempt, 3);
+    /* The third failure exhausts max_attempts: the job fails and the other
+     * task is cancelled on its worker. */
+    failure(s, "w1", t0, 1, 5);
+    CHECK_EQ(job->state, DREAMFLEET__JOB_STATE__JOB_FAILED);
+    CHECK(job->error && strstr(job->error, "after 3 attempts: device lost"));
+    CHECK_EQ(job->tasks[1].state, DREAMFLEET__TASK_STATE__TASK_CANCELLED);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_CANCEL), 1);
+    CHECK_EQ(df_sched_worker_at(s, 0)->running, 0);
+    /* A result for the cancelled task is acknowledged and ignored. */
+    int acks = count_sent("w1", DF_MSG_TASK_ACK);
+    CHECK_OK(result(s, "w1", t1, 6), (df_error_t *)NULL);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_ACK), acks + 1);
+    CHECK_EQ(job->tasks[1].state, DREAMFLEET__TASK_STATE__TASK_CANCELLED);
+    /* Non-retryable: fails at once. */
+    const df_job *job2 = submit_noop(s, 1, 0, 7);
+    df_sched_dispatch(s, 7, NULL);
+    failure(s, "w1", job2->tasks[0].id, 0, 8);
+    CHECK_EQ(job2->state, DREAMFLEET__JOB_STATE__JOB_FAILED);
+    CHECK_EQ(job2->tasks[0].attempt, 1);
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_lost_worker_and_late_result(void)
+{
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    const df_job *job = submit_noop(s, 1, 0, 0);
+    hello(s, "w1", 1, NULL, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    CHECK(assigned("w1", 0) != NULL);
+    hello(s, "w2", 1, NULL, 0, 10);
+    /* w2 keeps heartbeating, w1 goes silent past the timeout. */
+    for (uint64_t now = 100; now <= 700; now += 100) {
+        heartbeat(s, "w2", now);
+        df_sched_tick(s, now);
+    }
+    CHECK(!df_sched_worker_at(s, 0)->alive);
+    CHECK(assigned("w2", 0) && strcmp(assigned("w2", 0), job->tasks[0].id) == 0);
+    CHECK_EQ(job->tasks[0].attempt, 2);
+    /* The scheduler sent w2 heartbeats meanwhile. */
+    CHECK(count_sent("w2", DF_MSG_HEARTBEAT) >= 5);
+    /* w1 was only partitioned: it says hello again still holding the task,
+     * which now belongs to w2, so w1 is told to drop it. */
+    const char *held[1] = {job->tasks[0].id};
+    hello(s, "w1", 1, held, 1, 800);
+    Dreamfleet__HelloAck *ack = NULL;
+    for (int k = g_nsent - 1; k >= 0 && !ack; k--)
+        if (g_sent[k].type == DF_MSG_HELLO_ACK && strcmp(g_sent[k].peer, "w1") == 0)
+            ack = (Dreamfleet__HelloAck *)g_sent[k].msg;
+    CHECK(ack && ack->n_drop_tasks == 1 && strcmp(ack->drop_tasks[0], job->tasks[0].id) == 0);
+    /* Its result arrives anyway, first: accepted once; w2 is told to stop. */
+    CHECK_OK(result(s, "w1", job->tasks[0].id, 900), (df_error_t *)NULL);
+    CHECK_EQ(job->state, DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+    CHECK_EQ(count_sent("w2", DF_MSG_TASK_CANCEL), 1);
+    CHECK_OK(result(s, "w2", job->tasks[0].id, 901), (df_error_t *)NULL);
+    CHECK(strcmp(job->tasks[0].worker_name, "w1") == 0);
+    CHECK_EQ(df_sched_worker_at(s, 0)->tasks_done + df_sched_worker_at(s, 1)->tasks_done, 1);
+    CHECK_EQ(df_sched_worker_at(s, 1)->running, 0);
+    /* Messages from a connection that never said hello are refused. */
+    df_error_t err;
+    df_error_clear(&err);
+    Dreamfleet__Heartbeat hb = DREAMFLEET__HEARTBEAT__INIT;
+    CHECK_FAILS(df_sched_worker_message(s, (const uint8_t *)"zz", 2, DF_MSG_HEARTBEAT, &hb.base, 950, &err), &err,
+                DF_E_STATE, "hello first");
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_readopt_from_queue(void)
+{
+    /* The worker was declared lost while busy, nobody else took the task,
+     * and it comes back holding it: it keeps it, same attempt. */
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    const df_job *job = submit_noop(s, 1, 0, 0);
+    hello(s, "w1", 1, NULL, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    df_sched_tick(s, 1000);
+    CHECK_EQ(job->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_QUEUED);
+    const char *held[1] = {job->tasks[0].id};
+    hello(s, "w1", 1, held, 1, 1100);
+    CHECK_EQ(job->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_RUNNING);
+    CHECK_EQ(job->tasks[0].attempt, 1);
+    CHECK_EQ(df_sched_queue_depth(s), 0);
+    CHECK_EQ(df_sched_worker_at(s, 0)->running, 1);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_ASSIGN), 1);
+    /* A hello that no longer lists a task it had: the task is requeued. */
+    hello(s, "w1", 1, NULL, 0, 1200);
+    CHECK_EQ(job->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_QUEUED);
+    CHECK_EQ(df_sched_worker_at(s, 0)->running, 0);
+    df_sched_dispatch(s, 1300, NULL);
+    CHECK_EQ(job->tasks[0].attempt, 2);
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_cancel(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    const df_job *job = submit_noop(s, 5, 0, 0);
+    hello(s, "w1", 2, NULL, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    CHECK_OK(df_sched_cancel(s, job->id, 1, &err), &err);
+    CHECK_EQ(job->state, DREAMFLEET__JOB_STATE__JOB_CANCELLED);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_CANCEL), 2);
+    CHECK_EQ(df_sched_queue_depth(s), 0);
+    CHECK_EQ(df_sched_worker_at(s, 0)->running, 0);
+    for (uint32_t i = 0; i < job->ntasks; i++)
+        CHECK_EQ(job->tasks[i].state, DREAMFLEET__TASK_STATE__TASK_CANCELLED);
+    CHECK_FAILS(df_sched_cancel(s, job->id, 2, &err), &err, DF_E_STATE, "already cancelled");
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_worker_types_and_hello_checks(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    /* A worker that only runs noop never gets bench tasks. */
+    char *types[1] = {"noop"};
+    Dreamfleet__WorkerHello h = DREAMFLEET__WORKER_HELLO__INIT;
+    h.worker_id = "w1", h.n_job_types = 1, h.job_types = types;
+    CHECK_OK(df_sched_hello(s, (const uint8_t *)"w1", 2, &h, 0, &err), &err);
+    Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+    sj.type = "bench";
+    CHECK_OK(df_sched_submit(s, &sj, 0, NULL, &err), &err);
+    df_sched_dispatch(s, 0, NULL);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_ASSIGN), 0);
+    submit_noop(s, 1, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_ASSIGN), 1); /* the noop behind the bench */
+    CHECK_EQ(df_sched_queue_depth(s), 1);
+    h.worker_id = "";
+    CHECK_FAILS(df_sched_hello(s, (const uint8_t *)"w2", 2, &h, 0, &err), &err, DF_E_INVALID, "worker_id");
+    h.worker_id = "w3", h.slots = 5000;
+    CHECK_FAILS(df_sched_hello(s, (const uint8_t *)"w3", 2, &h, 0, &err), &err, DF_E_RANGE, "slots");
+    h.slots = 1;
+    CHECK_FAILS(df_sched_hello(s, (const uint8_t *)"", 0, &h, 0, &err), &err, DF_E_INVALID, "routing id");
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+static void test_recovery_from_store(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char dir[] = "/tmp/df_sched_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/coordinator.db", dir);
+    df_sched_opts o = opts();
+
+    df_store_t *st = df_store_open(path, &err);
+    CHECK(st != NULL);
+    df_sched_t *s = df_sched_new(st, "c", &o, &k_io, 0, &err);
+    const df_job *job = submit_noop(s, 4, 0, 0);
+    hello(s, "w1", 2, NULL, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    char t0[DF_ID_MAX], t1[DF_ID_MAX];
+    snprintf(t0, sizeof t0, "%s", assigned("w1", 0));
+    snprintf(t1, sizeof t1, "%s", assigned("w1", 1));
+    result(s, "w1", t0, 1);
+    CHECK_OK(df_store_commit(st, &err), &err);
+    /* Uncommitted work is lost in a crash, as it must be: nobody was told. */
+    df_store_begin(st, &err);
+    submit_noop(s, 1, 0, 2);
+    df_sched_destroy(&s);
+    df_store_close(&st); /* rolls back the open transaction */
+    clear_sent();
+
+    /* Restart: one job, one task done, one still with w1, two queued. */
+    st = df_store_open(path, &err);
+    s = df_sched_new(st, "c", &o, &k_io, 1000, &err);
+    CHECK(s != NULL);
+    CHECK_EQ(df_sched_job_count(s), 1);
+    job = df_sched_job(s, "j-1");
+    CHECK(job != NULL);
+    CHECK_EQ(job->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_SUCCEEDED);
+    CHECK(job->tasks[0].output_len > 0);
+    CHECK_EQ(job->tasks[1].state, DREAMFLEET__TASK_STATE__TASK_ASSIGNED);
+    CHECK_EQ(df_sched_queue_depth(s), 2);
+    /* New jobs continue the numbering. */
+    const df_job *j2 = submit_noop(s, 1, 0, 1000);
+    CHECK(j2 && strcmp(j2->id, "j-2") == 0);
+    /* w1 reconnects holding t1: adopted; w2 takes the queued ones. */
+    const char *held[1] = {t1};
+    hello(s, "w1", 2, held, 1, 1100);
+    hello(s, "w2", 4, NULL, 0, 1100);
+    df_sched_dispatch(s, 1100, NULL);
+    CHECK_EQ(job->tasks[1].state, DREAMFLEET__TASK_STATE__TASK_ASSIGNED);
+    CHECK(strcmp(job->tasks[1].worker_id, "w1") == 0);
+    CHECK_EQ(job->tasks[1].attempt, 1);
+    CHECK_EQ(count_sent(NULL, DF_MSG_TASK_ASSIGN), 3);
+    /* Results, including a duplicate of the first, finish it exactly once. */
+    result(s, "w1", t0, 1200);
+    result(s, "w1", t1, 1200);
+    for (int k = 0; k < g_nsent; k++)
+        if (g_sent[k].type == DF_MSG_TASK_ASSIGN)
+            result(s, g_sent[k].peer, ((Dreamfleet__TaskAssign *)g_sent[k].msg)->task_id, 1300);
+    CHECK_EQ(job->state, DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+    CHECK_EQ(j2->state, DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+    CHECK_OK(df_store_commit(st, &err), &err);
+    CHECK_OK(df_sched_store_status(s, &err), &err);
+    df_sched_destroy(&s);
+    df_store_close(&st);
+    clear_sent();
+
+    /* A restart where the worker never comes back: after the grace period
+     * its tasks are requeued (and counted as an attempt). */
+    st = df_store_open(path, &err);
+    s = df_sched_new(st, "c", &o, &k_io, 0, &err);
+    const df_job *j3 = submit_noop(s, 1, 0, 0);
+    hello(s, "w9", 1, NULL, 0, 0);
+    df_sched_dispatch(s, 0, NULL);
+    df_store_commit(st, &err);
+    df_sched_destroy(&s);
+    df_store_close(&st);
+    clear_sent();
+    st = df_store_open(path, &err);
+    s = df_sched_new(st, "c", &o, &k_io, 5000, &err);
+    j3 = df_sched_job(s, "j-3");
+    df_sched_tick(s, 5100); /* within the grace period: still w9's */
+    CHECK_EQ(j3->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_ASSIGNED);
+    df_sched_tick(s, 5600); /* past it: back in the queue */
+    CHECK_EQ(j3->tasks[0].state, DREAMFLEET__TASK_STATE__TASK_QUEUED);
+    df_sched_destroy(&s);
+    df_store_close(&st);
+    clear_sent();
+
+    /* Store errors: a database from a newer version is refused. */
+    st = df_store_open(path, &err);
+    CHECK_OK(df_store_set_meta(st, "schema_version", "99", &err), &err);
+    df_store_close(&st);
+    CHECK(df_store_open(path, &err) == NULL);
+    CHECK(err.code == DF_E_UNSUPPORTED && strstr(err.msg, "schema version 99"));
+    df_error_clear(&err);
+    CHECK(df_store_open("/proc/nope/db", &err) == NULL);
+    CHECK_EQ(err.code, DF_E_IO);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+static int count_models(void *ctx, const char *name, const char *hash, uint64_t size, uint64_t added)
+{
+    (void)hash, (void)added;
+    int *n = ctx;
+    (*n)++;
+    return !(strcmp(name, "sdxl") == 0 && size == 7);
+}
+
+static void test_store_models_meta(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char dir[] = "/tmp/df_store_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/db", dir);
+    df_store_t *st = df_store_open(path, &err);
+    CHECK_OK(df_store_put_model(st, "sdxl", "abc", 7, 1, &err), &err);
+    CHECK_OK(df_store_put_model(st, "sdxl", "abc", 7, 2, &err), &err); /* replace, not duplicate */
+    int n = 0;
+    CHECK_OK(df_store_list_models(st, count_models, &n, &err), &err);
+    CHECK_EQ(n, 1);
+    char *v = NULL;
+    CHECK_OK(df_store_get_meta(st, "nothing", &v, &err), &err);
+    CHECK(v == NULL);
+    CHECK_OK(df_store_set_meta(st, "id", "coord-1", &err), &err);
+    CHECK_OK(df_store_get_meta(st, "id", &v, &err), &err);
+    CHECK(v && strcmp(v, "coord-1") == 0);
+    free(v);
+    uint64_t seq = 9;
+    CHECK_OK(df_store_max_seq(st, &seq, &err), &err);
+    CHECK_EQ(seq, 0);
+    df_store_close(&st);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+int main(int argc, char **argv)
+{
+    test_filter_ = argc > 1 ? argv[1] : NULL;
+    df_log_set_level(DF_LOG_ERROR);
+    RUN(test_submit_checks);
+    RUN(test_spread_and_complete);
+    RUN(test_retry_then_fail);
+    RUN(test_lost_worker_and_late_result);
+    RUN(test_readopt_from_queue);
+    RUN(test_cancel);
+    RUN(test_worker_types_and_hello_checks);
+    RUN(test_recovery_from_store);
+    RUN(test_store_models_meta);
+    return test_summary();
+}
