@@ -162,6 +162,25 @@ static int finish(df_artifacts_t *self, const char *hash, df_error_t *err)
     return DF_OK;
 }
 
+/* An empty object has no chunk to carry it: it is created directly. */
+static int create_empty(df_artifacts_t *self, const char *hash, df_error_t *err)
+{
+    static const char empty_sha[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    if (strcmp(hash, empty_sha) != 0)
+        return df_error_set(err, DF_E_FORMAT, "artifact %.12s: announced as empty, but that is not the empty file's hash",
+                            hash);
+    char dir[4096], path[4096];
+    snprintf(dir, sizeof dir, "%s/objects/%.2s", self->dir, hash);
+    int rc = make_dir(dir, err);
+    if (rc)
+        return rc;
+    df_artifacts_path(self, hash, path, sizeof path);
+    FILE *f = fopen(path, "wb");
+    if (!f || fclose(f) != 0)
+        return df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));
+    return DF_OK;
+}
+
 int df_artifacts_write(df_artifacts_t *self, const char *hash, uint64_t total, uint64_t offset,
                        const void *data, size_t n, const uint8_t *chunk_sha, df_artifact_info *info,
                        df_error_t *err)
@@ -188,6 +207,12 @@ int df_artifacts_write(df_artifacts_t *self, const char *hash, uint64_t total, u
     if (offset > cur.have)
         return df_error_set(err, DF_E_STATE, "artifact %.12s: chunk at %llu leaves a gap; resume at %llu", hash,
                             (unsigned long long)offset, (unsigned long long)cur.have);
+    if (total == 0) {
+        int erc = create_empty(self, hash, err);
+        if (!erc && info)
+            *info = (df_artifact_info){0, 0, 1};
+        return erc;
+    }
     if (chunk_sha) {
         uint8_t d[DF_SHA256_BYTES];
         df_sha256(data, n, d);
@@ -283,19 +308,6 @@ int df_artifacts_put(df_artifacts_t *self, const void *data, size_t n, char hex[
     uint8_t d[DF_SHA256_BYTES];
     df_sha256(data, n, d);
     df_sha256_hex(d, hex);
-    if (n == 0) {
-        /* An empty object has no chunk to carry it: create it directly. */
-        char dir[4096], path[4096];
-        snprintf(dir, sizeof dir, "%s/objects/%.2s", self->dir, hex);
-        int rc = make_dir(dir, err);
-        if (rc)
-            return rc;
-        df_artifacts_path(self, hex, path, sizeof path);
-        FILE *f = fopen(path, "wb");
-        if (!f || fclose(f) != 0)
-            return df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));
-        return DF_OK;
-    }
     return df_artifacts_write(self, hex, n, 0, data, n, NULL, NULL, err);
 }
 
@@ -311,7 +323,7 @@ int df_artifacts_import(df_artifacts_t *self, const char *path, char hex[DF_SHA2
     if ((rc = df_artifacts_stat(self, hex, &info, err)) || info.complete)
         return rc;
     if (size == 0)
-        return df_artifacts_put(self, "", 0, hex, err);
+        return df_artifacts_write(self, hex, 0, 0, "", 0, NULL, NULL, err);
     FILE *f = fopen(path, "rb");
     if (!f)
         return df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));

@@ -1,8 +1,8 @@
-/*  dreamfleet-worker - runs dreamfleet's SDXL engine on one machine's GPUs.
+/*  dreamfleet-worker - runs dreamfleet's engine on one machine's GPUs.
  *
- *  Today: --list-devices prints the Vulkan device table, --selftest checks
- *  and times the GEMM kernel on each device. Serving jobs from a coordinator
- *  arrives with the cluster (issue 3).
+ *  --connect serves a coordinator (worker/daemon.h); --list-devices prints
+ *  the Vulkan device table; --selftest checks and times the GEMM kernel on
+ *  each device.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,23 +13,32 @@
 #include "error.h"
 #include "gemm.h"
 #include "log.h"
+#include "worker_daemon.h"
 #include "selftest.h"
 #include "vk_instance.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: dreamfleet-worker --list-devices [--device N]\n"
+            "usage: dreamfleet-worker --connect ENDPOINT [--keys DIR | --insecure] [--device N] [--cache DIR]\n"
+            "       dreamfleet-worker --list-devices [--device N]\n"
             "       dreamfleet-worker --selftest [--device N] [--quick] [--gemm texel|tiled]\n"
             "\n"
+            "  --connect ENDPOINT serve the coordinator at ENDPOINT (tcp://HOST:PORT, ipc://PATH)\n"
+            "  --keys DIR        CURVE keys: worker.cert_secret and coordinator.cert (required for tcp://)\n"
+            "  --insecure        connect over tcp:// without CURVE (trusted networks only)\n"
+            "  --name NAME       how `dreamfleet workers` shows this worker (default: host name)\n"
+            "  --heartbeat MS    heartbeat until the coordinator sets it (default 1000)\n"
+            "  --timeout MS      coordinator silence before reconnecting (default 5000)\n"
             "  --list-devices    print every Vulkan device and what it supports\n"
             "  --selftest        check GEMM against a C reference on each device (or\n"
             "                    the one given by --device) and print GFLOPS\n"
-            "  --device N        use device N of --list-devices (default: best one;\n"
-            "                    discrete > integrated > CPU)\n"
+            "  --device N        use device N of --list-devices (default: --connect uses\n"
+            "                    every device, the others the best one: discrete >\n"
+            "                    integrated > CPU)\n"
             "  --quick           selftest: skip the timed shapes\n"
             "  --gemm KERNEL     selftest: force a GEMM kernel (texel or tiled)\n"
-            "  --cache DIR       keep compiled pipelines in DIR between runs\n"
+            "  --cache DIR       model and pipeline cache (default ~/.cache/dreamfleet)\n"
             "  --validation      enable Vulkan validation layers (when installed)\n"
             "  --log-level L     debug, info, warn, error (default info; env DF_LOG_LEVEL)\n"
             "  --version         print the version\n");
@@ -37,7 +46,8 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_LIST = 1000, OPT_SELFTEST, OPT_QUICK, OPT_GEMM, OPT_CACHE, OPT_VALIDATION, OPT_LOG, OPT_VERSION };
+    enum { OPT_LIST = 1000, OPT_SELFTEST, OPT_QUICK, OPT_GEMM, OPT_CACHE, OPT_VALIDATION, OPT_LOG, OPT_VERSION,
+           OPT_CONNECT, OPT_KEYS, OPT_INSECURE, OPT_NAME, OPT_HB, OPT_TIMEOUT };
     static const struct option longopts[] = {
         {"list-devices", no_argument, NULL, OPT_LIST},
         {"selftest", no_argument, NULL, OPT_SELFTEST},
@@ -48,6 +58,12 @@ int main(int argc, char **argv)
         {"validation", no_argument, NULL, OPT_VALIDATION},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"connect", required_argument, NULL, OPT_CONNECT},
+        {"keys", required_argument, NULL, OPT_KEYS},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"heartbeat", required_argument, NULL, OPT_HB},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -58,17 +74,39 @@ int main(int argc, char **argv)
     int mode = 0, device = -1, quick = 0, validation = 0;
     df_gemm_path path = DF_GEMM_AUTO;
     const char *cache_dir = NULL;
+    df_worker_opts wopts = {.device = -1, .handle_signals = 1};
     int c;
     while ((c = getopt_long(argc, argv, "d:h", longopts, NULL)) != -1) {
         switch (c) {
+        case OPT_CONNECT:
+            wopts.connect = optarg;
+            /* fall through */
         case OPT_LIST:
         case OPT_SELFTEST:
             if (mode && mode != c) {
-                fprintf(stderr, "dreamfleet-worker: --list-devices and --selftest are exclusive\n");
+                fprintf(stderr, "dreamfleet-worker: --connect, --list-devices and --selftest are exclusive\n");
                 return 2;
             }
             mode = c;
             break;
+        case OPT_KEYS: wopts.keys_dir = optarg; break;
+        case OPT_INSECURE: wopts.insecure = 1; break;
+        case OPT_NAME: wopts.name = optarg; break;
+        case OPT_HB:
+        case OPT_TIMEOUT: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (!*optarg || *end || v < 10 || v > 3600000) {
+                fprintf(stderr, "dreamfleet-worker: --%s wants milliseconds from 10 to 3600000\n",
+                        c == OPT_HB ? "heartbeat" : "timeout");
+                return 2;
+            }
+            if (c == OPT_HB)
+                wopts.heartbeat_ms = (uint32_t)v;
+            else
+                wopts.timeout_ms = (uint32_t)v;
+            break;
+        }
         case 'd': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -91,6 +129,7 @@ int main(int argc, char **argv)
         }
         case OPT_CACHE:
             cache_dir = optarg;
+            wopts.cache_dir = optarg;
             if (mkdir(cache_dir, 0755) != 0) {
                 struct stat st;
                 if (stat(cache_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -126,6 +165,21 @@ int main(int argc, char **argv)
 
     df_error_t err;
     df_error_clear(&err);
+    if (mode == OPT_CONNECT) {
+        wopts.device = device;
+        df_worker_t *w = df_worker_new(&wopts, &err);
+        if (!w) {
+            fprintf(stderr, "dreamfleet-worker: %s\n", err.msg);
+            return 1;
+        }
+        int rc = df_worker_run(w, &err);
+        df_worker_destroy(&w);
+        if (rc) {
+            fprintf(stderr, "dreamfleet-worker: %s\n", err.msg);
+            return 1;
+        }
+        return 0;
+    }
     df_vk_instance_opts iopts = {.validation = validation ? DF_VK_VALIDATION_IF_AVAILABLE : DF_VK_VALIDATION_OFF};
     df_vk_instance_t *inst = df_vk_instance_new(&iopts, &err);
     if (!inst) {

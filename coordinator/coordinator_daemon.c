@@ -1,5 +1,5 @@
 /*  daemon.c - see daemon.h. */
-#include "daemon.h"
+#include "coordinator_daemon.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -7,7 +7,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 #include <uv.h>
 
@@ -42,6 +45,7 @@ struct _df_coordinator_t {
     df_traffic traffic;
     zlist_t *outbox; /* zmsg_t *, sent after the next commit */
     char endpoint[256];
+    int lock_fd;
     int fatal;
     df_error_t fatal_err;
     uint64_t rejected_logged;
@@ -278,6 +282,13 @@ static int open_state(df_coordinator_t *self, df_error_t *err)
     if (mkdir(self->state_dir, 0755) != 0 && errno != EEXIST)
         return df_error_set(err, DF_E_IO, "--state %s: %s", self->state_dir, strerror(errno));
     char path[4096];
+    /* One coordinator per state directory: two would run every task twice. */
+    snprintf(path, sizeof path, "%s/lock", self->state_dir);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (self->lock_fd < 0)
+        return df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));
+    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return df_error_set(err, DF_E_STATE, "--state %s is in use by another coordinator", self->state_dir);
     snprintf(path, sizeof path, "%s/coordinator.db", self->state_dir);
     self->store = df_store_open(path, err);
     if (!self->store)
@@ -319,6 +330,7 @@ df_coordinator_t *df_coordinator_new(const df_coordinator_opts *opts, df_error_t
     self->keys_dir = opts->keys_dir ? strdup(opts->keys_dir) : NULL;
     self->metrics_addr = opts->metrics ? strdup(opts->metrics) : NULL;
     self->outbox = zlist_new();
+    self->lock_fd = -1;
     uv_loop_init(&self->loop);
     /* czmq's own signal handling would race libuv's. */
     zsys_handler_set(NULL);
@@ -401,6 +413,8 @@ void df_coordinator_destroy(df_coordinator_t **self_p)
     df_sched_destroy(&self->sched);
     df_store_close(&self->store);
     df_artifacts_destroy(&self->artifacts);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd); /* releases the lock */
     free(self->bind), free(self->state_dir), free(self->keys_dir), free(self->metrics_addr);
     free(self);
     *self_p = NULL;

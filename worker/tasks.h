@@ -1,0 +1,49 @@
+/*  tasks.h - what a worker does with each type of task: the worker half of
+ *  the job type table (coordinator/jobtypes.h holds the other half).
+ *
+ *  A task runs on one executor thread, owning one device. It reads its
+ *  parameters (the job type's protobuf message), reports progress, checks
+ *  for cancellation between steps, and returns its result message or a
+ *  failure saying whether another attempt could succeed.
+ */
+#ifndef DF_TASKS_H
+#define DF_TASKS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "vk_device.h"
+#include "vk_transfer.h"
+
+typedef struct df_task_ctx df_task_ctx;
+
+struct df_task_ctx {
+    const char *worker_name;
+    const char *task_id;
+    uint32_t attempt;
+    const atomic_int *cancelled;
+    /* The executor's device and transfer engine, opened on first use and
+     * kept for later tasks (models stay resident). */
+    int (*device)(df_task_ctx *ctx, df_vk_device_t **dev, df_vk_transfer_t **xfer, df_error_t *err);
+    /* Pulls an artifact into the worker's cache; path gets the local file. */
+    int (*fetch)(df_task_ctx *ctx, const char *hash, char *path, size_t cap, df_error_t *err);
+    /* Progress in [0, 1] with a short message. */
+    void (*progress)(df_task_ctx *ctx, float fraction, const char *message);
+    void *owner;
+};
+
+typedef struct {
+    const char *name;
+    /*  Returns DF_OK with *out (malloc'd) holding the result message, or an
+     *  error; *retryable says whether another attempt might succeed. */
+    int (*run)(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_t **out, size_t *out_len, int *retryable,
+               df_error_t *err);
+} df_task_type;
+
+const df_task_type *df_task_type_find(const char *name);
+size_t df_task_type_count(void);
+const df_task_type *df_task_type_at(size_t i);
+
+#endif
