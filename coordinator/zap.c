@@ -38,6 +38,7 @@ static void on_request(df_uvzmq_t *z, zmsg_t **msg, void *ctx)
     char *mechanism = zmsg_popstr(*msg);
     zframe_t *key = zmsg_pop(*msg);
     const char *rid = request_id ? request_id : "";
+    df_debug("zap: %s from %s", mechanism ? mechanism : "?", address ? address : "?");
     if (!version || strcmp(version, "1.0") != 0 || !mechanism) {
         reply(self, rid, "500", "malformed ZAP request", "");
     } else if (strcmp(mechanism, "CURVE") != 0 || !key || zframe_size(key) != 32) {

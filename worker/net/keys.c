@@ -169,10 +169,29 @@ zcert_t *df_keys_load(const char *dir, const char *file, df_error_t *err)
 
 int df_keys_server_public(const char *dir, char out[41], df_error_t *err)
 {
-    zcert_t *c = df_keys_load(dir, "coordinator.cert", err);
-    if (!c)
-        return err ? err->code : DF_E_NOT_FOUND;
-    snprintf(out, 41, "%s", zcert_public_txt(c));
-    zcert_destroy(&c);
+    /* Read the public file itself: zcert_load() would quietly prefer a
+     * coordinator.cert_secret lying beside it, whoever's that is. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/coordinator.cert", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return df_error_set(err, DF_E_NOT_FOUND, "key file %s: %s (make keys with `dreamfleet keys --out %s`)", path,
+                            strerror(errno), dir);
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "public-key");
+        char *q1 = p ? strchr(p, '"') : NULL;
+        char *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+        if (q2 && q2 - q1 - 1 == 40) {
+            memcpy(out, q1 + 1, 40);
+            out[40] = '\0';
+            found = 1;
+        }
+    }
+    fclose(f);
+    uint8_t raw[32];
+    if (!found || !zmq_z85_decode(raw, out))
+        return df_error_set(err, DF_E_FORMAT, "key file %s: no valid public-key line", path);
     return DF_OK;
 }

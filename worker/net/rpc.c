@@ -12,6 +12,7 @@
 
 struct _df_rpc_t {
     zsock_t *sock;
+    zsock_t *monitor; /* handshake events: tells a refused key from a silent coordinator */
     char *endpoint;
     int timeout_ms;
     uint64_t next_id;
@@ -68,6 +69,16 @@ df_rpc_t *df_rpc_new(const df_rpc_opts *opts, df_error_t *err)
         df_rpc_destroy(&self);
         return NULL;
     }
+    /* Watch the CURVE handshake so a refused key is reported as such. */
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://df-rpc-monitor-%p", (void *)self);
+    if (zmq_socket_monitor(zsock_resolve(self->sock), mon,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        self->monitor = zsock_new(ZMQ_PAIR);
+        if (self->monitor && zsock_connect(self->monitor, "%s", mon) != 0)
+            zsock_destroy(&self->monitor);
+    }
     if (zsock_connect(self->sock, "%s", opts->endpoint) != 0) {
         df_error_set(err, DF_E_IO, "connect %s: %s", opts->endpoint, zmq_strerror(zmq_errno()));
         df_rpc_destroy(&self);
@@ -80,10 +91,31 @@ void df_rpc_destroy(df_rpc_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    if ((*self_p)->monitor)
+        zmq_socket_monitor(zsock_resolve((*self_p)->sock), NULL, 0);
+    zsock_destroy(&(*self_p)->monitor);
     zsock_destroy(&(*self_p)->sock);
     free((*self_p)->endpoint);
     free(*self_p);
     *self_p = NULL;
+}
+
+/* A handshake failure reported by the monitor since the last look, or 0.
+ * Monitor messages: [16-bit event, 32-bit value][endpoint]. */
+static int handshake_failure(df_rpc_t *self, uint32_t *status)
+{
+    int event = 0;
+    while (self->monitor && (zsock_events(self->monitor) & ZMQ_POLLIN)) {
+        zmsg_t *m = zmsg_recv(self->monitor);
+        zframe_t *f = m ? zmsg_first(m) : NULL;
+        if (f && zframe_size(f) >= 6) {
+            const uint8_t *d = zframe_data(f);
+            event = d[0] | d[1] << 8;
+            *status = (uint32_t)d[2] | (uint32_t)d[3] << 8 | (uint32_t)d[4] << 16 | (uint32_t)d[5] << 24;
+        }
+        zmsg_destroy(&m);
+    }
+    return event;
 }
 
 int df_rpc_call(df_rpc_t *self, Dreamfleet__Request *req, Dreamfleet__Reply **reply, df_error_t *err)
@@ -98,6 +130,20 @@ int df_rpc_call(df_rpc_t *self, Dreamfleet__Request *req, Dreamfleet__Reply **re
         int64_t left = deadline - zclock_mono();
         if (left <= 0)
             break;
+        uint32_t status = 0;
+        int event = handshake_failure(self, &status);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            return df_error_set(err, DF_E_IO,
+                                "the coordinator at %s refused this client's key (ZAP status %u): it is not in "
+                                "the coordinator's allow/clients list",
+                                self->endpoint, status);
+        if (event)
+            return df_error_set(err, DF_E_IO,
+                                "the secure handshake with %s failed: check that coordinator.cert is that "
+                                "coordinator's public key",
+                                self->endpoint);
+        if (left > 100 && self->monitor)
+            left = 100; /* look at the monitor again soon */
         df_msg_type type;
         ProtobufCMessage *m = NULL;
         df_error_t rerr;
@@ -105,7 +151,7 @@ int df_rpc_call(df_rpc_t *self, Dreamfleet__Request *req, Dreamfleet__Reply **re
         rc = df_netmsg_recv_sock(self->sock, (int)left, &self->limits, &type, &m, &rerr);
         if (rc) {
             if (strstr(rerr.msg, "timed out"))
-                break;
+                continue; /* this slice ended; the deadline decides */
             return df_error_set(err, rc, "%s", rerr.msg);
         }
         if (type == DF_MSG_REPLY && ((Dreamfleet__Reply *)m)->request_id == req->request_id) {
