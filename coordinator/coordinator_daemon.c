@@ -342,8 +342,10 @@ df_coordinator_t *df_coordinator_new(const df_coordinator_opts *opts, df_error_t
     if (!rc)
         rc = setup_router(self, err);
     if (!rc) {
+        /* A served chunk plus its framing must fit the message limit. */
+        size_t chunk = self->opts.limits.max_message / 2 < MAX_CHUNK ? self->opts.limits.max_message / 2 : MAX_CHUNK;
         self->api = (df_api){self->sched, self->store, self->artifacts, &self->traffic, &self->opts.limits,
-                             df_now_ms(), MAX_CHUNK};
+                             df_now_ms(), (uint32_t)chunk};
         if (self->metrics_addr && !(self->metrics = df_metrics_new(&self->loop, self->metrics_addr, &self->api, err)))
             rc = err ? err->code : DF_E_IO;
     }

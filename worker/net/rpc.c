@@ -8,7 +8,8 @@
 
 #include "netmsg.h"
 
-#define CHUNK (1u << 20)
+/* Small enough for a coordinator run with a 1 MiB message limit. */
+#define CHUNK (512u << 10)
 
 struct _df_rpc_t {
     zsock_t *sock;

@@ -1,0 +1,428 @@
+/*  test_cluster.c - the cluster as processes on loopback: a coordinator,
+ *  three workers and the CLI, with CURVE keys.
+ *
+ *    test_cluster COORDINATOR WORKER CLIENT CORPUS_DIR
+ *
+ *  A bench job of 12 shards spreads over all workers; kill -9 of a worker
+ *  mid-job still completes the job; kill -9 of the coordinator mid-job and a
+ *  restart complete it with nothing lost or duplicated; unlisted keys are
+ *  refused (and the client says so); malformed and oversized messages leave
+ *  the coordinator serving; SIGTERM lets a worker finish its task; models
+ *  reach workers through the artifact store; cancel and the embedded mode
+ *  work. Logs stay in the test's directory for a failing run. */
+#include <czmq.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proc.h"
+#include "test.h"
+#include "wire.h"
+
+static const char *g_coord_bin, *g_worker_bin, *g_client_bin, *g_corpus;
+static char g_dir[128], g_keys[256], g_state[256], g_endpoint[128];
+static pid_t g_coord;
+static pid_t g_workers[8];
+static int g_nworkers;
+
+#define OUT_CAP 65536
+static char g_out[OUT_CAP], g_err[8192];
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void start_coordinator(const char *bind)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/coordinator.log", g_dir);
+    char *argv[] = {(char *)g_coord_bin, "--bind", (char *)bind, "--state", g_state, "--keys", g_keys,
+                    "--heartbeat", "200", "--timeout", "1000", "--max-message", "1048576", NULL};
+    g_coord = proc_start(argv, log);
+    char rest[128];
+    /* A restart appends to the same log: wait for the newest "listening". */
+    int seen = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        FILE *f = fopen(log, "r");
+        int n = 0;
+        char line[1024];
+        while (f && fgets(line, sizeof line, f))
+            if (strstr(line, "listening "))
+                n++, snprintf(rest, sizeof rest, "%s", strstr(line, "listening ") + 10);
+        if (f)
+            fclose(f);
+        if (n > seen || (tries == 0 && n > 0 && strcmp(bind, g_endpoint) != 0 && g_endpoint[0] == '\0')) {
+            rest[strcspn(rest, "\r\n")] = '\0';
+            snprintf(g_endpoint, sizeof g_endpoint, "%s", rest);
+            return;
+        }
+        if (tries == 0)
+            seen = n;
+        proc_sleep_ms(50);
+    }
+    fprintf(stderr, "coordinator did not start; see %s\n", log);
+}
+
+static pid_t start_worker(const char *name, const char *keys)
+{
+    char log[300], cache[300];
+    snprintf(log, sizeof log, "%s/%s.log", g_dir, name);
+    snprintf(cache, sizeof cache, "%s/cache-%s", g_dir, name);
+    char *argv[] = {(char *)g_worker_bin, "--connect", g_endpoint, "--keys", (char *)keys, "--name", (char *)name,
+                    "--cache", cache, NULL};
+    return proc_start(argv, log);
+}
+
+/* Runs the client with --coordinator/--keys/--json and the given words. */
+static int client(const char *keys, int timeout_ms, ...)
+{
+    char *argv[32] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", (char *)keys, "--json"};
+    int n = 6;
+    va_list ap;
+    va_start(ap, timeout_ms);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 31)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    return proc_run(argv, g_out, OUT_CAP, g_err, sizeof g_err, timeout_ms);
+}
+
+static int alive_workers(void)
+{
+    if (client(g_keys, 5000, "workers", NULL) != 0)
+        return -1;
+    return count(g_out, "\"alive\":true");
+}
+
+static int wait_workers(int n)
+{
+    for (int i = 0; i < 100; i++) {
+        if (alive_workers() == n)
+            return 0;
+        proc_sleep_ms(100);
+    }
+    return -1;
+}
+
+/* Job id from a --json submit answer. */
+static void job_id(char *id, size_t cap)
+{
+    const char *p = strstr(g_out, "\"job\":\"");
+    id[0] = '\0';
+    if (p) {
+        p += 7;
+        size_t n = strcspn(p, "\"");
+        snprintf(id, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    }
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_bench_spreads_over_all_workers(void)
+{
+    CHECK_EQ(wait_workers(3), 0);
+    CHECK_EQ(client(g_keys, 120000, "bench", "--shards", "12", "--size", "64", NULL), 0);
+    /* Watch prints one JSON line per poll; the last is the final state. */
+    const char *last = strrchr(g_out, '{') ? g_out : g_out;
+    (void)last;
+    CHECK(strstr(g_out, "\"state\":\"succeeded\",\"created_ms\"") != NULL);
+    CHECK(strstr(g_out, "all results correct") != NULL);
+    CHECK(strstr(g_out, "on 3 workers") != NULL);
+}
+
+static void test_worker_killed_mid_job(void)
+{
+    CHECK_EQ(client(g_keys, 10000, "noop", "--shards", "9", "--duration", "1500", "--no-wait", NULL), 0);
+    char id[64];
+    job_id(id, sizeof id);
+    proc_sleep_ms(700);
+    proc_stop(g_workers[1], SIGKILL, 5000); /* in the middle of a task */
+    CHECK_EQ(client(g_keys, 60000, "watch", id, NULL), 0);
+    CHECK_EQ(client(g_keys, 10000, "status", id, NULL), 0);
+    CHECK_EQ(count(g_out, "\"state\":\"succeeded\""), 10); /* the job and its 9 tasks */
+    CHECK(count(g_out, "\"attempt\":2") >= 1);             /* the killed worker's task ran again */
+    g_workers[1] = start_worker("w2-again", g_keys);
+    CHECK_EQ(wait_workers(3), 0);
+}
+
+static void test_coordinator_killed_mid_job(void)
+{
+    CHECK_EQ(client(g_keys, 10000, "noop", "--shards", "9", "--duration", "1500", "--no-wait", NULL), 0);
+    char id[64];
+    job_id(id, sizeof id);
+    proc_sleep_ms(700);
+    proc_stop(g_coord, SIGKILL, 5000);
+    proc_sleep_ms(500);
+    start_coordinator(g_endpoint); /* same port, same state */
+    CHECK_EQ(client(g_keys, 60000, "watch", id, NULL), 0);
+    CHECK_EQ(client(g_keys, 10000, "status", id, NULL), 0);
+    /* Every task succeeded exactly once: 9 tasks, no extra attempts needed
+     * for the ones the workers still held. */
+    CHECK_EQ(count(g_out, "\"state\":\"succeeded\""), 10);
+    CHECK_EQ(count(g_out, "\"task\":"), 9);
+    CHECK_EQ(client(g_keys, 10000, "jobs", NULL), 0);
+    CHECK(strstr(g_out, id) != NULL); /* and the earlier jobs survived too */
+    CHECK(count(g_out, "\"job\":") >= 3);
+}
+
+static void test_unlisted_keys_are_refused(void)
+{
+    char other[200];
+    snprintf(other, sizeof other, "%s/other-keys", g_dir);
+    char *argv[] = {(char *)g_client_bin, "keys", "--out", other, NULL};
+    CHECK_EQ(proc_run(argv, g_out, OUT_CAP, g_err, sizeof g_err, 10000), 0);
+    /* Only the foreign pairs; the coordinator's public key is the real one. */
+    char src[400], dst[400], cmd[2000];
+    snprintf(src, sizeof src, "%s/coordinator.cert", g_keys);
+    snprintf(dst, sizeof dst, "%s/coordinator.cert", other);
+    snprintf(cmd, sizeof cmd, "cp %s %s && rm -f %s/coordinator.cert_secret", src, dst, other);
+    CHECK(system(cmd) == 0);
+    CHECK_EQ(client(other, 10000, "stats", NULL), 3);
+    CHECK(strstr(g_err, "refused this client's key") != NULL);
+    /* A worker with an unlisted key never joins. */
+    pid_t stranger = start_worker("stranger", other);
+    proc_sleep_ms(1500);
+    CHECK_EQ(alive_workers(), 3);
+    CHECK_EQ(client(g_keys, 5000, "workers", NULL), 0);
+    CHECK(strstr(g_out, "stranger") == NULL);
+    proc_stop(stranger, SIGKILL, 5000);
+    /* A client key cannot pose as a worker: same keys dir, but the client pair. */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/as-worker && cp %s/client.cert_secret %s/as-worker/worker.cert_secret && cp %s "
+             "%s/as-worker/", g_dir, g_keys, g_dir, src, g_dir);
+    CHECK(system(cmd) == 0);
+    snprintf(dst, sizeof dst, "%s/as-worker", g_dir);
+    pid_t poser = start_worker("poser", dst);
+    proc_sleep_ms(1500);
+    CHECK_EQ(client(g_keys, 5000, "workers", NULL), 0);
+    CHECK(strstr(g_out, "poser") == NULL);
+    proc_stop(poser, SIGKILL, 5000);
+    char log[300];
+    snprintf(log, sizeof log, "%s/coordinator.log", g_dir);
+    CHECK_EQ(proc_wait_line(log, "a client key cannot act as a worker", NULL, 0, 3000), 0);
+}
+
+/* Sends raw frames to the coordinator as an authenticated client. */
+static void send_raw(zsock_t *s, const void *data, size_t n)
+{
+    zframe_t *f = zframe_new(data, n);
+    zframe_send(&f, s, 0);
+}
+
+static void test_malformed_messages_leave_it_serving(void)
+{
+    CHECK_EQ(client(g_keys, 5000, "stats", NULL), 0);
+    const char *p = strstr(g_out, "\"messages_rejected\":");
+    long before = p ? atol(p + 20) : -1;
+
+    zsock_t *s = zsock_new(ZMQ_DEALER);
+    char path[300];
+    snprintf(path, sizeof path, "%s/client.cert_secret", g_keys);
+    zcert_t *cert = zcert_load(path);
+    snprintf(path, sizeof path, "%s/coordinator.cert", g_keys);
+    FILE *f = fopen(path, "r");
+    char line[256], server[41] = "";
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "public-key") && strchr(line, '"'))
+            snprintf(server, sizeof server, "%.40s", strchr(line, '"') + 1);
+    if (f)
+        fclose(f);
+    zcert_apply(cert, s);
+    zsock_set_curve_serverkey(s, server);
+    CHECK_EQ(zsock_connect(s, "%s", g_endpoint), 0);
+    /* Garbage, a truncated header, another protocol version, a payload that is
+     * not protobuf, a frame claiming a gigantic decompressed size, two frames,
+     * a message type the coordinator never accepts, and the fuzz corpus. */
+    send_raw(s, "hello?", 6);
+    send_raw(s, "DF\x01", 3);
+    uint8_t hdr[16] = {'D', 'F', 9, 0, DF_MSG_REQUEST, 0, 0, 0};
+    send_raw(s, hdr, 16);
+    uint8_t bad[20] = {'D', 'F', 1, 0, DF_MSG_REQUEST, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+    send_raw(s, bad, 20);
+    uint8_t bomb[24] = {'D', 'F', 1, 1, DF_MSG_REQUEST, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x7f, 4, 0x22, 0x4d, 0x18};
+    send_raw(s, bomb, 24);
+    zstr_sendm(s, "two");
+    zstr_send(s, "frames");
+    Dreamfleet__TaskAssign ta = DREAMFLEET__TASK_ASSIGN__INIT;
+    ta.task_id = "x";
+    df_wire_limits lim = df_wire_default_limits();
+    uint8_t *buf;
+    size_t len;
+    if (df_wire_encode(DF_MSG_TASK_ASSIGN, &ta.base, &lim, &buf, &len, NULL) == DF_OK) {
+        send_raw(s, buf, len);
+        free(buf);
+    }
+    int corpus = 0;
+    DIR *d = opendir(g_corpus);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char fp[512];
+        snprintf(fp, sizeof fp, "%s/%s", g_corpus, e->d_name);
+        FILE *cf = fopen(fp, "rb");
+        uint8_t data[65536];
+        size_t n = cf ? fread(data, 1, sizeof data, cf) : 0;
+        if (cf)
+            fclose(cf);
+        send_raw(s, data, n);
+        corpus++;
+    }
+    if (d)
+        closedir(d);
+    CHECK(corpus >= 1);
+    /* Oversized: above --max-message 1 MiB. libzmq drops the connection. */
+    size_t big = 2u << 20;
+    uint8_t *huge = calloc(1, big);
+    huge[0] = 'D', huge[1] = 'F', huge[2] = 1;
+    send_raw(s, huge, big);
+    free(huge);
+    proc_sleep_ms(500);
+    zsock_destroy(&s);
+    zcert_destroy(&cert);
+    /* Still serving, and it counted what it refused. */
+    CHECK_EQ(client(g_keys, 5000, "stats", NULL), 0);
+    p = strstr(g_out, "\"messages_rejected\":");
+    long after = p ? atol(p + 20) : -1;
+    CHECK(after >= before + 6);
+    CHECK_EQ(client(g_keys, 60000, "noop", "--shards", "3", NULL), 0);
+    CHECK_EQ(kill(g_coord, 0), 0);
+}
+
+static void test_model_reaches_workers(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/model.bin", g_dir);
+    FILE *f = fopen(path, "wb");
+    for (int i = 0; i < 3000000; i++)
+        fputc((int)(((unsigned)i * 7919u) >> 3) & 0xff, f);
+    fclose(f);
+    CHECK_EQ(client(g_keys, 30000, "model", "add", "tiny", path, NULL), 0);
+    const char *p = strstr(g_out, "\"sha256\":\"");
+    char hash[65] = "";
+    if (p)
+        snprintf(hash, sizeof hash, "%.64s", p + 10);
+    CHECK_EQ(client(g_keys, 5000, "model", "list", NULL), 0);
+    CHECK(strstr(g_out, "\"name\":\"tiny\"") && strstr(g_out, hash));
+    /* Three tasks that each need it: every worker that ran one pulled it. */
+    CHECK_EQ(client(g_keys, 60000, "noop", "--shards", "3", "--fetch", hash, NULL), 0);
+    int cached = 0;
+    for (int i = 0; i < 3; i++) {
+        const char *names[] = {"w1", "w2-again", "w3"};
+        char obj[600];
+        snprintf(obj, sizeof obj, "%s/cache-%s/artifacts/objects/%.2s/%s", g_dir, names[i], hash, hash);
+        cached += access(obj, F_OK) == 0;
+    }
+    CHECK(cached >= 1);
+    /* A hash the store does not have fails the job, not the worker. */
+    CHECK_EQ(client(g_keys, 60000, "noop", "--fetch",
+                    "0000000000000000000000000000000000000000000000000000000000000000", NULL), 1);
+    CHECK(strstr(g_out, "not in the store") != NULL);
+    CHECK_EQ(wait_workers(3), 0);
+}
+
+static void test_cancel(void)
+{
+    CHECK_EQ(client(g_keys, 10000, "noop", "--shards", "6", "--duration", "5000", "--no-wait", NULL), 0);
+    char id[64];
+    job_id(id, sizeof id);
+    proc_sleep_ms(300);
+    CHECK_EQ(client(g_keys, 5000, "cancel", id, NULL), 0);
+    CHECK_EQ(client(g_keys, 10000, "watch", id, NULL), 4);
+    CHECK_EQ(client(g_keys, 5000, "cancel", id, NULL), 1);
+    CHECK(strstr(g_err, "already cancelled") != NULL);
+    CHECK_EQ(client(g_keys, 5000, "status", "j-999999", NULL), 1);
+    CHECK(strstr(g_err, "no job 'j-999999'") != NULL);
+}
+
+static void test_sigterm_finishes_current_task(void)
+{
+    CHECK_EQ(wait_workers(3), 0);
+    CHECK_EQ(client(g_keys, 10000, "noop", "--shards", "3", "--duration", "1500", "--no-wait", NULL), 0);
+    char id[64];
+    job_id(id, sizeof id);
+    proc_sleep_ms(500);
+    /* Every worker gets SIGTERM while busy: each finishes and exits 0. */
+    for (int i = 0; i < g_nworkers; i++)
+        CHECK_EQ(proc_stop(g_workers[i], SIGTERM, 20000), 0);
+    g_nworkers = 0;
+    CHECK_EQ(client(g_keys, 5000, "status", id, NULL), 0);
+    CHECK_EQ(count(g_out, "\"state\":\"succeeded\""), 4);
+}
+
+static void test_embedded_mode(void)
+{
+    char data[300];
+    snprintf(data, sizeof data, "%s/xdg-data", g_dir);
+    setenv("XDG_DATA_HOME", data, 1);
+    char *argv[] = {(char *)g_client_bin, "--json", "noop", "--shards", "2", NULL};
+    CHECK_EQ(proc_run(argv, g_out, OUT_CAP, g_err, sizeof g_err, 60000), 0);
+    CHECK(strstr(g_out, "\"state\":\"succeeded\"") != NULL);
+    char *argv2[] = {(char *)g_client_bin, "--json", "jobs", NULL};
+    CHECK_EQ(proc_run(argv2, g_out, OUT_CAP, g_err, sizeof g_err, 60000), 0);
+    CHECK(strstr(g_out, "\"job\":\"j-1\"") != NULL); /* the history persists */
+    char *argv3[] = {(char *)g_client_bin, "teleport", NULL};
+    CHECK_EQ(proc_run(argv3, g_out, OUT_CAP, g_err, sizeof g_err, 10000), 2);
+    CHECK(strstr(g_err, "unknown command 'teleport'") != NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: test_cluster COORDINATOR WORKER CLIENT CORPUS_DIR [TEST]\n");
+        return 2;
+    }
+    g_coord_bin = argv[1], g_worker_bin = argv[2], g_client_bin = argv[3], g_corpus = argv[4];
+    test_filter_ = argc > 5 ? argv[5] : NULL;
+    snprintf(g_dir, sizeof g_dir, "/tmp/df_cluster_XXXXXX");
+    if (!mkdtemp(g_dir))
+        return 1;
+    fprintf(stderr, "logs in %s\n", g_dir);
+    /* The daemons' sanitizer leak reports would only name the Vulkan driver. */
+    setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+    setenv("DF_LOG_LEVEL", "info", 1);
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/xdg-cache", g_dir);
+    setenv("XDG_CACHE_HOME", cache, 1);
+    zsys_handler_set(NULL);
+    snprintf(g_keys, sizeof g_keys, "%s/keys", g_dir);
+    snprintf(g_state, sizeof g_state, "%s/state", g_dir);
+    char *kargv[] = {(char *)g_client_bin, "keys", "--out", g_keys, NULL};
+    if (proc_run(kargv, g_out, OUT_CAP, g_err, sizeof g_err, 10000) != 0) {
+        fprintf(stderr, "keys: %s\n", g_err);
+        return 1;
+    }
+    start_coordinator("tcp://127.0.0.1:*");
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i + 1);
+        g_workers[g_nworkers++] = start_worker(name, g_keys);
+    }
+    RUN(test_bench_spreads_over_all_workers);
+    RUN(test_worker_killed_mid_job);
+    RUN(test_coordinator_killed_mid_job);
+    RUN(test_unlisted_keys_are_refused);
+    RUN(test_malformed_messages_leave_it_serving);
+    RUN(test_model_reaches_workers);
+    RUN(test_cancel);
+    RUN(test_sigterm_finishes_current_task);
+    RUN(test_embedded_mode);
+    for (int i = 0; i < g_nworkers; i++)
+        proc_stop(g_workers[i], SIGKILL, 5000);
+    CHECK_EQ(proc_stop(g_coord, SIGTERM, 10000), 0);
+    int rc = test_summary();
+    if (rc == 0) {
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", g_dir);
+    }
+    return rc;
+}
