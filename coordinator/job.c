@@ -93,19 +93,36 @@ const char *df_job_state_name(int state)
     return state >= 0 && state < 5 ? names[state] : "?";
 }
 
+static void count(df_job *job, int state, int delta)
+{
+    if (state == DREAMFLEET__TASK_STATE__TASK_SUCCEEDED)
+        job->n_succeeded += (uint32_t)delta;
+    else if (state == DREAMFLEET__TASK_STATE__TASK_FAILED)
+        job->n_failed += (uint32_t)delta;
+    else if (state == DREAMFLEET__TASK_STATE__TASK_CANCELLED)
+        job->n_cancelled += (uint32_t)delta;
+}
+
+void df_task_set_state(df_task *t, int state)
+{
+    count(t->job, t->state, -1);
+    t->state = state;
+    count(t->job, state, 1);
+}
+
+void df_job_recount(df_job *job)
+{
+    job->n_succeeded = job->n_failed = job->n_cancelled = 0;
+    for (uint32_t i = 0; i < job->ntasks; i++)
+        count(job, job->tasks[i].state, 1);
+}
+
 void df_job_counts(const df_job *job, uint32_t *succeeded, uint32_t *failed, uint32_t *terminal)
 {
-    uint32_t s = 0, f = 0, t = 0;
-    for (uint32_t i = 0; i < job->ntasks; i++) {
-        int st = job->tasks[i].state;
-        s += st == DREAMFLEET__TASK_STATE__TASK_SUCCEEDED;
-        f += st == DREAMFLEET__TASK_STATE__TASK_FAILED;
-        t += df_task_state_terminal(st);
-    }
     if (succeeded)
-        *succeeded = s;
+        *succeeded = job->n_succeeded;
     if (failed)
-        *failed = f;
+        *failed = job->n_failed;
     if (terminal)
-        *terminal = t;
+        *terminal = job->n_succeeded + job->n_failed + job->n_cancelled;
 }

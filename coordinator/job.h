@@ -52,6 +52,9 @@ struct df_job {
     char *summary;
     df_task *tasks;
     uint32_t ntasks;
+    /* Tasks by final state, kept by df_task_set_state() so progress checks
+     * are O(1) however many tasks a job has. */
+    uint32_t n_succeeded, n_failed, n_cancelled;
 };
 
 /*  A job with ntasks tasks, ids filled in from seq. NULL when out of memory. */
@@ -68,7 +71,13 @@ int df_job_state_terminal(int state);
 const char *df_task_state_name(int state);
 const char *df_job_state_name(int state);
 
-/*  Counts of the job's tasks by state. */
+/*  Every change of a task's state goes through here (it keeps the job's counts). */
+void df_task_set_state(df_task *t, int state);
+
+/*  Rebuilds the job's counts from its tasks (after loading them). */
+void df_job_recount(df_job *job);
+
+/*  Counts of the job's tasks by state (any of the pointers may be NULL). */
 void df_job_counts(const df_job *job, uint32_t *succeeded, uint32_t *failed, uint32_t *terminal);
 
 #endif

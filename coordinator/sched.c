@@ -238,7 +238,7 @@ static void release(df_sched_t *self, df_task *t)
 /* Back to the queue; the caller has dealt with the worker's slot. */
 static void reset_to_queue(df_sched_t *self, df_task *t, uint64_t now)
 {
-    t->state = T_QUEUED;
+    df_task_set_state(t, T_QUEUED);
     t->worker_id[0] = '\0';
     t->progress = 0;
     t->queued_ms = now;
@@ -270,7 +270,7 @@ static void stop_tasks(df_sched_t *self, df_job *job, uint64_t now, const char *
             release(self, t);
         }
         unqueue(self, t);
-        t->state = T_CANCELLED;
+        df_task_set_state(t, T_CANCELLED);
         t->finished_ms = now;
         persist_task(self, t);
     }
@@ -305,7 +305,7 @@ static void maybe_finish_job(df_sched_t *self, df_job *job, uint64_t now)
 
 static void assign(df_sched_t *self, df_task *t, df_worker *w, uint64_t now, int new_attempt)
 {
-    t->state = new_attempt ? T_ASSIGNED : T_RUNNING;
+    df_task_set_state(t, new_attempt ? T_ASSIGNED : T_RUNNING);
     if (new_attempt)
         t->attempt++;
     snprintf(t->worker_id, sizeof t->worker_id, "%s", w->id);
@@ -665,7 +665,7 @@ static void on_result(df_sched_t *self, df_worker *w, const Dreamfleet__TaskResu
         send_cancel(self, t, "another worker finished it first");
     release(self, t);
     unqueue(self, t);
-    t->state = T_SUCCEEDED;
+    df_task_set_state(t, T_SUCCEEDED);
     snprintf(t->worker_id, sizeof t->worker_id, "%s", w->id);
     snprintf(t->worker_name, sizeof t->worker_name, "%s", w->name);
     t->progress = 1;
@@ -715,7 +715,7 @@ static void on_failure(df_sched_t *self, df_worker *w, const Dreamfleet__TaskFai
         requeue(self, t, now);
     } else {
         release(self, t);
-        t->state = T_FAILED;
+        df_task_set_state(t, T_FAILED);
         t->finished_ms = now;
         persist_task(self, t);
         char why[DF_ERROR_MSG_MAX];
@@ -735,7 +735,7 @@ static void on_progress(df_sched_t *self, df_worker *w, const Dreamfleet__TaskPr
     t->progress = f < 0 ? 0 : f > 1 ? 1 : f;
     df_set_str(&t->message, p->message);
     if (t->state == T_ASSIGNED) { /* progress is not persisted; the state change is */
-        t->state = T_RUNNING;
+        df_task_set_state(t, T_RUNNING);
         persist_task(self, t);
     }
 }
@@ -800,7 +800,7 @@ void df_sched_tick(df_sched_t *self, uint64_t now)
                 if (t->attempt >= job->max_attempts) {
                     char why[256];
                     snprintf(why, sizeof why, "task %s lost its worker on each of %u attempts", t->id, t->attempt);
-                    t->state = T_FAILED;
+                    df_task_set_state(t, T_FAILED);
                     t->finished_ms = now;
                     persist_task(self, t);
                     fail_job(self, job, why, now);

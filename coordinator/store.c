@@ -304,6 +304,8 @@ int df_store_load_jobs(df_store_t *self, int (*on_job)(void *ctx, df_job *job), 
             rc = df_error_set(err, DF_E_NOMEM, "store: out of memory loading %s", job->id);
         if (!rc)
             rc = load_tasks(self, qt, job, err);
+        if (!rc)
+            df_job_recount(job);
         if (rc) {
             df_job_free(&job);
             break;
