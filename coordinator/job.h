@@ -45,6 +45,7 @@ struct df_job {
     uint8_t *params;
     size_t params_len;
     uint32_t max_attempts;
+    uint64_t device_bytes;         /* memory a task needs on one device (from the job type) */
     uint64_t created_ms, updated_ms;
     char *error;
     uint8_t *result;

@@ -112,9 +112,21 @@ static int bench_finish(df_job *job, df_error_t *err)
     return rc;
 }
 
+/* A, B and C in f32 (the f16 pass needs half that), plus room for the
+ * runtime's blocks and staging. */
+static uint64_t bench_device_bytes(const uint8_t *params, size_t len)
+{
+    Dreamfleet__BenchParams *p = dreamfleet__bench_params__unpack(NULL, len, params);
+    if (!p)
+        return 0;
+    uint64_t m = p->m ? p->m : 1024, n = p->n ? p->n : m, k = p->k ? p->k : m;
+    dreamfleet__bench_params__free_unpacked(p, NULL);
+    return 4 * (m * k + k * n + m * n) + (64u << 20);
+}
+
 static const df_jobtype k_types[] = {
-    {"bench", bench_plan, same_params, bench_finish},
-    {"noop", noop_plan, same_params, noop_finish},
+    {"bench", bench_plan, same_params, bench_finish, bench_device_bytes},
+    {"noop", noop_plan, same_params, noop_finish, NULL},
 };
 
 const df_jobtype *df_jobtype_find(const char *name)

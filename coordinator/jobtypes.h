@@ -24,6 +24,9 @@ typedef struct {
     /*  Combines the succeeded tasks' outputs into the job's result and a
      *  one-line summary. */
     int (*finish)(df_job *job, df_error_t *err);
+    /*  Device memory one task needs, in bytes (0: any device). Only workers
+     *  with a device at least this large get the job's tasks. NULL: 0. */
+    uint64_t (*device_bytes)(const uint8_t *params, size_t len);
 } df_jobtype;
 
 /*  The job type called name, or NULL. */

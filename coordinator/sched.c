@@ -332,22 +332,30 @@ static void assign(df_sched_t *self, df_task *t, df_worker *w, uint64_t now, int
     }
 }
 
-static int supports(const df_worker *w, const char *type)
+/* Runs this job's type, on a device with enough memory. */
+static int can_run(const df_worker *w, const df_job *job)
 {
-    for (size_t i = 0; w->hello && i < w->hello->n_job_types; i++)
-        if (strcmp(w->hello->job_types[i], type) == 0)
+    int type_ok = 0;
+    for (size_t i = 0; w->hello && i < w->hello->n_job_types && !type_ok; i++)
+        type_ok = strcmp(w->hello->job_types[i], job->type) == 0;
+    if (!type_ok)
+        return 0;
+    if (!job->device_bytes)
+        return 1;
+    for (size_t i = 0; i < w->hello->n_devices; i++)
+        if (w->hello->devices[i]->memory_bytes >= job->device_bytes)
             return 1;
     return 0;
 }
 
-/* The alive worker with a free slot and the lowest load that runs `type`;
- * among equals the one assigned to longest ago, so work spreads. */
-static df_worker *pick_worker(df_sched_t *self, const char *type)
+/* The alive worker with a free slot and the lowest load that can run the
+ * job's tasks; among equals the one assigned to longest ago, so work spreads. */
+static df_worker *pick_worker(df_sched_t *self, const df_job *job)
 {
     df_worker *best = NULL;
     for (uint32_t i = 0; i < self->nworkers; i++) {
         df_worker *w = self->workers[i];
-        if (!w->alive || w->running >= w->slots || !supports(w, type))
+        if (!w->alive || w->running >= w->slots || !can_run(w, job))
             continue;
         if (!best) {
             best = w;
@@ -361,6 +369,26 @@ static df_worker *pick_worker(df_sched_t *self, const char *type)
     return best;
 }
 
+/* A queued task that no alive worker could run even when idle says so in its
+ * message, which `dreamfleet status` shows. */
+static void explain_wait(df_sched_t *self, df_task *t)
+{
+    for (uint32_t i = 0; i < self->nworkers; i++)
+        if (self->workers[i]->alive && can_run(self->workers[i], t->job)) {
+            if (t->message)
+                df_set_str(&t->message, NULL);
+            return;
+        }
+    char why[160];
+    if (t->job->device_bytes)
+        snprintf(why, sizeof why, "waiting for a worker that runs '%s' with a device of %.1f GiB or more", t->job->type,
+                 t->job->device_bytes / 1073741824.0);
+    else
+        snprintf(why, sizeof why, "waiting for a worker that runs '%s'", t->job->type);
+    if (!t->message || strcmp(t->message, why) != 0)
+        df_set_str(&t->message, why);
+}
+
 int df_sched_dispatch(df_sched_t *self, uint64_t now, df_error_t *err)
 {
     uint64_t free_slots = 0;
@@ -370,8 +398,9 @@ int df_sched_dispatch(df_sched_t *self, uint64_t now, df_error_t *err)
     df_task *prev = NULL, *t = self->qhead;
     while (t && free_slots) {
         df_task *next = t->qnext;
-        df_worker *w = pick_worker(self, t->job->type);
-        if (!w) { /* nobody free can run this type now; keep its place */
+        df_worker *w = pick_worker(self, t->job);
+        if (!w) { /* nobody free can run it now; keep its place, and say why if nobody could */
+            explain_wait(self, t);
             prev = t;
             t = next;
             continue;
@@ -414,6 +443,8 @@ static int add_job(df_sched_t *self, df_job *job)
 static int on_loaded_job(void *ctx, df_job *job)
 {
     df_sched_t *self = ctx;
+    const df_jobtype *jt = df_jobtype_find(job->type);
+    job->device_bytes = jt && jt->device_bytes ? jt->device_bytes(job->params, job->params_len) : 0;
     if (add_job(self, job)) {
         df_job_free(&job);
         return -1;
@@ -498,6 +529,7 @@ int df_sched_submit(df_sched_t *self, const Dreamfleet__SubmitJob *submit, uint6
     }
     job->state = J_QUEUED;
     job->max_attempts = submit->max_attempts ? submit->max_attempts : self->opts.max_attempts;
+    job->device_bytes = jt->device_bytes ? jt->device_bytes(job->params, job->params_len) : 0;
     job->created_ms = job->updated_ms = now;
     for (uint32_t i = 0; i < ntasks && !rc; i++) {
         job->tasks[i].state = T_QUEUED;

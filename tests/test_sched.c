@@ -399,6 +399,60 @@ static void test_worker_types_and_hello_checks(void)
     clear_sent();
 }
 
+static void hello_with_device(df_sched_t *s, const char *name, uint64_t memory)
+{
+    char *types[1] = {"bench"};
+    Dreamfleet__DeviceInfo d = DREAMFLEET__DEVICE_INFO__INIT;
+    d.name = "gpu";
+    d.memory_bytes = memory;
+    Dreamfleet__DeviceInfo *dp[1] = {&d};
+    Dreamfleet__WorkerHello h = DREAMFLEET__WORKER_HELLO__INIT;
+    h.worker_id = (char *)name, h.name = (char *)name, h.slots = 2;
+    h.n_job_types = 1, h.job_types = types, h.n_devices = 1, h.devices = dp;
+    df_sched_hello(s, (const uint8_t *)name, strlen(name), &h, 0, NULL);
+}
+
+static void test_placement_by_device_memory(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    hello_with_device(s, "small", 1ull << 30);
+    hello_with_device(s, "big", 16ull << 30);
+    /* 16384^3 in f32: three 1 GiB operands, more than "small" has... */
+    Dreamfleet__BenchParams bp = DREAMFLEET__BENCH_PARAMS__INIT;
+    bp.m = bp.n = bp.k = 16384;
+    uint8_t buf[32];
+    Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+    sj.type = "bench";
+    sj.params.data = buf;
+    sj.params.len = dreamfleet__bench_params__pack(&bp, buf);
+    sj.shards = 4;
+    const df_job *job = NULL;
+    CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
+    CHECK(job && job->device_bytes > (3ull << 30));
+    df_sched_dispatch(s, 0, NULL);
+    /* ...so only "big" runs them, two at a time, and the rest wait. */
+    CHECK_EQ(count_sent("small", DF_MSG_TASK_ASSIGN), 0);
+    CHECK_EQ(count_sent("big", DF_MSG_TASK_ASSIGN), 2);
+    CHECK_EQ(df_sched_queue_depth(s), 2);
+    /* A small job goes to "small" even though it queued behind the big ones. */
+    bp.m = bp.n = bp.k = 256;
+    sj.params.len = dreamfleet__bench_params__pack(&bp, buf);
+    sj.shards = 1;
+    CHECK_OK(df_sched_submit(s, &sj, 0, NULL, &err), &err);
+    df_sched_dispatch(s, 1, NULL);
+    CHECK_EQ(count_sent("small", DF_MSG_TASK_ASSIGN), 1);
+    /* Without "big", nobody could run the large tasks: they say so. */
+    df_sched_tick(s, 10000); /* both silent past the timeout: lost */
+    hello_with_device(s, "small", 1ull << 30);
+    df_sched_dispatch(s, 10001, NULL);
+    CHECK(job->tasks[3].message && strstr(job->tasks[3].message, "with a device of 3.1 GiB or more"));
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
 static void test_recovery_from_store(void)
 {
     df_error_t err;
@@ -549,6 +603,7 @@ int main(int argc, char **argv)
     RUN(test_readopt_from_queue);
     RUN(test_cancel);
     RUN(test_worker_types_and_hello_checks);
+    RUN(test_placement_by_device_memory);
     RUN(test_recovery_from_store);
     RUN(test_store_models_meta);
     return test_summary();
