@@ -180,7 +180,7 @@ int df_cmd_bench(df_cli *cli, int argc, char **argv)
                                       {NULL, 0, NULL, 0}};
     uint32_t shards = 0, size = 0, reps = 0;
     int wait = 1, c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
         if ((c == 's' && parse_uint("--shards", optarg, 1, 100000, &shards)) ||
             (c == 'n' && parse_uint("--size", optarg, 1, 16384, &size)) ||
@@ -216,7 +216,7 @@ int df_cmd_noop(df_cli *cli, int argc, char **argv)
     uint32_t shards = 0, duration = 0, fails = 0;
     const char *fetch = NULL;
     int wait = 1, c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
         if ((c == 's' && parse_uint("--shards", optarg, 1, 100000, &shards)) ||
             (c == 'd' && parse_uint("--duration", optarg, 0, 3600000, &duration)) ||
@@ -297,7 +297,7 @@ int df_cmd_jobs(df_cli *cli, int argc, char **argv)
     static const struct option o[] = {{"limit", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
     uint32_t limit = 20;
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1)
         if (c != 'l' || parse_uint("--limit", optarg, 0, 1000000, &limit))
             return DF_EXIT_USAGE;
@@ -437,7 +437,7 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
     static const struct option o[] = {{"output", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
     const char *outdir = NULL;
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "o:", o, NULL)) != -1) {
         if (c != 'o')
             return DF_EXIT_USAGE;
@@ -472,9 +472,12 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
     snprintf(text, sizeof text, "%s %s %s\n%s%s%s\n", j->job_id, j->type, df_job_state_name(j->state), j->summary,
              j->error && *j->error ? "\nerror: " : "", j->error ? j->error : "");
     rc = write_file(path, text, strlen(text));
+    int files = 1;
     snprintf(path, sizeof path, "%s/result.pb", dir);
-    if (!rc && j->result.len)
+    if (!rc && j->result.len) {
         rc = write_file(path, j->result.data, j->result.len);
+        files++;
+    }
     /* Each task's output, then every artifact it produced. */
     df_error_t err;
     df_error_clear(&err);
@@ -484,7 +487,6 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", err.msg);
         rc = -1;
     }
-    int files = 0;
     for (size_t i = 0; !rc && i < j->n_tasks; i++) {
         const Dreamfleet__TaskInfo *t = j->tasks[i];
         if (t->output.len) {
@@ -515,9 +517,9 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
             df_json_str(stdout, j->job_id);
             printf(",\"dir\":");
             df_json_str(stdout, dir);
-            printf(",\"files\":%d}\n", files + 1);
+            printf(",\"files\":%d}\n", files);
         } else {
-            printf("%s: %d file%s in %s\n", j->job_id, files + 1, files ? "s" : "", dir);
+            printf("%s: %d file%s in %s\n", j->job_id, files, files == 1 ? "" : "s", dir);
         }
     }
     df_wire_free(&rep->base);
@@ -610,7 +612,7 @@ int df_cmd_keys(int argc, char **argv)
                                       {NULL, 0, NULL, 0}};
     const char *out = NULL, *keys = NULL;
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
         if (c == 'o')
             out = optarg;

@@ -136,6 +136,18 @@ static void test_bench_spreads_over_all_workers(void)
     CHECK(strstr(g_out, "\"state\":\"succeeded\",\"created_ms\"") != NULL);
     CHECK(strstr(g_out, "all results correct") != NULL);
     CHECK(strstr(g_out, "on 3 workers") != NULL);
+    /* fetch writes the summary, the combined result and each task's output. */
+    char id[64], dir[300], path[600];
+    job_id(id, sizeof id);
+    snprintf(dir, sizeof dir, "%s/fetched", g_dir);
+    CHECK_EQ(client(g_keys, 30000, "fetch", id, "-o", dir, NULL), 0);
+    CHECK(strstr(g_out, "\"files\":14") != NULL);
+    snprintf(path, sizeof path, "%s/%s/summary.txt", dir, id);
+    CHECK_EQ(proc_wait_line(path, "all results correct", NULL, 0, 100), 0);
+    snprintf(path, sizeof path, "%s/%s/result.pb", dir, id);
+    CHECK_EQ(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/%s/%s.11.pb", dir, id, id);
+    CHECK_EQ(access(path, F_OK), 0);
 }
 
 static void test_worker_killed_mid_job(void)
