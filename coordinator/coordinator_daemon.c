@@ -383,13 +383,6 @@ int df_coordinator_run(df_coordinator_t *self, df_error_t *err)
 
 void df_coordinator_stop(df_coordinator_t *self) { uv_async_send(&self->stop_async); }
 
-static void close_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 void df_coordinator_destroy(df_coordinator_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -398,9 +391,7 @@ void df_coordinator_destroy(df_coordinator_t **self_p)
     df_uvzmq_close(&self->watch);
     df_metrics_close(&self->metrics);
     df_zap_destroy(&self->zap);
-    uv_walk(&self->loop, close_handle, NULL);
-    uv_run(&self->loop, UV_RUN_DEFAULT); /* run the close callbacks */
-    uv_loop_close(&self->loop);
+    df_uv_loop_close(&self->loop);
     zmsg_t *m;
     while (self->outbox && (m = zlist_pop(self->outbox)))
         zmsg_destroy(&m);

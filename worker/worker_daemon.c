@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "artifact_store.h"
+#include "fsutil.h"
 #include "log.h"
 #include "netmsg.h"
 #include "rpc.h"
@@ -619,34 +620,6 @@ static void on_stop_async(uv_async_t *a) { begin_drain(a->data); }
 
 /* ------------------------------------------------------------ lifecycle */
 
-static int default_cache_dir(char *buf, size_t cap)
-{
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && *xdg)
-        snprintf(buf, cap, "%s/dreamfleet", xdg);
-    else if (home && *home)
-        snprintf(buf, cap, "%s/.cache/dreamfleet", home);
-    else
-        snprintf(buf, cap, "/tmp/dreamfleet-cache-%d", (int)getuid());
-    return 0;
-}
-
-static int make_dirs(const char *path, df_error_t *err)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return df_error_set(err, DF_E_IO, "cache %s: %s", path, strerror(errno));
-    return DF_OK;
-}
-
 df_worker_t *df_worker_new(const df_worker_opts *opts, df_error_t *err)
 {
     df_worker_t *self = calloc(1, sizeof *self);
@@ -664,7 +637,7 @@ df_worker_t *df_worker_new(const df_worker_opts *opts, df_error_t *err)
     if (opts->cache_dir)
         snprintf(cache, sizeof cache, "%s", opts->cache_dir);
     else
-        default_cache_dir(cache, sizeof cache);
+        df_xdg_dir(DF_XDG_CACHE, NULL, cache, sizeof cache);
     self->cache_dir = strdup(cache);
     snprintf(self->worker_id, sizeof self->worker_id, "%08x%08x%08x", (unsigned)randof(0x7fffffff),
              (unsigned)randof(0x7fffffff), (unsigned)getpid());
@@ -679,7 +652,7 @@ df_worker_t *df_worker_new(const df_worker_opts *opts, df_error_t *err)
     if (!*self->endpoint)
         rc = df_error_set(err, DF_E_INVALID, "worker: --connect is required");
     if (!rc)
-        rc = make_dirs(self->cache_dir, err);
+        rc = df_mkdirs(self->cache_dir, err);
     if (!rc) {
         char path[4200];
         snprintf(path, sizeof path, "%s/artifacts", self->cache_dir);
@@ -752,13 +725,6 @@ int df_worker_run(df_worker_t *self, df_error_t *err)
 
 void df_worker_stop(df_worker_t *self) { uv_async_send(&self->stop_async); }
 
-static void close_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 void df_worker_destroy(df_worker_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -777,9 +743,7 @@ void df_worker_destroy(df_worker_t **self_p)
         free(e->params);
     }
     disconnect(self);
-    uv_walk(&self->loop, close_handle, NULL);
-    uv_run(&self->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&self->loop);
+    df_uv_loop_close(&self->loop);
     event_t *ev = self->events;
     while (ev) {
         event_t *next = ev->next;

@@ -1,15 +1,14 @@
 /*  embedded.c - see embedded.h. */
 #include "embedded.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "coordinator_daemon.h"
+#include "fsutil.h"
 #include "log.h"
 #include "worker_daemon.h"
 
@@ -41,36 +40,14 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-static int make_dirs(const char *path, df_error_t *err)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));
-    return DF_OK;
-}
-
 df_embedded_t *df_embedded_start(const char *state_dir, df_error_t *err)
 {
     char dir[4096];
-    if (state_dir) {
+    if (state_dir)
         snprintf(dir, sizeof dir, "%s", state_dir);
-    } else {
-        const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
-        if (xdg && *xdg)
-            snprintf(dir, sizeof dir, "%s/dreamfleet/embedded", xdg);
-        else if (home && *home)
-            snprintf(dir, sizeof dir, "%s/.local/share/dreamfleet/embedded", home);
-        else
-            snprintf(dir, sizeof dir, "/tmp/dreamfleet-%d/embedded", (int)getuid());
-    }
-    if (make_dirs(dir, err))
+    else
+        df_xdg_dir(DF_XDG_DATA, "embedded", dir, sizeof dir);
+    if (df_mkdirs(dir, err))
         return NULL;
     df_embedded_t *self = calloc(1, sizeof *self);
     if (!self) {

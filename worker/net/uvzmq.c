@@ -142,3 +142,17 @@ int df_uvzmq_send(df_uvzmq_t *self, zmsg_t **msg, df_error_t *err)
 
 uint64_t df_uvzmq_received(const df_uvzmq_t *self) { return self->received; }
 uint64_t df_uvzmq_sent(const df_uvzmq_t *self) { return self->sent; }
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void df_uv_loop_close(uv_loop_t *loop)
+{
+    uv_walk(loop, close_handle, NULL);
+    uv_run(loop, UV_RUN_DEFAULT); /* the close callbacks */
+    uv_loop_close(loop);
+}

@@ -38,6 +38,10 @@ zsock_t *df_uvzmq_socket(df_uvzmq_t *self);
  *  and DF_E_IO returned: the protocol's acks and resends cover it. */
 int df_uvzmq_send(df_uvzmq_t *self, zmsg_t **msg, df_error_t *err);
 
+/*  Closes every handle still open on loop, runs their close callbacks and
+ *  closes the loop: the last step of a daemon's teardown. */
+void df_uv_loop_close(uv_loop_t *loop);
+
 /*  Messages received and sent so far. */
 uint64_t df_uvzmq_received(const df_uvzmq_t *self);
 uint64_t df_uvzmq_sent(const df_uvzmq_t *self);

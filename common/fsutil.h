@@ -1,0 +1,21 @@
+/*  fsutil.h - small file-system helpers shared by the daemons and the CLI. */
+#ifndef DF_FSUTIL_H
+#define DF_FSUTIL_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/*  mkdir -p: creates path and any missing parents (mode 0755). DF_E_IO
+ *  names the path and the reason. */
+int df_mkdirs(const char *path, df_error_t *err);
+
+typedef enum { DF_XDG_DATA, DF_XDG_CACHE } df_xdg_kind;
+
+/*  The per-user directory for dreamfleet's data or cache, with sub appended
+ *  (may be NULL): $XDG_DATA_HOME/dreamfleet or ~/.local/share/dreamfleet,
+ *  $XDG_CACHE_HOME/dreamfleet or ~/.cache/dreamfleet; /tmp/dreamfleet-UID
+ *  when there is no home. Not created. */
+void df_xdg_dir(df_xdg_kind kind, const char *sub, char *buf, size_t cap);
+
+#endif
