@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "bind.h"
 #include "vk_device.h"
 #include "vk_pipeline.h"
 
@@ -36,9 +37,6 @@ static const df_vk_kernel k_tiled[8] = {
 #undef S
 
 #define TILED_TILE 64u
-/* Elements addressed inside one window must fit the kernels' 32-bit (and
- * texelFetch's signed 32-bit texel) indices. */
-#define MAX_WINDOW_BYTES (1ull << 31)
 
 const char *df_gemm_path_name(df_gemm_path path)
 {
@@ -62,15 +60,6 @@ df_gemm_path df_gemm_default_path(df_vk_device_t *dev)
 {
     return df_vk_device_info_of(dev)->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? DF_GEMM_TEXEL : DF_GEMM_TILED;
 }
-
-/* How one operand is bound: element size, and the binding's rules. */
-typedef struct {
-    uint32_t es;      /* bytes per element */
-    uint64_t align;   /* binding offset alignment */
-    uint32_t granule; /* binding range granularity (a texel, or 4 bytes) */
-    uint64_t limit;   /* largest binding range */
-    VkFormat format;  /* texel bindings */
-} operand_rules;
 
 /* A run of elements [first, first + extent) of one operand. */
 typedef struct {
@@ -105,16 +94,10 @@ static void chunk_spans(const df_gemm_desc *d, const chunk_t *c, span_t *a, span
     cc->extent = nb1 * d->stride_c + (uint64_t)(c->mc - 1) * d->ldc + c->nc;
 }
 
-/* Worst-case binding size of a span: the offset may be misaligned by up to
- * align - es bytes, and the range rounds up to a granule. */
-static int span_fits(const operand_rules *r, const span_t *s)
-{
-    uint64_t bytes = r->align + s->extent * r->es + r->granule;
-    return bytes <= r->limit;
-}
+static int span_fits(const df_bind_rules *r, const span_t *s) { return df_bind_fits(r, s->extent); }
 
 /* Which operand does not fit: 0 none, 1 A, 2 B, 3 C. */
-static int first_misfit(const df_gemm_desc *d, const chunk_t *c, const operand_rules rules[3])
+static int first_misfit(const df_gemm_desc *d, const chunk_t *c, const df_bind_rules rules[3])
 {
     span_t s[3];
     chunk_spans(d, c, &s[0], &s[1], &s[2]);
@@ -175,64 +158,17 @@ static void choose_shape(df_gemm_path path, const df_gemm_desc *d, kernel_shape 
     ks->rows_per_wg = ks->rows * ks->wg_y;
 }
 
-static int rules_for(df_vk_device_t *dev, df_gemm_path path, int operand, df_dtype t, operand_rules *r)
+static int rules_for(df_vk_device_t *dev, df_gemm_path path, int operand, df_dtype t, df_bind_rules *r,
+                     df_error_t *err)
 {
-    const df_vk_device_info *info = df_vk_device_info_of(dev);
-    r->es = (uint32_t)df_dtype_size(t);
-    if (path == DF_GEMM_TEXEL && operand < 2) {
-        uint32_t texel = 4 * r->es;
-        r->align = info->texel_align > texel ? info->texel_align : texel;
-        r->granule = texel;
-        r->limit = df_vk_device_texel_limit(dev, texel);
-        r->format = t == DF_F16 ? VK_FORMAT_R16G16B16A16_SFLOAT : VK_FORMAT_R32G32B32A32_SFLOAT;
-    } else {
-        r->align = info->storage_align > r->es ? info->storage_align : r->es;
-        r->granule = 4;
-        r->limit = df_vk_device_storage_limit(dev);
-        r->format = VK_FORMAT_UNDEFINED;
-    }
-    r->limit = min_u64(r->limit, MAX_WINDOW_BYTES);
-    /* The alignment must be a whole number of elements for offsets to be
-     * expressible in elements. */
-    return r->align % r->es == 0 ? DF_OK : DF_E_UNSUPPORTED;
-}
-
-static int check_operand(const char *name, df_tensor_ref ref, uint64_t extent, uint32_t es,
-                         df_error_t *err)
-{
-    if (!ref.buf)
-        return df_error_set(err, DF_E_INVALID, "gemm: %s has no buffer", name);
-    if (ref.offset % es)
-        return df_error_set(err, DF_E_INVALID, "gemm: %s offset %llu is not a multiple of its element size %u",
-                            name, (unsigned long long)ref.offset, es);
-    uint64_t need = ref.offset + extent * es;
-    if (need > ref.buf->size)
-        return df_error_set(err, DF_E_RANGE, "gemm: %s needs bytes [%llu, %llu) but its buffer has %llu",
-                            name, (unsigned long long)ref.offset, (unsigned long long)need,
-                            (unsigned long long)ref.buf->size);
-    return DF_OK;
-}
-
-/* Binding for span s of an operand at ref; elem_base receives the span's first
- * element relative to the bound window. */
-static df_vk_binding bind_span(df_tensor_ref ref, const operand_rules *r, const span_t *s, int write,
-                               uint32_t *elem_base)
-{
-    /* Alignment is relative to the VkBuffer, so include the buffer's own
-     * offset (itself a multiple of every alignment). */
-    uint64_t start = ref.offset + s->first * r->es;
-    uint64_t abs_start = ref.buf->offset + start;
-    uint64_t bind = abs_start - abs_start % r->align - ref.buf->offset;
-    uint64_t lead = start - bind;
-    uint64_t range = div_up(lead + s->extent * r->es, r->granule) * r->granule;
-    *elem_base = (uint32_t)(lead / r->es);
-    df_vk_binding b = {.buf = ref.buf, .offset = bind, .range = range, .format = r->format, .write = write};
-    return b;
+    if (path == DF_GEMM_TEXEL && operand < 2)
+        return df_bind_rules_texel(dev, t, r, err);
+    return df_bind_rules_storage(dev, t, r, err);
 }
 
 static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
                         df_tensor_ref C, df_gemm_path path, const kernel_shape *ks,
-                        const operand_rules rules[3], const chunk_t *c, df_gemm_plan *plan,
+                        const df_bind_rules rules[3], const chunk_t *c, df_gemm_plan *plan,
                         df_error_t *err)
 {
     span_t sa, sb, sc;
@@ -249,9 +185,9 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
         .beta = c->k0 == 0 ? d->beta : 1.0f,
     };
     df_vk_binding binds[3] = {
-        bind_span(A, &rules[0], &sa, 0, &pc.off_a),
-        bind_span(B, &rules[1], &sb, 0, &pc.off_b),
-        bind_span(C, &rules[2], &sc, 1, &pc.off_c),
+        df_bind_span(A, &rules[0], sa.first, sa.extent, 0, &pc.off_a),
+        df_bind_span(B, &rules[1], sb.first, sb.extent, 0, &pc.off_b),
+        df_bind_span(C, &rules[2], sc.first, sc.extent, 1, &pc.off_c),
     };
     uint32_t spec[8];
     uint32_t nspec;
@@ -286,7 +222,7 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
  * records the pieces. */
 static int record_split(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
                         df_tensor_ref C, df_gemm_path path, const kernel_shape *ks,
-                        const operand_rules rules[3], uint32_t max_mc, uint32_t max_nc,
+                        const df_bind_rules rules[3], uint32_t max_mc, uint32_t max_nc,
                         df_gemm_plan *plan, df_error_t *err)
 {
     chunk_t c = {.nb = 1, .mc = d->m < max_mc ? d->m : max_mc, .nc = d->n < max_nc ? d->n : max_nc, .kc = d->k};
@@ -340,9 +276,9 @@ int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_ten
     int rc = df_gemm_desc_check(d, err);
     if (rc)
         return rc;
-    if ((rc = check_operand("A", A, df_gemm_extent_a(d), (uint32_t)df_dtype_size(d->type_a), err)) ||
-        (rc = check_operand("B", B, df_gemm_extent_b(d), (uint32_t)df_dtype_size(d->type_b), err)) ||
-        (rc = check_operand("C", C, df_gemm_extent_c(d), (uint32_t)df_dtype_size(d->type_c), err)))
+    if ((rc = df_bind_check("gemm", "A", A, df_gemm_extent_a(d), (uint32_t)df_dtype_size(d->type_a), err)) ||
+        (rc = df_bind_check("gemm", "B", B, df_gemm_extent_b(d), (uint32_t)df_dtype_size(d->type_b), err)) ||
+        (rc = df_bind_check("gemm", "C", C, df_gemm_extent_c(d), (uint32_t)df_dtype_size(d->type_c), err)))
         return rc;
     if (A.buf == C.buf || B.buf == C.buf) {
         /* Same allocation is fine only when the ranges are disjoint. */
@@ -368,10 +304,11 @@ int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_ten
         return df_error_set(err, DF_E_UNSUPPORTED, "gemm: %s cannot read f16 texel buffers; use the tiled path",
                             df_vk_device_info_of(dev)->name);
 
-    operand_rules rules[3];
-    if (rules_for(dev, path, 0, d->type_a, &rules[0]) || rules_for(dev, path, 1, d->type_b, &rules[1]) ||
-        rules_for(dev, path, 2, d->type_c, &rules[2]))
-        return df_error_set(err, DF_E_UNSUPPORTED, "gemm: device binding alignment is not a multiple of the element size");
+    df_bind_rules rules[3];
+    if ((rc = rules_for(dev, path, 0, d->type_a, &rules[0], err)) ||
+        (rc = rules_for(dev, path, 1, d->type_b, &rules[1], err)) ||
+        (rc = rules_for(dev, path, 2, d->type_c, &rules[2], err)))
+        return df_error_prefix(err, "gemm");
     kernel_shape ks;
     choose_shape(path, d, &ks);
     if (plan) {
