@@ -84,3 +84,16 @@ int df_bind_check(const char *op, const char *name, df_tensor_ref ref, uint64_t 
                             (unsigned long long)ref.buf->size);
     return DF_OK;
 }
+
+int df_linear_grid(df_vk_device_t *dev, uint64_t groups, uint32_t *gx, uint32_t *gy, df_error_t *err)
+{
+    const df_vk_device_info *info = df_vk_device_info_of(dev);
+    uint64_t x = groups < info->max_group_count[0] ? groups : info->max_group_count[0];
+    uint64_t y = x ? (groups + x - 1) / x : 0;
+    if (y > info->max_group_count[1])
+        return df_error_set(err, DF_E_RANGE, "%llu workgroups exceed the device's %u x %u grid",
+                            (unsigned long long)groups, info->max_group_count[0], info->max_group_count[1]);
+    *gx = (uint32_t)x;
+    *gy = (uint32_t)y;
+    return DF_OK;
+}

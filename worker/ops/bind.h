@@ -52,4 +52,10 @@ df_vk_binding df_bind_span(df_tensor_ref ref, const df_bind_rules *r, uint64_t f
  *  the offset is a multiple of es; the message names the operand. */
 int df_bind_check(const char *op, const char *name, df_tensor_ref ref, uint64_t n, uint32_t es, df_error_t *err);
 
+/*  Workgroup counts (x, y) covering `groups` workgroups of a 1-D kernel
+ *  within the device's per-dimension limits; kernels recover the linear
+ *  index as gid.x + gid.y * num_groups.x * local_size. DF_E_RANGE when even
+ *  that is too many. */
+int df_linear_grid(df_vk_device_t *dev, uint64_t groups, uint32_t *gx, uint32_t *gy, df_error_t *err);
+
 #endif

@@ -1,0 +1,12 @@
+/*  ops_tests.h - one function per op family, each running all its cases
+ *  (forward against the reference, backward against finite differences). */
+#ifndef DF_OPS_TESTS_H
+#define DF_OPS_TESTS_H
+
+#include "harness.h"
+
+void test_op_eltwise(op_env *env);
+void test_op_eltwise_bwd_fd(op_env *env);
+void test_op_eltwise_errors(op_env *env);
+
+#endif

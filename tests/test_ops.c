@@ -1,0 +1,62 @@
+/*  test_ops.c - one harness over the op table: every op against its
+ *  double-precision reference on random shapes (odd sizes, f32/f16,
+ *  unaligned operands, broadcasts), every backward against finite
+ *  differences, and every error path. `test_ops NAME` runs the entries
+ *  whose name contains NAME. */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "ops/ops_tests.h"
+#include "test.h"
+#include "test_support.h"
+#include "vk_instance.h"
+
+typedef struct {
+    const char *name;
+    void (*run)(op_env *env);
+} op_entry;
+
+static const op_entry k_table[] = {
+    {"eltwise", test_op_eltwise},
+    {"eltwise_bwd_fd", test_op_eltwise_bwd_fd},
+    {"eltwise_errors", test_op_eltwise_errors},
+};
+
+int main(int argc, char **argv)
+{
+    test_filter_ = argc > 1 ? argv[1] : NULL;
+    const char *filter = test_filter_;
+    uint32_t index;
+    df_error_t err;
+    df_error_clear(&err);
+    df_vk_instance_t *inst = test_open_instance(&index);
+    if (!inst)
+        return 1;
+    op_env env = {0};
+    env.seed = 2024;
+    env.dev = df_vk_device_new(inst, index, NULL, &err);
+    env.xfer = env.dev ? df_vk_transfer_new(env.dev, NULL, &err) : NULL;
+    env.batch = env.xfer ? df_vk_batch_new(env.dev, 0, &err) : NULL;
+    if (!env.batch) {
+        fprintf(stderr, "device: %s\n", err.msg);
+        return 1;
+    }
+    int total_fail = 0;
+    for (size_t i = 0; i < sizeof k_table / sizeof k_table[0]; i++) {
+        if (filter && !strstr(k_table[i].name, filter))
+            continue;
+        int before = env.failures, cases_before = env.cases;
+        k_table[i].run(&env);
+        fprintf(stderr, "%-28s %4d cases  %s\n", k_table[i].name, env.cases - cases_before,
+                env.failures == before ? "ok" : "FAILED");
+        total_fail += env.failures - before;
+    }
+    uint32_t verr = df_vk_instance_validation_errors(inst);
+    df_vk_batch_destroy(&env.batch);
+    df_vk_transfer_destroy(&env.xfer);
+    df_vk_device_destroy(&env.dev);
+    df_vk_instance_destroy(&inst);
+    fprintf(stderr, "%d cases, %d failed, %u validation errors\n", env.cases, total_fail, verr);
+    return total_fail || verr ? 1 : 0;
+}
