@@ -21,6 +21,9 @@ static const op_entry k_table[] = {
     {"eltwise", test_op_eltwise},
     {"eltwise_bwd_fd", test_op_eltwise_bwd_fd},
     {"eltwise_errors", test_op_eltwise_errors},
+    {"norm", test_op_norm},
+    {"norm_bwd_fd", test_op_norm_bwd_fd},
+    {"norm_errors", test_op_norm_errors},
 };
 
 int main(int argc, char **argv)

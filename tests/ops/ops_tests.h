@@ -8,5 +8,8 @@
 void test_op_eltwise(op_env *env);
 void test_op_eltwise_bwd_fd(op_env *env);
 void test_op_eltwise_errors(op_env *env);
+void test_op_norm(op_env *env);
+void test_op_norm_bwd_fd(op_env *env);
+void test_op_norm_errors(op_env *env);
 
 #endif

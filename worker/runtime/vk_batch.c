@@ -34,6 +34,9 @@ struct _df_vk_batch_t {
     VkBufferView *views;
     uint32_t nviews, view_cap;
 
+    df_vk_buffer_t **held; /* scratch freed after the submit */
+    uint32_t nheld, held_cap;
+
     span_list reads, writes;
     uint32_t barriers, barriers_last;
 
@@ -120,6 +123,9 @@ static void release_recorded(df_vk_batch_t *self)
     for (uint32_t i = 0; i < self->nviews; i++)
         vkDestroyBufferView(self->vk, self->views[i], NULL);
     self->nviews = 0;
+    for (uint32_t i = 0; i < self->nheld; i++)
+        df_vk_buffer_destroy(&self->held[i]);
+    self->nheld = 0;
     for (uint32_t i = 0; i < self->npools; i++)
         vkResetDescriptorPool(self->vk, self->pools[i], 0);
     self->pool_cur = 0;
@@ -142,6 +148,7 @@ void df_vk_batch_destroy(df_vk_batch_t **self_p)
         vkDestroyDescriptorPool(self->vk, self->pools[i], NULL);
     free(self->pools);
     free(self->views);
+    free(self->held);
     free(self->reads.v);
     free(self->writes.v);
     if (self->queries)
@@ -391,6 +398,17 @@ int df_vk_batch_dispatch(df_vk_batch_t *self, const df_vk_pipeline_t *p, const d
         self->timed++;
     }
     self->pending++;
+    return DF_OK;
+}
+
+int df_vk_batch_hold(df_vk_batch_t *self, df_vk_buffer_t **buf, df_error_t *err)
+{
+    if (grow((void **)&self->held, &self->held_cap, self->nheld + 1, sizeof *self->held)) {
+        df_vk_buffer_destroy(buf); /* safe: nothing recorded uses it yet (see the header) */
+        return df_error_set(err, DF_E_NOMEM, "batch: out of host memory");
+    }
+    self->held[self->nheld++] = *buf;
+    *buf = NULL;
     return DF_OK;
 }
 

@@ -64,6 +64,13 @@ int df_vk_batch_copy(df_vk_batch_t *self, const df_vk_buffer_t *src, uint64_t sr
 int df_vk_batch_fill(df_vk_batch_t *self, const df_vk_buffer_t *buf, uint64_t offset, uint64_t size,
                      uint32_t value, df_error_t *err);
 
+/*  Hands buf to the batch: it is destroyed once the work recorded so far
+ *  has completed (after the next submit, or when the batch is destroyed).
+ *  For an op's short-lived scratch: call it right after allocating, before
+ *  recording anything that uses the buffer, so that on failure (the buffer
+ *  is then destroyed at once) nothing refers to it. *buf is set to NULL. */
+int df_vk_batch_hold(df_vk_batch_t *self, df_vk_buffer_t **buf, df_error_t *err);
+
 /*  Submits what was recorded and waits for it. With nothing recorded, returns
  *  at once. Afterwards the batch is empty and can record again. On failure
  *  the recorded work is discarded. */
