@@ -24,6 +24,13 @@ static const op_entry k_table[] = {
     {"norm", test_op_norm},
     {"norm_bwd_fd", test_op_norm_bwd_fd},
     {"norm_errors", test_op_norm_errors},
+    {"geglu", test_op_geglu},
+    {"copy2d", test_op_copy2d},
+    {"upsample", test_op_upsample},
+    {"timestep", test_op_timestep},
+    {"mse", test_op_mse},
+    {"optim", test_op_optim},
+    {"noise", test_op_noise},
 };
 
 int main(int argc, char **argv)

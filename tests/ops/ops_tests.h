@@ -11,5 +11,12 @@ void test_op_eltwise_errors(op_env *env);
 void test_op_norm(op_env *env);
 void test_op_norm_bwd_fd(op_env *env);
 void test_op_norm_errors(op_env *env);
+void test_op_geglu(op_env *env);
+void test_op_copy2d(op_env *env);
+void test_op_upsample(op_env *env);
+void test_op_timestep(op_env *env);
+void test_op_mse(op_env *env);
+void test_op_optim(op_env *env);
+void test_op_noise(op_env *env);
 
 #endif

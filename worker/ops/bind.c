@@ -97,3 +97,18 @@ int df_linear_grid(df_vk_device_t *dev, uint64_t groups, uint32_t *gx, uint32_t 
     *gy = (uint32_t)y;
     return DF_OK;
 }
+
+int df_dispatch_1d(df_vk_batch_t *batch, const df_vk_kernel *kernel, const uint32_t *spec, uint32_t nspec,
+                   const df_vk_binding *binds, uint32_t nbinds, const void *push, uint64_t invocations, uint32_t wg,
+                   const char *label, df_error_t *err)
+{
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    df_vk_pipeline_t *p = df_vk_pipeline_get(dev, kernel, spec, nspec, err);
+    if (!p)
+        return err ? err->code : DF_E_VULKAN;
+    uint32_t gx, gy;
+    int rc = df_linear_grid(dev, (invocations + wg - 1) / wg, &gx, &gy, err);
+    if (rc)
+        return df_error_prefix(err, "%s", label);
+    return df_vk_batch_dispatch(batch, p, binds, nbinds, push, gx, gy, 1, label, err);
+}

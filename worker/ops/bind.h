@@ -22,6 +22,7 @@
 #include "tensor_ref.h"
 #include "vk_batch.h"
 #include "vk_device.h"
+#include "vk_pipeline.h"
 
 typedef struct {
     uint32_t es;      /* bytes per element */
@@ -57,5 +58,12 @@ int df_bind_check(const char *op, const char *name, df_tensor_ref ref, uint64_t 
  *  index as gid.x + gid.y * num_groups.x * local_size. DF_E_RANGE when even
  *  that is too many. */
 int df_linear_grid(df_vk_device_t *dev, uint64_t groups, uint32_t *gx, uint32_t *gy, df_error_t *err);
+
+/*  Gets the pipeline for kernel with spec constants and records a 1-D
+ *  dispatch of `invocations` invocations (local size `wg` in x), labelled
+ *  label. */
+int df_dispatch_1d(df_vk_batch_t *batch, const df_vk_kernel *kernel, const uint32_t *spec, uint32_t nspec,
+                   const df_vk_binding *binds, uint32_t nbinds, const void *push, uint64_t invocations, uint32_t wg,
+                   const char *label, df_error_t *err);
 
 #endif
