@@ -31,6 +31,8 @@ static const op_entry k_table[] = {
     {"mse", test_op_mse},
     {"optim", test_op_optim},
     {"noise", test_op_noise},
+    {"attention", test_op_attention},
+    {"attention_errors", test_op_attention_errors},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,125 @@
+/*  attention.c - see attention.h. */
+#include "attention.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bind.h"
+
+typedef struct {
+    uint32_t batches, heads, nq, nk;
+    uint32_t ldq, ldk, ldv, ldo;
+    uint32_t bsq, bsk, bsv, bso;
+    uint32_t off_q, off_k, off_v, off_o, off_l;
+    float scale;
+} attn_push;
+
+#define T DF_VK_BIND_TEXEL
+#define S DF_VK_BIND_STORAGE
+static const df_vk_kernel k_fwd[2] = {
+    {"attention_y32", 5, {T, T, T, S, S}, sizeof(attn_push)},
+    {"attention_y16", 5, {T, T, T, S, S}, sizeof(attn_push)},
+};
+#undef T
+#undef S
+
+uint64_t df_attn_lse_elems(const df_attn_desc *d) { return (uint64_t)d->batch * d->heads * d->nq; }
+
+/* Fills the defaults and checks the shape. */
+static int normalize(const df_attn_desc *in, df_attn_desc *d, const char *name, df_error_t *err)
+{
+    *d = *in;
+    if (!d->batch || !d->heads || !d->nq || !d->nk || !d->dim)
+        return df_error_set(err, DF_E_INVALID, "%s: empty shape (batch %u, heads %u, nq %u, nk %u, dim %u)", name,
+                            d->batch, d->heads, d->nq, d->nk, d->dim);
+    if (d->dim % 4 || d->dim > 128)
+        return df_error_set(err, DF_E_UNSUPPORTED, "%s: head dimension %u (a multiple of 4 up to 128)", name, d->dim);
+    uint32_t row = d->heads * d->dim;
+    if (!d->ldq) d->ldq = row;
+    if (!d->ldk) d->ldk = row;
+    if (!d->ldv) d->ldv = row;
+    if (!d->ldo) d->ldo = row;
+    if (d->ldq < row || d->ldk < row || d->ldv < row || d->ldo < row)
+        return df_error_set(err, DF_E_INVALID, "%s: a row stride is smaller than heads * dim = %u", name, row);
+    if (!d->bsq) d->bsq = (uint64_t)d->nq * d->ldq;
+    if (!d->bsk) d->bsk = (uint64_t)d->nk * d->ldk;
+    if (!d->bsv) d->bsv = (uint64_t)d->nk * d->ldv;
+    if (!d->bso) d->bso = (uint64_t)d->nq * d->ldo;
+    if (d->scale == 0)
+        d->scale = 1.0f / sqrtf((float)d->dim);
+    if (d->causal && d->nk < d->nq)
+        return df_error_set(err, DF_E_INVALID, "%s: causal attention needs nk >= nq", name);
+    return DF_OK;
+}
+
+static uint64_t extent(uint64_t batches, uint64_t bs, uint64_t rows, uint64_t ld, uint64_t row)
+{
+    return (batches - 1) * bs + (rows - 1) * ld + row;
+}
+
+int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
+                         df_tensor o, df_tensor lse, df_error_t *err)
+{
+    const char *name = "attention";
+    df_attn_desc d;
+    int rc = normalize(desc, &d, name, err);
+    if (rc)
+        return rc;
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    df_bind_rules rq, rk, rv, ro, rl;
+    if ((rc = df_bind_rules_texel(dev, q.dtype, &rq, err)) || (rc = df_bind_rules_texel(dev, k.dtype, &rk, err)) ||
+        (rc = df_bind_rules_texel(dev, v.dtype, &rv, err)) || (rc = df_bind_rules_storage(dev, o.dtype, &ro, err)) ||
+        (rc = df_bind_rules_storage(dev, DF_F32, &rl, err)))
+        return df_error_prefix(err, "%s", name);
+    uint32_t row = d.heads * d.dim;
+    int with_lse = lse.ref.buf != NULL;
+    if ((rc = df_bind_check(name, "q", q.ref, extent(d.batch, d.bsq, d.nq, d.ldq, row), rq.es, err)) ||
+        (rc = df_bind_check(name, "k", k.ref, extent(d.batch, d.bsk, d.nk, d.ldk, row), rk.es, err)) ||
+        (rc = df_bind_check(name, "v", v.ref, extent(d.batch, d.bsv, d.nk, d.ldv, row), rv.es, err)) ||
+        (rc = df_bind_check(name, "o", o.ref, extent(d.batch, d.bso, d.nq, d.ldo, row), ro.es, err)) ||
+        (with_lse && (rc = df_bind_check(name, "lse", lse.ref, df_attn_lse_elems(&d), 4, err))))
+        return rc;
+    if (with_lse && lse.dtype != DF_F32)
+        return df_error_set(err, DF_E_INVALID, "%s: lse must be f32", name);
+    /* Windows over batch entries. */
+    uint64_t per = d.batch;
+    while (per > 1 && (!df_bind_fits(&rq, extent(per, d.bsq, d.nq, d.ldq, row)) ||
+                       !df_bind_fits(&rk, extent(per, d.bsk, d.nk, d.ldk, row)) ||
+                       !df_bind_fits(&rv, extent(per, d.bsv, d.nk, d.ldv, row)) ||
+                       !df_bind_fits(&ro, extent(per, d.bso, d.nq, d.ldo, row))))
+        per = (per + 1) / 2;
+    if (!df_bind_fits(&rq, extent(1, 0, d.nq, d.ldq, row)) || !df_bind_fits(&rk, extent(1, 0, d.nk, d.ldk, row)) ||
+        !df_bind_fits(&rv, extent(1, 0, d.nk, d.ldv, row)) || !df_bind_fits(&ro, extent(1, 0, d.nq, d.ldo, row)))
+        return df_error_set(err, DF_E_RANGE, "%s: one batch entry does not fit a binding", name);
+    for (uint64_t b0 = 0; b0 < d.batch; b0 += per) {
+        uint64_t nb = d.batch - b0 < per ? d.batch - b0 : per;
+        attn_push pc = {.batches = (uint32_t)nb, .heads = d.heads, .nq = d.nq, .nk = d.nk, .ldq = d.ldq, .ldk = d.ldk,
+                        .ldv = d.ldv, .ldo = d.ldo, .bsq = nb > 1 ? (uint32_t)d.bsq : 0,
+                        .bsk = nb > 1 ? (uint32_t)d.bsk : 0, .bsv = nb > 1 ? (uint32_t)d.bsv : 0,
+                        .bso = nb > 1 ? (uint32_t)d.bso : 0, .scale = d.scale};
+        df_vk_binding b[5];
+        b[0] = df_bind_span(q.ref, &rq, b0 * d.bsq, extent(nb, d.bsq, d.nq, d.ldq, row), 0, &pc.off_q);
+        b[1] = df_bind_span(k.ref, &rk, b0 * d.bsk, extent(nb, d.bsk, d.nk, d.ldk, row), 0, &pc.off_k);
+        b[2] = df_bind_span(v.ref, &rv, b0 * d.bsv, extent(nb, d.bsv, d.nk, d.ldv, row), 0, &pc.off_v);
+        b[3] = df_bind_span(o.ref, &ro, b0 * d.bso, extent(nb, d.bso, d.nq, d.ldo, row), 1, &pc.off_o);
+        uint64_t rows = nb * d.heads * d.nq;
+        b[4] = with_lse ? df_bind_span(lse.ref, &rl, b0 * d.heads * d.nq, rows, 1, &pc.off_l) : b[3];
+        int vec = pc.off_q % 4 == 0 && pc.off_k % 4 == 0 && pc.off_v % 4 == 0 && d.ldq % 4 == 0 && d.ldk % 4 == 0 &&
+                  d.ldv % 4 == 0 && pc.bsq % 4 == 0 && pc.bsk % 4 == 0 && pc.bsv % 4 == 0;
+        uint32_t spec[4] = {d.dim, (uint32_t)!!d.causal, (uint32_t)vec, (uint32_t)with_lse};
+        char label[64];
+        snprintf(label, sizeof label, "attention %llux%ux%ux%u", (unsigned long long)nb, d.heads, d.nq, d.nk);
+        if ((rc = df_dispatch_1d(batch, &k_fwd[o.dtype == DF_F16], spec, 4, b, 5, &pc, rows, 64, label, err)))
+            return rc;
+    }
+    return DF_OK;
+}
+
+int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *d, df_tensor q, df_tensor k, df_tensor v,
+                          df_tensor o, df_tensor lse, df_tensor dout, df_tensor dq, df_tensor dk, df_tensor dv,
+                          df_error_t *err)
+{
+    (void)batch, (void)d, (void)q, (void)k, (void)v, (void)o, (void)lse, (void)dout, (void)dq, (void)dk, (void)dv;
+    return df_error_set(err, DF_E_UNSUPPORTED, "attention backward: not written yet");
+}
