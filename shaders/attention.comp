@@ -5,12 +5,14 @@
 // Tensors are token-major as the projections produce them: row i of Q holds
 // every head's D values, head h at columns h*D .. h*D+D-1 (row stride ldq),
 // and so on for K, V and O; batch entries are bs* elements apart. One
-// invocation owns one query row of one head: it keeps q and the running
-// output in registers and walks the keys in blocks of four with the online
-// softmax (running max m, running sum l, rescaling when m grows). Adjacent
+// invocation owns query rows of one head: it keeps q and the running output
+// in registers and walks the keys in blocks of four with the online softmax
+// (running max m, running sum l, rescaling when m grows). Adjacent
 // invocations take adjacent query rows of the same head, so they read the
-// same keys. It also writes log-sum-exp (m + log l) per row, which the
-// backward pass uses to recompute probabilities.
+// same keys. With R > 1 an invocation owns R consecutive query rows, so each
+// fetched key and value serves R rows (the fast layout on CPU drivers, where
+// fetches cost more than arithmetic). It also writes log-sum-exp (m + log l)
+// per row, which the backward pass uses to recompute probabilities.
 //
 // Causal (CLIP): key j is visible to query i when j <= i + (nk - nq).
 #extension GL_EXT_shader_16bit_storage : require
@@ -20,6 +22,7 @@ layout(constant_id = 0) const uint D = 64;      // head dimension, a multiple of
 layout(constant_id = 1) const bool CAUSAL = false;
 layout(constant_id = 2) const bool VEC = true;  // every row start a multiple of 4
 layout(constant_id = 3) const bool WRITE_LSE = true;
+layout(constant_id = 4) const uint R = 1;       // query rows per invocation
 
 #ifdef Y_F16
 #define Y_T float16_t
@@ -54,66 +57,76 @@ vec4 fetch4(samplerBuffer t, uint e)
 void main()
 {
     uint id = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
-    if (id >= p.batches * p.heads * p.nq)
+    uint blocks = (p.nq + R - 1u) / R;
+    if (id >= p.batches * p.heads * blocks)
         return;
-    uint i = id % p.nq, bh = id / p.nq, h = bh % p.heads, b = bh / p.heads;
-    uint qb = p.off_q + b * p.bsq + i * p.ldq + h * D;
+    uint i0 = (id % blocks) * R, bh = id / blocks, h = bh % p.heads, b = bh / p.heads;
     uint kb = p.off_k + b * p.bsk + h * D;
     uint vb = p.off_v + b * p.bsv + h * D;
 
-    vec4 q[D4];
-    for (uint d = 0u; d < D4; d++)
-        q[d] = fetch4(Q, qb + 4u * d) * p.scale;
-    vec4 acc[D4];
-    for (uint d = 0u; d < D4; d++)
-        acc[d] = vec4(0.0);
-    float m = -1.0e30, l = 0.0;
-
-    uint nvis = CAUSAL ? min(p.nk, i + 1u + (p.nk - p.nq)) : p.nk;
-    uint j = 0u;
-    for (; j + 4u <= nvis; j += 4u) {
-        vec4 s = vec4(0.0);
+    // R query rows per invocation: every key and value fetched serves R rows.
+    vec4 q[R][D4];
+    vec4 acc[R][D4];
+    float m[R], l[R];
+    uint nvis[R];
+    uint nmax = 0u;
+    for (uint r = 0u; r < R; r++) {
+        uint i = min(i0 + r, p.nq - 1u); // rows past the end repeat the last and are not written
+        uint qb = p.off_q + b * p.bsq + i * p.ldq + h * D;
         for (uint d = 0u; d < D4; d++) {
-            s.x += dot(q[d], fetch4(K, kb + j * p.ldk + 4u * d));
-            s.y += dot(q[d], fetch4(K, kb + (j + 1u) * p.ldk + 4u * d));
-            s.z += dot(q[d], fetch4(K, kb + (j + 2u) * p.ldk + 4u * d));
-            s.w += dot(q[d], fetch4(K, kb + (j + 3u) * p.ldk + 4u * d));
+            q[r][d] = fetch4(Q, qb + 4u * d) * p.scale;
+            acc[r][d] = vec4(0.0);
         }
-        float mx = max(max(s.x, s.y), max(s.z, s.w));
-        if (mx > m) { // rescale what was accumulated under the old maximum
-            float c = exp(m - mx);
-            l *= c;
-            for (uint d = 0u; d < D4; d++)
-                acc[d] *= c;
-            m = mx;
-        }
-        vec4 e = exp(s - m);
-        l += e.x + e.y + e.z + e.w;
-        for (uint d = 0u; d < D4; d++)
-            acc[d] += e.x * fetch4(V, vb + j * p.ldv + 4u * d) + e.y * fetch4(V, vb + (j + 1u) * p.ldv + 4u * d) +
-                      e.z * fetch4(V, vb + (j + 2u) * p.ldv + 4u * d) + e.w * fetch4(V, vb + (j + 3u) * p.ldv + 4u * d);
+        m[r] = -1.0e30;
+        l[r] = 0.0;
+        nvis[r] = CAUSAL ? min(p.nk, i + 1u + (p.nk - p.nq)) : p.nk;
+        nmax = max(nmax, nvis[r]);
     }
-    for (; j < nvis; j++) {
-        float s = 0.0;
-        for (uint d = 0u; d < D4; d++)
-            s += dot(q[d], fetch4(K, kb + j * p.ldk + 4u * d));
-        if (s > m) {
-            float c = exp(m - s);
-            l *= c;
+    for (uint j = 0u; j < nmax; j += 4u) {
+        uint nj = min(4u, nmax - j);
+        vec4 kv[4][D4];
+        for (uint t = 0u; t < 4u; t++)
             for (uint d = 0u; d < D4; d++)
-                acc[d] *= c;
-            m = s;
+                kv[t][d] = t < nj ? fetch4(K, kb + (j + t) * p.ldk + 4u * d) : vec4(0.0);
+        vec4 e[R];
+        for (uint r = 0u; r < R; r++) {
+            vec4 s = vec4(0.0);
+            for (uint d = 0u; d < D4; d++)
+                s += vec4(dot(q[r][d], kv[0][d]), dot(q[r][d], kv[1][d]), dot(q[r][d], kv[2][d]), dot(q[r][d], kv[3][d]));
+            // Keys past the end, or hidden by the causal mask, get no weight. (Every
+            // row sees key 0, so the first block sets a real maximum before any
+            // block can be wholly masked.)
+            for (uint t = 0u; t < 4u; t++)
+                if (j + t >= nvis[r])
+                    s[t] = -1.0e30;
+            float mx = max(max(s.x, s.y), max(s.z, s.w));
+            if (mx > m[r]) {
+                float c = exp(m[r] - mx);
+                l[r] *= c;
+                for (uint d = 0u; d < D4; d++)
+                    acc[r][d] *= c;
+                m[r] = mx;
+            }
+            e[r] = exp(s - m[r]);
+            l[r] += e[r].x + e[r].y + e[r].z + e[r].w;
         }
-        float e = exp(s - m);
-        l += e;
-        for (uint d = 0u; d < D4; d++)
-            acc[d] += e * fetch4(V, vb + j * p.ldv + 4u * d);
+        for (uint t = 0u; t < 4u; t++)
+            for (uint d = 0u; d < D4; d++)
+                kv[t][d] = t < nj ? fetch4(V, vb + (j + t) * p.ldv + 4u * d) : vec4(0.0);
+        for (uint r = 0u; r < R; r++)
+            for (uint d = 0u; d < D4; d++)
+                acc[r][d] += e[r].x * kv[0][d] + e[r].y * kv[1][d] + e[r].z * kv[2][d] + e[r].w * kv[3][d];
     }
-    float inv = l > 0.0 ? 1.0 / l : 0.0;
-    uint ob = p.off_o + b * p.bso + i * p.ldo + h * D;
-    for (uint d = 0u; d < D4; d++)
-        for (uint c = 0u; c < 4u; c++)
-            o[ob + 4u * d + c] = Y_T(acc[d][c] * inv);
-    if (WRITE_LSE)
-        lse[p.off_l + id] = l > 0.0 ? m + log(l) : -1.0e30;
+    for (uint r = 0u; r < R; r++) {
+        uint i = i0 + r;
+        if (i >= p.nq)
+            break;
+        float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
+        uint ob = p.off_o + b * p.bso + i * p.ldo + h * D;
+        for (uint d = 0u; d < D4; d++)
+            for (uint c = 0u; c < 4u; c++)
+                o[ob + 4u * d + c] = Y_T(acc[r][d][c] * inv);
+        if (WRITE_LSE)
+            lse[p.off_l + bh * p.nq + i] = l[r] > 0.0 ? m[r] + log(l[r]) : -1.0e30;
+    }
 }

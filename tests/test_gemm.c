@@ -287,7 +287,7 @@ static void test_errors(void)
     CHECK_EQ(df_gemm_path_parse("fast"), -1);
     CHECK(strcmp(df_gemm_path_name(DF_GEMM_TEXEL), "texel") == 0);
     df_gemm_path def = df_gemm_default_path(g_dev);
-    CHECK(def == (df_vk_device_info_of(g_dev)->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? DF_GEMM_TEXEL : DF_GEMM_TILED));
+    CHECK(def == (df_vk_device_prefers_texel_tiles(g_dev) ? DF_GEMM_TEXEL : DF_GEMM_TILED));
     df_vk_batch_destroy(&batch);
     df_vk_buffer_destroy(&buf);
     df_vk_buffer_destroy(&other);

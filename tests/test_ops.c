@@ -31,13 +31,17 @@ static const op_entry k_table[] = {
     {"mse", test_op_mse},
     {"optim", test_op_optim},
     {"noise", test_op_noise},
+    {"softmax", test_op_softmax},
     {"attention", test_op_attention},
     {"attention_errors", test_op_attention_errors},
 };
 
 int main(int argc, char **argv)
 {
-    test_filter_ = argc > 1 ? argv[1] : NULL;
+    /* test_ops [--portable] [NAME]: --portable forces the GPU kernels (for
+     * ops that have a CPU-driver layout too) so both paths are tested here. */
+    int portable = argc > 1 && strcmp(argv[1], "--portable") == 0;
+    test_filter_ = argc > 1 + portable ? argv[1 + portable] : NULL;
     const char *filter = test_filter_;
     uint32_t index;
     df_error_t err;
@@ -47,7 +51,8 @@ int main(int argc, char **argv)
         return 1;
     op_env env = {0};
     env.seed = 2024;
-    env.dev = df_vk_device_new(inst, index, NULL, &err);
+    df_vk_device_opts dopts = {.portable_kernels = portable};
+    env.dev = df_vk_device_new(inst, index, &dopts, &err);
     env.xfer = env.dev ? df_vk_transfer_new(env.dev, NULL, &err) : NULL;
     env.batch = env.xfer ? df_vk_batch_new(env.dev, 0, &err) : NULL;
     if (!env.batch) {
@@ -69,6 +74,7 @@ int main(int argc, char **argv)
     df_vk_transfer_destroy(&env.xfer);
     df_vk_device_destroy(&env.dev);
     df_vk_instance_destroy(&inst);
-    fprintf(stderr, "%d cases, %d failed, %u validation errors\n", env.cases, total_fail, verr);
+    fprintf(stderr, "%d cases, %d failed, %u validation errors%s\n", env.cases, total_fail, verr,
+            portable ? " (portable kernels)" : "");
     return total_fail || verr ? 1 : 0;
 }

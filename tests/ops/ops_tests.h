@@ -18,6 +18,7 @@ void test_op_timestep(op_env *env);
 void test_op_mse(op_env *env);
 void test_op_optim(op_env *env);
 void test_op_noise(op_env *env);
+void test_op_softmax(op_env *env);
 void test_op_attention(op_env *env);
 void test_op_attention_errors(op_env *env);
 

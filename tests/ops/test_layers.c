@@ -12,6 +12,7 @@
 #include "ops_tests.h"
 #include "optim.h"
 #include "philox.h"
+#include "softmax.h"
 #include "timestep.h"
 #include "upsample.h"
 
@@ -415,4 +416,98 @@ void test_op_noise(op_env *env)
     int b = df_noise_normal(env->batch, &bad, y.t, &err) != DF_E_INVALID;
     op_case_done(env, "noise unaligned first refused", b, 0, NULL);
     op_tensor_free(&y);
+}
+
+/* Softmax forward against double; backward against finite differences of
+ * sum(dy * softmax(x)) through the forward reference. */
+static void softmax_ref(const float *x, uint32_t cols, double scale, double *y)
+{
+    double m = -INFINITY, l = 0;
+    for (uint32_t j = 0; j < cols; j++)
+        m = fmax(m, scale * x[j]);
+    for (uint32_t j = 0; j < cols; j++)
+        l += exp(scale * x[j] - m);
+    for (uint32_t j = 0; j < cols; j++)
+        y[j] = exp(scale * x[j] - m) / l;
+}
+
+void test_op_softmax(op_env *env)
+{
+    df_error_t err;
+    static const uint32_t shapes[][2] = {{1, 1}, {5, 77}, {300, 17}, {3, 4096}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        df_error_clear(&err);
+        uint32_t rows = shapes[c][0], cols = shapes[c][1];
+        uint64_t n = (uint64_t)rows * cols;
+        const float scale = 0.125f;
+        op_tensor x = op_tensor_normal(env, n, DF_F32, 0, 8.0f);
+        op_tensor y = op_tensor_output(env, n, DF_F32, 0);
+        op_tensor dy = op_tensor_normal(env, n, DF_F32, 1, 1.0f);
+        op_tensor dx = op_tensor_output(env, n, DF_F32, 0);
+        int rc = df_softmax_forward(env->batch, rows, cols, scale, x.t, y.t, &err);
+        if (!rc)
+            rc = df_softmax_backward(env->batch, rows, cols, y.t, dy.t, dx.t, &err);
+        if (!rc)
+            rc = op_run_and_read(env, &y, &err);
+        if (!rc)
+            rc = df_vk_download_f32(env->xfer, dx.buf, 0, dx.host, n, DF_F32, &err);
+        char what[64];
+        snprintf(what, sizeof what, "softmax %ux%u", rows, cols);
+        int fails = 0;
+        if (!rc) {
+            double *ref = malloc(n * sizeof *ref), *bound = malloc(n * sizeof *bound);
+            double *row = malloc(cols * sizeof *row), *rp = malloc(cols * sizeof *rp), *rm = malloc(cols * sizeof *rm);
+            float *xp = malloc(cols * sizeof *xp);
+            for (uint32_t r = 0; r < rows; r++) {
+                const float *xr = x.host + (uint64_t)r * cols;
+                softmax_ref(xr, cols, scale, row);
+                double m = -INFINITY;
+                for (uint32_t j = 0; j < cols; j++)
+                    m = fmax(m, scale * xr[j]);
+                for (uint32_t j = 0; j < cols; j++) {
+                    /* exp: 3 + 2|arg| ulp; the sum of cols terms; the division. */
+                    double e = (3 + 2 * fabs(scale * xr[j] - m) + cols + 6) * U32;
+                    ref[(uint64_t)r * cols + j] = row[j];
+                    bound[(uint64_t)r * cols + j] = e * row[j] + 0x1p-100;
+                }
+            }
+            fails += op_compare(what, y.host, ref, bound, n);
+            /* Backward: central differences (h on the input, in double). */
+            const double h = 1e-4;
+            for (uint32_t r = 0; r < rows && r < 8; r++) {
+                const float *xr = x.host + (uint64_t)r * cols;
+                const float *dyr = dy.host + (uint64_t)r * cols;
+                const float *yr = y.host + (uint64_t)r * cols;
+                double mag = 0;
+                for (uint32_t j = 0; j < cols; j++)
+                    mag += fabs(dyr[j] * yr[j]);
+                for (uint32_t j = 0; j < cols && j < 64; j++) {
+                    memcpy(xp, xr, cols * sizeof *xp);
+                    /* Perturb in double through the scale: d/dx of softmax(scale x). */
+                    double sum_p = 0, sum_m = 0;
+                    xp[j] = (float)(xr[j] + h);
+                    softmax_ref(xp, cols, scale, rp);
+                    xp[j] = (float)(xr[j] - h);
+                    softmax_ref(xp, cols, scale, rm);
+                    double hh = ((double)(float)(xr[j] + h) - (double)(float)(xr[j] - h)) / 2;
+                    for (uint32_t k = 0; k < cols; k++)
+                        sum_p += dyr[k] * rp[k], sum_m += dyr[k] * rm[k];
+                    double fd = (sum_p - sum_m) / (2 * hh);
+                    /* The kernel differentiates w.r.t. the softmax input (scale x): */
+                    fd /= scale;
+                    double got = dx.host[(uint64_t)r * cols + j];
+                    double bnd = (cols + 6) * U32 * (fabs(yr[j]) * (fabs(dyr[j]) + mag)) + 1e-6 * fabs(fd) + 1e-7;
+                    if (!(fabs(got - fd) <= bnd)) {
+                        if (!fails)
+                            fprintf(stderr, "  FAIL %s backward [%u][%u]: got %.9g want %.9g (bound %.3g)\n", what, r, j,
+                                    got, fd, bnd);
+                        fails++;
+                    }
+                }
+            }
+            free(ref), free(bound), free(row), free(rp), free(rm), free(xp);
+        }
+        op_case_done(env, what, fails, rc, &err);
+        op_tensor_free(&x), op_tensor_free(&y), op_tensor_free(&dy), op_tensor_free(&dx);
+    }
 }

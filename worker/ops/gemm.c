@@ -58,7 +58,7 @@ int df_gemm_path_parse(const char *name)
 
 df_gemm_path df_gemm_default_path(df_vk_device_t *dev)
 {
-    return df_vk_device_info_of(dev)->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? DF_GEMM_TEXEL : DF_GEMM_TILED;
+    return df_vk_device_prefers_texel_tiles(dev) ? DF_GEMM_TEXEL : DF_GEMM_TILED;
 }
 
 /* A run of elements [first, first + extent) of one operand. */

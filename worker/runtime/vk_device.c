@@ -19,6 +19,7 @@ struct _df_vk_device_t {
     df_vk_memory_t *memory;
     df_vk_pipelines_t *pipelines;
     uint64_t max_bind_bytes;
+    int portable;
     int fp16_storage;
     pthread_mutex_t lock;
 };
@@ -92,6 +93,7 @@ df_vk_device_t *df_vk_device_new(df_vk_instance_t *instance, uint32_t index,
     self->instance = instance;
     self->info = *info;
     self->max_bind_bytes = opts->max_bind_bytes;
+    self->portable = opts->portable_kernels;
     pthread_mutex_init(&self->lock, NULL);
     if (create_logical_device(self, err))
         goto fail;
@@ -139,6 +141,11 @@ df_vk_instance_t *df_vk_device_instance(df_vk_device_t *self) { return self->ins
 VkCommandPool df_vk_device_command_pool(const df_vk_device_t *self) { return self->pool; }
 
 int df_vk_device_has_fp16_storage(const df_vk_device_t *self) { return self->fp16_storage; }
+
+int df_vk_device_prefers_texel_tiles(const df_vk_device_t *self)
+{
+    return self->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU && !self->portable;
+}
 int df_vk_device_has_fp16_texel(const df_vk_device_t *self) { return self->info.fp16_texel; }
 
 static uint64_t clamp_limit(const df_vk_device_t *self, uint64_t limit)

@@ -25,6 +25,10 @@ typedef struct {
      * limits; 0: the device's limits. Tests lower it to exercise the
      * splitting that large tensors need on small-limit devices. */
     uint64_t max_bind_bytes;
+    /* Use the portable GPU kernels even on a CPU driver (shared-memory GEMM
+     * tiles, one attention row per invocation): tests run both paths where
+     * only one device exists. */
+    int portable_kernels;
 } df_vk_device_opts;
 
 typedef struct _df_vk_device_t df_vk_device_t;
@@ -45,6 +49,10 @@ uint32_t df_vk_device_queue_family(const df_vk_device_t *self);
 df_vk_memory_t *df_vk_device_memory(df_vk_device_t *self);
 df_vk_pipelines_t *df_vk_device_pipelines(df_vk_device_t *self);
 df_vk_instance_t *df_vk_device_instance(df_vk_device_t *self);
+
+/*  Whether ops should use the layouts tuned for CPU drivers (texel-buffer
+ *  register tiles): true on lavapipe unless portable_kernels was asked for. */
+int df_vk_device_prefers_texel_tiles(const df_vk_device_t *self);
 
 /*  Enabled features (device support and our request combined). */
 int df_vk_device_has_fp16_storage(const df_vk_device_t *self);
