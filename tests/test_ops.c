@@ -34,6 +34,7 @@ static const op_entry k_table[] = {
     {"softmax", test_op_softmax},
     {"attention", test_op_attention},
     {"attention_errors", test_op_attention_errors},
+    {"attention_bwd_fd", test_op_attention_bwd_fd},
 };
 
 int main(int argc, char **argv)

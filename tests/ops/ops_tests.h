@@ -21,5 +21,6 @@ void test_op_noise(op_env *env);
 void test_op_softmax(op_env *env);
 void test_op_attention(op_env *env);
 void test_op_attention_errors(op_env *env);
+void test_op_attention_bwd_fd(op_env *env);
 
 #endif

@@ -159,3 +159,160 @@ void test_op_attention_errors(op_env *env)
     op_case_done(env, "attention error paths", bad, 0, NULL);
     op_tensor_free(&t);
 }
+
+/* ---- backward ---- */
+
+/* O for all rows in double (dense layout [b][i][h*dim + e]), used by the
+ * finite differences. */
+static void forward_all(const attn_case *c, const double *q, const double *k, const double *v, double *o)
+{
+    uint32_t row = c->heads * c->dim;
+    double scale = 1 / sqrt((double)c->dim);
+    double *s = malloc(c->nk * sizeof *s);
+    for (uint32_t b = 0; b < c->batch; b++)
+        for (uint32_t h = 0; h < c->heads; h++)
+            for (uint32_t i = 0; i < c->nq; i++) {
+                uint32_t nvis = c->causal ? i + 1 + (c->nk - c->nq) : c->nk;
+                double m = -INFINITY, l = 0;
+                for (uint32_t j = 0; j < nvis; j++) {
+                    double dot = 0;
+                    for (uint32_t e = 0; e < c->dim; e++)
+                        dot += q[((uint64_t)b * c->nq + i) * row + h * c->dim + e] *
+                               k[((uint64_t)b * c->nk + j) * row + h * c->dim + e];
+                    s[j] = dot * scale;
+                    m = fmax(m, s[j]);
+                }
+                for (uint32_t j = 0; j < nvis; j++)
+                    l += s[j] = exp(s[j] - m);
+                for (uint32_t e = 0; e < c->dim; e++) {
+                    double acc = 0;
+                    for (uint32_t j = 0; j < nvis; j++)
+                        acc += s[j] / l * v[((uint64_t)b * c->nk + j) * row + h * c->dim + e];
+                    o[((uint64_t)b * c->nq + i) * row + h * c->dim + e] = acc;
+                }
+            }
+    free(s);
+}
+
+static double loss_of(const attn_case *c, const double *q, const double *k, const double *v, const float *dout,
+                      double *o)
+{
+    forward_all(c, q, k, v, o);
+    double L = 0;
+    for (uint64_t i = 0; i < (uint64_t)c->batch * c->nq * c->heads * c->dim; i++)
+        L += dout[i] * o[i];
+    return L;
+}
+
+static void run_attn_bwd(op_env *env, const attn_case *c)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    uint32_t row = c->heads * c->dim;
+    df_attn_desc d = {.batch = c->batch, .heads = c->heads, .nq = c->nq, .nk = c->nk, .dim = c->dim, .causal = c->causal};
+    uint64_t nqe = (uint64_t)c->batch * c->nq * row, nke = (uint64_t)c->batch * c->nk * row;
+    op_tensor q = op_tensor_normal(env, nqe, c->t, 0, 1.0f), k = op_tensor_normal(env, nke, c->t, 0, 1.0f);
+    op_tensor v = op_tensor_normal(env, nke, c->t, 0, 1.0f), dout = op_tensor_normal(env, nqe, c->t, 0, 1.0f);
+    op_tensor o = op_tensor_output(env, nqe, c->t, 0), lse = op_tensor_output(env, df_attn_lse_elems(&d), DF_F32, 0);
+    op_tensor dq = op_tensor_output(env, nqe, DF_F32, 0), dk = op_tensor_output(env, nke, DF_F32, 0);
+    op_tensor dv = op_tensor_output(env, nke, DF_F32, 0);
+    int rc = df_attention_forward(env->batch, &d, q.t, k.t, v.t, o.t, lse.t, &err);
+    if (!rc)
+        rc = df_attention_backward(env->batch, &d, q.t, k.t, v.t, o.t, lse.t, dout.t, dq.t, dk.t, dv.t, &err);
+    if (!rc)
+        rc = op_run_and_read(env, &dq, &err);
+    if (!rc)
+        rc = df_vk_download_f32(env->xfer, o.buf, 0, o.host, nqe, c->t, &err);
+    if (!rc)
+        rc = df_vk_download_f32(env->xfer, dk.buf, 0, dk.host, nke, DF_F32, &err);
+    if (!rc)
+        rc = df_vk_download_f32(env->xfer, dv.buf, 0, dv.host, nke, DF_F32, &err);
+    char what[128];
+    snprintf(what, sizeof what, "attention backward b=%u h=%u nq=%u nk=%u dim=%u%s against finite differences",
+             c->batch, c->heads, c->nq, c->nk, c->dim, c->causal ? " causal" : "");
+    int fails = 0;
+    if (!rc) {
+        double *qd = malloc(nqe * sizeof *qd), *kd = malloc(nke * sizeof *kd), *vd = malloc(nke * sizeof *vd);
+        double *ob = malloc(nqe * sizeof *ob);
+        for (uint64_t i = 0; i < nqe; i++)
+            qd[i] = q.host[i];
+        for (uint64_t i = 0; i < nke; i++)
+            kd[i] = k.host[i], vd[i] = v.host[i];
+        /* Magnitude scale of each gradient, for the bound: the device sums nk
+         * (or nq) terms of recomputed probabilities times f32 dot products of
+         * dim terms; the forward's lse carries its own error. */
+        double terms = (c->dim + c->nk + c->nq + 24) * U32;
+        const double hstep = 1e-5;
+        struct {
+            double *x;
+            uint64_t n;
+            const float *got;
+            const char *name;
+        } grads[3] = {{qd, nqe, dq.host, "dq"}, {kd, nke, dk.host, "dk"}, {vd, nke, dv.host, "dv"}};
+        for (int g = 0; g < 3; g++) {
+            double *ref = malloc(grads[g].n * sizeof *ref), *bound = malloc(grads[g].n * sizeof *bound);
+            double rms = 0;
+            for (uint64_t i = 0; i < grads[g].n; i++) {
+                double keep = grads[g].x[i];
+                grads[g].x[i] = keep + hstep;
+                double lp = loss_of(c, qd, kd, vd, dout.host, ob);
+                grads[g].x[i] = keep - hstep;
+                double lm = loss_of(c, qd, kd, vd, dout.host, ob);
+                grads[g].x[i] = keep;
+                ref[i] = (lp - lm) / (2 * hstep);
+                rms += ref[i] * ref[i];
+            }
+            rms = sqrt(rms / grads[g].n);
+            /* Each gradient element sums up to max(nq, nk) products of O(1)
+             * terms, each good to `terms`: bound it by that many times the
+             * gradient's scale (rms), plus the differences' own error. */
+            for (uint64_t i = 0; i < grads[g].n; i++)
+                bound[i] = terms * (fabs(ref[i]) + 4 * rms) * sqrt((double)(c->nk > c->nq ? c->nk : c->nq)) + 1e-7 * rms;
+            /* The backward reads the forward output as stored: in f16 it is
+             * rounded (2^-11), and D_i = dO_i . O_i with it. That moves
+             * dq_i by scale * dD_i * |k| and dk_j by scale * sum_i dD_i |q_i|. */
+            if (c->t == DF_F16 && g < 2) {
+                double scale = 1 / sqrt((double)c->dim);
+                for (uint32_t b = 0; b < c->batch; b++)
+                    for (uint32_t h = 0; h < c->heads; h++)
+                        for (uint32_t i = 0; i < c->nq; i++) {
+                            uint64_t qi = ((uint64_t)b * c->nq + i) * row + h * c->dim;
+                            double dD = 0;
+                            for (uint32_t e = 0; e < c->dim; e++)
+                                dD += U16 * fabs((double)dout.host[qi + e] * o.host[qi + e]);
+                            for (uint32_t e = 0; e < c->dim; e++) {
+                                if (g == 0) {
+                                    double kmax = 0;
+                                    for (uint32_t j = 0; j < c->nk; j++)
+                                        kmax = fmax(kmax, fabs(k.host[((uint64_t)b * c->nk + j) * row + h * c->dim + e]));
+                                    bound[qi + e] += scale * dD * kmax;
+                                } else {
+                                    for (uint32_t j = 0; j < c->nk; j++)
+                                        bound[((uint64_t)b * c->nk + j) * row + h * c->dim + e] +=
+                                            scale * dD * fabs(q.host[qi + e]);
+                                }
+                            }
+                        }
+            }
+            char w2[192];
+            snprintf(w2, sizeof w2, "%s %s", what, grads[g].name);
+            fails += op_compare(w2, grads[g].got, ref, bound, grads[g].n);
+            free(ref), free(bound);
+        }
+        free(qd), free(kd), free(vd), free(ob);
+    }
+    op_case_done(env, what, fails, rc, &err);
+    op_tensor_free(&q), op_tensor_free(&k), op_tensor_free(&v), op_tensor_free(&dout), op_tensor_free(&o);
+    op_tensor_free(&lse), op_tensor_free(&dq), op_tensor_free(&dk), op_tensor_free(&dv);
+}
+
+void test_op_attention_bwd_fd(op_env *env)
+{
+    static const attn_case cases[] = {
+        {1, 2, 5, 7, 8, 0, 0, DF_F32},
+        {2, 1, 6, 6, 8, 1, 0, DF_F32}, /* causal */
+        {1, 1, 9, 4, 64, 0, 0, DF_F16}, /* SDXL head size, f16 inputs */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_attn_bwd(env, &cases[i]);
+}

@@ -121,10 +121,93 @@ int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tens
     return DF_OK;
 }
 
-int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *d, df_tensor q, df_tensor k, df_tensor v,
+typedef struct {
+    uint32_t batches, heads, nq, nk;
+    uint32_t lda, ldk, ldv, lddo;
+    uint32_t bsa, bsk, bsv, bsdo;
+    uint32_t off_a, off_k, off_v, off_do, off_aux, off_1, off_2;
+    uint32_t ld1, bs1;
+    float scale;
+} bwd_push;
+
+#define T DF_VK_BIND_TEXEL
+#define S DF_VK_BIND_STORAGE
+static const df_vk_kernel k_bwd = {"attention_bwd", 7, {T, T, T, T, T, S, S}, sizeof(bwd_push)};
+#undef T
+#undef S
+
+int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
                           df_tensor o, df_tensor lse, df_tensor dout, df_tensor dq, df_tensor dk, df_tensor dv,
                           df_error_t *err)
 {
-    (void)batch, (void)d, (void)q, (void)k, (void)v, (void)o, (void)lse, (void)dout, (void)dq, (void)dk, (void)dv;
-    return df_error_set(err, DF_E_UNSUPPORTED, "attention backward: not written yet");
+    const char *name = "attention_bwd";
+    df_attn_desc d;
+    int rc = normalize(desc, &d, name, err);
+    if (rc)
+        return rc;
+    if (d.ldk != d.ldv || d.bsk != d.bsv)
+        return df_error_set(err, DF_E_UNSUPPORTED, "%s: k and v must share row and batch strides (dK and dV are laid out alike)",
+                            name);
+    if (dq.dtype != DF_F32 || dk.dtype != DF_F32 || dv.dtype != DF_F32 || lse.dtype != DF_F32)
+        return df_error_set(err, DF_E_UNSUPPORTED, "%s: lse and the gradients dq, dk, dv must be f32", name);
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    df_bind_rules rq, rk, rv, ro, rdo, rf, rs;
+    if ((rc = df_bind_rules_texel(dev, q.dtype, &rq, err)) || (rc = df_bind_rules_texel(dev, k.dtype, &rk, err)) ||
+        (rc = df_bind_rules_texel(dev, v.dtype, &rv, err)) || (rc = df_bind_rules_texel(dev, o.dtype, &ro, err)) ||
+        (rc = df_bind_rules_texel(dev, dout.dtype, &rdo, err)) || (rc = df_bind_rules_texel(dev, DF_F32, &rf, err)) ||
+        (rc = df_bind_rules_storage(dev, DF_F32, &rs, err)))
+        return df_error_prefix(err, "%s", name);
+    uint32_t row = d.heads * d.dim;
+    uint64_t eq = extent(d.batch, d.bsq, d.nq, d.ldq, row), ek = extent(d.batch, d.bsk, d.nk, d.ldk, row);
+    uint64_t eo = extent(d.batch, d.bso, d.nq, d.ldo, row);
+    uint64_t rows = df_attn_lse_elems(&d);
+    if ((rc = df_bind_check(name, "q", q.ref, eq, rq.es, err)) || (rc = df_bind_check(name, "k", k.ref, ek, rk.es, err)) ||
+        (rc = df_bind_check(name, "v", v.ref, ek, rv.es, err)) || (rc = df_bind_check(name, "o", o.ref, eo, ro.es, err)) ||
+        (rc = df_bind_check(name, "dout", dout.ref, eo, rdo.es, err)) ||
+        (rc = df_bind_check(name, "lse", lse.ref, rows, 4, err)) || (rc = df_bind_check(name, "dq", dq.ref, eq, 4, err)) ||
+        (rc = df_bind_check(name, "dk", dk.ref, ek, 4, err)) || (rc = df_bind_check(name, "dv", dv.ref, ek, 4, err)))
+        return rc;
+    /* The whole problem in one window per tensor (training shapes are far
+     * below the limits; a larger one is refused rather than split). */
+    if (!df_bind_fits(&rq, eq) || !df_bind_fits(&rk, ek) || !df_bind_fits(&rv, ek) || !df_bind_fits(&ro, eo) ||
+        !df_bind_fits(&rdo, eo) || !df_bind_fits(&rs, eq) || !df_bind_fits(&rs, ek) || !df_bind_fits(&rs, 2 * rows))
+        return df_error_set(err, DF_E_RANGE, "%s: a tensor is larger than one binding; split the batch", name);
+    df_vk_buffer_t *aux_buf = df_vk_buffer_new(dev, 8 * rows, err);
+    const df_vk_buffer_t *aux = aux_buf;
+    if (!aux_buf || df_vk_batch_hold(batch, &aux_buf, err))
+        return err ? err->code : DF_E_DEVICE_MEMORY;
+    uint32_t r_rows = df_vk_device_prefers_texel_tiles(dev) ? 4 : 1;
+    for (uint32_t stage = 0; stage < 3; stage++) {
+        bwd_push pc = {.batches = d.batch, .heads = d.heads, .nq = d.nq, .nk = d.nk, .lda = stage ? d.ldq : d.ldo,
+                       .ldk = d.ldk, .ldv = d.ldv, .lddo = d.ldo, .bsa = (uint32_t)(stage ? d.bsq : d.bso),
+                       .bsk = (uint32_t)d.bsk, .bsv = (uint32_t)d.bsv, .bsdo = (uint32_t)d.bso, .scale = d.scale};
+        df_vk_binding b[7];
+        b[0] = stage ? df_bind_span(q.ref, &rq, 0, eq, 0, &pc.off_a) : df_bind_span(o.ref, &ro, 0, eo, 0, &pc.off_a);
+        b[1] = df_bind_span(k.ref, &rk, 0, ek, 0, &pc.off_k);
+        b[2] = df_bind_span(v.ref, &rv, 0, ek, 0, &pc.off_v);
+        b[3] = df_bind_span(dout.ref, &rdo, 0, eo, 0, &pc.off_do);
+        b[4] = stage ? df_bind_span(df_ref(aux, 0), &rf, 0, 2 * rows, 0, &pc.off_aux)
+                     : df_bind_span(lse.ref, &rf, 0, rows, 0, &pc.off_aux);
+        uint64_t items;
+        if (stage == 0) {
+            b[6] = df_bind_span(df_ref(aux, 0), &rs, 0, 2 * rows, 1, &pc.off_2);
+            b[5] = b[6];
+            items = rows;
+        } else if (stage == 1) {
+            b[5] = df_bind_span(dq.ref, &rs, 0, eq, 1, &pc.off_1);
+            b[6] = b[5];
+            pc.ld1 = d.ldq, pc.bs1 = (uint32_t)d.bsq;
+            items = (uint64_t)d.batch * d.heads * ((d.nq + r_rows - 1) / r_rows);
+        } else {
+            b[5] = df_bind_span(dk.ref, &rs, 0, ek, 1, &pc.off_1);
+            b[6] = df_bind_span(dv.ref, &rs, 0, ek, 1, &pc.off_2);
+            pc.ld1 = d.ldk, pc.bs1 = (uint32_t)d.bsk;
+            items = (uint64_t)d.batch * d.heads * ((d.nk + r_rows - 1) / r_rows);
+        }
+        uint32_t spec[4] = {d.dim, (uint32_t)!!d.causal, stage, r_rows};
+        static const char *labels[] = {"attention_bwd aux", "attention_bwd dq", "attention_bwd dkv"};
+        if ((rc = df_dispatch_1d(batch, &k_bwd, spec, 4, b, 7, &pc, items, 64, labels[stage], err)))
+            return rc;
+    }
+    return DF_OK;
 }

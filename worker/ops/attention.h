@@ -32,7 +32,8 @@ uint64_t df_attn_lse_elems(const df_attn_desc *d);
 int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *d, df_tensor q, df_tensor k, df_tensor v,
                          df_tensor o, df_tensor lse, df_error_t *err);
 
-/*  dq, dk, dv from dout, the inputs, the forward output o and its lse. */
+/*  dq, dk, dv (f32, laid out like q, k, v: same strides) from dout, the
+ *  inputs, the forward output o and its lse. k and v must share strides. */
 int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *d, df_tensor q, df_tensor k, df_tensor v,
                           df_tensor o, df_tensor lse, df_tensor dout, df_tensor dq, df_tensor dk, df_tensor dv,
                           df_error_t *err);

@@ -343,6 +343,10 @@ int df_vk_batch_dispatch(df_vk_batch_t *self, const df_vk_pipeline_t *p, const d
     VkDescriptorSet set;
     if ((rc = alloc_set(self, p->set_layout, &set, err)))
         return rc;
+    /* The writes below point into self->views: make room for every view of
+     * this dispatch first, so no reallocation moves them. */
+    if (grow((void **)&self->views, &self->view_cap, self->nviews + nbinds, sizeof *self->views))
+        return df_error_set(err, DF_E_NOMEM, "batch: out of host memory");
     VkWriteDescriptorSet writes[DF_VK_MAX_BINDINGS];
     VkDescriptorBufferInfo infos[DF_VK_MAX_BINDINGS];
     VkBuffer bufs[DF_VK_MAX_BINDINGS];
@@ -360,8 +364,6 @@ int df_vk_batch_dispatch(df_vk_batch_t *self, const df_vk_pipeline_t *p, const d
             writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
             writes[i].pBufferInfo = &infos[i];
         } else {
-            if (grow((void **)&self->views, &self->view_cap, self->nviews + 1, sizeof *self->views))
-                return df_error_set(err, DF_E_NOMEM, "batch: out of host memory");
             VkBufferViewCreateInfo vci = {.sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
                                           .buffer = b->buf->handle,
                                           .format = b->format,
