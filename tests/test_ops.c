@@ -4,6 +4,7 @@
  *  differences, and every error path. `test_ops NAME` runs the entries
  *  whose name contains NAME. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -35,14 +36,30 @@ static const op_entry k_table[] = {
     {"attention", test_op_attention},
     {"attention_errors", test_op_attention_errors},
     {"attention_bwd_fd", test_op_attention_bwd_fd},
+    {"conv2d", test_op_conv2d},
+    {"conv2d_errors", test_op_conv2d_errors},
 };
 
 int main(int argc, char **argv)
 {
-    /* test_ops [--portable] [NAME]: --portable forces the GPU kernels (for
-     * ops that have a CPU-driver layout too) so both paths are tested here. */
-    int portable = argc > 1 && strcmp(argv[1], "--portable") == 0;
-    test_filter_ = argc > 1 + portable ? argv[1 + portable] : NULL;
+    /* test_ops [--portable] [--max-bind BYTES] [NAME]: --portable forces the
+     * GPU kernels (for ops that have a CPU-driver layout too) so both paths
+     * are tested here; --max-bind shrinks the device's largest binding so
+     * small cases exercise the splitting that tensors over 128 MiB need. */
+    int portable = 0;
+    uint64_t max_bind = 0;
+    int a = 1;
+    for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
+        if (strcmp(argv[a], "--portable") == 0) {
+            portable = 1;
+        } else if (strcmp(argv[a], "--max-bind") == 0 && a + 1 < argc) {
+            max_bind = strtoull(argv[++a], NULL, 10);
+        } else {
+            fprintf(stderr, "usage: test_ops [--portable] [--max-bind BYTES] [NAME]\n");
+            return 2;
+        }
+    }
+    test_filter_ = a < argc ? argv[a] : NULL;
     const char *filter = test_filter_;
     uint32_t index;
     df_error_t err;
@@ -52,7 +69,8 @@ int main(int argc, char **argv)
         return 1;
     op_env env = {0};
     env.seed = 2024;
-    df_vk_device_opts dopts = {.portable_kernels = portable};
+    env.windowed = max_bind != 0;
+    df_vk_device_opts dopts = {.portable_kernels = portable, .max_bind_bytes = max_bind};
     env.dev = df_vk_device_new(inst, index, &dopts, &err);
     env.xfer = env.dev ? df_vk_transfer_new(env.dev, NULL, &err) : NULL;
     env.batch = env.xfer ? df_vk_batch_new(env.dev, 0, &err) : NULL;
@@ -75,7 +93,7 @@ int main(int argc, char **argv)
     df_vk_transfer_destroy(&env.xfer);
     df_vk_device_destroy(&env.dev);
     df_vk_instance_destroy(&inst);
-    fprintf(stderr, "%d cases, %d failed, %u validation errors%s\n", env.cases, total_fail, verr,
-            portable ? " (portable kernels)" : "");
+    fprintf(stderr, "%d cases, %d failed, %u validation errors%s%s\n", env.cases, total_fail, verr,
+            portable ? " (portable kernels)" : "", max_bind ? " (small bindings)" : "");
     return total_fail || verr ? 1 : 0;
 }

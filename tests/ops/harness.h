@@ -30,6 +30,7 @@ typedef struct {
     df_vk_transfer_t *xfer;
     df_vk_batch_t *batch;
     uint64_t seed;
+    int windowed;   /* the device's bindings were shrunk (--max-bind): ops split their work */
     int failures;   /* cases that failed */
     int cases;
 } op_env;

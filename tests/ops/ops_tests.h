@@ -22,5 +22,7 @@ void test_op_softmax(op_env *env);
 void test_op_attention(op_env *env);
 void test_op_attention_errors(op_env *env);
 void test_op_attention_bwd_fd(op_env *env);
+void test_op_conv2d(op_env *env);
+void test_op_conv2d_errors(op_env *env);
 
 #endif
