@@ -18,10 +18,12 @@
 //   1: four consecutive dst channels per texel (wo == 1: packed, forward)
 //   2: four consecutive src channels per texel (wc == 1: packed, backward)
 //   0: one value per fetch (any layout)
-// X_VEC gathers four pixels of a row per texel (conv_row_taps) where the
-// widths allow; otherwise every value is gathered on its own.
+// X_VEC gathers the invocation's 4 CQ pixels, all on one row, a texel at a
+// time (conv_row_taps) where the widths allow; otherwise every value is
+// gathered on its own.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0, local_size_y_id = 1, local_size_z = 1) in;
 layout(constant_id = 2) const uint ROWS = 8;     // dst channels per invocation (multiple of 4 when W_VEC == 1)
@@ -57,6 +59,8 @@ layout(push_constant) uniform Push {
     uint accumulate;               // add onto dst instead of overwriting it
 } p;
 
+const uint GROUPS = CQ;
+vec4 conv_taps[GROUPS * 3u];
 #include "conv_gather.glsl"
 
 const uint CSTEP = W_VEC == 2u ? 4u : 1u;
@@ -75,50 +79,48 @@ void main()
     // Pixels past the end (and dst channels past dst_c) are clamped to the
     // last valid one: computed, never stored, so the loops need no checks.
     uint py[4u * CQ], px[4u * CQ];
-    for (uint j = 0u; j < 4u * CQ; j++) {
-        uint pix = X_VEC ? min(pix0 + (j & ~3u), npix - 4u) + (j & 3u) : min(pix0 + j, npix - 1u);
+    [[unroll]] for (uint j = 0u; j < 4u * CQ; j++) {
+        uint pix = X_VEC ? min(pix0, npix - 4u * CQ) + j : min(pix0 + j, npix - 1u);
         py[j] = pix / p.dst_w;
         px[j] = pix % p.dst_w;
     }
     uint orow[ROWS];
-    for (uint r = 0u; r < ROWS; r++)
+    [[unroll]] for (uint r = 0u; r < ROWS; r++)
         orow[r] = min(o0 + r, p.dst_c - 1u);
 
     vec4 acc[ROWS * CQ];
-    for (uint i = 0u; i < ROWS * CQ; i++)
+    [[unroll]] for (uint i = 0u; i < ROWS * CQ; i++)
         acc[i] = vec4(0.0);
 
     for (uint c = 0u; c < p.src_c; c += CSTEP) {
-        for (uint ky = 0u; ky < KH; ky++) {
+        [[unroll]] for (uint ky = 0u; ky < KH; ky++) {
             // xv[(cc * CQ + q) * 3 + kx]: source channel c + cc, pixel group q, tap (ky, kx).
             vec4 xv[CSTEP * CQ * 3u];
-            for (uint cc = 0u; cc < CSTEP; cc++) {
+            [[unroll]] for (uint cc = 0u; cc < CSTEP; cc++) {
                 uint pl = src_base + (c + cc) * plane;
-                for (uint q = 0u; q < CQ; q++) {
-                    uint b = (cc * CQ + q) * 3u;
-                    if (X_VEC) {
-                        int sy = int(py[4u * q] * STRIDE + ky) - p.pad_t;
-                        uint row = sy >= 0 && sy < int(p.src_h) ? pl + uint(sy) * p.src_w : ~0u;
-                        vec4 v[3];
-                        conv_row_taps(SRC, row, px[4u * q], p.src_w, v);
-                        xv[b] = v[0], xv[b + 1u] = v[1], xv[b + 2u] = v[2];
-                    } else {
-                        for (uint kx = 0u; kx < KW; kx++)
-                            for (uint j = 0u; j < 4u; j++)
-                                xv[b + kx][j] = conv_gather1(SRC, pl, p.src_h, p.src_w, p.pad_t, py[4u * q + j],
-                                                             px[4u * q + j], ky, kx);
-                    }
+                if (X_VEC) {
+                    int sy = int(py[0] * STRIDE + ky) - p.pad_t;
+                    uint row = sy >= 0 && sy < int(p.src_h) ? pl + uint(sy) * p.src_w : ~0u;
+                    conv_row_taps(SRC, row, px[0], p.src_w);
+                    [[unroll]] for (uint i = 0u; i < CQ * 3u; i++)
+                        xv[cc * CQ * 3u + i] = conv_taps[i];
+                } else {
+                    [[unroll]] for (uint q = 0u; q < CQ; q++)
+                        [[unroll]] for (uint kx = 0u; kx < KW; kx++)
+                            [[unroll]] for (uint j = 0u; j < 4u; j++)
+                                xv[(cc * CQ + q) * 3u + kx][j] = conv_gather1(SRC, pl, p.src_h, p.src_w, p.pad_t,
+                                                                           py[4u * q + j], px[4u * q + j], ky, kx);
                 }
             }
-            for (uint kx = 0u; kx < KW; kx++) {
+            [[unroll]] for (uint kx = 0u; kx < KW; kx++) {
                 uint tap = FLIP ? (KH - 1u - ky) * KW + (KW - 1u - kx) : ky * KW + kx;
                 uint wbase = p.off_w + tap * p.wt;
                 if (W_VEC == 1u) {
-                    for (uint g = 0u; g < ROWS / 4u; g++) {
+                    [[unroll]] for (uint g = 0u; g < ROWS / 4u; g++) {
                         // dst_c is a multiple of 4 here, so groups past it clamp to the last whole one.
                         uint og = min(o0 + 4u * g, p.dst_c - 4u);
                         vec4 a = texelFetch(W, int((wbase + og + c * p.wc) >> 2));
-                        for (uint q = 0u; q < CQ; q++) {
+                        [[unroll]] for (uint q = 0u; q < CQ; q++) {
                             vec4 x = xv[q * 3u + kx];
                             acc[(4u * g + 0u) * CQ + q] = fma(vec4(a.x), x, acc[(4u * g + 0u) * CQ + q]);
                             acc[(4u * g + 1u) * CQ + q] = fma(vec4(a.y), x, acc[(4u * g + 1u) * CQ + q]);
@@ -127,9 +129,9 @@ void main()
                         }
                     }
                 } else if (W_VEC == 2u) {
-                    for (uint r = 0u; r < ROWS; r++) {
+                    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                         vec4 a = texelFetch(W, int((wbase + orow[r] * p.wo + c) >> 2));
-                        for (uint q = 0u; q < CQ; q++) {
+                        [[unroll]] for (uint q = 0u; q < CQ; q++) {
                             vec4 t = fma(vec4(a.x), xv[(0u * CQ + q) * 3u + kx], acc[r * CQ + q]);
                             t = fma(vec4(a.y), xv[(1u * CQ + q) * 3u + kx], t);
                             t = fma(vec4(a.z), xv[(2u * CQ + q) * 3u + kx], t);
@@ -137,9 +139,9 @@ void main()
                         }
                     }
                 } else {
-                    for (uint r = 0u; r < ROWS; r++) {
+                    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                         float a = conv_fetch1(W, wbase + orow[r] * p.wo + c * p.wc);
-                        for (uint q = 0u; q < CQ; q++)
+                        [[unroll]] for (uint q = 0u; q < CQ; q++)
                             acc[r * CQ + q] = fma(vec4(a), xv[q * 3u + kx], acc[r * CQ + q]);
                     }
                 }
@@ -148,12 +150,12 @@ void main()
     }
 
     const uint dst_base = p.off_dst + n * p.dst_nstride;
-    for (uint r = 0u; r < ROWS; r++) {
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
         uint o = o0 + r;
         if (o >= p.dst_c)
             break;
         float bias = HAS_BIAS ? conv_fetch1(BIAS, p.off_bias + o) : 0.0;
-        for (uint j = 0u; j < 4u * CQ; j++) {
+        [[unroll]] for (uint j = 0u; j < 4u * CQ; j++) {
             uint pix = pix0 + j;
             if (pix >= npix)
                 break;

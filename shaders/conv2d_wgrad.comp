@@ -12,6 +12,7 @@
 // o * ldo + c * ldc + tap * ldt (OIHW or packed).
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0, local_size_y_id = 1, local_size_z = 1) in;
 layout(constant_id = 2) const uint ROWS = 8;
@@ -21,6 +22,8 @@ layout(constant_id = 6) const uint STRIDE = 1;
 layout(constant_id = 7) const uint PAD_L = 1;
 layout(constant_id = 11) const bool X_VEC = false;
 const bool TRANSPOSED = false;
+const uint GROUPS = 1u;
+vec4 conv_taps[3];
 
 #ifdef Y_F16
 #define Y_T float16_t
@@ -56,11 +59,11 @@ void main()
     const uint npix = p.dst_h * p.dst_w;
     const uint xplane = p.src_h * p.src_w;
     uint orow[ROWS];
-    for (uint r = 0u; r < ROWS; r++)
+    [[unroll]] for (uint r = 0u; r < ROWS; r++)
         orow[r] = min(o0 + r, p.dst_c - 1u) * npix;
 
     float acc[ROWS * TAPS];
-    for (uint i = 0u; i < ROWS * TAPS; i++)
+    [[unroll]] for (uint i = 0u; i < ROWS * TAPS; i++)
         acc[i] = 0.0;
 
     for (uint n = 0u; n < p.batches; n++) {
@@ -70,39 +73,38 @@ void main()
             for (uint pg = 0u; pg < npix; pg += 4u) {
                 uint y = pg / p.dst_w, x0 = pg % p.dst_w;
                 vec4 a[ROWS];
-                for (uint r = 0u; r < ROWS; r++)
+                [[unroll]] for (uint r = 0u; r < ROWS; r++)
                     a[r] = texelFetch(DY, int((dyb + orow[r] + pg) >> 2));
-                for (uint ky = 0u; ky < KH; ky++) {
+                [[unroll]] for (uint ky = 0u; ky < KH; ky++) {
                     int sy = int(y * STRIDE + ky) - p.pad_t;
                     uint row = sy >= 0 && sy < int(p.src_h) ? xpl + uint(sy) * p.src_w : ~0u;
-                    vec4 v[3];
-                    conv_row_taps(X, row, x0, p.src_w, v);
-                    for (uint kx = 0u; kx < KW; kx++)
-                        for (uint r = 0u; r < ROWS; r++)
-                            acc[r * TAPS + ky * KW + kx] += dot(a[r], v[kx]);
+                    conv_row_taps(X, row, x0, p.src_w);
+                    [[unroll]] for (uint kx = 0u; kx < KW; kx++)
+                        [[unroll]] for (uint r = 0u; r < ROWS; r++)
+                            acc[r * TAPS + ky * KW + kx] += dot(a[r], conv_taps[kx]);
                 }
             }
         } else {
             for (uint pix = 0u; pix < npix; pix++) {
                 uint y = pix / p.dst_w, x = pix % p.dst_w;
                 float a[ROWS];
-                for (uint r = 0u; r < ROWS; r++)
+                [[unroll]] for (uint r = 0u; r < ROWS; r++)
                     a[r] = conv_fetch1(DY, dyb + orow[r] + pix);
-                for (uint ky = 0u; ky < KH; ky++)
-                    for (uint kx = 0u; kx < KW; kx++) {
+                [[unroll]] for (uint ky = 0u; ky < KH; ky++)
+                    [[unroll]] for (uint kx = 0u; kx < KW; kx++) {
                         float g = conv_gather1(X, xpl, p.src_h, p.src_w, p.pad_t, y, x, ky, kx);
-                        for (uint r = 0u; r < ROWS; r++)
+                        [[unroll]] for (uint r = 0u; r < ROWS; r++)
                             acc[r * TAPS + ky * KW + kx] = fma(a[r], g, acc[r * TAPS + ky * KW + kx]);
                     }
             }
         }
     }
 
-    for (uint r = 0u; r < ROWS; r++) {
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
         uint o = o0 + r;
         if (o >= p.dst_c)
             break;
-        for (uint t = 0u; t < TAPS; t++) {
+        [[unroll]] for (uint t = 0u; t < TAPS; t++) {
             uint e = p.off_dw + o * p.ldo + c * p.ldc + t * p.ldt;
             float v = acc[r * TAPS + t];
             if (p.accumulate != 0u)

@@ -1,7 +1,9 @@
 /*  bench_ops.c - the op library at SDXL shapes, next to the device's own
  *  measured peak and to the CPU (OpenBLAS sgemm and plain C) in the same run.
  *
- *    bench_ops [--device N] [--reps R] [--tokens N] [--heads H]
+ *    bench_ops [--device N] [--reps R] [--tokens N] [--heads H] [--only SECTION]
+ *
+ *  SECTION is one of gemm, attention, conv, memory (default: all).
  *
  *  Peak: a pure-FMA kernel (flops) and a streaming copy (bytes), measured
  *  here, so "fraction of peak" means the same on any device. Attention is
@@ -18,6 +20,7 @@
 
 #include "attention.h"
 #include "bind.h"
+#include "conv2d.h"
 #include "eltwise.h"
 #include "gemm.h"
 #include "geglu.h"
@@ -246,12 +249,104 @@ static double blas_gemm_ms(uint32_t m, uint32_t n, uint32_t k)
     return best;
 }
 
+/* ---- conv2d, against im2col + OpenBLAS sgemm ---- */
+
+typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHT } conv_dir;
+
+typedef struct {
+    df_conv2d_desc d;
+    conv_dir dir;
+    df_tensor x, w, bias, y, dw;
+} conv_ctx;
+
+static int rec_conv(void *c, df_error_t *err)
+{
+    conv_ctx *k = c;
+    if (k->dir == CONV_FWD)
+        return df_conv2d_forward(g_batch, &k->d, k->x, k->w, k->bias, k->y, 0, err);
+    if (k->dir == CONV_BWD_DATA)
+        return df_conv2d_backward_data(g_batch, &k->d, k->y, k->w, k->x, 0, err);
+    return df_conv2d_backward_weight(g_batch, &k->d, k->x, k->y, k->dw, 0, err);
+}
+
+/* What a CPU framework does for a 3x3 stride-1 pad-1 convolution: im2col
+ * into a (C*9) x (H*W) matrix, then one sgemm per batch entry. */
+static double cpu_conv_ms(uint32_t n, uint32_t c, uint32_t h, uint32_t w, uint32_t oc)
+{
+    uint64_t hw = (uint64_t)h * w, kk = (uint64_t)c * 9;
+    float *x = malloc(sizeof(float) * n * c * hw), *wt = malloc(sizeof(float) * oc * kk);
+    float *col = malloc(sizeof(float) * kk * hw), *y = malloc(sizeof(float) * n * oc * hw);
+    df_philox_fill_uniform(x, (size_t)n * c * hw, 6, 0, -1, 1);
+    df_philox_fill_uniform(wt, (size_t)oc * kk, 7, 0, -1, 1);
+    double best = 0;
+    for (int r = 0; r <= g_reps; r++) {
+        double t0 = now_ms();
+        for (uint32_t b = 0; b < n; b++) {
+            for (uint64_t k = 0; k < kk; k++) {
+                uint32_t ci = (uint32_t)(k / 9), ky = (uint32_t)(k % 9 / 3), kx = (uint32_t)(k % 3);
+                float *dst = col + k * hw;
+                const float *src = x + ((uint64_t)b * c + ci) * hw;
+                for (uint32_t yy = 0; yy < h; yy++) {
+                    int sy = (int)yy + (int)ky - 1;
+                    for (uint32_t xx = 0; xx < w; xx++) {
+                        int sx = (int)xx + (int)kx - 1;
+                        dst[(uint64_t)yy * w + xx] = sy < 0 || sy >= (int)h || sx < 0 || sx >= (int)w
+                                                         ? 0.0f : src[(uint64_t)sy * w + (uint64_t)sx];
+                    }
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)oc, (int)hw, (int)kk, 1, wt, (int)kk, col,
+                        (int)hw, 0, y + (uint64_t)b * oc * hw, (int)hw);
+        }
+        double ms = now_ms() - t0;
+        if (r > 0 && (best == 0 || ms < best))
+            best = ms;
+    }
+    free(x), free(wt), free(col), free(y);
+    return best;
+}
+
+static void bench_conv(double peak_gflops)
+{
+    /* The UNet's 3x3 convolutions at 1024 px (latents 128, 64, 32), batch 2 for CFG. */
+    static const uint32_t shapes[][3] = {{320, 128, 128}, {640, 64, 64}, {1280, 32, 32}};
+    for (int i = 0; i < 3; i++) {
+        uint32_t ch = shapes[i][0], h = shapes[i][1], w = shapes[i][2], n = 2;
+        df_conv2d_desc d = df_conv2d_square(n, ch, h, w, ch, 3, 1, 1);
+        d.layout = DF_CONV_PACKED;
+        uint64_t nx = (uint64_t)n * ch * h * w, nw = df_conv2d_weight_elems(&d);
+        df_vk_buffer_t *x = random_buffer(nx, DF_F16, 40), *wt = random_buffer(nw, DF_F16, 41);
+        df_vk_buffer_t *y = random_buffer(nx, DF_F16, 42), *b = random_buffer(ch, DF_F32, 43);
+        df_vk_buffer_t *dw = random_buffer(nw, DF_F32, 44);
+        conv_ctx k = {d, CONV_FWD, df_tensor_at(x, 0, DF_F16), df_tensor_at(wt, 0, DF_F16), df_tensor_at(b, 0, DF_F32),
+                      df_tensor_at(y, 0, DF_F16), df_tensor_at(dw, 0, DF_F32)};
+        double flops = df_conv2d_flops(&d);
+        double cpu = cpu_conv_ms(n, ch, h, w, ch);
+        static const char *names[] = {"forward", "backward data", "backward weight"};
+        for (int dir = 0; dir < 3; dir++) {
+            /* The backward passes at one shape: they cost what the forward does. */
+            if (dir > 0 && i != 1)
+                break;
+            k.dir = (conv_dir)dir;
+            double ms = time_it(rec_conv, &k, "conv2d");
+            char what[96];
+            snprintf(what, sizeof what, "conv3x3 %s 2x%ux%ux%u f16", names[dir], ch, h, w);
+            printf("%-44s %10.2f %8.1f GF/s %7.0f%% %8.2f ms (%.0f%%)\n", what, ms, flops / (ms * 1e6),
+                   100 * flops / (ms * 1e6) / peak_gflops, cpu, 100 * cpu / ms);
+        }
+        df_vk_buffer_destroy(&x), df_vk_buffer_destroy(&wt), df_vk_buffer_destroy(&y), df_vk_buffer_destroy(&b);
+        df_vk_buffer_destroy(&dw);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int device = -1, c;
     uint32_t tokens = 4096, heads = 2;
+    const char *only = NULL;
     static const struct option o[] = {{"device", required_argument, NULL, 'd'}, {"reps", required_argument, NULL, 'r'},
                                       {"tokens", required_argument, NULL, 't'}, {"heads", required_argument, NULL, 'h'},
+                                      {"only", required_argument, NULL, 'o'},
                                       {NULL, 0, NULL, 0}};
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
         if (c == 'd')
@@ -262,8 +357,10 @@ int main(int argc, char **argv)
             tokens = (uint32_t)atoi(optarg);
         else if (c == 'h')
             heads = (uint32_t)atoi(optarg);
+        else if (c == 'o')
+            only = optarg;
         else {
-            fprintf(stderr, "usage: bench_ops [--device N] [--reps R] [--tokens N] [--heads H]\n");
+            fprintf(stderr, "usage: bench_ops [--device N] [--reps R] [--tokens N] [--heads H] [--only gemm|attention|conv|memory]\n");
             return 2;
         }
     }
@@ -294,9 +391,10 @@ int main(int argc, char **argv)
     printf("measured peak: %.1f GFLOPS (pure fma), %.2f GB/s (streaming copy, f32)\n\n", peak_gflops, peak_gbs);
     printf("%-44s %10s %12s %8s %14s\n", "op (SDXL shape)", "ms", "rate", "of peak", "CPU same work");
 
+#define SECTION(name) (!only || strcmp(only, name) == 0)
     /* GEMM at SDXL shapes against OpenBLAS. */
     static const uint32_t gshapes[][3] = {{4096, 640, 640}, {1024, 1280, 1280}};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && SECTION("gemm"); i++) {
         uint32_t m = gshapes[i][0], n = gshapes[i][1], k = gshapes[i][2];
         df_vk_buffer_t *ga = random_buffer((uint64_t)m * k, DF_F32, 10), *gb = random_buffer((uint64_t)k * n, DF_F32, 11);
         df_vk_buffer_t *gc = random_buffer((uint64_t)m * n, DF_F32, 12);
@@ -314,7 +412,7 @@ int main(int argc, char **argv)
 
     /* Attention: fused against GEMM + softmax + GEMM (one head at a time),
      * batch 1 of `heads` heads at `tokens` tokens, head dim 64, f16 storage. */
-    {
+    if (SECTION("attention")) {
         uint32_t dim = 64, row = heads * dim;
         uint64_t nt = (uint64_t)tokens * row;
         df_vk_buffer_t *q = random_buffer(nt, DF_F16, 20), *k = random_buffer(nt, DF_F16, 21), *v = random_buffer(nt, DF_F16, 22);
@@ -338,8 +436,11 @@ int main(int argc, char **argv)
         df_vk_buffer_destroy(&s), df_vk_buffer_destroy(&pb);
     }
 
+    if (SECTION("conv"))
+        bench_conv(peak_gflops);
+
     /* Memory-bound ops: bytes read + written. */
-    {
+    if (SECTION("memory")) {
         uint32_t n = 2, ch = 640, hw = 64 * 64;
         uint64_t total = (uint64_t)n * ch * hw;
         df_vk_buffer_t *x = random_buffer(total, DF_F16, 30), *y = random_buffer(total, DF_F16, 31);
@@ -348,8 +449,7 @@ int main(int argc, char **argv)
                        df_tensor_at(b, 0, DF_F32), df_tensor_at(y, 0, DF_F16), df_tensor_at(st, 0, DF_F32)};
         nc.d.silu = 1;
         ms = time_it(rec_norm, &nc, "group norm");
-        double bytes = 3.0 * 2 * total; /* two reads for statistics, one for the apply... */
-        bytes = 2.0 * total * 2 + 2.0 * total; /* read twice (stats, apply) + write, f16 */
+        double bytes = 2.0 * total * 2 + 2.0 * total; /* read twice (statistics, apply) + write, f16 */
         printf("%-44s %10.2f %8.2f GB/s %6.0f%%\n", "group norm + silu 2x640x64x64 f16", ms, bytes / (ms * 1e6),
                100 * bytes / (ms * 1e6) / peak_gbs);
         norm_ctx lc = {df_norm_layer(n * hw, ch, 1e-5f), df_tensor_at(x, 0, DF_F16), df_tensor_at(g, 0, DF_F32),

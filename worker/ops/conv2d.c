@@ -219,8 +219,11 @@ static int record_pass_chunk(df_vk_batch_t *batch, const conv_pass *p, const pas
     int x_vec = !p->transposed && p->src_w % 4 == 0 && p->dst_w % 4 == 0 && pc.off_src % 4 == 0 &&
                 (c->nb == 1 || pc.src_nstride % 4 == 0);
 
+    /* 8 channels x 8 pixels per invocation measured best on lavapipe for
+     * every pass (docs/performance.md); 8 x 16 spills registers (1.6 GFLOPS).
+     * The vector gather wants an invocation's 4 cq pixels on one row. */
     uint32_t rows = w_vec == 1 ? (c->oc >= 8 ? 8 : 4) : (c->oc >= 8 ? 8 : pow2_ceil(c->oc));
-    uint32_t cq = x_vec && w_vec != 2 ? 2 : 1;
+    uint32_t cq = x_vec && p->dst_w % 8 == 0 ? 2 : 1;
     uint32_t wg_y = (uint32_t)div_up(c->oc, rows);
     wg_y = wg_y >= 8 ? 8 : pow2_ceil(wg_y);
     uint32_t wg_x = 64 / wg_y;
@@ -237,7 +240,8 @@ static int record_pass_chunk(df_vk_batch_t *batch, const conv_pass *p, const pas
     if (gx > info->max_group_count[0] || gy > info->max_group_count[1] || c->nb > info->max_group_count[2])
         return df_error_set(err, DF_E_RANGE, "%s: %llux%llux%u workgroups exceed the device's limits", p->name,
                             (unsigned long long)gx, (unsigned long long)gy, c->nb);
-    df_vk_pipeline_t *pipe = df_vk_pipeline_get(dev, &k_conv[p->dst.dtype == DF_F16], spec, SC_COUNT, err);
+    const df_vk_kernel *kern = &k_conv[p->dst.dtype == DF_F16];
+    df_vk_pipeline_t *pipe = df_vk_pipeline_get(dev, kern, spec, SC_COUNT, err);
     if (!pipe)
         return err ? err->code : DF_E_VULKAN;
     char label[96];
