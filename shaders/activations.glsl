@@ -69,3 +69,18 @@ float act_gelu_tanh_grad(float x)
     float t = act_tanh(u);
     return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x);
 }
+
+// An activation by its df_elt_op code (worker/ops/eltwise.h), for kernels
+// that apply one in their epilogue: 0 (copy) is the identity.
+const uint ACT_NONE = 0u, ACT_SILU = 4u, ACT_GELU_TANH = 5u, ACT_GELU_ERF = 6u, ACT_QUICK_GELU = 7u;
+
+float act_by_code(uint code, float x)
+{
+    switch (code) {
+    case ACT_SILU: return act_silu(x);
+    case ACT_GELU_TANH: return act_gelu_tanh(x);
+    case ACT_GELU_ERF: return act_gelu_erf(x);
+    case ACT_QUICK_GELU: return act_quick_gelu(x);
+    }
+    return x;
+}

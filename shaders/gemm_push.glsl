@@ -7,4 +7,5 @@ layout(push_constant) uniform GemmPush {
     uint off_a, off_b, off_c;
     uint stride_a, stride_b, stride_c; // batch strides (gl_WorkGroupID.z)
     float alpha, beta;
+    uint off_bias;
 } p;

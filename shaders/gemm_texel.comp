@@ -26,6 +26,8 @@ layout(constant_id = 4) const bool TRANS_B = false;
 layout(constant_id = 5) const bool VEC_A = false; // A's contiguous dim, lda, offsets: multiples of 4
 layout(constant_id = 6) const bool VEC_B = false;
 layout(constant_id = 7) const uint CQ = 1; // columns of C per invocation, in groups of 4: 1 or 2
+layout(constant_id = 8) const uint BIAS_MODE = 0; // 0 none, 1 per column, 2 per row
+layout(constant_id = 9) const uint ACT = 0;       // act_by_code
 
 #ifdef C_F16
 #define C_T float16_t
@@ -36,8 +38,22 @@ layout(constant_id = 7) const uint CQ = 1; // columns of C per invocation, in gr
 layout(set = 0, binding = 0) uniform samplerBuffer A;
 layout(set = 0, binding = 1) uniform samplerBuffer B;
 layout(set = 0, binding = 2) buffer CBuf { C_T c[]; };
+layout(set = 0, binding = 3) uniform samplerBuffer BIAS;
 
 #include "gemm_push.glsl"
+#include "activations.glsl"
+
+// Epilogue: v = alpha * acc + beta * C, then + bias (per column of C, or per
+// row), then an activation (act_by_code). The host asks for it on the last
+// split of K only.
+float epilogue(float v, uint row, uint col)
+{
+    if (BIAS_MODE == 1u)
+        v += texelFetch(BIAS, int((p.off_bias + col) >> 2))[(p.off_bias + col) & 3u];
+    else if (BIAS_MODE == 2u)
+        v += texelFetch(BIAS, int((p.off_bias + row) >> 2))[(p.off_bias + row) & 3u];
+    return act_by_code(ACT, v);
+}
 
 float fetch_a(uint e) { return texelFetch(A, int(e >> 2))[e & 3u]; }
 float fetch_b(uint e) { return texelFetch(B, int(e >> 2))[e & 3u]; }
@@ -158,7 +174,7 @@ void main()
             // beta == 0 must not read C: it may hold NaN or garbage (BLAS semantics).
             if (p.beta != 0.0)
                 v += p.beta * float(c[e]);
-            c[e] = C_T(v);
+            c[e] = C_T(epilogue(v, row, col));
         }
     }
 }

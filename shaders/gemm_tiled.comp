@@ -15,6 +15,8 @@
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
 layout(constant_id = 0) const bool TRANS_A = false;
 layout(constant_id = 1) const bool TRANS_B = false;
+layout(constant_id = 2) const uint BIAS_MODE = 0; // 0 none, 1 per column, 2 per row
+layout(constant_id = 3) const uint ACT = 0;       // act_by_code
 
 #ifdef A_F16
 #define A_T float16_t
@@ -35,8 +37,22 @@ layout(constant_id = 1) const bool TRANS_B = false;
 layout(set = 0, binding = 0) readonly buffer ABuf { A_T a[]; };
 layout(set = 0, binding = 1) readonly buffer BBuf { B_T b[]; };
 layout(set = 0, binding = 2) buffer CBuf { C_T c[]; };
+layout(set = 0, binding = 3) uniform samplerBuffer BIAS;
 
 #include "gemm_push.glsl"
+#include "activations.glsl"
+
+// Epilogue: v = alpha * acc + beta * C, then + bias (per column of C, or per
+// row), then an activation (act_by_code). The host asks for it on the last
+// split of K only.
+float epilogue(float v, uint row, uint col)
+{
+    if (BIAS_MODE == 1u)
+        v += texelFetch(BIAS, int((p.off_bias + col) >> 2))[(p.off_bias + col) & 3u];
+    else if (BIAS_MODE == 2u)
+        v += texelFetch(BIAS, int((p.off_bias + row) >> 2))[(p.off_bias + row) & 3u];
+    return act_by_code(ACT, v);
+}
 
 const uint BM = 64u, BN = 64u, BK = 16u;
 shared float As[BK][BM + 1u];
@@ -103,7 +119,7 @@ void main()
             float v = p.alpha * acc[i][j];
             if (p.beta != 0.0)
                 v += p.beta * float(c[e]);
-            c[e] = C_T(v);
+            c[e] = C_T(epilogue(v, row, col));
         }
     }
 }

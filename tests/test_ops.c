@@ -36,9 +36,22 @@ static const op_entry k_table[] = {
     {"attention", test_op_attention},
     {"attention_errors", test_op_attention_errors},
     {"attention_bwd_fd", test_op_attention_bwd_fd},
+    {"gemm_epilogue", test_op_gemm_epilogue},
+    {"gemm_errors", test_op_gemm_errors},
     {"conv2d", test_op_conv2d},
     {"conv2d_errors", test_op_conv2d_errors},
 };
+
+/* NAME is a comma-separated list; an entry runs when its name contains one. */
+static int filter_matches(const char *filter, const char *name)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", filter);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (strstr(name, tok))
+            return 1;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -55,7 +68,7 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[a], "--max-bind") == 0 && a + 1 < argc) {
             max_bind = strtoull(argv[++a], NULL, 10);
         } else {
-            fprintf(stderr, "usage: test_ops [--portable] [--max-bind BYTES] [NAME]\n");
+            fprintf(stderr, "usage: test_ops [--portable] [--max-bind BYTES] [NAME[,NAME...]]\n");
             return 2;
         }
     }
@@ -80,7 +93,7 @@ int main(int argc, char **argv)
     }
     int total_fail = 0;
     for (size_t i = 0; i < sizeof k_table / sizeof k_table[0]; i++) {
-        if (filter && !strstr(k_table[i].name, filter))
+        if (filter && !filter_matches(filter, k_table[i].name))
             continue;
         int before = env.failures, cases_before = env.cases;
         k_table[i].run(&env);

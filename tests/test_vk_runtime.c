@@ -20,9 +20,10 @@
 static df_vk_instance_t *g_inst;
 static uint32_t g_index;
 
-/* A real embedded kernel with three storage bindings, for dispatch tests. */
+/* A real embedded kernel (the tiled GEMM: A, B, C in storage buffers and a
+ * texel view for its epilogue's bias), for dispatch tests. */
 static const df_vk_kernel k_storage3 = {
-    "gemm_tiled_a32_b32_c32", 3, {DF_VK_BIND_STORAGE, DF_VK_BIND_STORAGE, DF_VK_BIND_STORAGE}, 56};
+    "gemm_tiled_a32_b32_c32", 4, {DF_VK_BIND_STORAGE, DF_VK_BIND_STORAGE, DF_VK_BIND_STORAGE, DF_VK_BIND_TEXEL}, 60};
 static const df_vk_kernel k_missing = {"no_such_shader", 1, {DF_VK_BIND_STORAGE}, 0};
 
 static df_vk_device_t *open_device(const df_vk_device_opts *opts)
@@ -295,14 +296,15 @@ static void test_dispatch_checks_and_timestamps(void)
     CHECK(df_vk_pipeline_get(dev, &k_storage3, (uint32_t[]){0, 0}, 2, &err) == p);
     CHECK(df_vk_pipeline_get(dev, &k_storage3, (uint32_t[]){1, 0}, 2, &err) != p);
     /* A 4x4x4 GEMM's push constants: A at 0, B at 64 floats, C at 128. */
-    uint32_t push[14] = {4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0};
+    uint32_t push[15] = {4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0};
     float one = 1.0f, zero = 0.0f;
     memcpy(&push[12], &one, 4);
     memcpy(&push[13], &zero, 4);
-    df_vk_binding ok[3] = {{buf, 0, 256, 0, 0}, {buf, 256, 256, 0, 0}, {buf, 512, 256, 0, 1}};
-    CHECK_OK(df_vk_batch_dispatch(batch, p, ok, 3, push, 1, 1, 1, "first", &err), &err);
-    CHECK_OK(df_vk_batch_dispatch(batch, p, ok, 3, push, 1, 1, 1, NULL, &err), &err);
-    CHECK_OK(df_vk_batch_dispatch(batch, p, ok, 3, push, 0, 1, 1, NULL, &err), &err); /* empty: no-op */
+    df_vk_binding ok[4] = {{buf, 0, 256, 0, 0}, {buf, 256, 256, 0, 0}, {buf, 512, 256, 0, 1},
+                           {buf, 1024, 64, VK_FORMAT_R32G32B32A32_SFLOAT, 0}};
+    CHECK_OK(df_vk_batch_dispatch(batch, p, ok, 4, push, 1, 1, 1, "first", &err), &err);
+    CHECK_OK(df_vk_batch_dispatch(batch, p, ok, 4, push, 1, 1, 1, NULL, &err), &err);
+    CHECK_OK(df_vk_batch_dispatch(batch, p, ok, 4, push, 0, 1, 1, NULL, &err), &err); /* empty: no-op */
     CHECK_EQ(df_vk_batch_pending(batch), 2);
     CHECK_OK(df_vk_batch_submit(batch, &err), &err);
     /* The second dispatch rewrites C: a write-after-write barrier. */
@@ -315,23 +317,23 @@ static void test_dispatch_checks_and_timestamps(void)
         CHECK(t[0].ms >= 0 && t[1].ms >= 0);
         CHECK(df_vk_batch_total_ms(batch) >= t[0].ms);
     }
-    df_vk_binding bad[3];
+    df_vk_binding bad[4];
     memcpy(bad, ok, sizeof bad);
     bad[2].offset = (1 << 16) - 128; /* runs past the end */
-    CHECK_FAILS(df_vk_batch_dispatch(batch, p, bad, 3, push, 1, 1, 1, NULL, &err), &err, DF_E_RANGE,
+    CHECK_FAILS(df_vk_batch_dispatch(batch, p, bad, 4, push, 1, 1, 1, NULL, &err), &err, DF_E_RANGE,
                 "binding 2 range");
     memcpy(bad, ok, sizeof bad);
     bad[1].offset = info->storage_align > 4 ? 4 : 0;
     if (info->storage_align > 4)
-        CHECK_FAILS(df_vk_batch_dispatch(batch, p, bad, 3, push, 1, 1, 1, NULL, &err), &err, DF_E_INVALID,
+        CHECK_FAILS(df_vk_batch_dispatch(batch, p, bad, 4, push, 1, 1, 1, NULL, &err), &err, DF_E_INVALID,
                     "not a multiple");
     memcpy(bad, ok, sizeof bad);
     bad[0].buf = NULL;
-    CHECK_FAILS(df_vk_batch_dispatch(batch, p, bad, 3, push, 1, 1, 1, NULL, &err), &err, DF_E_INVALID,
+    CHECK_FAILS(df_vk_batch_dispatch(batch, p, bad, 4, push, 1, 1, 1, NULL, &err), &err, DF_E_INVALID,
                 "no buffer");
-    CHECK_FAILS(df_vk_batch_dispatch(batch, p, ok, 2, push, 1, 1, 1, NULL, &err), &err, DF_E_INVALID,
-                "2 bindings given");
-    CHECK_FAILS(df_vk_batch_dispatch(batch, p, ok, 3, push, info->max_group_count[0] + 1u, 1, 1, NULL, &err),
+    CHECK_FAILS(df_vk_batch_dispatch(batch, p, ok, 3, push, 1, 1, 1, NULL, &err), &err, DF_E_INVALID,
+                "3 bindings given");
+    CHECK_FAILS(df_vk_batch_dispatch(batch, p, ok, 4, push, info->max_group_count[0] + 1u, 1, 1, NULL, &err),
                 &err, DF_E_RANGE, "workgroups exceed");
     CHECK_EQ(df_vk_batch_pending(batch), 0);
     /* Pipeline errors. */

@@ -105,6 +105,11 @@ static void reference(const df_elt_desc *d, double a, double b, double *val, dou
     *bound = e + (d->op >= DF_ELT_SILU ? 0x1p-100 * (1 + fabs(b)) : 0.0);
 }
 
+void op_elt_reference(const df_elt_desc *d, double a, double b, double *val, double *bound)
+{
+    reference(d, a, b, val, bound);
+}
+
 /* Runs one case and compares every element. */
 static void run_case(op_env *env, const df_elt_desc *d, df_dtype ta, df_dtype tb, df_dtype ty, uint32_t lead,
                      float scale)

@@ -14,24 +14,25 @@ typedef struct {
     uint32_t off_a, off_b, off_c;
     uint32_t stride_a, stride_b, stride_c;
     float alpha, beta;
+    uint32_t off_bias;
 } gemm_push;
 
 #define T DF_VK_BIND_TEXEL
 #define S DF_VK_BIND_STORAGE
 static const df_vk_kernel k_texel[2] = {
-    {"gemm_texel_c32", 3, {T, T, S}, sizeof(gemm_push)},
-    {"gemm_texel_c16", 3, {T, T, S}, sizeof(gemm_push)},
+    {"gemm_texel_c32", 4, {T, T, S, T}, sizeof(gemm_push)},
+    {"gemm_texel_c16", 4, {T, T, S, T}, sizeof(gemm_push)},
 };
 /* Indexed by a_f16 * 4 + b_f16 * 2 + c_f16. */
 static const df_vk_kernel k_tiled[8] = {
-    {"gemm_tiled_a32_b32_c32", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a32_b32_c16", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a32_b16_c32", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a32_b16_c16", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a16_b32_c32", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a16_b32_c16", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a16_b16_c32", 3, {S, S, S}, sizeof(gemm_push)},
-    {"gemm_tiled_a16_b16_c16", 3, {S, S, S}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b32_c32", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b32_c16", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b16_c32", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a32_b16_c16", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b32_c32", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b32_c16", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b16_c32", 4, {S, S, S, T}, sizeof(gemm_push)},
+    {"gemm_tiled_a16_b16_c16", 4, {S, S, S, T}, sizeof(gemm_push)},
 };
 #undef T
 #undef S
@@ -166,9 +167,18 @@ static int rules_for(df_vk_device_t *dev, df_gemm_path path, int operand, df_dty
     return df_bind_rules_storage(dev, t, r, err);
 }
 
+/* The epilogue as the kernels see it: rules for the bias binding, and a texel
+ * view to bind when there is no bias (the slot still needs one). */
+typedef struct {
+    const df_gemm_epilogue *ep; /* NULL: none */
+    df_bind_rules bias_rules;
+    df_tensor_ref dummy;
+    df_bind_rules dummy_rules;
+} epi_t;
+
 static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
                         df_tensor_ref C, df_gemm_path path, const kernel_shape *ks,
-                        const df_bind_rules rules[3], const chunk_t *c, df_gemm_plan *plan,
+                        const df_bind_rules rules[3], const epi_t *epi, const chunk_t *c, df_gemm_plan *plan,
                         df_error_t *err)
 {
     span_t sa, sb, sc;
@@ -184,12 +194,24 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
         /* Later K chunks add onto what the earlier ones wrote. */
         .beta = c->k0 == 0 ? d->beta : 1.0f,
     };
-    df_vk_binding binds[3] = {
+    df_vk_binding binds[4] = {
         df_bind_span(A, &rules[0], sa.first, sa.extent, 0, &pc.off_a),
         df_bind_span(B, &rules[1], sb.first, sb.extent, 0, &pc.off_b),
         df_bind_span(C, &rules[2], sc.first, sc.extent, 1, &pc.off_c),
+        df_bind_span(epi->dummy, &epi->dummy_rules, 0, 1, 0, &pc.off_bias),
     };
-    uint32_t spec[8];
+    /* The epilogue runs once, with the last piece of K. */
+    uint32_t bias_mode = 0, act = 0;
+    if (epi->ep && c->k0 + c->kc == d->k) {
+        act = (uint32_t)epi->ep->act;
+        if (epi->ep->bias.ref.buf) {
+            bias_mode = epi->ep->bias_per_row ? 2 : 1;
+            binds[3] = epi->ep->bias_per_row
+                           ? df_bind_span(epi->ep->bias.ref, &epi->bias_rules, c->m0, c->mc, 0, &pc.off_bias)
+                           : df_bind_span(epi->ep->bias.ref, &epi->bias_rules, c->n0, c->nc, 0, &pc.off_bias);
+        }
+    }
+    uint32_t spec[10];
     uint32_t nspec;
     if (path == DF_GEMM_TEXEL) {
         int vec_a = pc.off_a % 4 == 0 && d->lda % 4 == 0 && pc.stride_a % 4 == 0 &&
@@ -198,12 +220,14 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
         spec[0] = ks->wg_x, spec[1] = ks->wg_y, spec[2] = ks->rows;
         spec[3] = !!d->trans_a, spec[4] = !!d->trans_b, spec[5] = vec_a, spec[6] = vec_b;
         spec[7] = ks->cq;
-        nspec = 8;
+        spec[8] = bias_mode, spec[9] = act;
+        nspec = 10;
         if (plan)
             plan->vec_a = vec_a, plan->vec_b = vec_b, plan->rows = ks->rows;
     } else {
         spec[0] = !!d->trans_a, spec[1] = !!d->trans_b;
-        nspec = 2;
+        spec[2] = bias_mode, spec[3] = act;
+        nspec = 4;
     }
     df_vk_pipeline_t *p = df_vk_pipeline_get(df_vk_batch_device(batch), ks->kernel, spec, nspec, err);
     if (!p)
@@ -212,7 +236,7 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
     snprintf(label, sizeof label, "gemm_%s %ux%ux%u", df_gemm_path_name(path), c->mc, c->nc, c->kc);
     uint32_t gx = (uint32_t)div_up(c->nc, ks->cols_per_wg);
     uint32_t gy = (uint32_t)div_up(c->mc, ks->rows_per_wg);
-    int rc = df_vk_batch_dispatch(batch, p, binds, 3, &pc, gx, gy, c->nb, label, err);
+    int rc = df_vk_batch_dispatch(batch, p, binds, 4, &pc, gx, gy, c->nb, label, err);
     if (!rc && plan)
         plan->dispatches++;
     return rc;
@@ -222,7 +246,7 @@ static int record_chunk(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
  * records the pieces. */
 static int record_split(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
                         df_tensor_ref C, df_gemm_path path, const kernel_shape *ks,
-                        const df_bind_rules rules[3], uint32_t max_mc, uint32_t max_nc,
+                        const df_bind_rules rules[3], const epi_t *epi, uint32_t max_mc, uint32_t max_nc,
                         df_gemm_plan *plan, df_error_t *err)
 {
     chunk_t c = {.nb = 1, .mc = d->m < max_mc ? d->m : max_mc, .nc = d->n < max_nc ? d->n : max_nc, .kc = d->k};
@@ -263,7 +287,7 @@ static int record_split(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
                         .n0 = n0, .nc = d->n - n0 < sizes.nc ? d->n - n0 : sizes.nc,
                         .k0 = k0, .kc = d->k - k0 < sizes.kc ? d->k - k0 : sizes.kc,
                     };
-                    int rc = record_chunk(batch, d, A, B, C, path, ks, rules, &piece, plan, err);
+                    int rc = record_chunk(batch, d, A, B, C, path, ks, rules, epi, &piece, plan, err);
                     if (rc)
                         return rc;
                 }
@@ -272,6 +296,32 @@ static int record_split(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_r
 
 int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B,
             df_tensor_ref C, df_gemm_path path, df_gemm_plan *plan, df_error_t *err)
+{
+    return df_gemm_ex(batch, d, A, B, C, NULL, path, plan, err);
+}
+
+static int check_epilogue(df_vk_device_t *dev, const df_gemm_desc *d, const df_gemm_epilogue *ep, epi_t *epi,
+                          df_error_t *err)
+{
+    epi->ep = ep;
+    if (!ep)
+        return DF_OK;
+    switch (ep->act) {
+    case DF_ELT_COPY: case DF_ELT_SILU: case DF_ELT_GELU_TANH: case DF_ELT_GELU_ERF: case DF_ELT_QUICK_GELU: break;
+    default:
+        return df_error_set(err, DF_E_UNSUPPORTED, "gemm: epilogue activation %s (supported: copy, silu, gelu_tanh, "
+                            "gelu_erf, quick_gelu)", df_elt_op_name(ep->act));
+    }
+    if (!ep->bias.ref.buf)
+        return DF_OK;
+    int rc = df_bind_rules_texel(dev, ep->bias.dtype, &epi->bias_rules, err);
+    if (rc)
+        return df_error_prefix(err, "gemm: bias");
+    return df_bind_check("gemm", "bias", ep->bias.ref, ep->bias_per_row ? d->m : d->n, epi->bias_rules.es, err);
+}
+
+int df_gemm_ex(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B, df_tensor_ref C,
+               const df_gemm_epilogue *epilogue, df_gemm_path path, df_gemm_plan *plan, df_error_t *err)
 {
     int rc = df_gemm_desc_check(d, err);
     if (rc)
@@ -304,6 +354,16 @@ int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_ten
         return df_error_set(err, DF_E_UNSUPPORTED, "gemm: %s cannot read f16 texel buffers; use the tiled path",
                             df_vk_device_info_of(dev)->name);
 
+    /* The kernels' act_by_code takes df_elt_op's numbers. */
+    _Static_assert(DF_ELT_SILU == 4 && DF_ELT_GELU_TANH == 5 && DF_ELT_GELU_ERF == 6 && DF_ELT_QUICK_GELU == 7,
+                   "shaders/activations.glsl act_by_code codes");
+    epi_t epi;
+    if ((rc = check_epilogue(dev, d, epilogue, &epi, err)))
+        return rc;
+    /* Without a bias the kernels still need a texel view in its slot: A's. */
+    epi.dummy = A;
+    if ((rc = df_bind_rules_texel(dev, d->type_a, &epi.dummy_rules, err)))
+        return df_error_prefix(err, "gemm");
     df_bind_rules rules[3];
     if ((rc = rules_for(dev, path, 0, d->type_a, &rules[0], err)) ||
         (rc = rules_for(dev, path, 1, d->type_b, &rules[1], err)) ||
@@ -335,11 +395,11 @@ int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_ten
         nb = lo;
     }
     if (nb == 0)
-        return record_split(batch, d, A, B, C, path, &ks, rules, (uint32_t)min_u64(max_mc, d->m),
+        return record_split(batch, d, A, B, C, path, &ks, rules, &epi, (uint32_t)min_u64(max_mc, d->m),
                             (uint32_t)min_u64(max_nc, d->n), plan, err);
     for (uint32_t b0 = 0; b0 < d->batch; b0 += nb) {
         chunk_t c = {.b0 = b0, .nb = d->batch - b0 < nb ? d->batch - b0 : nb, .mc = d->m, .nc = d->n, .kc = d->k};
-        if ((rc = record_chunk(batch, d, A, B, C, path, &ks, rules, &c, plan, err)))
+        if ((rc = record_chunk(batch, d, A, B, C, path, &ks, rules, &epi, &c, plan, err)))
             return rc;
     }
     return DF_OK;

@@ -20,6 +20,7 @@
 #ifndef DF_OPS_GEMM_H
 #define DF_OPS_GEMM_H
 
+#include "eltwise.h"
 #include "error.h"
 #include "gemm_desc.h"
 #include "tensor_ref.h"
@@ -45,6 +46,19 @@ typedef struct {
     int vec_a, vec_b;    /* texel: 4-wide fetches of A / B in the last dispatch */
 } df_gemm_plan;
 
+/*  What the GEMM applies to each element of C as it stores it:
+ *      C = act(alpha * op(A) op(B) + beta * C + bias)
+ *  bias has one value per column of C (a linear layer, tokens x features) or
+ *  per row (a 1x1 convolution on NCHW), f32 or f16; no buffer: none. act is
+ *  DF_ELT_COPY (none), DF_ELT_SILU, DF_ELT_GELU_TANH, DF_ELT_GELU_ERF or
+ *  DF_ELT_QUICK_GELU. Training needs the value before the activation for the
+ *  backward pass: fuse the activation only where it is not differentiated. */
+typedef struct {
+    df_tensor bias;
+    int bias_per_row;
+    df_elt_op act;
+} df_gemm_epilogue;
+
 /*  The kernel DF_GEMM_AUTO resolves to on dev. */
 df_gemm_path df_gemm_default_path(df_vk_device_t *dev);
 
@@ -54,5 +68,9 @@ df_gemm_path df_gemm_default_path(df_vk_device_t *dev);
  *  device without 16-bit storage, or an f16 C whose K must be split. */
 int df_gemm(df_vk_batch_t *batch, const df_gemm_desc *desc, df_tensor_ref a, df_tensor_ref b,
             df_tensor_ref c, df_gemm_path path, df_gemm_plan *plan, df_error_t *err);
+
+/*  df_gemm with an epilogue (NULL: none). */
+int df_gemm_ex(df_vk_batch_t *batch, const df_gemm_desc *desc, df_tensor_ref a, df_tensor_ref b, df_tensor_ref c,
+               const df_gemm_epilogue *epilogue, df_gemm_path path, df_gemm_plan *plan, df_error_t *err);
 
 #endif
