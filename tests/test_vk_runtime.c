@@ -415,6 +415,44 @@ static void test_pipeline_cache_file(void)
     rmdir(dir);
 }
 
+/* A step's memory: its starting level excludes its own scratch, its peak
+ * includes it, and the next step starts from what remains. */
+static void test_batch_memory(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_vk_device_t *dev = open_device(NULL);
+    if (!dev)
+        return;
+    df_vk_memory_t *mem = df_vk_device_memory(dev);
+    df_vk_buffer_t *a = df_vk_buffer_new(dev, 1 << 20, &err);
+    df_vk_batch_t *batch = df_vk_batch_new(dev, 0, &err);
+    df_vk_memory_stats st;
+    df_vk_memory_stats_get(mem, &st);
+    uint64_t before = st.in_use;
+    /* Scratch allocated before the step's first command, as ops do. */
+    df_vk_buffer_t *scratch = df_vk_buffer_new(dev, 3 << 20, &err);
+    uint64_t padded = scratch ? scratch->padded : 0;
+    CHECK_OK(df_vk_batch_hold(batch, &scratch, &err), &err);
+    CHECK(scratch == NULL);
+    CHECK_OK(df_vk_batch_fill(batch, a, 0, 4096, 0, &err), &err);
+    CHECK_OK(df_vk_batch_submit(batch, &err), &err);
+    df_vk_batch_memory m = df_vk_batch_memory_last(batch);
+    CHECK_EQ(m.start_bytes, before);
+    CHECK_EQ(m.peak_bytes, before + padded);
+    df_vk_memory_stats_get(mem, &st);
+    CHECK_EQ(st.in_use, before); /* the scratch went with the submit */
+    /* A step with no scratch peaks where it started. */
+    CHECK_OK(df_vk_batch_fill(batch, a, 0, 4096, 1, &err), &err);
+    CHECK_OK(df_vk_batch_submit(batch, &err), &err);
+    m = df_vk_batch_memory_last(batch);
+    CHECK_EQ(m.start_bytes, before);
+    CHECK_EQ(m.peak_bytes, before);
+    df_vk_batch_destroy(&batch);
+    df_vk_buffer_destroy(&a);
+    df_vk_device_destroy(&dev);
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -426,6 +464,7 @@ int main(int argc, char **argv)
     RUN(test_large_buffer_roundtrip);
     RUN(test_staged_transfers);
     RUN(test_batch_barriers);
+    RUN(test_batch_memory);
     RUN(test_dispatch_checks_and_timestamps);
     RUN(test_pipeline_cache_file);
     CHECK_EQ(df_vk_instance_validation_errors(g_inst), 0);

@@ -78,6 +78,8 @@ int op_run_and_read(op_env *env, op_tensor *t, df_error_t *err)
     int rc = df_vk_batch_submit(env->batch, err);
     if (rc)
         return rc;
+    df_vk_batch_memory m = df_vk_batch_memory_last(env->batch);
+    env->scratch = m.peak_bytes - m.start_bytes;
     /* Read the canary after it too: a write past the end must show. */
     float *all = malloc((t->n + 1) * sizeof *all);
     rc = df_vk_download_f32(env->xfer, t->buf, t->t.ref.offset, all, t->n + 1, t->t.dtype, err);
@@ -87,6 +89,18 @@ int op_run_and_read(op_env *env, op_tensor *t, df_error_t *err)
         memcpy(t->host, all, t->n * sizeof *all);
     free(all);
     return rc;
+}
+
+int op_check_scratch(op_env *env, const char *what, uint64_t limit)
+{
+    /* Each buffer is padded to the allocator's alignment: allow that much
+     * for each of the (at most two) ops a case records. */
+    uint64_t align = df_vk_memory_alignment(df_vk_device_memory(env->dev));
+    if (env->scratch <= limit + 2 * align)
+        return 0;
+    fprintf(stderr, "  FAIL %s: the ops allocated %llu bytes of scratch, more than their largest input (%llu)\n", what,
+            (unsigned long long)env->scratch, (unsigned long long)limit);
+    return 1;
 }
 
 double op_store_bound(df_dtype out, double v)

@@ -31,6 +31,7 @@ typedef struct {
     df_vk_batch_t *batch;
     uint64_t seed;
     int windowed;   /* the device's bindings were shrunk (--max-bind): ops split their work */
+    uint64_t scratch; /* device bytes the last submitted step allocated on top of its operands */
     int failures;   /* cases that failed */
     int cases;
 } op_env;
@@ -55,6 +56,11 @@ void op_tensor_free(op_tensor *t);
 
 /*  Submits the batch and downloads t into t->host. */
 int op_run_and_read(op_env *env, op_tensor *t, df_error_t *err);
+
+/*  Fails the case when the last step's ops allocated more scratch than
+ *  limit bytes (the size of their largest input, plus the allocator's
+ *  padding): no hidden copies. */
+int op_check_scratch(op_env *env, const char *what, uint64_t limit);
 
 /*  The f16 rounding error of a stored result v (when out is f16). */
 double op_store_bound(df_dtype out, double v);

@@ -231,6 +231,8 @@ static void run_attn_bwd(op_env *env, const attn_case *c)
     snprintf(what, sizeof what, "attention backward b=%u h=%u nq=%u nk=%u dim=%u%s against finite differences",
              c->batch, c->heads, c->nq, c->nk, c->dim, c->causal ? " causal" : "");
     int fails = 0;
+    if (!rc)
+        fails += op_check_scratch(env, what, nqe * df_dtype_size(c->t));
     if (!rc) {
         double *qd = malloc(nqe * sizeof *qd), *kd = malloc(nke * sizeof *kd), *vd = malloc(nke * sizeof *vd);
         double *ob = malloc(nqe * sizeof *ob);

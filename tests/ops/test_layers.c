@@ -256,6 +256,8 @@ void test_op_mse(op_env *env)
         char what[64];
         snprintf(what, sizeof what, "mse_loss %ux%u weighted=%d", d.samples, d.count, cases[c].weighted);
         int fails = 0;
+        if (!rc)
+            fails += op_check_scratch(env, what, n * df_dtype_size(cases[c].tp));
         if (!rc) {
             double *ref = malloc((1 + d.samples) * sizeof *ref), *bound = malloc((1 + d.samples) * sizeof *bound);
             double total = 0, terms = (d.count < 1024 ? d.count : 1024) + (d.count + 1023) / 1024 + d.samples + 8;

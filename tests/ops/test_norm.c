@@ -188,6 +188,8 @@ static void backward_case(op_env *env, const char *label, df_norm_desc d)
     snprintf(what, sizeof what, "%s backward S=%u L=%u C=%u against finite differences", label, d.segments, d.len,
              d.channels);
     int fails = 0;
+    if (!rc)
+        fails += op_check_scratch(env, what, n * df_dtype_size(x.t.dtype));
     if (!rc) {
         double *xd = malloc(n * sizeof *xd), *gd = malloc(d.channels * sizeof *gd), *bd = malloc(d.channels * sizeof *bd);
         double *yp = malloc(n * sizeof *yp), *ym = malloc(n * sizeof *ym);

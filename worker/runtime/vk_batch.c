@@ -48,7 +48,38 @@ struct _df_vk_batch_t {
     uint32_t ntimings;
     float ts_period_ns;
     uint64_t ts_mask;
+
+    /* Device memory of the step being recorded and of the last one run. */
+    int mem_open;
+    uint64_t mem_start;
+    df_vk_batch_memory mem_last;
 };
+
+/* Opens the step's memory accounting at its first command (or first held
+ * scratch buffer, which was allocated just before: exclude it from the
+ * starting level so it shows as the step's own). */
+static void mem_open(df_vk_batch_t *self, uint64_t exclude)
+{
+    if (self->mem_open)
+        return;
+    df_vk_memory_t *mem = df_vk_device_memory(self->dev);
+    df_vk_memory_stats st;
+    df_vk_memory_stats_get(mem, &st);
+    self->mem_start = st.in_use >= exclude ? st.in_use - exclude : 0;
+    df_vk_memory_reset_peak(mem);
+    self->mem_open = 1;
+}
+
+static void mem_close(df_vk_batch_t *self)
+{
+    if (!self->mem_open)
+        return;
+    df_vk_memory_stats st;
+    df_vk_memory_stats_get(df_vk_device_memory(self->dev), &st);
+    self->mem_last.start_bytes = self->mem_start;
+    self->mem_last.peak_bytes = st.peak_in_use;
+    self->mem_open = 0;
+}
 
 static int grow(void **v, uint32_t *cap, uint32_t need, size_t elem)
 {
@@ -172,6 +203,7 @@ static int begin(df_vk_batch_t *self, df_error_t *err)
 {
     if (self->recording)
         return DF_OK;
+    mem_open(self, 0);
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     DF_VK_TRY(err, vkBeginCommandBuffer(self->cmd, &bi));
@@ -409,6 +441,7 @@ int df_vk_batch_hold(df_vk_batch_t *self, df_vk_buffer_t **buf, df_error_t *err)
         df_vk_buffer_destroy(buf); /* safe: nothing recorded uses it yet (see the header) */
         return df_error_set(err, DF_E_NOMEM, "batch: out of host memory");
     }
+    mem_open(self, (*buf)->padded);
     self->held[self->nheld++] = *buf;
     *buf = NULL;
     return DF_OK;
@@ -488,6 +521,7 @@ int df_vk_batch_submit(df_vk_batch_t *self, df_error_t *err)
 {
     if (!self->recording) {
         self->ntimings = 0;
+        mem_close(self);
         return DF_OK;
     }
     self->recording = 0;
@@ -497,6 +531,7 @@ int df_vk_batch_submit(df_vk_batch_t *self, df_error_t *err)
         rc = df_vk_device_submit_wait(self->dev, self->cmd, self->fence, err);
     if (!rc)
         read_timings(self);
+    mem_close(self); /* before the scratch goes */
     release_recorded(self);
     r = vkResetCommandBuffer(self->cmd, 0);
     if (!rc && r < 0)
@@ -505,6 +540,7 @@ int df_vk_batch_submit(df_vk_batch_t *self, df_error_t *err)
 }
 
 uint32_t df_vk_batch_pending(const df_vk_batch_t *self) { return self->pending; }
+df_vk_batch_memory df_vk_batch_memory_last(const df_vk_batch_t *self) { return self->mem_last; }
 uint32_t df_vk_batch_timing_count(const df_vk_batch_t *self) { return self->ntimings; }
 const df_vk_timing *df_vk_batch_timings(const df_vk_batch_t *self) { return self->timings; }
 uint32_t df_vk_batch_barrier_count(const df_vk_batch_t *self) { return self->barriers_last; }

@@ -76,6 +76,16 @@ int df_vk_batch_hold(df_vk_batch_t *self, df_vk_buffer_t **buf, df_error_t *err)
  *  the recorded work is discarded. */
 int df_vk_batch_submit(df_vk_batch_t *self, df_error_t *err);
 
+/*  Device memory of the last submitted step (all of this device's buffers,
+ *  whoever owns them): in use when its first command or scratch buffer was
+ *  recorded, and the most in use at any point until it completed. peak -
+ *  start is what the step's ops allocated on top of their operands. The
+ *  device's memory peak counter is reset when a step begins. */
+typedef struct {
+    uint64_t start_bytes, peak_bytes;
+} df_vk_batch_memory;
+df_vk_batch_memory df_vk_batch_memory_last(const df_vk_batch_t *self);
+
 /*  Commands recorded and not yet submitted. */
 uint32_t df_vk_batch_pending(const df_vk_batch_t *self);
 
