@@ -32,6 +32,10 @@ layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint STAGE = 0;
 layout(constant_id = 1) const bool AFFINE = true;
 layout(constant_id = 2) const bool SILU_AFTER = false;
+// Four elements per fetch (partials and apply stages): segment lengths and
+// window offsets are multiples of 4 and the four share a channel (inner % 4
+// == 0) or are four consecutive channels (inner == 1, channels % 4 == 0).
+layout(constant_id = 3) const bool VEC = false;
 
 #ifdef Y_F16
 #define Y_T float16_t
@@ -66,6 +70,15 @@ float gamma_at(uint c) { return AFFINE ? fetch(G, p.off_g + c) : 1.0; }
 vec2 stats_xy(uint s) { return vec2(fetch(S, p.off_s + s * 4u), fetch(S, p.off_s + s * 4u + 1u)); }
 vec2 stats_zw(uint s) { return vec2(fetch(S, p.off_s + s * 4u + 2u), fetch(S, p.off_s + s * 4u + 3u)); }
 
+vec4 fetch4(samplerBuffer t, uint e) { return texelFetch(t, int(e >> 2)); }
+// gamma or beta (at offset off) for the four elements from global element e (VEC).
+vec4 chan4(samplerBuffer t, uint off, uint e)
+{
+    return p.inner == 1u ? fetch4(t, off + e % p.channels) : vec4(fetch(t, off + channel_of(e)));
+}
+vec4 gamma4(uint e) { return AFFINE ? chan4(G, p.off_g, e) : vec4(1.0); }
+float hsum(vec4 v) { return (v.x + v.y) + (v.z + v.w); }
+
 uint linear_id() { return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u; }
 
 // Chunk k of segment s (local to the x window; global segment p.base + s).
@@ -78,7 +91,29 @@ void stage_partials(uint id, bool bwd)
     uint start = k * CHUNK, end = min(start + CHUNK, p.len);
     uint xb = p.off_x + s * p.len;
     float a = 0.0, b = 0.0;
-    if (!bwd) {
+    if (VEC) {
+        // Four running sums per pass: four independent chains instead of one.
+        vec4 a4 = vec4(0.0), b4 = vec4(0.0);
+        if (!bwd) {
+            for (uint i = start; i < end; i += 4u)
+                a4 += fetch4(X, xb + i);
+            a = hsum(a4) / float(end - start);
+            for (uint i = start; i < end; i += 4u) {
+                vec4 d = fetch4(X, xb + i) - a;
+                b4 = fma(d, d, b4);
+            }
+        } else {
+            vec2 st = stats_xy(gs);
+            uint gbase = gs * p.len, pb = p.off_p + s * p.len;
+            for (uint i = start; i < end; i += 4u) {
+                vec4 g = fetch4(P, pb + i) * gamma4(gbase + i);
+                a4 += g;
+                b4 = fma(g, (fetch4(X, xb + i) - st.x) * st.y, b4);
+            }
+            a = hsum(a4);
+        }
+        b = hsum(b4);
+    } else if (!bwd) {
         for (uint i = start; i < end; i++)
             a += fetch(X, xb + i);
         a /= float(end - start);
@@ -133,6 +168,29 @@ void stage_finalize(uint s, bool bwd)
 
 void stage_apply(uint i, bool bwd)
 {
+    if (VEC) {
+        uint i0 = i * 4u;
+        if (i0 >= p.count)
+            return;
+        uint e = p.base + i0;
+        vec2 st = stats_xy(e / p.len);
+        vec4 xhat = (fetch4(X, p.off_x + i0) - st.x) * st.y;
+        vec4 y;
+        if (!bwd) {
+            y = xhat;
+            if (AFFINE)
+                y = y * gamma4(e) + chan4(P, p.off_p, e);
+            if (SILU_AFTER)
+                y = vec4(act_silu(y.x), act_silu(y.y), act_silu(y.z), act_silu(y.w));
+        } else {
+            vec2 bs = stats_zw(e / p.len);
+            vec4 g = fetch4(P, p.off_p + i0) * gamma4(e);
+            y = st.y * (g - bs.x - xhat * bs.y);
+        }
+        for (uint j = 0u; j < 4u; j++)
+            o[p.off_o + i0 + j] = Y_T(y[j]);
+        return;
+    }
     if (i >= p.count)
         return;
     uint e = p.base + i;

@@ -79,11 +79,32 @@ static int check_desc(const df_norm_desc *d, const char *name, df_error_t *err)
     return DF_OK;
 }
 
+/* Whether the partials/apply stages may read four elements per fetch (the
+ * shader's VEC): every window offset they read is texel-aligned and the four
+ * elements share a channel or are four consecutive channels. */
+static int can_vec(const norm_ctx *c, uint32_t stage, const norm_push *pc, uint64_t count)
+{
+    const df_norm_desc *d = c->d;
+    int bwd = stage == BWD_PARTIALS || stage == BWD_APPLY;
+    int fwd_apply = stage == APPLY;
+    int chan_ok = d->inner % 4 == 0 ||
+                  (d->inner == 1 && d->channels % 4 == 0 &&
+                   (!d->affine || ((!bwd && !fwd_apply) || (pc->off_g % 4 == 0 && (!fwd_apply || pc->off_p % 4 == 0)))));
+    return d->len % 4 == 0 && count % 4 == 0 && pc->off_x % 4 == 0 && (!bwd || pc->off_p % 4 == 0) && chan_ok;
+}
+
 static int dispatch(norm_ctx *c, uint32_t stage, df_dtype out, norm_push *pc, df_vk_binding b[5], uint64_t invocations,
                     const char *what, df_error_t *err)
 {
-    uint32_t spec[3] = {stage, !!c->d->affine, stage == APPLY && c->d->silu};
-    df_vk_pipeline_t *p = df_vk_pipeline_get(c->dev, &k_norm[out == DF_F16], spec, 3, err);
+    int vec = 0;
+    if (stage == PARTIALS || stage == BWD_PARTIALS)
+        vec = can_vec(c, stage, pc, 4 * (uint64_t)pc->count);
+    else if (stage == APPLY || stage == BWD_APPLY)
+        vec = can_vec(c, stage, pc, pc->count);
+    if (vec && (stage == APPLY || stage == BWD_APPLY))
+        invocations /= 4;
+    uint32_t spec[4] = {stage, !!c->d->affine, stage == APPLY && c->d->silu, (uint32_t)vec};
+    df_vk_pipeline_t *p = df_vk_pipeline_get(c->dev, &k_norm[out == DF_F16], spec, 4, err);
     if (!p)
         return err ? err->code : DF_E_VULKAN;
     uint32_t gx, gy;
@@ -146,6 +167,8 @@ static int apply_stage(norm_ctx *c, uint32_t stage, df_tensor x, df_tensor gamma
         chunk = df_bind_max_elems(&c->rp);
     if (df_bind_max_elems(&c->ro) < chunk)
         chunk = df_bind_max_elems(&c->ro);
+    if (chunk > 4)
+        chunk &= ~(uint64_t)3; /* windows start on a texel for the vector path */
     for (uint64_t first = 0; first < c->total; first += chunk) {
         uint64_t n = c->total - first < chunk ? c->total - first : chunk;
         norm_push pc = {.count = (uint32_t)n, .len = c->d->len, .inner = c->d->inner, .channels = c->d->channels,
