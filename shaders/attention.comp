@@ -42,6 +42,7 @@ layout(push_constant) uniform Push {
     uint bsq, bsk, bsv, bso;
     uint off_q, off_k, off_v, off_o, off_l;
     float scale;
+    uint causal_shift; // nk - nq + the first row's index: key j is visible to row i when j <= i + shift
 } p;
 
 const uint D4 = D / 4u;
@@ -79,7 +80,7 @@ void main()
         }
         m[r] = -1.0e30;
         l[r] = 0.0;
-        nvis[r] = CAUSAL ? min(p.nk, i + 1u + (p.nk - p.nq)) : p.nk;
+        nvis[r] = CAUSAL ? min(p.nk, i + 1u + p.causal_shift) : p.nk;
         nmax = max(nmax, nvis[r]);
     }
     for (uint j = 0u; j < nmax; j += 4u) {

@@ -35,6 +35,7 @@ static const op_entry k_table[] = {
     {"softmax", test_op_softmax},
     {"attention", test_op_attention},
     {"attention_errors", test_op_attention_errors},
+    {"attention_split", test_op_attention_split},
     {"attention_bwd_fd", test_op_attention_bwd_fd},
     {"gemm_epilogue", test_op_gemm_epilogue},
     {"gemm_errors", test_op_gemm_errors},

@@ -27,6 +27,7 @@ void test_op_noise(op_env *env);
 void test_op_softmax(op_env *env);
 void test_op_attention(op_env *env);
 void test_op_attention_errors(op_env *env);
+void test_op_attention_split(op_env *env);
 void test_op_attention_bwd_fd(op_env *env);
 void test_op_conv2d(op_env *env);
 void test_op_gemm_epilogue(op_env *env);

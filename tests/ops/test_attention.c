@@ -137,6 +137,19 @@ void test_op_attention(op_env *env)
         run_attn(env, &cases[i]);
 }
 
+/* A shape whose batch entries outgrow 64 KiB bindings (test_ops_windows):
+ * the forward pass splits it by query rows. (Splitting by heads barely
+ * shrinks a window, as rows interleave the heads; causal row splits need Q
+ * rows wider than K rows, which no SDXL layout has.) */
+void test_op_attention_split(op_env *env)
+{
+    static const attn_case cases[] = {
+        {2, 4, 300, 40, 64, 0, 0, DF_F32}, /* rows split: 300 x 256 floats per entry */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_attn(env, &cases[i]);
+}
+
 void test_op_attention_errors(op_env *env)
 {
     df_error_t err;

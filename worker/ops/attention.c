@@ -13,6 +13,7 @@ typedef struct {
     uint32_t bsq, bsk, bsv, bso;
     uint32_t off_q, off_k, off_v, off_o, off_l;
     float scale;
+    uint32_t causal_shift;
 } attn_push;
 
 #define T DF_VK_BIND_TEXEL
@@ -82,42 +83,69 @@ int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tens
         return rc;
     if (with_lse && lse.dtype != DF_F32)
         return df_error_set(err, DF_E_INVALID, "%s: lse must be f32", name);
-    /* Windows over batch entries. */
+    /* Windows: whole batch entries while they fit; else one entry at a time,
+     * split by heads and then by query rows. */
     uint64_t per = d.batch;
     while (per > 1 && (!df_bind_fits(&rq, extent(per, d.bsq, d.nq, d.ldq, row)) ||
                        !df_bind_fits(&rk, extent(per, d.bsk, d.nk, d.ldk, row)) ||
                        !df_bind_fits(&rv, extent(per, d.bsv, d.nk, d.ldv, row)) ||
                        !df_bind_fits(&ro, extent(per, d.bso, d.nq, d.ldo, row))))
         per = (per + 1) / 2;
-    if (!df_bind_fits(&rq, extent(1, 0, d.nq, d.ldq, row)) || !df_bind_fits(&rk, extent(1, 0, d.nk, d.ldk, row)) ||
-        !df_bind_fits(&rv, extent(1, 0, d.nk, d.ldv, row)) || !df_bind_fits(&ro, extent(1, 0, d.nq, d.ldo, row)))
-        return df_error_set(err, DF_E_RANGE, "%s: one batch entry does not fit a binding", name);
-    for (uint64_t b0 = 0; b0 < d.batch; b0 += per) {
-        uint64_t nb = d.batch - b0 < per ? d.batch - b0 : per;
-        attn_push pc = {.batches = (uint32_t)nb, .heads = d.heads, .nq = d.nq, .nk = d.nk, .ldq = d.ldq, .ldk = d.ldk,
-                        .ldv = d.ldv, .ldo = d.ldo, .bsq = nb > 1 ? (uint32_t)d.bsq : 0,
-                        .bsk = nb > 1 ? (uint32_t)d.bsk : 0, .bsv = nb > 1 ? (uint32_t)d.bsv : 0,
-                        .bso = nb > 1 ? (uint32_t)d.bso : 0, .scale = d.scale};
-        df_vk_binding b[5];
-        b[0] = df_bind_span(q.ref, &rq, b0 * d.bsq, extent(nb, d.bsq, d.nq, d.ldq, row), 0, &pc.off_q);
-        b[1] = df_bind_span(k.ref, &rk, b0 * d.bsk, extent(nb, d.bsk, d.nk, d.ldk, row), 0, &pc.off_k);
-        b[2] = df_bind_span(v.ref, &rv, b0 * d.bsv, extent(nb, d.bsv, d.nk, d.ldv, row), 0, &pc.off_v);
-        b[3] = df_bind_span(o.ref, &ro, b0 * d.bso, extent(nb, d.bso, d.nq, d.ldo, row), 1, &pc.off_o);
-        uint64_t rows = nb * d.heads * d.nq;
-        b[4] = with_lse ? df_bind_span(lse.ref, &rl, b0 * d.heads * d.nq, rows, 1, &pc.off_l) : b[3];
-        int vec = pc.off_q % 4 == 0 && pc.off_k % 4 == 0 && pc.off_v % 4 == 0 && d.ldq % 4 == 0 && d.ldk % 4 == 0 &&
-                  d.ldv % 4 == 0 && pc.bsq % 4 == 0 && pc.bsk % 4 == 0 && pc.bsv % 4 == 0;
-        /* Query rows per invocation: on CPU drivers each fetched key and value
-         * then serves eight rows (24.7 GFLOPS at 4096 tokens against 6.9 with
-         * one, docs/performance.md); more spills registers. GPUs keep one. */
-        uint32_t rows_per = df_vk_device_prefers_texel_tiles(dev) ? 8 : 1;
-        uint32_t spec[5] = {d.dim, (uint32_t)!!d.causal, (uint32_t)vec, (uint32_t)with_lse, rows_per};
-        char label[64];
-        snprintf(label, sizeof label, "attention %llux%ux%ux%u", (unsigned long long)nb, d.heads, d.nq, d.nk);
-        if ((rc = df_dispatch_1d(batch, &k_fwd[o.dtype == DF_F16], spec, 5, b, 5, &pc,
-                                 nb * d.heads * ((d.nq + rows_per - 1) / rows_per), 64, label, err)))
-            return rc;
+    uint32_t hc = d.heads, nqc = d.nq;
+    for (;;) {
+        uint64_t w = (uint64_t)hc * d.dim;
+        int kv_fit = df_bind_fits(&rk, extent(1, 0, d.nk, d.ldk, w)) && df_bind_fits(&rv, extent(1, 0, d.nk, d.ldv, w));
+        int q_fit = df_bind_fits(&rq, extent(1, 0, nqc, d.ldq, w)) && df_bind_fits(&ro, extent(1, 0, nqc, d.ldo, w));
+        if (kv_fit && q_fit)
+            break;
+        if (hc > 1) {
+            hc = (hc + 1) / 2;
+        } else if (!kv_fit) {
+            return df_error_set(err, DF_E_RANGE, "%s: the keys and values of one head (%u x %u) do not fit a binding",
+                                name, d.nk, d.dim);
+        } else if (nqc > 1) {
+            nqc = (nqc + 1) / 2;
+        }
     }
+    if (hc < d.heads || nqc < d.nq)
+        per = 1;
+    for (uint64_t b0 = 0; b0 < d.batch; b0 += per)
+        for (uint32_t h0 = 0; h0 < d.heads; h0 += hc)
+            for (uint32_t i0 = 0; i0 < d.nq; i0 += nqc) {
+                uint64_t nb = d.batch - b0 < per ? d.batch - b0 : per;
+                uint32_t nh = d.heads - h0 < hc ? d.heads - h0 : hc, nr = d.nq - i0 < nqc ? d.nq - i0 : nqc;
+                uint64_t w = (uint64_t)nh * d.dim;
+                attn_push pc = {.batches = (uint32_t)nb, .heads = nh, .nq = nr, .nk = d.nk, .ldq = d.ldq,
+                                .ldk = d.ldk, .ldv = d.ldv, .ldo = d.ldo, .bsq = nb > 1 ? (uint32_t)d.bsq : 0,
+                                .bsk = nb > 1 ? (uint32_t)d.bsk : 0, .bsv = nb > 1 ? (uint32_t)d.bsv : 0,
+                                .bso = nb > 1 ? (uint32_t)d.bso : 0, .scale = d.scale,
+                                /* Causal visibility follows the global row index. */
+                                .causal_shift = d.nk - d.nq + i0};
+                uint64_t hoff = (uint64_t)h0 * d.dim;
+                df_vk_binding b[5];
+                b[0] = df_bind_span(q.ref, &rq, b0 * d.bsq + i0 * (uint64_t)d.ldq + hoff,
+                                    extent(nb, d.bsq, nr, d.ldq, w), 0, &pc.off_q);
+                b[1] = df_bind_span(k.ref, &rk, b0 * d.bsk + hoff, extent(nb, d.bsk, d.nk, d.ldk, w), 0, &pc.off_k);
+                b[2] = df_bind_span(v.ref, &rv, b0 * d.bsv + hoff, extent(nb, d.bsv, d.nk, d.ldv, w), 0, &pc.off_v);
+                b[3] = df_bind_span(o.ref, &ro, b0 * d.bso + i0 * (uint64_t)d.ldo + hoff,
+                                    extent(nb, d.bso, nr, d.ldo, w), 1, &pc.off_o);
+                /* lse is [batch][heads][nq]: a chunk is contiguous (one head when rows split). */
+                uint64_t lfirst = (b0 * d.heads + h0) * (uint64_t)d.nq + i0;
+                b[4] = with_lse ? df_bind_span(lse.ref, &rl, lfirst, nb * nh * (uint64_t)nr, 1, &pc.off_l) : b[3];
+                int vec = pc.off_q % 4 == 0 && pc.off_k % 4 == 0 && pc.off_v % 4 == 0 && d.ldq % 4 == 0 &&
+                          d.ldk % 4 == 0 && d.ldv % 4 == 0 && pc.bsq % 4 == 0 && pc.bsk % 4 == 0 && pc.bsv % 4 == 0;
+                /* Query rows per invocation: on CPU drivers each fetched key and
+                 * value then serves eight rows (24.7 GFLOPS at 4096 tokens against
+                 * 6.9 with one, docs/performance.md); more spills registers. GPUs
+                 * keep one. */
+                uint32_t rows_per = df_vk_device_prefers_texel_tiles(dev) ? 8 : 1;
+                uint32_t spec[5] = {d.dim, (uint32_t)!!d.causal, (uint32_t)vec, (uint32_t)with_lse, rows_per};
+                char label[64];
+                snprintf(label, sizeof label, "attention %llux%ux%ux%u", (unsigned long long)nb, nh, nr, d.nk);
+                if ((rc = df_dispatch_1d(batch, &k_fwd[o.dtype == DF_F16], spec, 5, b, 5, &pc,
+                                         nb * nh * ((nr + rows_per - 1) / rows_per), 64, label, err)))
+                    return rc;
+            }
     return DF_OK;
 }
 

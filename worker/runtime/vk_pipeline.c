@@ -271,7 +271,8 @@ df_vk_pipeline_t *df_vk_pipeline_get(df_vk_device_t *dev, const df_vk_kernel *ke
     pthread_mutex_lock(&self->lock);
     for (uint32_t i = 0; i < self->count; i++) {
         df_vk_pipeline_t *p = self->items[i];
-        if (p->kernel == kernel && p->nspec == nspec && memcmp(p->spec, spec, 4 * nspec) == 0) {
+        /* nspec 0 may come with spec NULL, which memcmp must not see. */
+        if (p->kernel == kernel && p->nspec == nspec && (nspec == 0 || memcmp(p->spec, spec, 4 * nspec) == 0)) {
             pthread_mutex_unlock(&self->lock);
             return p;
         }
