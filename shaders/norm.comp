@@ -27,6 +27,7 @@
 // CPU drivers); at SDXL's sizes there are enough chunks to fill a GPU.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint STAGE = 0;
@@ -36,6 +37,11 @@ layout(constant_id = 2) const bool SILU_AFTER = false;
 // window offsets are multiples of 4 and the four share a channel (inner % 4
 // == 0) or are four consecutive channels (inner == 1, channels % 4 == 0).
 layout(constant_id = 3) const bool VEC = false;
+// The GPU path for the partials stages: one subgroup per chunk, its lanes
+// striding through it (neighbouring lanes read neighbouring elements) and
+// combining with subgroupAdd. Chosen by the host for fixed-size subgroups
+// that divide the workgroup; CPU drivers keep one invocation per chunk.
+layout(constant_id = 4) const bool SUBGROUP = false;
 
 #ifdef Y_F16
 #define Y_T float16_t
@@ -134,6 +140,44 @@ void stage_partials(uint id, bool bwd)
     uint o2 = p.off_o + (gs * p.nch + k) * 2u;
     o[o2] = Y_T(a);
     o[o2 + 1u] = Y_T(b);
+}
+
+void stage_partials_subgroup(bool bwd)
+{
+    // Subgroups are runs of consecutive invocations; every lane of one gets
+    // the same chunk, so the early return below is uniform.
+    uint id = linear_id() / gl_SubgroupSize, lane = gl_SubgroupInvocationID;
+    uint s = id / p.nch, k = id % p.nch;
+    if (s >= p.count)
+        return;
+    uint gs = p.base + s;
+    uint start = k * CHUNK, end = min(start + CHUNK, p.len);
+    uint xb = p.off_x + s * p.len;
+    float a = 0.0, b = 0.0;
+    if (!bwd) {
+        for (uint i = start + lane; i < end; i += gl_SubgroupSize)
+            a += fetch(X, xb + i);
+        a = subgroupAdd(a) / float(end - start);
+        for (uint i = start + lane; i < end; i += gl_SubgroupSize) {
+            float d = fetch(X, xb + i) - a;
+            b += d * d;
+        }
+    } else {
+        vec2 st = stats_xy(gs);
+        uint gbase = gs * p.len, pb = p.off_p + s * p.len;
+        for (uint i = start + lane; i < end; i += gl_SubgroupSize) {
+            float g = fetch(P, pb + i) * gamma_at(channel_of(gbase + i));
+            a += g;
+            b += g * (fetch(X, xb + i) - st.x) * st.y;
+        }
+        a = subgroupAdd(a);
+    }
+    b = subgroupAdd(b);
+    if (lane == 0u) {
+        uint o2 = p.off_o + (gs * p.nch + k) * 2u;
+        o[o2] = Y_T(a);
+        o[o2 + 1u] = Y_T(b);
+    }
 }
 
 void stage_finalize(uint s, bool bwd)
@@ -235,10 +279,20 @@ void main()
 {
     uint id = linear_id();
     switch (STAGE) {
-    case 0u: stage_partials(id, false); break;
+    case 0u:
+        if (SUBGROUP)
+            stage_partials_subgroup(false);
+        else
+            stage_partials(id, false);
+        break;
     case 1u: stage_finalize(id, false); break;
     case 2u: stage_apply(id, false); break;
-    case 3u: stage_partials(id, true); break;
+    case 3u:
+        if (SUBGROUP)
+            stage_partials_subgroup(true);
+        else
+            stage_partials(id, true);
+        break;
     case 4u: stage_finalize(id, true); break;
     case 5u: stage_apply(id, true); break;
     case 6u: stage_affine_grads(id); break;

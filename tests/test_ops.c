@@ -57,8 +57,8 @@ static int filter_matches(const char *filter, const char *name)
 int main(int argc, char **argv)
 {
     /* test_ops [--portable] [--max-bind BYTES] [NAME]: --portable forces the
-     * GPU kernels (for ops that have a CPU-driver layout too) so both paths
-     * are tested here; --max-bind shrinks the device's largest binding so
+     * GPU kernels (for ops that have a CPU-driver layout too: GEMM, attention,
+     * the norms' subgroup reductions) so both paths are tested here; --max-bind shrinks the device's largest binding so
      * small cases exercise the splitting that tensors over 128 MiB need. */
     int portable = 0;
     uint64_t max_bind = 0;

@@ -22,7 +22,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: dreamfleet-worker --connect ENDPOINT [--keys DIR | --insecure] [--device N] [--cache DIR]\n"
             "       dreamfleet-worker --list-devices [--device N]\n"
-            "       dreamfleet-worker --selftest [--device N] [--quick] [--gemm texel|tiled]\n"
+            "       dreamfleet-worker --selftest [--device N] [--quick] [--gemm texel|tiled] [--portable]\n"
             "\n"
             "  --connect ENDPOINT serve the coordinator at ENDPOINT (tcp://HOST:PORT, ipc://PATH)\n"
             "  --keys DIR        CURVE keys: worker.cert_secret and coordinator.cert (required for tcp://)\n"
@@ -38,6 +38,8 @@ static void usage(FILE *out)
             "                    integrated > CPU)\n"
             "  --quick           selftest: skip the timed shapes\n"
             "  --gemm KERNEL     selftest: force a GEMM kernel (texel or tiled)\n"
+            "  --portable        use the GPU-shaped kernels (shared memory, subgroup\n"
+            "                    reductions) even on a CPU driver, as tests do\n"
             "  --cache DIR       model and pipeline cache (default ~/.cache/dreamfleet)\n"
             "  --validation      enable Vulkan validation layers (when installed)\n"
             "  --log-level L     debug, info, warn, error (default info; env DF_LOG_LEVEL)\n"
@@ -47,13 +49,14 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     enum { OPT_LIST = 1000, OPT_SELFTEST, OPT_QUICK, OPT_GEMM, OPT_CACHE, OPT_VALIDATION, OPT_LOG, OPT_VERSION,
-           OPT_CONNECT, OPT_KEYS, OPT_INSECURE, OPT_NAME, OPT_HB, OPT_TIMEOUT };
+           OPT_CONNECT, OPT_KEYS, OPT_INSECURE, OPT_NAME, OPT_HB, OPT_TIMEOUT, OPT_PORTABLE };
     static const struct option longopts[] = {
         {"list-devices", no_argument, NULL, OPT_LIST},
         {"selftest", no_argument, NULL, OPT_SELFTEST},
         {"device", required_argument, NULL, 'd'},
         {"quick", no_argument, NULL, OPT_QUICK},
         {"gemm", required_argument, NULL, OPT_GEMM},
+        {"portable", no_argument, NULL, OPT_PORTABLE},
         {"cache", required_argument, NULL, OPT_CACHE},
         {"validation", no_argument, NULL, OPT_VALIDATION},
         {"log-level", required_argument, NULL, OPT_LOG},
@@ -73,6 +76,7 @@ int main(int argc, char **argv)
 
     int mode = 0, device = -1, quick = 0, validation = 0;
     df_gemm_path path = DF_GEMM_AUTO;
+    int portable = 0;
     const char *cache_dir = NULL;
     df_worker_opts wopts = {.device = -1, .handle_signals = 1};
     int c;
@@ -118,6 +122,10 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_QUICK: quick = 1; break;
+        case OPT_PORTABLE:
+            portable = 1;
+            wopts.portable_kernels = 1;
+            break;
         case OPT_GEMM: {
             int p = df_gemm_path_parse(optarg);
             if (p < 0) {
@@ -198,7 +206,8 @@ int main(int argc, char **argv)
             printf("(* = device a worker would use%s)\n", device >= 0 ? ", from --device" : "");
         }
     } else {
-        df_selftest_opts sopts = {.device = device, .path = path, .quick = quick, .cache_dir = cache_dir};
+        df_selftest_opts sopts = {.device = device, .path = path, .quick = quick, .cache_dir = cache_dir,
+                                  .portable_kernels = portable};
         if (df_selftest_run(inst, &sopts, stdout, &err)) {
             fprintf(stderr, "dreamfleet-worker: %s\n", err.msg);
             rc = 1;

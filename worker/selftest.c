@@ -39,7 +39,8 @@ static int run_device(df_vk_instance_t *inst, uint32_t index, const df_selftest_
     if (opts->cache_dir)
         snprintf(cache_path, sizeof cache_path, "%s/pipelines-%04x-%04x.bin", opts->cache_dir, info->vendor_id,
                  info->device_id);
-    df_vk_device_opts dopts = {.pipeline_cache_path = opts->cache_dir ? cache_path : NULL};
+    df_vk_device_opts dopts = {.pipeline_cache_path = opts->cache_dir ? cache_path : NULL,
+                               .portable_kernels = opts->portable_kernels};
     df_vk_device_t *dev = df_vk_device_new(inst, index, &dopts, err);
     if (!dev)
         return err ? err->code : DF_E_VULKAN;

@@ -20,6 +20,7 @@ typedef struct {
     df_gemm_path path; /* DF_GEMM_AUTO: the device's default kernel */
     int quick;         /* skip the timed shapes */
     const char *cache_dir; /* pipeline caches go here; NULL: none */
+    int portable_kernels;  /* the GPU-shaped kernels even on CPU drivers */
 } df_selftest_opts;
 
 /*  Prints a report to out. DF_OK when every check passed, DF_E_MISMATCH when

@@ -245,7 +245,7 @@ static int ctx_device(df_task_ctx *ctx, df_vk_device_t **dev, df_vk_transfer_t *
         const df_vk_device_info *info = df_vk_instance_device(e->owner->instance, e->device_index);
         snprintf(cache, sizeof cache, "%s/pipelines-%04x-%04x.bin", e->owner->cache_dir, info->vendor_id,
                  info->device_id);
-        df_vk_device_opts o = {.pipeline_cache_path = cache};
+        df_vk_device_opts o = {.pipeline_cache_path = cache, .portable_kernels = e->owner->opts.portable_kernels};
         e->dev = df_vk_device_new(e->owner->instance, e->device_index, &o, err);
         if (!e->dev)
             return err ? err->code : DF_E_VULKAN;

@@ -28,6 +28,7 @@ typedef struct {
     const char *cache_dir;  /* model cache and pipeline caches; NULL: ~/.cache/dreamfleet */
     uint32_t heartbeat_ms;  /* until the coordinator says otherwise (default 1000) */
     uint32_t timeout_ms;    /* coordinator silence before reconnecting (default 5000) */
+    int portable_kernels;   /* use the GPU-shaped kernels even on CPU drivers */
     df_vk_instance_t *instance; /* borrowed; NULL: the daemon makes its own */
     int handle_signals;
 } df_worker_opts;

@@ -96,15 +96,25 @@ static int can_vec(const norm_ctx *c, uint32_t stage, const norm_push *pc, uint6
 static int dispatch(norm_ctx *c, uint32_t stage, df_dtype out, norm_push *pc, df_vk_binding b[5], uint64_t invocations,
                     const char *what, df_error_t *err)
 {
-    int vec = 0;
-    if (stage == PARTIALS || stage == BWD_PARTIALS)
+    int partials = stage == PARTIALS || stage == BWD_PARTIALS;
+    int vec = 0, subgroup = 0;
+    if (partials && !df_vk_device_prefers_texel_tiles(c->dev)) {
+        /* GPUs: a subgroup per chunk, where the subgroup size is fixed and
+         * divides the workgroup (else one invocation per chunk). */
+        const df_vk_device_info *info = df_vk_device_info_of(c->dev);
+        uint32_t sg = info->subgroup_size;
+        subgroup = info->subgroup_arith && info->subgroup_min == info->subgroup_max && sg >= 4 && WG % sg == 0;
+        if (subgroup)
+            invocations *= sg;
+    } else if (partials) {
         vec = can_vec(c, stage, pc, 4 * (uint64_t)pc->count);
-    else if (stage == APPLY || stage == BWD_APPLY)
+    } else if (stage == APPLY || stage == BWD_APPLY) {
         vec = can_vec(c, stage, pc, pc->count);
-    if (vec && (stage == APPLY || stage == BWD_APPLY))
-        invocations /= 4;
-    uint32_t spec[4] = {stage, !!c->d->affine, stage == APPLY && c->d->silu, (uint32_t)vec};
-    df_vk_pipeline_t *p = df_vk_pipeline_get(c->dev, &k_norm[out == DF_F16], spec, 4, err);
+        if (vec)
+            invocations /= 4;
+    }
+    uint32_t spec[5] = {stage, !!c->d->affine, stage == APPLY && c->d->silu, (uint32_t)vec, (uint32_t)subgroup};
+    df_vk_pipeline_t *p = df_vk_pipeline_get(c->dev, &k_norm[out == DF_F16], spec, 5, err);
     if (!p)
         return err ? err->code : DF_E_VULKAN;
     uint32_t gx, gy;
