@@ -27,6 +27,8 @@ mesa-vulkan-drivers
 vulkan-validationlayers
 vulkan-tools
 libopenblas-dev
+libjansson-dev
+zlib1g-dev
 clang-14
 libclang-rt-14-dev
 "
