@@ -1,0 +1,112 @@
+/*  unicode.c - see unicode.h. */
+#include "unicode.h"
+
+#include "unicode_classes.h"
+
+size_t df_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
+{
+    if (n == 0)
+        return 0;
+    uint8_t b = s[0];
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
+    size_t len;
+    uint32_t c, min;
+    if ((b & 0xe0) == 0xc0) {
+        len = 2, c = b & 0x1f, min = 0x80;
+    } else if ((b & 0xf0) == 0xe0) {
+        len = 3, c = b & 0x0f, min = 0x800;
+    } else if ((b & 0xf8) == 0xf0) {
+        len = 4, c = b & 0x07, min = 0x10000;
+    } else {
+        return 0; /* a continuation byte or 0xf8.. */
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+size_t df_utf8_encode(uint32_t cp, uint8_t out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xc0 | cp >> 6);
+        out[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xe0 | cp >> 12);
+        out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xf0 | cp >> 18);
+    out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static int in_ranges(const df_unicode_range *r, size_t n, uint32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < r[mid].first)
+            hi = mid;
+        else if (cp > r[mid].last)
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+int df_unicode_is_letter(uint32_t cp)
+{
+    if (cp < 0x80)
+        return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
+    return in_ranges(df_unicode_letters, df_unicode_letters_count, cp);
+}
+
+int df_unicode_is_number(uint32_t cp)
+{
+    if (cp < 0x80)
+        return cp >= '0' && cp <= '9';
+    return in_ranges(df_unicode_numbers, df_unicode_numbers_count, cp);
+}
+
+int df_unicode_is_space(uint32_t cp)
+{
+    return in_ranges(df_unicode_spaces, df_unicode_spaces_count, cp);
+}
+
+uint32_t df_unicode_lower(uint32_t cp)
+{
+    if (cp < 0x80)
+        return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+    size_t lo = 0, hi = df_unicode_lower_table_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < df_unicode_lower_table[mid].from)
+            hi = mid;
+        else if (cp > df_unicode_lower_table[mid].from)
+            lo = mid + 1;
+        else
+            return df_unicode_lower_table[mid].to;
+    }
+    return cp;
+}
