@@ -31,10 +31,7 @@ struct _df_clip_tokenizer_t {
     size_t merge_cap;
 };
 
-/*  CLIP spells each byte as a printable character: bytes that already are one
- *  (! to ~, ¡ to ¬, ® to ÿ) stand for themselves, the other 68 take code
- *  points from 256 up, in byte order. */
-static uint32_t byte_char(int b)
+uint32_t df_clip_byte_char(int b)
 {
     if ((b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff))
         return (uint32_t)b;
@@ -45,16 +42,14 @@ static uint32_t byte_char(int b)
     return 256 + n;
 }
 
-/*  The byte values in the order the reference lists them (printable ones
- *  first): the order of the first 256 ids in a vocabulary built from merges. */
-static void byte_order(int order[256])
+void df_clip_byte_order(int order[256])
 {
     int k = 0;
     for (int b = 0; b < 256; b++)
-        if (byte_char(b) < 256)
+        if (df_clip_byte_char(b) < 256)
             order[k++] = b;
     for (int b = 0; b < 256; b++)
-        if (byte_char(b) >= 256)
+        if (df_clip_byte_char(b) >= 256)
             order[k++] = b;
 }
 
@@ -117,7 +112,7 @@ static int finish(df_clip_tokenizer_t *t, const char *src, df_error_t *err)
 {
     for (int b = 0; b < 256; b++) {
         uint8_t u[4 + 4];
-        size_t n = df_utf8_encode(byte_char(b), u);
+        size_t n = df_utf8_encode(df_clip_byte_char(b), u);
         t->byte_id[b] = lookup(t, (char *)u, n);
         memcpy(u + n, "</w>", 4);
         t->byte_end_id[b] = lookup(t, (char *)u, n + 4);
@@ -282,13 +277,13 @@ df_clip_tokenizer_t *df_clip_tokenizer_load_bpe_gz(const char *path, df_error_t 
     /* The vocabulary follows from the merges: bytes, bytes ending a word,
      * each merge's joined symbol, then the two special tokens. */
     int order[256];
-    byte_order(order);
+    df_clip_byte_order(order);
     int32_t id = 0;
     int bad = 0;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < 256; i++) {
             uint8_t u[8];
-            size_t n = df_utf8_encode(byte_char(order[i]), u);
+            size_t n = df_utf8_encode(df_clip_byte_char(order[i]), u);
             if (pass) {
                 memcpy(u + n, "</w>", 4);
                 n += 4;

@@ -53,4 +53,13 @@ int df_clip_tokenizer_encode(const df_clip_tokenizer_t *self, const char *text, 
 int df_clip_tokenizer_chunks(const df_clip_tokenizer_t *self, const char *text, int32_t pad_id,
                              int32_t **ids, size_t *chunks, df_error_t *err);
 
+/*  CLIP spells each byte as a printable character: bytes that already are one
+ *  (! to ~, ¡ to ¬, ® to ÿ) stand for themselves, the other 68 take code
+ *  points from 256 up, in byte order. */
+uint32_t df_clip_byte_char(int b);
+
+/*  The byte values in the order the reference lists them (printable ones
+ *  first): the order of the first 256 ids of a vocabulary built from merges. */
+void df_clip_byte_order(int order[256]);
+
 #endif

@@ -388,6 +388,8 @@ typedef struct {
     int64_t shape[DF_ST_MAX_DIMS];
     uint64_t nbytes;
     const void *data;
+    df_st_fill_fn fill; /* or bytes from fill(fill_ctx) at write time */
+    void *fill_ctx;
 } writer_entry;
 
 struct _df_st_writer_t {
@@ -419,8 +421,8 @@ void df_st_writer_destroy(df_st_writer_t **self_p)
     *self_p = NULL;
 }
 
-int df_st_writer_add(df_st_writer_t *self, const char *name, df_dtype dtype, int ndim,
-                     const int64_t *shape, const void *data, df_error_t *err)
+static int add_entry(df_st_writer_t *self, const char *name, df_dtype dtype, int ndim, const int64_t *shape,
+                     const void *data, df_st_fill_fn fill, void *ctx, df_error_t *err)
 {
     if (!name || !name[0] || strcmp(name, "__metadata__") == 0)
         return df_error_set(err, DF_E_INVALID, "safetensors writer: bad tensor name");
@@ -434,7 +436,7 @@ int df_st_writer_add(df_st_writer_t *self, const char *name, df_dtype dtype, int
             return df_error_set(err, DF_E_INVALID, "safetensors writer: '%s': bad shape", name);
         n *= (uint64_t)shape[i];
     }
-    if (n > 0 && !data)
+    if (n > 0 && !data && !fill)
         return df_error_set(err, DF_E_INVALID, "safetensors writer: '%s': no data", name);
     for (size_t i = 0; i < self->count; i++)
         if (strcmp(self->entries[i].name, name) == 0)
@@ -457,8 +459,24 @@ int df_st_writer_add(df_st_writer_t *self, const char *name, df_dtype dtype, int
         e->shape[i] = shape[i];
     e->nbytes = n;
     e->data = data;
+    e->fill = fill;
+    e->fill_ctx = ctx;
     self->count++;
     return DF_OK;
+}
+
+int df_st_writer_add(df_st_writer_t *self, const char *name, df_dtype dtype, int ndim, const int64_t *shape,
+                     const void *data, df_error_t *err)
+{
+    return add_entry(self, name, dtype, ndim, shape, data, NULL, NULL, err);
+}
+
+int df_st_writer_add_fill(df_st_writer_t *self, const char *name, df_dtype dtype, int ndim, const int64_t *shape,
+                          df_st_fill_fn fill, void *ctx, df_error_t *err)
+{
+    if (!fill)
+        return df_error_set(err, DF_E_INVALID, "safetensors writer: '%s': no fill function", name ? name : "?");
+    return add_entry(self, name, dtype, ndim, shape, NULL, fill, ctx, err);
 }
 
 int df_st_writer_set_metadata(df_st_writer_t *self, const char *key, const char *value, df_error_t *err)
@@ -558,11 +576,28 @@ int df_st_writer_write(df_st_writer_t *self, const char *path, df_error_t *err)
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
     int bad = write_all(f, len8, 8) || write_all(f, header, hlen);
-    for (size_t i = 0; i < self->count && !bad; i++)
-        bad = write_all(f, self->entries[i].data, self->entries[i].nbytes);
+    int e = errno, rc = DF_OK;
+    for (size_t i = 0; i < self->count && !bad; i++) {
+        const writer_entry *en = &self->entries[i];
+        if (!en->fill) {
+            bad = write_all(f, en->data, en->nbytes);
+            e = errno;
+            continue;
+        }
+        void *buf = malloc(en->nbytes ? en->nbytes : 1);
+        if (!buf)
+            rc = df_error_set(err, DF_E_NOMEM, "%s: no memory for tensor '%s'", path, en->name);
+        else
+            rc = en->fill(en->fill_ctx, en->name, buf, en->nbytes, err);
+        bad = rc != DF_OK || write_all(f, buf, en->nbytes);
+        e = errno;
+        free(buf);
+    }
     free(header);
-    bad = bad || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int e = errno;
+    if (!bad) {
+        bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+        e = errno;
+    }
     if (fclose(f) != 0 && !bad) {
         bad = 1;
         e = errno;
@@ -571,6 +606,8 @@ int df_st_writer_write(df_st_writer_t *self, const char *path, df_error_t *err)
         if (!bad)
             e = errno;
         unlink(tmp);
+        if (rc != DF_OK)
+            return rc; /* the fill function's own error */
         return df_error_set(err, DF_E_IO, "%s: write failed: %s", path, strerror(e));
     }
     return DF_OK;

@@ -84,6 +84,14 @@ void df_st_writer_destroy(df_st_writer_t **self_p);
 int df_st_writer_add(df_st_writer_t *self, const char *name, df_dtype dtype, int ndim,
                      const int64_t *shape, const void *data, df_error_t *err);
 
+/*  Produces a tensor's bytes when the file is written, so a generator never
+ *  holds a whole model in memory: fills dst (nbytes) and returns DF_OK. */
+typedef int (*df_st_fill_fn)(void *ctx, const char *name, void *dst, uint64_t nbytes, df_error_t *err);
+
+/*  Adds a tensor whose bytes come from fill(ctx, ...) during the write. */
+int df_st_writer_add_fill(df_st_writer_t *self, const char *name, df_dtype dtype, int ndim,
+                          const int64_t *shape, df_st_fill_fn fill, void *ctx, df_error_t *err);
+
 /*  Adds (or replaces) a metadata string. */
 int df_st_writer_set_metadata(df_st_writer_t *self, const char *key, const char *value,
                               df_error_t *err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model_tools.h"
 #include "commands.h"
 #include "log.h"
 
@@ -27,6 +28,8 @@ static void usage(FILE *out)
             "                                empty tasks, to test a cluster\n"
             "  model add NAME PATH           upload a base model and register it\n"
             "  model list\n"
+            "  model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16]\n"
+            "                                write a model with deterministic random weights (diffusers layout)\n"
             "  stats                         queue, tasks, workers, traffic, latency\n"
             "  keys --out DIR                CURVE keys for a coordinator, a worker and a client\n"
             "  keys add worker|client NAME --keys DIR --out DIR\n"
@@ -118,6 +121,8 @@ int main(int argc, char **argv)
     char **cargv = argv + optind;
     if (strcmp(cargv[0], "keys") == 0)
         return df_cmd_keys(cargc, cargv);
+    if (df_model_tools_handles(cargc, cargv))
+        return df_model_tools_run(cargc, cargv);
     const command *cmd = NULL;
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (strcmp(cargv[0], k_commands[i].name) == 0)
