@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Builds the parity goldens for the `tiny` random model from the reference
+implementations: diffusers (UNet2DConditionModel, AutoencoderKL), open_clip
+(the CLIP text transformer) and OpenAI's CLIP tokenizer, imported as a pip
+user would. The C tests compare against the files written here; they need
+neither torch nor this script.
+
+    dreamfleet model create-random /tmp/tiny --config tiny --seed 0
+    PYTHONPATH=DIFFUSERS_SRC:HF_HUB_SRC:OPEN_CLIP_SRC:OPENAI_CLIP_SRC:tests/golden/pysafetensors:tests/golden/pystubs \\
+        /usr/bin/python3 tests/golden/make_goldens.py /tmp/tiny tests/data/golden
+
+(docs/parity.md says which versions and where they come from.) The model is
+a pure function of the seed, so the goldens record the SHA-256 of each weight
+file; the C test regenerates the model and checks those first.
+"""
+import hashlib
+import json
+import os
+import sys
+
+import torch
+
+import diffusers
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from open_clip.version import __version__ as open_clip_version
+from open_clip.transformer import QuickGELU, TextTransformer
+from clip.simple_tokenizer import SimpleTokenizer
+import safetensors.torch
+
+PROMPTS = [
+    "a photo of TOK person",
+    "portrait of TOK person wearing a red jacket, standing in the city at night, highly detailed",
+    "",
+    "the quick brown fox; it's a sunny day!",
+]
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tokens(tok, text, pad):
+    """77 ids: start, the prompt's tokens (at most 75), end, padding."""
+    ids = tok.encode(text)[:75]
+    row = [tok.encoder["<|startoftext|>"]] + ids + [tok.encoder["<|endoftext|>"]]
+    return row + [pad] * (77 - len(row))
+
+
+def open_clip_text(model_dir, sub):
+    """The text encoder in model_dir/sub (transformers' CLIP names) loaded
+    into open_clip's TextTransformer, which computes the same function."""
+    cfg = json.load(open(os.path.join(model_dir, sub, "config.json")))
+    sd = safetensors.torch.load_file(os.path.join(model_dir, sub, "model.safetensors"))
+    with_proj = cfg["architectures"][0] == "CLIPTextModelWithProjection"
+    tt = TextTransformer(
+        context_length=cfg["max_position_embeddings"], vocab_size=cfg["vocab_size"], width=cfg["hidden_size"],
+        heads=cfg["num_attention_heads"], layers=cfg["num_hidden_layers"],
+        mlp_ratio=cfg["intermediate_size"] / cfg["hidden_size"],
+        output_dim=cfg["projection_dim"],
+        act_layer=QuickGELU if cfg["hidden_act"] == "quick_gelu" else torch.nn.GELU)
+    m = {"token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
+         "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
+         "ln_final.weight": sd["text_model.final_layer_norm.weight"],
+         "ln_final.bias": sd["text_model.final_layer_norm.bias"]}
+    for i in range(cfg["num_hidden_layers"]):
+        hf, oc = f"text_model.encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            m[oc + "attn.in_proj_" + kind] = torch.cat([sd[hf + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            m[oc + "attn.out_proj." + kind] = sd[hf + "self_attn.out_proj." + kind]
+            m[oc + "ln_1." + kind] = sd[hf + "layer_norm1." + kind]
+            m[oc + "ln_2." + kind] = sd[hf + "layer_norm2." + kind]
+            m[oc + "mlp.c_fc." + kind] = sd[hf + "mlp.fc1." + kind]
+            m[oc + "mlp.c_proj." + kind] = sd[hf + "mlp.fc2." + kind]
+    # open_clip multiplies by its projection (x @ P); transformers' Linear stores P transposed.
+    m["text_projection"] = sd["text_projection.weight"].t() if with_proj else torch.zeros_like(tt.text_projection)
+    tt.load_state_dict(m, strict=True)
+    return tt.eval(), with_proj
+
+
+@torch.no_grad()
+def run_text(tt, ids):
+    """Penultimate hidden states (the SDXL context) and the pooled, projected
+    output, as SDXL takes them from each encoder."""
+    x = tt.token_embedding(ids) + tt.positional_embedding
+    x = x.permute(1, 0, 2)
+    for block in tt.transformer.resblocks[:-1]:
+        x = block(x, attn_mask=tt.attn_mask)
+    penultimate = x.permute(1, 0, 2)
+    x = tt.transformer.resblocks[-1](x, attn_mask=tt.attn_mask).permute(1, 0, 2)
+    x = tt.ln_final(x)
+    pooled = x[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ tt.text_projection
+    return penultimate.contiguous(), pooled.contiguous()
+
+
+def main():
+    model_dir, out_dir = sys.argv[1], sys.argv[2]
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    gen = torch.Generator().manual_seed(1234)
+
+    # --- tokenizer and text encoders
+    tok = SimpleTokenizer(os.path.join(model_dir, "tokenizer", "bpe_merges.txt.gz"))
+    ids1 = torch.tensor([tokens(tok, p, tok.encoder["<|endoftext|>"]) for p in PROMPTS], dtype=torch.int64)
+    ids2 = torch.tensor([tokens(tok, p, 0) for p in PROMPTS], dtype=torch.int64)
+    te1, _ = open_clip_text(model_dir, "text_encoder")
+    te2, _ = open_clip_text(model_dir, "text_encoder_2")
+    h1, _ = run_text(te1, ids1)
+    h2, pooled = run_text(te2, ids2)
+    text = {"input_ids_1": ids1.to(torch.int32), "input_ids_2": ids2.to(torch.int32),
+            "te1_penultimate": h1, "te2_penultimate": h2,
+            "prompt_embeds": torch.cat([h1, h2], dim=-1), "pooled_prompt_embeds": pooled}
+    meta = {"prompts": json.dumps(PROMPTS)}
+    safetensors.torch.save_file({k: v.contiguous() for k, v in text.items()},
+                                os.path.join(out_dir, "tiny_text.safetensors"), metadata=meta)
+
+    # --- UNet: batch 2 as with classifier-free guidance, different timesteps
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(model_dir, "unet")).eval()
+    cfg = unet.config
+    side = cfg.sample_size
+    ctx = cfg.cross_attention_dim
+    pooled_dim = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+    sample = torch.randn(2, cfg.in_channels, side, side, generator=gen)
+    timestep = torch.tensor([901.0, 11.0])
+    context = torch.randn(2, 77, ctx, generator=gen)
+    text_embeds = torch.randn(2, pooled_dim, generator=gen)
+    time_ids = torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0], [96.0, 160.0, 8.0, 4.0, 128.0, 128.0]])
+    with torch.no_grad():
+        noise_pred = unet(sample, timestep, encoder_hidden_states=context,
+                          added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+    safetensors.torch.save_file(
+        {"sample": sample, "timestep": timestep, "encoder_hidden_states": context, "text_embeds": text_embeds,
+         "time_ids": time_ids, "noise_pred": noise_pred.contiguous()},
+        os.path.join(out_dir, "tiny_unet.safetensors"))
+
+    # --- VAE: encode an image to its posterior, decode latents to an image
+    vae = AutoencoderKL.from_pretrained(os.path.join(model_dir, "vae")).eval()
+    image = torch.rand(1, 3, 64, 48, generator=gen) * 2 - 1
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    latents = torch.randn(1, vae.config.latent_channels, 64 // factor, 48 // factor, generator=gen)
+    with torch.no_grad():
+        post = vae.encode(image).latent_dist
+        decoded = vae.decode(latents).sample
+    safetensors.torch.save_file(
+        {"image": image, "mean": post.mean.contiguous(), "logvar": post.logvar.contiguous(), "latents": latents,
+         "decoded": decoded.contiguous()},
+        os.path.join(out_dir, "tiny_vae.safetensors"))
+
+    files = {}
+    for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+        for name in sorted(os.listdir(os.path.join(model_dir, sub))):
+            files[f"{sub}/{name}"] = sha256(os.path.join(model_dir, sub, name))
+    manifest = {"model": "dreamfleet model create-random DIR --config tiny --seed 0",
+                "reference": {"diffusers": diffusers.__version__, "torch": torch.__version__,
+                              "open_clip": open_clip_version, "tokenizer": "openai/CLIP simple_tokenizer"},
+                "files": files}
+    with open(os.path.join(out_dir, "tiny_manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
