@@ -208,6 +208,7 @@ static void test_bad_headers(void)
 static void test_files(void)
 {
     df_error_t err;
+    df_error_clear(&err);
     char path[128];
     snprintf(path, sizeof path, "%s/none.safetensors", g_dir);
     CHECK_FAILS(df_safetensors_open(path, &err) ? DF_OK : err.code, &err, DF_E_NOT_FOUND, "none.safetensors");

@@ -65,6 +65,7 @@ static void test_clean(void)
 
     char *out = (char *)"x";
     df_error_t err;
+    df_error_clear(&err);
     CHECK_FAILS(df_clip_clean("ok \xff bad", &out, &err), &err, DF_E_FORMAT, "byte 3");
     CHECK(out == NULL);
     CHECK_FAILS(df_clip_clean("\xc0\x80", &out, &err), &err, DF_E_FORMAT, "UTF-8"); /* overlong NUL */
@@ -113,6 +114,7 @@ static void test_pretokenize(void)
     df_clip_piece *p;
     size_t n;
     df_error_t err;
+    df_error_clear(&err);
     CHECK_OK(df_clip_pretokenize("<|endoftext|>", &p, &n, &err), &err);
     CHECK(n == 1 && p[0].special == 2);
     free(p);
@@ -238,6 +240,7 @@ static void test_bad_vocab_files(void)
     char vp[128], mp[128], bad[128];
     make_small_vocab(vp, mp, sizeof vp);
     df_error_t err;
+    df_error_clear(&err);
 #define LOAD_FAILS(v, m, want, needle) \
     CHECK_FAILS(df_clip_tokenizer_load(v, m, &err) ? DF_OK : err.code, &err, want, needle)
     LOAD_FAILS(vp, "/nonexistent/merges.txt", DF_E_NOT_FOUND, "merges.txt");

@@ -1,0 +1,489 @@
+/*  test_models.c - SDXL model files and components against the reference.
+ *
+ *  The tiny random model is regenerated here and must be bit-identical to the
+ *  one the goldens were made from (tests/data/golden/tiny_manifest.json);
+ *  then its configs, tensor lists, tokenizers and components are checked
+ *  against diffusers' outputs in the goldens (tests/golden/make_goldens.py):
+ *  fp32 within 1e-4 of the output's scale, fp16 weights within 1e-2.
+ *
+ *  Usage: test_models GOLDEN_DIR [filter]
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clip_text.h"
+#include "clip_tokenizer.h"
+#include "random_model.h"
+#include "safetensors.h"
+#include "sdxl_arch.h"
+#include "sdxl_config.h"
+#include "sha256.h"
+#include "test.h"
+#include "test_support.h"
+#include "vk_batch.h"
+#include "vk_device.h"
+#include "vk_transfer.h"
+#include "weights.h"
+
+static const char *g_golden;
+static char g_dir[64];   /* scratch */
+static char g_model[96]; /* the regenerated tiny model (f32) */
+static char g_model16[96];
+static df_vk_device_t *g_dev;
+static df_vk_transfer_t *g_xfer;
+static df_vk_batch_t *g_batch;
+
+static void path_of(char *buf, size_t cap, const char *a, const char *b)
+{
+    snprintf(buf, cap, "%s/%s", a, b);
+}
+
+static int file_sha(const char *path, char hex[DF_SHA256_HEX])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    uint8_t d[DF_SHA256_BYTES];
+    df_sha256(buf, got, d);
+    df_sha256_hex(d, hex);
+    free(buf);
+    return got == (size_t)n ? 0 : -1;
+}
+
+/*  max |got - ref| <= tol * max |ref| (the output's scale). */
+static void check_close(const char *what, const float *got, const float *ref, uint64_t n, double tol)
+{
+    double scale = 0, worst = 0;
+    uint64_t at = 0;
+    for (uint64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(ref[i]));
+    for (uint64_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]);
+        if (!(e <= worst)) { /* NaN lands here too */
+            worst = isnan(e) ? INFINITY : e;
+            at = i;
+        }
+    }
+    test_checks_++;
+    int ok = n > 0 && worst <= tol * scale;
+    fprintf(stderr, "  %-44s max err %.3g (%.2g of scale %.3g, limit %.0e) %s\n", what, worst,
+            scale > 0 ? worst / scale : 0, scale, tol, ok ? "ok" : "FAILED");
+    if (!ok) {
+        fprintf(stderr, "    worst at %llu: got %.8g, want %.8g\n", (unsigned long long)at, got[at], ref[at]);
+        test_failures_++;
+    }
+}
+
+/*  A golden tensor as floats (malloc'd), with its element count. */
+static float *golden_f32(const df_safetensors_t *st, const char *name, uint64_t *n)
+{
+    const df_st_tensor *t = df_safetensors_find(st, name);
+    if (!t) {
+        fprintf(stderr, "golden tensor %s missing\n", name);
+        return NULL;
+    }
+    float *f = malloc(t->nelem * sizeof *f);
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_st_tensor_to_f32(t, f, &err) != DF_OK) {
+        free(f);
+        return NULL;
+    }
+    *n = t->nelem;
+    return f;
+}
+
+static df_safetensors_t *open_golden(const char *name)
+{
+    char path[512];
+    path_of(path, sizeof path, g_golden, name);
+    df_error_t err;
+    df_error_clear(&err);
+    df_safetensors_t *st = df_safetensors_open(path, &err);
+    if (!st)
+        fprintf(stderr, "%s\n", err.msg);
+    return st;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_random_model_reproducible(void)
+{
+    char path[512], hex[DF_SHA256_HEX];
+    path_of(path, sizeof path, g_golden, "tiny_manifest.json");
+    json_error_t jerr;
+    json_t *m = json_load_file(path, 0, &jerr);
+    CHECK(m != NULL);
+    json_t *files = json_object_get(m, "files");
+    const char *key;
+    json_t *v;
+    int n = 0;
+    json_object_foreach(files, key, v) {
+        path_of(path, sizeof path, g_model, key);
+        int ok = file_sha(path, hex) == 0 && strcmp(hex, json_string_value(v)) == 0;
+        test_checks_++;
+        if (!ok) {
+            fprintf(stderr, "%s differs from the file the goldens were made from\n", path);
+            test_failures_++;
+        }
+        n++;
+    }
+    CHECK(n >= 16);
+    json_decref(m);
+
+    /* The same seed twice gives the same bytes; another seed does not. */
+    df_error_t err;
+    df_error_clear(&err);
+    char other[128];
+    snprintf(other, sizeof other, "%s/seed7", g_dir);
+    CHECK_OK(df_random_model_create(other, DF_SDXL_PRESET_TINY, 7, DF_F32, &err), &err);
+    char a[DF_SHA256_HEX], b[DF_SHA256_HEX];
+    path_of(path, sizeof path, other, "vae/diffusion_pytorch_model.safetensors");
+    file_sha(path, a);
+    path_of(path, sizeof path, g_model, "vae/diffusion_pytorch_model.safetensors");
+    file_sha(path, b);
+    CHECK(strcmp(a, b) != 0);
+    /* Refuses to write over a model. */
+    CHECK_FAILS(df_random_model_create(other, DF_SDXL_PRESET_TINY, 7, DF_F32, &err), &err, DF_E_INVALID,
+                "not empty");
+    CHECK_FAILS(df_random_model_create(path, DF_SDXL_PRESET_TINY, 7, DF_BF16, &err), &err, DF_E_INVALID, "f32 or f16");
+}
+
+static void test_configs(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char path[512];
+    df_sdxl_config cfg;
+    path_of(path, sizeof path, g_model, "unet/config.json");
+    CHECK_OK(df_unet_config_load(path, &cfg.unet, &err), &err);
+    path_of(path, sizeof path, g_model, "vae/config.json");
+    CHECK_OK(df_vae_config_load(path, &cfg.vae, &err), &err);
+    path_of(path, sizeof path, g_model, "text_encoder/config.json");
+    CHECK_OK(df_clip_text_config_load(path, &cfg.te1, &err), &err);
+    path_of(path, sizeof path, g_model, "text_encoder_2/config.json");
+    CHECK_OK(df_clip_text_config_load(path, &cfg.te2, &err), &err);
+    CHECK_OK(df_sdxl_config_check(&cfg, &err), &err);
+    df_sdxl_config want;
+    df_sdxl_config_preset(DF_SDXL_PRESET_TINY, cfg.te1.vocab_size, &want);
+    CHECK(memcmp(&cfg.unet, &want.unet, sizeof want.unet) == 0);
+    CHECK(memcmp(&cfg.vae, &want.vae, sizeof want.vae) == 0);
+    CHECK(memcmp(&cfg.te1, &want.te1, sizeof want.te1) == 0);
+    CHECK(memcmp(&cfg.te2, &want.te2, sizeof want.te2) == 0);
+    CHECK(cfg.te1.quick_gelu && !cfg.te2.quick_gelu && cfg.te2.with_projection && !cfg.te1.with_projection);
+
+    /* SDXL's own numbers, round-tripped through config.json. */
+    df_sdxl_config_preset(DF_SDXL_PRESET_SDXL, 0, &want);
+    CHECK_OK(df_sdxl_config_check(&want, &err), &err);
+    CHECK_EQ(want.unet.cross_attention_dim, 2048);
+    CHECK_EQ(want.unet.projection_class_embeddings_input_dim, 2816);
+    path_of(path, sizeof path, g_dir, "unet.json");
+    CHECK_OK(df_unet_config_save(&want.unet, path, &err), &err);
+    CHECK_OK(df_unet_config_load(path, &cfg.unet, &err), &err);
+    CHECK(memcmp(&cfg.unet, &want.unet, sizeof want.unet) == 0);
+
+    /* Each way a config can be wrong, named. */
+    struct {
+        const char *json, *needle;
+        int code;
+    } bad[] = {
+        {"{\"in_channels\": 4", "config.json", DF_E_FORMAT},
+        {"[1]", "not a JSON object", DF_E_FORMAT},
+        {"{\"addition_embed_type\": null}", "text_time", DF_E_UNSUPPORTED},
+        {"{\"addition_embed_type\": \"text_time\", \"class_embed_type\": \"timestep\"}", "class_embed_type",
+         DF_E_UNSUPPORTED},
+        {"{\"addition_embed_type\": \"text_time\", \"act_fn\": \"gelu\"}", "act_fn", DF_E_UNSUPPORTED},
+        {"{\"addition_embed_type\": \"text_time\", \"in_channels\": \"4\"}", "\"in_channels\" must be an integer",
+         DF_E_FORMAT},
+        {"{\"addition_embed_type\": \"text_time\", \"in_channels\": 4, \"out_channels\": 4, \"block_out_channels\": "
+         "[32, 64], \"down_block_types\": [\"DownBlock2D\"]}",
+         "down_block_types", DF_E_FORMAT},
+        {"{\"addition_embed_type\": \"text_time\", \"in_channels\": 4, \"out_channels\": 4, \"block_out_channels\": "
+         "[32], \"down_block_types\": [\"SimpleCrossAttnDownBlock2D\"]}",
+         "SimpleCrossAttnDownBlock2D", DF_E_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        path_of(path, sizeof path, g_dir, "config.json");
+        FILE *f = fopen(path, "w");
+        fputs(bad[i].json, f);
+        fclose(f);
+        CHECK_FAILS(df_unet_config_load(path, &cfg.unet, &err), &err, bad[i].code, bad[i].needle);
+    }
+    CHECK_FAILS(df_unet_config_load("/nonexistent/config.json", &cfg.unet, &err), &err, DF_E_NOT_FOUND,
+                "/nonexistent/config.json");
+    /* A te2 without projection, and mismatched widths, fail the cross-check. */
+    df_sdxl_config_preset(DF_SDXL_PRESET_TINY, 100, &want);
+    want.unet.cross_attention_dim = 65;
+    CHECK_FAILS(df_sdxl_config_check(&want, &err), &err, DF_E_FORMAT, "cross_attention_dim");
+    unlink(path);
+    path_of(path, sizeof path, g_dir, "unet.json");
+    unlink(path);
+}
+
+/*  Every weight file holds exactly the tensors its config implies. */
+static void test_arch_matches_files(void)
+{
+    static const char *const comps[4] = {"unet", "vae", "text_encoder", "text_encoder_2"};
+    static const char *const files[4] = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors",
+                                         "model.safetensors", "model.safetensors"};
+    df_sdxl_config cfg;
+    df_sdxl_config_preset(DF_SDXL_PRESET_TINY, 626, &cfg);
+    for (int c = 0; c < 4; c++) {
+        df_error_t err;
+        df_error_clear(&err);
+        df_arch_list l = {0};
+        if (c == 0)
+            CHECK_OK(df_arch_unet(&cfg.unet, &l, &err), &err);
+        else if (c == 1)
+            CHECK_OK(df_arch_vae(&cfg.vae, &l, &err), &err);
+        else
+            CHECK_OK(df_arch_clip_text(c == 2 ? &cfg.te1 : &cfg.te2, &l, &err), &err);
+        char path[512], sub[256];
+        snprintf(sub, sizeof sub, "%s/%s", comps[c], files[c]);
+        path_of(path, sizeof path, g_model, sub);
+        df_safetensors_t *st = df_safetensors_open(path, &err);
+        CHECK(st != NULL);
+        if (st) {
+            CHECK_EQ(df_safetensors_count(st), l.count);
+            for (size_t i = 0; i < l.count; i++)
+                CHECK(df_safetensors_find(st, l.items[i].name) != NULL);
+        }
+        df_safetensors_destroy(&st);
+        df_arch_list_free(&l);
+    }
+    /* SDXL 1.0's well-known parameter counts. */
+    df_sdxl_config_preset(DF_SDXL_PRESET_SDXL, 0, &cfg);
+    df_arch_list l = {0};
+    df_error_t err;
+    df_error_clear(&err);
+    uint64_t n = 0;
+    CHECK_OK(df_arch_unet(&cfg.unet, &l, &err), &err);
+    for (size_t i = 0; i < l.count; i++)
+        n += df_arch_numel(&l.items[i]);
+    CHECK_EQ(n, 2567463684ull);
+    CHECK_EQ(l.count, 1680);
+    df_arch_list_free(&l);
+    n = 0;
+    CHECK_OK(df_arch_vae(&cfg.vae, &l, &err), &err);
+    for (size_t i = 0; i < l.count; i++)
+        n += df_arch_numel(&l.items[i]);
+    CHECK_EQ(n, 83653863ull);
+    df_arch_list_free(&l);
+}
+
+/*  Our tokenizer on the tiny model's vocab.json/merges.txt against OpenAI's
+ *  reference tokenizer reading the gzipped merges. */
+static void test_tiny_tokenizer(void)
+{
+    df_safetensors_t *st = open_golden("tiny_text.safetensors");
+    if (!st) {
+        CHECK(0);
+        return;
+    }
+    json_t *prompts = json_loads(df_safetensors_metadata(st, "prompts"), 0, NULL);
+    CHECK(json_array_size(prompts) == 4);
+    for (int e = 0; e < 2; e++) {
+        char v[512], m[512];
+        path_of(v, sizeof v, g_model, e ? "tokenizer_2/vocab.json" : "tokenizer/vocab.json");
+        path_of(m, sizeof m, g_model, e ? "tokenizer_2/merges.txt" : "tokenizer/merges.txt");
+        df_error_t err;
+        df_error_clear(&err);
+        df_clip_tokenizer_t *tok = df_clip_tokenizer_load(v, m, &err);
+        CHECK(tok != NULL);
+        const df_st_tensor *want = df_safetensors_find(st, e ? "input_ids_2" : "input_ids_1");
+        for (size_t p = 0; tok && want && p < json_array_size(prompts); p++) {
+            int32_t *ids;
+            size_t chunks;
+            int32_t pad = e ? 0 : df_clip_tokenizer_eos(tok);
+            CHECK_OK(df_clip_tokenizer_chunks(tok, json_string_value(json_array_get(prompts, p)), pad, &ids,
+                                              &chunks, &err),
+                     &err);
+            CHECK_EQ(chunks, 1);
+            CHECK(memcmp(ids, (const int32_t *)want->data + p * 77, 77 * sizeof *ids) == 0);
+            free(ids);
+        }
+        df_clip_tokenizer_destroy(&tok);
+    }
+    json_decref(prompts);
+    df_safetensors_destroy(&st);
+}
+
+/*  Both text encoders against the reference: penultimate states, pooled. */
+static void run_text_encoders(const char *model, df_dtype store, double tol)
+{
+    df_safetensors_t *st = open_golden("tiny_text.safetensors");
+    if (!st) {
+        CHECK(0);
+        return;
+    }
+    const df_st_tensor *ids_t[2] = {df_safetensors_find(st, "input_ids_1"), df_safetensors_find(st, "input_ids_2")};
+    const uint32_t nseq = (uint32_t)ids_t[0]->shape[0];
+    for (int e = 0; e < 2; e++) {
+        df_error_t err;
+        df_error_clear(&err);
+        char dir[512];
+        path_of(dir, sizeof dir, model, e ? "text_encoder_2" : "text_encoder");
+        df_clip_text_t *te = df_clip_text_load(g_dev, g_xfer, dir, store, &err);
+        CHECK(te != NULL);
+        if (!te) {
+            fprintf(stderr, "%s\n", err.msg);
+            continue;
+        }
+        const df_clip_text_config *c = df_clip_text_config_of(te);
+        uint64_t nh = (uint64_t)nseq * 77 * c->hidden, np = (uint64_t)nseq * c->projection_dim;
+        df_vk_buffer_t *hb = df_vk_buffer_new(g_dev, nh * 4, &err);
+        df_vk_buffer_t *pb = e ? df_vk_buffer_new(g_dev, np * 4, &err) : NULL;
+        df_tensor hidden = df_tensor_at(hb, 0, DF_F32), pooled = df_tensor_at(pb, 0, DF_F32);
+        CHECK_OK(df_clip_text_forward(te, g_batch, ids_t[e]->data, nseq, hidden, pooled, &err), &err);
+        CHECK_OK(df_vk_batch_submit(g_batch, &err), &err);
+        float *got = malloc(nh * sizeof *got);
+        uint64_t n;
+        float *ref = golden_f32(st, e ? "te2_penultimate" : "te1_penultimate", &n);
+        CHECK(ref && n == nh);
+        CHECK_OK(df_vk_download_f32(g_xfer, hb, 0, got, nh, DF_F32, &err), &err);
+        char what[96];
+        snprintf(what, sizeof what, "text_encoder%s penultimate (%s weights)", e ? "_2" : "", df_dtype_name(store));
+        if (ref && n == nh)
+            check_close(what, got, ref, nh, tol);
+        free(ref);
+        if (e) {
+            ref = golden_f32(st, "pooled_prompt_embeds", &n);
+            CHECK(ref && n == np);
+            CHECK_OK(df_vk_download_f32(g_xfer, pb, 0, got, np, DF_F32, &err), &err);
+            snprintf(what, sizeof what, "text_encoder_2 pooled (%s weights)", df_dtype_name(store));
+            if (ref && n == np)
+                check_close(what, got, ref, np, tol);
+            free(ref);
+        }
+        /* Bad input: an id outside the vocabulary is refused before any work. */
+        int32_t bad[77];
+        memcpy(bad, ids_t[e]->data, sizeof bad);
+        bad[5] = c->vocab_size;
+        CHECK_FAILS(df_clip_text_forward(te, g_batch, bad, 1, hidden, pooled, &err), &err, DF_E_RANGE, "vocabulary");
+        if (!e)
+            CHECK_FAILS(df_clip_text_forward(te, g_batch, ids_t[e]->data, 1, hidden, df_tensor_at(hb, 0, DF_F32), &err),
+                        &err, DF_E_INVALID, "projection");
+        free(got);
+        df_vk_buffer_destroy(&hb);
+        df_vk_buffer_destroy(&pb);
+        df_clip_text_destroy(&te);
+    }
+    df_safetensors_destroy(&st);
+}
+
+static void test_text_encoders_f32(void) { run_text_encoders(g_model, DF_F32, 1e-4); }
+static void test_text_encoders_f16(void) { run_text_encoders(g_model, DF_F16, 1e-2); }
+
+/*  fp16 files load too (into f32 or f16 storage) and give the same answers
+ *  within fp16 tolerance. */
+static void test_text_encoders_f16_files(void) { run_text_encoders(g_model16, DF_F32, 1e-2); }
+
+/*  A checkpoint that does not match its config: one error lists it all. */
+static void test_weights_mismatch(void)
+{
+    df_sdxl_config cfg;
+    df_sdxl_config_preset(DF_SDXL_PRESET_TINY, 626, &cfg);
+    df_arch_list l = {0};
+    df_error_t err;
+    df_error_clear(&err);
+    CHECK_OK(df_arch_clip_text(&cfg.te1, &l, &err), &err);
+    /* Write a file from the list with one tensor dropped, one reshaped, one
+     * added and one of a non-float type. */
+    df_st_writer_t *w = df_st_writer_new();
+    static float zeros[1 << 16];
+    for (size_t i = 0; i < l.count; i++) {
+        df_arch_tensor t = l.items[i];
+        if (strcmp(t.name, "text_model.encoder.layers.1.mlp.fc1.bias") == 0)
+            continue;
+        if (strcmp(t.name, "text_model.encoder.layers.0.self_attn.q_proj.weight") == 0)
+            t.shape[1] = 16;
+        CHECK(df_arch_numel(&t) <= sizeof zeros / 4);
+        CHECK_OK(df_st_writer_add(w, t.name, DF_F32, t.ndim, t.shape, zeros, &err), &err);
+    }
+    int64_t one = 1;
+    CHECK_OK(df_st_writer_add(w, "text_model.encoder.layers.9.mlp.fc1.bias", DF_F32, 1, &one, zeros, &err), &err);
+    char path[256];
+    path_of(path, sizeof path, g_dir, "bad.safetensors");
+    CHECK_OK(df_st_writer_write(w, path, &err), &err);
+    df_st_writer_destroy(&w);
+    df_safetensors_t *st = df_safetensors_open(path, &err);
+    CHECK(st != NULL);
+    df_weights_t *ws = df_weights_load(g_dev, g_xfer, &l, st, NULL, NULL, DF_F32, &err);
+    CHECK(ws == NULL);
+    CHECK(strstr(err.msg, "bad.safetensors does not match"));
+    CHECK(strstr(err.msg, "1 missing (text_model.encoder.layers.1.mlp.fc1.bias)"));
+    CHECK(strstr(err.msg, "1 mis-shaped (text_model.encoder.layers.0.self_attn.q_proj.weight [32,16], expected [32,32])"));
+    CHECK(strstr(err.msg, "1 unexpected (text_model.encoder.layers.9.mlp.fc1.bias)"));
+    df_error_clear(&err);
+    CHECK(df_weights_load(g_dev, g_xfer, &l, st, NULL, NULL, DF_BF16, &err) == NULL && strstr(err.msg, "f32 or f16"));
+    df_safetensors_destroy(&st);
+    unlink(path);
+    /* A component folder without weights names the file it looked for. */
+    path_of(path, sizeof path, g_model, "scheduler");
+    df_error_clear(&err);
+    CHECK(df_clip_text_load(g_dev, g_xfer, path, DF_F32, &err) == NULL && strstr(err.msg, "config.json"));
+    df_arch_list_free(&l);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_models GOLDEN_DIR [filter]\n");
+        return 2;
+    }
+    g_golden = argv[1];
+    test_filter_ = argc > 2 ? argv[2] : NULL;
+    snprintf(g_dir, sizeof g_dir, "/tmp/df_models_XXXXXX");
+    if (!mkdtemp(g_dir))
+        return 2;
+    snprintf(g_model, sizeof g_model, "%s/tiny", g_dir);
+    snprintf(g_model16, sizeof g_model16, "%s/tiny16", g_dir);
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_random_model_create(g_model, DF_SDXL_PRESET_TINY, 0, DF_F32, &err) != DF_OK ||
+        df_random_model_create(g_model16, DF_SDXL_PRESET_TINY, 0, DF_F16, &err) != DF_OK) {
+        fprintf(stderr, "tiny model: %s\n", err.msg);
+        return 1;
+    }
+    uint32_t index;
+    df_vk_instance_t *inst = test_open_instance(&index);
+    if (!inst)
+        return 1;
+    g_dev = df_vk_device_new(inst, index, NULL, &err);
+    g_xfer = g_dev ? df_vk_transfer_new(g_dev, NULL, &err) : NULL;
+    g_batch = g_xfer ? df_vk_batch_new(g_dev, 0, &err) : NULL;
+    if (!g_batch) {
+        fprintf(stderr, "device: %s\n", err.msg);
+        return 1;
+    }
+    RUN(test_random_model_reproducible);
+    RUN(test_configs);
+    RUN(test_arch_matches_files);
+    RUN(test_tiny_tokenizer);
+    RUN(test_weights_mismatch);
+    RUN(test_text_encoders_f32);
+    RUN(test_text_encoders_f16);
+    RUN(test_text_encoders_f16_files);
+    uint32_t verr = df_vk_instance_validation_errors(inst);
+    df_vk_batch_destroy(&g_batch);
+    df_vk_transfer_destroy(&g_xfer);
+    df_vk_device_destroy(&g_dev);
+    df_vk_instance_destroy(&inst);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
+    fprintf(stderr, "%u validation errors\n", verr);
+    int rc = test_summary();
+    return rc || verr ? 1 : 0;
+}

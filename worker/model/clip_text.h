@@ -1,0 +1,43 @@
+/*  clip_text.h - a CLIP text transformer (SDXL's two text encoders) on the
+ *  device.
+ *
+ *  token + position embeddings, then per layer
+ *      x += out_proj(causal_attention(q, k, v of layer_norm1(x)))
+ *      x += fc2(act(fc1(layer_norm2(x))))
+ *  with act quick-GELU (CLIP ViT-L) or exact GELU (OpenCLIP bigG). SDXL takes
+ *  the penultimate layer's output (before the final layer norm) as context,
+ *  and from encoder 2 also the pooled output: final layer norm at the first
+ *  end-of-text token, times text_projection.
+ */
+#ifndef DF_MODEL_CLIP_TEXT_H
+#define DF_MODEL_CLIP_TEXT_H
+
+#include <stdint.h>
+
+#include "sdxl_config.h"
+#include "vk_batch.h"
+#include "weights.h"
+
+typedef struct _df_clip_text_t df_clip_text_t;
+
+/*  Takes ownership of weights (on success and failure). */
+df_clip_text_t *df_clip_text_new(const df_clip_text_config *cfg, df_weights_t **weights, df_error_t *err);
+
+/*  Loads a diffusers/transformers component folder (config.json and
+ *  model.safetensors, or model.fp16.safetensors when that is all there is). */
+df_clip_text_t *df_clip_text_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,
+                                  df_error_t *err);
+
+void df_clip_text_destroy(df_clip_text_t **self_p);
+
+const df_clip_text_config *df_clip_text_config_of(const df_clip_text_t *self);
+
+/*  Records the encoder over nseq sequences of DF_CLIP_CONTEXT ids (host
+ *  memory, each id < vocab size). hidden (f32, nseq x 77 x hidden) gets the
+ *  penultimate layer's output; pooled (f32, nseq x projection_dim), when it
+ *  has a buffer, the pooled projection (the model must have one). Scratch is
+ *  handed to the batch; results are there after df_vk_batch_submit. */
+int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
+                         df_tensor hidden, df_tensor pooled, df_error_t *err);
+
+#endif

@@ -1,0 +1,62 @@
+/*  layers.c - see layers.h. */
+#include "layers.h"
+
+#include <stdio.h>
+
+#include "gemm.h"
+#include "norm.h"
+
+int df_scratch(df_vk_batch_t *batch, uint64_t elems, df_dtype dtype, df_tensor *out, df_error_t *err)
+{
+    out->ref.buf = NULL;
+    out->ref.offset = 0;
+    out->dtype = dtype;
+    df_vk_buffer_t *b = df_vk_buffer_new(df_vk_batch_device(batch), elems * df_dtype_size(dtype), err);
+    if (!b)
+        return err ? err->code : DF_E_DEVICE_MEMORY;
+    const df_vk_buffer_t *keep = b;
+    int rc = df_vk_batch_hold(batch, &b, err);
+    if (rc == DF_OK)
+        out->ref.buf = keep;
+    return rc;
+}
+
+int df_weight_at(const df_weights_t *w, const char *prefix, const char *suffix, const df_weight **out,
+                 df_error_t *err)
+{
+    char name[256];
+    if ((size_t)snprintf(name, sizeof name, "%s.%s", prefix, suffix) >= sizeof name)
+        return df_error_set(err, DF_E_INVALID, "weight name too long: %s.%s", prefix, suffix);
+    return df_weights_get(w, name, out, err);
+}
+
+int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, const df_weight *bias,
+              df_tensor y, float beta, df_elt_op act, df_error_t *err)
+{
+    uint32_t out = (uint32_t)w->shape[0], in = (uint32_t)w->shape[1];
+    df_gemm_desc d = df_gemm_desc_packed(0, 1, rows, out, in, 1);
+    d.beta = beta;
+    d.type_a = x.dtype;
+    d.type_b = w->t.dtype;
+    d.type_c = y.dtype;
+    df_gemm_epilogue ep = {.bias = bias ? bias->t : (df_tensor){{NULL, 0}, DF_F32}, .act = act};
+    int rc = df_gemm_ex(batch, &d, x.ref, w->t.ref, y.ref, &ep, DF_GEMM_AUTO, NULL, err);
+    return rc == DF_OK ? rc : df_error_prefix(err, "%s", w->name);
+}
+
+int df_layer_norm(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, df_tensor x, uint32_t rows,
+                  float eps, df_tensor y, df_error_t *err)
+{
+    const df_weight *g, *b;
+    int rc = df_weight_at(w, prefix, "weight", &g, err);
+    if (rc == DF_OK)
+        rc = df_weight_at(w, prefix, "bias", &b, err);
+    if (rc != DF_OK)
+        return rc;
+    df_norm_desc d = df_norm_layer(rows, (uint32_t)g->shape[0], eps);
+    df_tensor stats;
+    if ((rc = df_scratch(batch, df_norm_stats_elems(&d), DF_F32, &stats, err)) != DF_OK)
+        return rc;
+    rc = df_norm_forward(batch, &d, x, g->t, b->t, y, stats, err);
+    return rc == DF_OK ? rc : df_error_prefix(err, "%s", prefix);
+}

@@ -1,0 +1,32 @@
+/*  layers.h - the building blocks model code composes from ops: linear
+ *  layers, layer norm, and per-step scratch tensors. */
+#ifndef DF_MODEL_LAYERS_H
+#define DF_MODEL_LAYERS_H
+
+#include <stdint.h>
+
+#include "eltwise.h"
+#include "tensor_ref.h"
+#include "vk_batch.h"
+#include "weights.h"
+
+/*  A device tensor that lives until the batch's work completes (the batch
+ *  frees it after submit). *out gets no buffer on failure. */
+int df_scratch(df_vk_batch_t *batch, uint64_t elems, df_dtype dtype, df_tensor *out, df_error_t *err);
+
+/*  y[rows, out] = act(x[rows, in] W^T + bias + beta * y), W as a linear
+ *  layer stores it ([out, in]); bias may be NULL. beta 1 adds the result to y
+ *  (a residual connection in the same pass). */
+int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, const df_weight *bias,
+              df_tensor y, float beta, df_elt_op act, df_error_t *err);
+
+/*  Layer norm over the last dimension of x[rows, channels] with the named
+ *  affine weights prefix.weight / prefix.bias. */
+int df_layer_norm(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, df_tensor x, uint32_t rows,
+                  float eps, df_tensor y, df_error_t *err);
+
+/*  The weight called prefix.suffix. */
+int df_weight_at(const df_weights_t *w, const char *prefix, const char *suffix, const df_weight **out,
+                 df_error_t *err);
+
+#endif

@@ -1,0 +1,57 @@
+/*  weights.h - a model component's weights on the device, by internal name.
+ *
+ *  Loading checks a checkpoint against the component's expected tensor list
+ *  (sdxl_arch.h) and reports every missing, extra and mis-shaped tensor in
+ *  one error, then copies each tensor from the file's mapping to its own
+ *  device buffer, converting to the storage type on the way (one tensor's
+ *  worth of host memory at most, never a second copy of the model).
+ *
+ *  A name map lets one loader serve several file layouts: it turns a file's
+ *  tensor name into the internal (diffusers) name, or says the tensor
+ *  belongs to another component. */
+#ifndef DF_MODEL_WEIGHTS_H
+#define DF_MODEL_WEIGHTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+#include "sdxl_arch.h"
+#include "tensor_ref.h"
+#include "vk_transfer.h"
+
+typedef struct {
+    const char *name;
+    df_tensor t;
+    int ndim;
+    int64_t shape[4];
+    uint64_t nelem;
+} df_weight;
+
+/*  Maps a file's tensor name to the internal name (written to out, cap
+ *  bytes). Returns 1 when the tensor belongs to this component, 0 when it is
+ *  another component's (skipped), -1 when it is a known buffer to ignore. */
+typedef int (*df_weight_name_fn)(void *ctx, const char *file_name, char *out, size_t cap);
+
+typedef struct _df_weights_t df_weights_t;
+
+/*  Loads the tensors of arch from st into device memory as store_type (F32
+ *  or F16). map may be NULL (file names are internal names). Errors name the
+ *  file; a mismatch lists up to a dozen names of each kind and the counts. */
+df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_arch_list *arch,
+                              const df_safetensors_t *st, df_weight_name_fn map, void *map_ctx,
+                              df_dtype store_type, df_error_t *err);
+void df_weights_destroy(df_weights_t **self_p);
+
+/*  The weight called name; NULL when the component has none. */
+const df_weight *df_weights_find(const df_weights_t *self, const char *name);
+
+/*  Like find, for names the model code knows exist (the arch list promised
+ *  them): the message says which is missing if one is. */
+int df_weights_get(const df_weights_t *self, const char *name, const df_weight **out, df_error_t *err);
+
+/*  Device bytes the weights occupy. */
+uint64_t df_weights_bytes(const df_weights_t *self);
+size_t df_weights_count(const df_weights_t *self);
+
+#endif
