@@ -35,9 +35,10 @@ layout(push_constant) uniform Push {
 #include "activations.glsl"
 
 const uint COPY = 0u, AFFINE = 1u, AXPBY = 2u, MUL = 3u, SILU = 4u, GELU_TANH = 5u, GELU_ERF = 6u,
-           QUICK_GELU = 7u, SILU_BWD = 8u, GELU_TANH_BWD = 9u, GELU_ERF_BWD = 10u, QUICK_GELU_BWD = 11u;
+           QUICK_GELU = 7u, SILU_BWD = 8u, GELU_TANH_BWD = 9u, GELU_ERF_BWD = 10u, QUICK_GELU_BWD = 11u,
+           CLAMP = 12u;
 
-bool uses_b() { return OP == AXPBY || OP == MUL || OP >= SILU_BWD; }
+bool uses_b() { return OP == AXPBY || OP == MUL || (OP >= SILU_BWD && OP <= QUICK_GELU_BWD); }
 
 float fetch(samplerBuffer t, uint e) { return texelFetch(t, int(e >> 2))[e & 3u]; }
 
@@ -56,6 +57,7 @@ float f(float a, float b)
     case GELU_TANH_BWD: return b * act_gelu_tanh_grad(a);
     case GELU_ERF_BWD: return b * act_gelu_erf_grad(a);
     case QUICK_GELU_BWD: return b * act_quick_gelu_grad(a);
+    case CLAMP: return min(max(a, p.alpha), p.beta);
     }
     return a;
 }

@@ -97,6 +97,7 @@ static void reference(const df_elt_desc *d, double a, double b, double *val, dou
         e = fabs(b) * (0.5 * dt + poly * (2 * dt + 6 * U32)) + 2 * U32 * fabs(*val);
         break;
     }
+    case DF_ELT_CLAMP: *val = fmin(fmax(a, d->alpha), d->beta), e = 0; break;
     default: *val = 0, e = INFINITY;
     }
     /* exp() of a very negative argument may underflow to 0 before the f32
@@ -149,6 +150,8 @@ void test_op_eltwise(op_env *env)
     for (int op = 0; op < DF_ELT_COUNT; op++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             df_elt_desc d = {.op = (df_elt_op)op, .n = sizes[s], .alpha = 0.75f, .beta = -1.25f};
+            if (op == DF_ELT_CLAMP) /* a range that cuts both tails */
+                d.alpha = -1.5f, d.beta = 2.0f;
             /* Activations see a wide range, including where exp under/overflows. */
             float scale = op >= DF_ELT_SILU ? 6.0f : 1.0f;
             run_case(env, &d, DF_F32, DF_F32, DF_F32, 0, scale);

@@ -24,12 +24,15 @@ static const df_vk_kernel k_elt[2] = {
 
 static const char *k_names[DF_ELT_COUNT] = {
     "copy", "affine", "axpby", "mul", "silu", "gelu_tanh", "gelu_erf", "quick_gelu",
-    "silu_bwd", "gelu_tanh_bwd", "gelu_erf_bwd", "quick_gelu_bwd",
+    "silu_bwd", "gelu_tanh_bwd", "gelu_erf_bwd", "quick_gelu_bwd", "clamp",
 };
 
 const char *df_elt_op_name(df_elt_op op) { return (unsigned)op < DF_ELT_COUNT ? k_names[op] : "?"; }
 
-int df_elt_op_binary(df_elt_op op) { return op == DF_ELT_AXPBY || op == DF_ELT_MUL || op >= DF_ELT_SILU_BWD; }
+int df_elt_op_binary(df_elt_op op)
+{
+    return op == DF_ELT_AXPBY || op == DF_ELT_MUL || (op >= DF_ELT_SILU_BWD && op <= DF_ELT_QUICK_GELU_BWD);
+}
 
 int df_eltwise(df_vk_batch_t *batch, const df_elt_desc *d, df_tensor a, df_tensor b, df_tensor y, df_error_t *err)
 {

@@ -29,6 +29,7 @@ typedef enum {
     DF_ELT_GELU_TANH_BWD,
     DF_ELT_GELU_ERF_BWD,
     DF_ELT_QUICK_GELU_BWD,
+    DF_ELT_CLAMP,          /* y = min(max(a, alpha), beta) (the VAE's log-variance) */
     DF_ELT_COUNT
 } df_elt_op;
 

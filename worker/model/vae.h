@@ -1,0 +1,40 @@
+/*  vae.h - SDXL's autoencoder (diffusers' AutoencoderKL) on the device.
+ *
+ *  encode: image in [-1, 1] -> the latent distribution's mean and log-variance
+ *  (clamped to [-30, 20] as the reference does); the UNet's latents are
+ *  mean * scaling_factor. decode: latents already divided by scaling_factor ->
+ *  image. Activations stay f32 whatever the weights' storage: SDXL's VAE
+ *  overflows f16.
+ */
+#ifndef DF_MODEL_VAE_H
+#define DF_MODEL_VAE_H
+
+#include "blocks.h"
+#include "sdxl_config.h"
+
+typedef struct _df_vae_t df_vae_t;
+
+/*  Takes ownership of weights. */
+df_vae_t *df_vae_new(const df_vae_config *cfg, df_weights_t **weights, df_error_t *err);
+
+/*  Loads a diffusers component folder (config.json and
+ *  diffusion_pytorch_model[.fp16].safetensors). */
+df_vae_t *df_vae_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err);
+
+void df_vae_destroy(df_vae_t **self_p);
+
+const df_vae_config *df_vae_config_of(const df_vae_t *self);
+
+/*  Pixels per latent along each side: 2^(levels - 1) (8 for SDXL). */
+uint32_t df_vae_factor(const df_vae_t *self);
+
+/*  image: n x in_channels x H x W (multiples of the factor). mean and logvar
+ *  (f32, n x latent_channels x H/f x W/f) receive the posterior. */
+int df_vae_encode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *image, df_tensor mean, df_tensor logvar,
+                  df_error_t *err);
+
+/*  latents: n x latent_channels x h x w. image (f32, n x out_channels x
+ *  h*f x w*f) receives the decoded pixels (unclamped). */
+int df_vae_decode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *latents, df_tensor image, df_error_t *err);
+
+#endif
