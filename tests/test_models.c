@@ -22,6 +22,7 @@
 #include "sdxl_arch.h"
 #include "sdxl_config.h"
 #include "sha256.h"
+#include "unet.h"
 #include "vae.h"
 #include "test.h"
 #include "test_support.h"
@@ -471,6 +472,54 @@ static void run_vae(const char *model, df_dtype store, double tol)
 static void test_vae_f32(void) { run_vae(g_model, DF_F32, 1e-4); }
 static void test_vae_f16(void) { run_vae(g_model16, DF_F16, 1e-2); }
 
+static void run_unet(const char *model, df_dtype store, double tol)
+{
+    df_safetensors_t *st = open_golden("tiny_unet.safetensors");
+    df_error_t err;
+    df_error_clear(&err);
+    char dir[512];
+    path_of(dir, sizeof dir, model, "unet");
+    df_unet_t *unet = st ? df_unet_load(g_dev, g_xfer, dir, store, &err) : NULL;
+    CHECK(unet != NULL);
+    if (!unet) {
+        fprintf(stderr, "%s\n", err.msg);
+        df_safetensors_destroy(&st);
+        return;
+    }
+    const df_st_tensor *smp = df_safetensors_find(st, "sample"), *ctx = df_safetensors_find(st, "encoder_hidden_states");
+    uint64_t ns, nc, nt, n1, n2;
+    df_vk_buffer_t *sb = upload_golden(st, "sample", &ns), *cb = upload_golden(st, "encoder_hidden_states", &nc);
+    df_vk_buffer_t *tb = upload_golden(st, "text_embeds", &nt), *ob = df_vk_buffer_new(g_dev, ns * 4, &err);
+    float *timesteps = golden_f32(st, "timestep", &n1), *time_ids = golden_f32(st, "time_ids", &n2);
+    df_fmap sample = {df_tensor_at(sb, 0, DF_F32), (uint32_t)smp->shape[0], (uint32_t)smp->shape[1],
+                      (uint32_t)smp->shape[2], (uint32_t)smp->shape[3]};
+    df_unet_inputs in = {.sample = &sample, .timesteps = timesteps, .context = df_tensor_at(cb, 0, DF_F32),
+                         .context_len = (uint32_t)ctx->shape[1], .text_embeds = df_tensor_at(tb, 0, DF_F32),
+                         .time_ids = time_ids};
+    CHECK_OK(df_unet_forward(unet, g_batch, &in, df_tensor_at(ob, 0, DF_F32), &err), &err);
+    CHECK_OK(df_vk_batch_submit(g_batch, &err), &err);
+    char what[96];
+    snprintf(what, sizeof what, "unet noise_pred (%s weights)", df_dtype_name(store));
+    check_golden(st, "noise_pred", ob, ns, what, tol);
+    /* Bad shapes and missing conditioning are refused by name. */
+    df_fmap odd = sample;
+    odd.w = 6;
+    in.sample = &odd;
+    CHECK_FAILS(df_unet_forward(unet, g_batch, &in, df_tensor_at(ob, 0, DF_F32), &err), &err, DF_E_INVALID,
+                "multiples of 4");
+    in.sample = &sample;
+    in.time_ids = NULL;
+    CHECK_FAILS(df_unet_forward(unet, g_batch, &in, df_tensor_at(ob, 0, DF_F32), &err), &err, DF_E_INVALID,
+                "time_ids");
+    free(timesteps), free(time_ids);
+    df_vk_buffer_destroy(&sb), df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&tb), df_vk_buffer_destroy(&ob);
+    df_unet_destroy(&unet);
+    df_safetensors_destroy(&st);
+}
+
+static void test_unet_f32(void) { run_unet(g_model, DF_F32, 1e-4); }
+static void test_unet_f16(void) { run_unet(g_model16, DF_F16, 1e-2); }
+
 /*  The chunked attention path (head dims over 128, the VAE's 512 in SDXL)
  *  against a double-precision reference. */
 static void test_attention_any(void)
@@ -614,6 +663,8 @@ int main(int argc, char **argv)
     RUN(test_attention_any);
     RUN(test_vae_f32);
     RUN(test_vae_f16);
+    RUN(test_unet_f32);
+    RUN(test_unet_f16);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

@@ -21,6 +21,28 @@ int df_scratch(df_vk_batch_t *batch, uint64_t elems, df_dtype dtype, df_tensor *
     return rc;
 }
 
+int df_scratch_from_host(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const float *src, uint64_t n, df_tensor *out,
+                         df_error_t *err)
+{
+    out->ref.buf = NULL;
+    out->ref.offset = 0;
+    out->dtype = DF_F32;
+    df_vk_buffer_t *b = df_vk_buffer_new(df_vk_batch_device(batch), n * 4, err);
+    if (!b)
+        return err ? err->code : DF_E_DEVICE_MEMORY;
+    /* Filled before the batch owns it: nothing recorded reads it yet. */
+    int rc = df_vk_upload(xfer, b, 0, src, n * 4, err);
+    if (rc != DF_OK) {
+        df_vk_buffer_destroy(&b);
+        return rc;
+    }
+    const df_vk_buffer_t *keep = b;
+    rc = df_vk_batch_hold(batch, &b, err);
+    if (rc == DF_OK)
+        out->ref.buf = keep;
+    return rc;
+}
+
 int df_weight_at(const df_weights_t *w, const char *prefix, const char *suffix, const df_weight **out,
                  df_error_t *err)
 {

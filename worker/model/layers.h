@@ -8,11 +8,16 @@
 #include "eltwise.h"
 #include "tensor_ref.h"
 #include "vk_batch.h"
+#include "vk_transfer.h"
 #include "weights.h"
 
 /*  A device tensor that lives until the batch's work completes (the batch
  *  frees it after submit). *out gets no buffer on failure. */
 int df_scratch(df_vk_batch_t *batch, uint64_t elems, df_dtype dtype, df_tensor *out, df_error_t *err);
+
+/*  A scratch f32 tensor holding n values from host memory (uploaded now). */
+int df_scratch_from_host(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const float *src, uint64_t n, df_tensor *out,
+                         df_error_t *err);
 
 /*  y[rows, out] = act(x[rows, in] W^T + bias + beta * y), W as a linear
  *  layer stores it ([out, in]); bias may be NULL. beta 1 adds the result to y

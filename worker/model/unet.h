@@ -1,0 +1,51 @@
+/*  unet.h - SDXL's UNet (diffusers' UNet2DConditionModel with the text_time
+ *  addition embedding) on the device.
+ *
+ *      emb   = time_embedding(sinusoid(t)) + add_embedding([pooled text, sinusoid(time_ids)])
+ *      h     = conv_in(sample)
+ *      down  : ResNet blocks (+ transformer blocks where configured), strided convs; every output kept
+ *      mid   : ResNet, transformer, ResNet
+ *      up    : each ResNet takes the last kept output concatenated on channels; nearest 2x + conv
+ *      noise = conv_out(silu(group_norm(h)))
+ *
+ *  Transformer blocks: group norm, linear proj_in, per layer self-attention,
+ *  cross-attention on the text context and a GEGLU feed-forward (each behind
+ *  a layer norm, each added to the residual), proj_out, added to the input.
+ *  Activations are f32; weights f32 or f16.
+ */
+#ifndef DF_MODEL_UNET_H
+#define DF_MODEL_UNET_H
+
+#include "blocks.h"
+#include "sdxl_config.h"
+#include "vk_transfer.h"
+
+typedef struct _df_unet_t df_unet_t;
+
+/*  Takes ownership of weights. xfer is kept for the small per-call inputs. */
+df_unet_t *df_unet_new(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_unet_config *cfg, df_weights_t **weights,
+                       df_error_t *err);
+
+/*  Loads a diffusers component folder (config.json and
+ *  diffusion_pytorch_model[.fp16].safetensors). */
+df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,
+                        df_error_t *err);
+
+void df_unet_destroy(df_unet_t **self_p);
+
+const df_unet_config *df_unet_config_of(const df_unet_t *self);
+
+typedef struct {
+    const df_fmap *sample;   /* n x in_channels x h x w, sides multiples of 2^(levels-1) */
+    const float *timesteps;  /* host, n values (the UNet takes them as floats) */
+    df_tensor context;       /* f32, n x context_len x cross_attention_dim */
+    uint32_t context_len;    /* 77 per prompt chunk */
+    df_tensor text_embeds;   /* f32, n x pooled dim */
+    const float *time_ids;   /* host, n x 6: original h, w, crop top, left, target h, w */
+} df_unet_inputs;
+
+/*  Records one evaluation; out (f32, n x out_channels x h x w) receives the
+ *  predicted noise. */
+int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor out, df_error_t *err);
+
+#endif
