@@ -604,14 +604,14 @@ static void test_weights_mismatch(void)
     df_st_writer_destroy(&w);
     df_safetensors_t *st = df_safetensors_open(path, &err);
     CHECK(st != NULL);
-    df_weights_t *ws = df_weights_load(g_dev, g_xfer, &l, st, NULL, NULL, DF_F32, &err);
+    df_weights_t *ws = df_weights_load(g_dev, g_xfer, &l, st, NULL, DF_F32, &err);
     CHECK(ws == NULL);
     CHECK(strstr(err.msg, "bad.safetensors does not match"));
     CHECK(strstr(err.msg, "1 missing (text_model.encoder.layers.1.mlp.fc1.bias)"));
     CHECK(strstr(err.msg, "1 mis-shaped (text_model.encoder.layers.0.self_attn.q_proj.weight [32,16], expected [32,32])"));
     CHECK(strstr(err.msg, "1 unexpected (text_model.encoder.layers.9.mlp.fc1.bias)"));
     df_error_clear(&err);
-    CHECK(df_weights_load(g_dev, g_xfer, &l, st, NULL, NULL, DF_BF16, &err) == NULL && strstr(err.msg, "f32 or f16"));
+    CHECK(df_weights_load(g_dev, g_xfer, &l, st, NULL, DF_BF16, &err) == NULL && strstr(err.msg, "f32 or f16"));
     df_safetensors_destroy(&st);
     unlink(path);
     /* A component folder without weights names the file it looked for. */

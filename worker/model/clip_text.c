@@ -42,15 +42,32 @@ void df_clip_text_destroy(df_clip_text_t **self_p)
 
 const df_clip_text_config *df_clip_text_config_of(const df_clip_text_t *self) { return &self->cfg; }
 
-/*  transformers' CLIP checkpoints may carry the position_ids buffer; it is
- *  not a weight. */
-static int clip_names(void *ctx, const char *file_name, char *out, size_t cap)
+static int locate_same(void *ctx, const char *internal, df_sgm_ref *ref)
 {
     (void)ctx;
-    if (strcmp(file_name, "text_model.embeddings.position_ids") == 0)
-        return -1;
-    snprintf(out, cap, "%s", file_name);
-    return 1;
+    ref->part = -1;
+    ref->transpose = 0;
+    return (size_t)snprintf(ref->name, sizeof ref->name, "%s", internal) < sizeof ref->name ? 0 : -1;
+}
+
+/*  transformers' CLIP checkpoints may carry the position_ids buffer; it is
+ *  not a weight. */
+static int owns_clip(void *ctx, const char *file_name)
+{
+    (void)ctx;
+    return strcmp(file_name, "text_model.embeddings.position_ids") == 0 ? -1 : 1;
+}
+
+df_clip_text_t *df_clip_text_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_clip_text_config *cfg,
+                                  const df_safetensors_t *st, const df_weight_layout *layout, df_dtype store,
+                                  df_error_t *err)
+{
+    df_arch_list arch = {0};
+    df_weights_t *w = NULL;
+    if (df_arch_clip_text(cfg, &arch, err) == DF_OK)
+        w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
+    df_arch_list_free(&arch);
+    return w ? df_clip_text_new(cfg, &w, err) : NULL;
 }
 
 df_clip_text_t *df_clip_text_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,
@@ -67,13 +84,10 @@ df_clip_text_t *df_clip_text_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, c
     df_safetensors_t *st = df_safetensors_open(path, err);
     if (!st)
         return NULL;
-    df_arch_list arch = {0};
-    df_weights_t *w = NULL;
-    if (df_arch_clip_text(&cfg, &arch, err) == DF_OK)
-        w = df_weights_load(dev, xfer, &arch, st, clip_names, NULL, store, err);
-    df_arch_list_free(&arch);
+    static const df_weight_layout diffusers = {locate_same, owns_clip, NULL};
+    df_clip_text_t *m = df_clip_text_from(dev, xfer, &cfg, st, &diffusers, store, err);
     df_safetensors_destroy(&st);
-    return w ? df_clip_text_new(&cfg, &w, err) : NULL;
+    return m;
 }
 
 /*  One encoder layer on x [rows, D] in place; h, q, k, v, a are [rows, D]

@@ -23,6 +23,11 @@ typedef struct _df_clip_text_t df_clip_text_t;
 /*  Takes ownership of weights (on success and failure). */
 df_clip_text_t *df_clip_text_new(const df_clip_text_config *cfg, df_weights_t **weights, df_error_t *err);
 
+/*  Builds the encoder from the tensors of st as layout places them. */
+df_clip_text_t *df_clip_text_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_clip_text_config *cfg,
+                                  const df_safetensors_t *st, const df_weight_layout *layout, df_dtype store,
+                                  df_error_t *err);
+
 /*  Loads a diffusers/transformers component folder (config.json and
  *  model.safetensors, or model.fp16.safetensors when that is all there is). */
 df_clip_text_t *df_clip_text_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,

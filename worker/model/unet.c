@@ -82,6 +82,17 @@ df_unet_t *df_unet_new(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_une
     return u;
 }
 
+df_unet_t *df_unet_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_unet_config *cfg, const df_safetensors_t *st,
+                      const df_weight_layout *layout, df_dtype store, df_error_t *err)
+{
+    df_arch_list arch = {0};
+    df_weights_t *w = NULL;
+    if (df_arch_unet(cfg, &arch, err) == DF_OK)
+        w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
+    df_arch_list_free(&arch);
+    return w ? df_unet_new(dev, xfer, cfg, &w, err) : NULL;
+}
+
 df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err)
 {
     char path[4096];
@@ -95,13 +106,9 @@ df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char 
     df_safetensors_t *st = df_safetensors_open(path, err);
     if (!st)
         return NULL;
-    df_arch_list arch = {0};
-    df_weights_t *w = NULL;
-    if (df_arch_unet(&cfg, &arch, err) == DF_OK)
-        w = df_weights_load(dev, xfer, &arch, st, NULL, NULL, store, err);
-    df_arch_list_free(&arch);
+    df_unet_t *m = df_unet_from(dev, xfer, &cfg, st, NULL, store, err);
     df_safetensors_destroy(&st);
-    return w ? df_unet_new(dev, xfer, &cfg, &w, err) : NULL;
+    return m;
 }
 
 const df_unet_config *df_unet_config_of(const df_unet_t *self) { return &self->cfg; }

@@ -26,6 +26,11 @@ typedef struct _df_unet_t df_unet_t;
 df_unet_t *df_unet_new(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_unet_config *cfg, df_weights_t **weights,
                        df_error_t *err);
 
+/*  Builds it from the tensors of st as layout places them (NULL: diffusers'
+ *  names). */
+df_unet_t *df_unet_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_unet_config *cfg, const df_safetensors_t *st,
+                      const df_weight_layout *layout, df_dtype store, df_error_t *err);
+
 /*  Loads a diffusers component folder (config.json and
  *  diffusion_pytorch_model[.fp16].safetensors). */
 df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,

@@ -31,6 +31,17 @@ df_vae_t *df_vae_new(const df_vae_config *cfg, df_weights_t **weights, df_error_
     return m;
 }
 
+df_vae_t *df_vae_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_vae_config *cfg, const df_safetensors_t *st,
+                      const df_weight_layout *layout, df_dtype store, df_error_t *err)
+{
+    df_arch_list arch = {0};
+    df_weights_t *w = NULL;
+    if (df_arch_vae(cfg, &arch, err) == DF_OK)
+        w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
+    df_arch_list_free(&arch);
+    return w ? df_vae_new(cfg, &w, err) : NULL;
+}
+
 df_vae_t *df_vae_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err)
 {
     char path[4096];
@@ -44,13 +55,9 @@ df_vae_t *df_vae_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *d
     df_safetensors_t *st = df_safetensors_open(path, err);
     if (!st)
         return NULL;
-    df_arch_list arch = {0};
-    df_weights_t *w = NULL;
-    if (df_arch_vae(&cfg, &arch, err) == DF_OK)
-        w = df_weights_load(dev, xfer, &arch, st, NULL, NULL, store, err);
-    df_arch_list_free(&arch);
+    df_vae_t *m = df_vae_from(dev, xfer, &cfg, st, NULL, store, err);
     df_safetensors_destroy(&st);
-    return w ? df_vae_new(&cfg, &w, err) : NULL;
+    return m;
 }
 
 void df_vae_destroy(df_vae_t **self_p)

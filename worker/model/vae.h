@@ -17,6 +17,11 @@ typedef struct _df_vae_t df_vae_t;
 /*  Takes ownership of weights. */
 df_vae_t *df_vae_new(const df_vae_config *cfg, df_weights_t **weights, df_error_t *err);
 
+/*  Builds it from the tensors of st as layout places them (NULL: diffusers'
+ *  names). */
+df_vae_t *df_vae_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_vae_config *cfg, const df_safetensors_t *st,
+                      const df_weight_layout *layout, df_dtype store, df_error_t *err);
+
 /*  Loads a diffusers component folder (config.json and
  *  diffusion_pytorch_model[.fp16].safetensors). */
 df_vae_t *df_vae_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err);

@@ -57,95 +57,151 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
         snprintf(buf + n, cap - n, "]");
 }
 
-/*  Converts one tensor's elements to the storage type and uploads them. */
-static int upload(df_vk_transfer_t *xfer, df_vk_buffer_t *buf, const df_st_tensor *t, df_dtype store,
+/*  Where one internal tensor's bytes are in the file. */
+typedef struct {
+    const df_st_tensor *t;
+    df_sgm_ref ref;
+} source;
+
+/*  Uploads the source's elements as the storage type: directly from the
+ *  mapping when the types agree and nothing is rearranged, else through one
+ *  tensor's worth of host floats. */
+static int upload(df_vk_transfer_t *xfer, df_vk_buffer_t *buf, const source *s, uint64_t nelem, df_dtype store,
                   const char *path, df_error_t *err)
 {
-    if (t->dtype == store)
-        return df_vk_upload(xfer, buf, 0, t->data, t->nbytes, err);
+    const df_st_tensor *t = s->t;
+    uint64_t esz = df_dtype_size(t->dtype), first = s->ref.part >= 0 ? (uint64_t)s->ref.part * nelem : 0;
+    if (t->dtype == store && !s->ref.transpose)
+        return df_vk_upload(xfer, buf, 0, (const uint8_t *)t->data + first * esz, nelem * esz, err);
     float *f = malloc(t->nelem * sizeof *f);
-    if (!f)
+    float *tr = s->ref.transpose ? malloc(t->nelem * sizeof *tr) : NULL;
+    if (!f || (s->ref.transpose && !tr)) {
+        free(f), free(tr);
         return df_error_set(err, DF_E_NOMEM, "%s: no host memory to convert '%s'", path, t->name);
+    }
     int rc = df_st_tensor_to_f32(t, f, err);
+    const float *src = f + first;
+    if (rc == DF_OK && tr) {
+        uint64_t rows = (uint64_t)t->shape[0], cols = (uint64_t)t->shape[1];
+        for (uint64_t r = 0; r < rows; r++)
+            for (uint64_t c = 0; c < cols; c++)
+                tr[c * rows + r] = f[r * cols + c];
+        src = tr;
+    }
     if (rc == DF_OK)
-        rc = df_vk_upload_f32(xfer, buf, 0, f, t->nelem, store, err);
-    free(f);
+        rc = df_vk_upload_f32(xfer, buf, 0, src, nelem, store, err);
+    free(f), free(tr);
     return rc;
 }
 
+/*  Shapes without their trailing 1s agree (a linear weight [o, i] and a 1x1
+ *  convolution's [o, i, 1, 1] hold the same bytes). */
+static int same_shape(int na, const int64_t *a, int nb, const int64_t *b)
+{
+    while (na > 1 && a[na - 1] == 1)
+        na--;
+    while (nb > 1 && b[nb - 1] == 1)
+        nb--;
+    if (na != nb)
+        return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/*  Whether the source can supply the expected tensor; why not in why. */
+static int fits(const source *s, const df_arch_tensor *a, char *why, size_t cap)
+{
+    const df_st_tensor *t = s->t;
+    char got[64], exp[64];
+    shape_str(got, sizeof got, t->ndim, t->shape);
+    shape_str(exp, sizeof exp, a->ndim, a->shape);
+    if (t->dtype != DF_F32 && t->dtype != DF_F16 && t->dtype != DF_BF16) {
+        snprintf(why, cap, "%s (dtype %s)", t->name, df_dtype_name(t->dtype));
+        return 0;
+    }
+    int ok;
+    if (s->ref.part >= 0) {
+        int64_t third[DF_ST_MAX_DIMS];
+        for (int i = 0; i < t->ndim; i++)
+            third[i] = t->shape[i];
+        ok = t->ndim >= 1 && t->shape[0] % 3 == 0;
+        if (ok)
+            third[0] /= 3;
+        ok = ok && same_shape(t->ndim, third, a->ndim, a->shape);
+    } else if (s->ref.transpose) {
+        ok = t->ndim == 2 && a->ndim == 2 && t->shape[0] == a->shape[1] && t->shape[1] == a->shape[0];
+    } else {
+        ok = same_shape(t->ndim, t->shape, a->ndim, a->shape);
+    }
+    if (!ok)
+        snprintf(why, cap, "%s %s, expected %s%s", t->name, got, s->ref.part >= 0 ? "3 x " : "", exp);
+    return ok;
+}
+
+static int locate_identity(void *ctx, const char *internal, df_sgm_ref *ref)
+{
+    (void)ctx;
+    ref->part = -1;
+    ref->transpose = 0;
+    return (size_t)snprintf(ref->name, sizeof ref->name, "%s", internal) < sizeof ref->name ? 0 : -1;
+}
+
+static int owns_all(void *ctx, const char *file_name)
+{
+    (void)ctx, (void)file_name;
+    return 1;
+}
+
 df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_arch_list *arch,
-                              const df_safetensors_t *st, df_weight_name_fn map, void *map_ctx, df_dtype store,
+                              const df_safetensors_t *st, const df_weight_layout *layout, df_dtype store,
                               df_error_t *err)
 {
+    static const df_weight_layout identity = {locate_identity, owns_all, NULL};
     const char *path = df_safetensors_path(st);
+    if (!layout)
+        layout = &identity;
     if (store != DF_F32 && store != DF_F16) {
         df_error_set(err, DF_E_INVALID, "%s: weights are stored as f32 or f16", path);
         return NULL;
     }
+    size_t nfile = df_safetensors_count(st);
     df_weights_t *w = calloc(1, sizeof *w);
-    df_strmap_t *want = df_strmap_new();
-    const df_st_tensor **found = calloc(arch->count ? arch->count : 1, sizeof *found);
+    source *src = calloc(arch->count ? arch->count : 1, sizeof *src);
+    uint8_t *used = calloc(nfile ? nfile : 1, 1);
     if (w) {
         w->items = calloc(arch->count ? arch->count : 1, sizeof *w->items);
         w->bufs = calloc(arch->count ? arch->count : 1, sizeof *w->bufs);
         w->names = calloc(arch->count ? arch->count : 1, sizeof *w->names);
         w->index = df_strmap_new();
     }
-    if (!w || !want || !found || !w->items || !w->bufs || !w->names || !w->index) {
+    if (!w || !src || !used || !w->items || !w->bufs || !w->names || !w->index) {
         df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
         goto fail;
     }
-    for (size_t i = 0; i < arch->count; i++)
-        if (df_strmap_put(want, arch->items[i].name, strlen(arch->items[i].name), (int64_t)i) != 0) {
-            df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
-            goto fail;
-        }
 
-    /* Match the file against the list: every tensor once, with its shape. */
+    /* Find every expected tensor, then see what the file has left over. */
     char extra[600] = "", shaped[600] = "", missing[600] = "";
-    int n_extra = 0, s_extra = 0, n_shaped = 0, s_shaped = 0, n_missing = 0, s_missing = 0, n_bad = 0;
-    for (size_t i = 0; i < df_safetensors_count(st); i++) {
-        const df_st_tensor *t = df_safetensors_at(st, i);
-        char name[256];
-        int mine = 1;
-        if (map)
-            mine = map(map_ctx, t->name, name, sizeof name);
-        else
-            snprintf(name, sizeof name, "%s", t->name);
-        if (mine <= 0)
-            continue;
-        int64_t at;
-        if (!df_strmap_get(want, name, strlen(name), &at)) {
-            list_add(extra, sizeof extra, &s_extra, &n_extra, t->name);
+    int n_extra = 0, s_extra = 0, n_shaped = 0, s_shaped = 0, n_missing = 0, s_missing = 0;
+    for (size_t i = 0; i < arch->count; i++) {
+        const df_arch_tensor *a = &arch->items[i];
+        if (layout->locate(layout->ctx, a->name, &src[i].ref) != 0 ||
+            !(src[i].t = df_safetensors_find(st, src[i].ref.name))) {
+            list_add(missing, sizeof missing, &s_missing, &n_missing, layout == &identity ? a->name : src[i].ref.name);
             continue;
         }
-        const df_arch_tensor *a = &arch->items[at];
-        int same = t->ndim == a->ndim;
-        for (int d = 0; same && d < a->ndim; d++)
-            same = t->shape[d] == a->shape[d];
-        if (t->dtype != DF_F32 && t->dtype != DF_F16 && t->dtype != DF_BF16) {
-            char what[300];
-            snprintf(what, sizeof what, "%s (dtype %s)", t->name, df_dtype_name(t->dtype));
-            list_add(shaped, sizeof shaped, &s_shaped, &n_shaped, what);
-            found[at] = t; /* reported once, as mis-shaped, not missing too */
-        } else if (!same) {
-            char what[300], got[64], exp[64];
-            shape_str(got, sizeof got, t->ndim, t->shape);
-            shape_str(exp, sizeof exp, a->ndim, a->shape);
-            snprintf(what, sizeof what, "%s %s, expected %s", t->name, got, exp);
-            list_add(shaped, sizeof shaped, &s_shaped, &n_shaped, what);
-            found[at] = t;
-        } else if (found[at]) {
-            list_add(extra, sizeof extra, &s_extra, &n_extra, t->name); /* two file names for one tensor */
-        } else {
-            found[at] = t;
-        }
+        used[src[i].t - df_safetensors_at(st, 0)] = 1;
+        char why[320];
+        if (!fits(&src[i], a, why, sizeof why))
+            list_add(shaped, sizeof shaped, &s_shaped, &n_shaped, why);
     }
-    for (size_t i = 0; i < arch->count; i++)
-        if (!found[i])
-            list_add(missing, sizeof missing, &s_missing, &n_missing, arch->items[i].name);
-    n_bad = n_extra + n_shaped + n_missing;
-    if (n_bad) {
+    for (size_t i = 0; i < nfile; i++) {
+        const df_st_tensor *t = df_safetensors_at(st, i);
+        if (!used[i] && layout->owns(layout->ctx, t->name) > 0)
+            list_add(extra, sizeof extra, &s_extra, &n_extra, t->name);
+    }
+    if (n_extra + n_shaped + n_missing) {
         char msg[2000];
         size_t len = 0;
         if (n_missing)
@@ -163,34 +219,35 @@ df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const
 
     for (size_t i = 0; i < arch->count; i++) {
         const df_arch_tensor *a = &arch->items[i];
-        const df_st_tensor *t = found[i];
+        uint64_t nelem = df_arch_numel(a);
         df_weight *it = &w->items[i];
         w->names[i] = strdup(a->name);
-        w->bufs[i] = w->names[i] ? df_vk_buffer_new(dev, t->nelem * df_dtype_size(store), err) : NULL;
+        w->bufs[i] = w->names[i] ? df_vk_buffer_new(dev, nelem * df_dtype_size(store), err) : NULL;
+        w->count = i + 1;
         if (!w->bufs[i]) {
-            df_error_prefix(err, "%s: tensor '%s'", path, t->name);
-            w->count = i + 1;
+            df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+            df_error_prefix(err, "%s: tensor '%s'", path, src[i].t->name);
             goto fail;
         }
-        w->count = i + 1;
         it->name = w->names[i];
         it->t = df_tensor_at(w->bufs[i], 0, store);
         it->ndim = a->ndim;
         memcpy(it->shape, a->shape, sizeof it->shape);
-        it->nelem = t->nelem;
+        it->nelem = nelem;
         w->bytes += w->bufs[i]->padded;
-        if (upload(xfer, w->bufs[i], t, store, path, err) != DF_OK ||
-            df_strmap_put(w->index, a->name, strlen(a->name), (int64_t)i) != 0) {
+        if (upload(xfer, w->bufs[i], &src[i], nelem, store, path, err) != DF_OK)
+            goto fail;
+        if (df_strmap_put(w->index, a->name, strlen(a->name), (int64_t)i) != 0) {
             df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
             goto fail;
         }
     }
-    df_strmap_destroy(&want);
-    free(found);
+    free(src);
+    free(used);
     return w;
 fail:
-    df_strmap_destroy(&want);
-    free(found);
+    free(src);
+    free(used);
     df_weights_destroy(&w);
     return NULL;
 }

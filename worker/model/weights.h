@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "safetensors.h"
+#include "sgm_names.h"
 #include "sdxl_arch.h"
 #include "tensor_ref.h"
 #include "vk_transfer.h"
@@ -28,19 +29,27 @@ typedef struct {
     uint64_t nelem;
 } df_weight;
 
-/*  Maps a file's tensor name to the internal name (written to out, cap
- *  bytes). Returns 1 when the tensor belongs to this component, 0 when it is
- *  another component's (skipped), -1 when it is a known buffer to ignore. */
-typedef int (*df_weight_name_fn)(void *ctx, const char *file_name, char *out, size_t cap);
+/*  How a file layout stores a component: where each internal tensor is (a
+ *  whole file tensor, a third of a fused one, or a transposed one), and
+ *  which file tensors are the component's at all. */
+typedef struct {
+    /* Fills ref for the internal name; -1 when the layout has no place for it. */
+    int (*locate)(void *ctx, const char *internal, df_sgm_ref *ref);
+    /* 1: the component's tensor; 0: another component's; -1: a buffer to ignore. */
+    int (*owns)(void *ctx, const char *file_name);
+    void *ctx;
+} df_weight_layout;
 
 typedef struct _df_weights_t df_weights_t;
 
 /*  Loads the tensors of arch from st into device memory as store_type (F32
- *  or F16). map may be NULL (file names are internal names). Errors name the
- *  file; a mismatch lists up to a dozen names of each kind and the counts. */
+ *  or F16). layout NULL: file names are internal names, every tensor is the
+ *  component's. Shapes must match, except that a linear weight may be stored
+ *  as a 1x1 convolution's. Errors name the file; a mismatch lists up to a
+ *  dozen names of each kind and the counts. */
 df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_arch_list *arch,
-                              const df_safetensors_t *st, df_weight_name_fn map, void *map_ctx,
-                              df_dtype store_type, df_error_t *err);
+                              const df_safetensors_t *st, const df_weight_layout *layout, df_dtype store_type,
+                              df_error_t *err);
 void df_weights_destroy(df_weights_t **self_p);
 
 /*  The weight called name; NULL when the component has none. */
