@@ -17,7 +17,8 @@
 /*  Learns up to max_merges merges from corpus and writes, into dir:
  *  vocab.json + merges.txt (the diffusers/transformers layout) and
  *  bpe_merges.txt.gz (OpenAI's layout, for reference tokenizers that read
- *  it). *vocab_size gets 512 + merges + 2. */
+ *  it). *vocab_size gets 512 + merges + 2. dir NULL: learn only (for the
+ *  vocabulary's size). */
 int df_bpe_train_write(const char *corpus, int max_merges, const char *dir, int *vocab_size, df_error_t *err);
 
 /*  A built-in corpus of the words prompts are made of, for `tiny`. */

@@ -16,6 +16,7 @@
 #include "philox.h"
 #include "safetensors.h"
 #include "sdxl_arch.h"
+#include "sgm_names.h"
 #include "sha256.h"
 
 /* Merges in the tiny vocabulary: enough that common words are one token. */
@@ -39,19 +40,13 @@ static uint64_t name_stream(const char *name)
     return s;
 }
 
-/*  Values scaled so activations keep unit size through any depth: weights
- *  N(0, 1/fan_in), norms near identity, small biases. */
-static int fill_tensor(void *vctx, const char *name, void *dst, uint64_t nbytes, df_error_t *err)
+/*  The values of internal tensor t, scaled so activations keep unit size
+ *  through any depth: weights N(0, 1/fan_in), norms near identity, small
+ *  biases. */
+static void gen_values(const df_arch_tensor *t, uint64_t seed, float *v)
 {
-    const fill_ctx *c = vctx;
-    const df_arch_tensor *t = df_arch_find(c->arch, name);
-    if (!t)
-        return df_error_set(err, DF_E_INVALID, "random model: no tensor '%s'", name);
     uint64_t n = df_arch_numel(t);
-    float *v = c->dtype == DF_F32 ? dst : malloc(n * sizeof *v);
-    if (!v)
-        return df_error_set(err, DF_E_NOMEM, "random model: out of memory for '%s'", name);
-    df_philox_fill_normal(v, n, c->seed, name_stream(name));
+    df_philox_fill_normal(v, n, seed, name_stream(t->name));
     double fan_in = 1;
     for (int i = 1; i < t->ndim; i++)
         fan_in *= (double)t->shape[i];
@@ -65,6 +60,19 @@ static int fill_tensor(void *vctx, const char *name, void *dst, uint64_t nbytes,
     }
     for (uint64_t i = 0; i < n; i++)
         v[i] = (float)(shift + scale * v[i]);
+}
+
+static int fill_tensor(void *vctx, const char *name, void *dst, uint64_t nbytes, df_error_t *err)
+{
+    const fill_ctx *c = vctx;
+    const df_arch_tensor *t = df_arch_find(c->arch, name);
+    if (!t)
+        return df_error_set(err, DF_E_INVALID, "random model: no tensor '%s'", name);
+    uint64_t n = df_arch_numel(t);
+    float *v = c->dtype == DF_F32 ? dst : malloc(n * sizeof *v);
+    if (!v)
+        return df_error_set(err, DF_E_NOMEM, "random model: out of memory for '%s'", name);
+    gen_values(t, c->seed, v);
     if (c->dtype == DF_F16) {
         df_float_to_half_n(v, dst, n);
         free(v);
@@ -256,5 +264,147 @@ int df_random_model_create(const char *dir, df_sdxl_preset preset, uint64_t seed
         rc = write_scheduler(dir, err);
     if (rc == DF_OK)
         rc = write_model_index(dir, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------ single file */
+
+/*  One tensor of the single file: an internal tensor as it is, three fused
+ *  (q, k, v of OpenCLIP's in_proj), or one transposed (its projection). */
+typedef struct {
+    const df_arch_tensor *src[3];
+    int nsrc, transpose;
+    char file[192]; /* its name in the single file */
+    uint64_t seed;
+    df_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+} sf_entry;
+
+static int fill_single(void *vctx, const char *name, void *dst, uint64_t nbytes, df_error_t *err)
+{
+    const sf_entry *e = vctx;
+    uint64_t part = df_arch_numel(e->src[0]), n = part * (uint64_t)e->nsrc;
+    float *v = malloc(n * sizeof *v), *t = e->transpose ? malloc(n * sizeof *t) : NULL;
+    if (!v || (e->transpose && !t)) {
+        free(v), free(t);
+        return df_error_set(err, DF_E_NOMEM, "random model: out of memory for '%s'", name);
+    }
+    for (int i = 0; i < e->nsrc; i++)
+        gen_values(e->src[i], e->seed, v + i * part);
+    const float *out = v;
+    if (t) { /* the internal [P, D] stored as [D, P] */
+        uint64_t rows = (uint64_t)e->src[0]->shape[0], cols = (uint64_t)e->src[0]->shape[1];
+        for (uint64_t r = 0; r < rows; r++)
+            for (uint64_t c = 0; c < cols; c++)
+                t[c * rows + r] = v[r * cols + c];
+        out = t;
+    }
+    if (e->dtype == DF_F16)
+        df_float_to_half_n(out, dst, n);
+    else
+        memcpy(dst, out, n * 4);
+    free(v), free(t);
+    (void)nbytes;
+    return DF_OK;
+}
+
+typedef int (*sgm_fn)(const void *cfg, const char *internal, df_sgm_ref *ref);
+static int sgm_unet(const void *c, const char *n, df_sgm_ref *r) { return df_sgm_unet(c, n, r); }
+static int sgm_vae(const void *c, const char *n, df_sgm_ref *r) { return df_sgm_vae(c, n, r); }
+static int sgm_te1(const void *c, const char *n, df_sgm_ref *r) { (void)c; return df_sgm_te1(n, r); }
+static int sgm_te2(const void *c, const char *n, df_sgm_ref *r) { (void)c; return df_sgm_te2(n, r); }
+
+/*  Lists one component's tensors under their SGM names. */
+static int add_component(const df_arch_list *arch, const void *cfg, sgm_fn map, uint64_t seed,
+                         df_dtype dtype, sf_entry *entries, size_t *used, df_error_t *err)
+{
+    for (size_t i = 0; i < arch->count; i++) {
+        const df_arch_tensor *t = &arch->items[i];
+        df_sgm_ref ref;
+        if (map(cfg, t->name, &ref) != 0)
+            return df_error_set(err, DF_E_INVALID, "random model: no single-file name for '%s'", t->name);
+        if (ref.part > 0) { /* k and v join the entry q opened (weight and bias each have one) */
+            sf_entry *q = NULL;
+            for (size_t k = *used; k-- > 0 && !q;)
+                if (strcmp(entries[k].file, ref.name) == 0)
+                    q = &entries[k];
+            if (!q || q->nsrc != ref.part)
+                return df_error_set(err, DF_E_INVALID, "random model: '%s' comes before its q part", t->name);
+            q->src[q->nsrc++] = t;
+            q->shape[0] += t->shape[0];
+            continue;
+        }
+        sf_entry *e = &entries[(*used)++];
+        memset(e, 0, sizeof *e);
+        e->src[0] = t;
+        e->nsrc = 1;
+        e->seed = seed;
+        e->dtype = dtype;
+        e->transpose = ref.transpose;
+        memcpy(e->file, ref.name, sizeof e->file);
+        e->ndim = t->ndim;
+        memcpy(e->shape, t->shape, sizeof e->shape);
+        if (ref.transpose) {
+            e->shape[0] = t->shape[1];
+            e->shape[1] = t->shape[0];
+        }
+        /* The original VAE's attention projections are 1x1 convolutions. */
+        if (map == sgm_vae && t->ndim == 2)
+            e->ndim = 4, e->shape[2] = e->shape[3] = 1;
+    }
+    return DF_OK;
+}
+
+int df_random_model_create_single(const char *path, df_sdxl_preset preset, uint64_t seed, df_dtype dtype,
+                                  df_error_t *err)
+{
+    if (dtype != DF_F32 && dtype != DF_F16)
+        return df_error_set(err, DF_E_INVALID, "random model: weights are f32 or f16, not %s", df_dtype_name(dtype));
+    int vocab = 0;
+    int rc = df_bpe_train_write(df_bpe_default_corpus(), TINY_MERGES, NULL, &vocab, err);
+    if (rc != DF_OK)
+        return rc;
+    df_sdxl_config cfg;
+    df_sdxl_config_preset(preset, vocab, &cfg);
+    df_arch_list lists[4] = {{0}};
+    rc = df_arch_unet(&cfg.unet, &lists[0], err);
+    if (rc == DF_OK)
+        rc = df_arch_vae(&cfg.vae, &lists[1], err);
+    if (rc == DF_OK)
+        rc = df_arch_clip_text(&cfg.te1, &lists[2], err);
+    if (rc == DF_OK)
+        rc = df_arch_clip_text(&cfg.te2, &lists[3], err);
+    size_t total = lists[0].count + lists[1].count + lists[2].count + lists[3].count, used = 0;
+    sf_entry *entries = calloc(total ? total : 1, sizeof *entries);
+    df_st_writer_t *w = df_st_writer_new();
+    if (rc == DF_OK && (!entries || !w))
+        rc = df_error_set(err, DF_E_NOMEM, "random model: out of memory");
+    const void *cfgs[4] = {&cfg.unet, &cfg.vae, &cfg.te1, &cfg.te2};
+    static const sgm_fn maps[4] = {sgm_unet, sgm_vae, sgm_te1, sgm_te2};
+    /* The same seeds per component as the folder layout: the same values. */
+    for (int c = 0; c < 4 && rc == DF_OK; c++)
+        rc = add_component(&lists[c], cfgs[c], maps[c], seed + (uint64_t)c, dtype, entries, &used, err);
+    /* Only now are the fused entries complete (k and v widen q's). */
+    for (size_t i = 0; i < used && rc == DF_OK; i++)
+        rc = df_st_writer_add_fill(w, entries[i].file, dtype, entries[i].ndim, entries[i].shape, fill_single,
+                                   &entries[i], err);
+    /* Configs travel in the metadata: a single file has no config.json. */
+    char *texts[4] = {df_unet_config_dump(&cfg.unet), df_vae_config_dump(&cfg.vae), df_clip_text_config_dump(&cfg.te1),
+                      df_clip_text_config_dump(&cfg.te2)};
+    static const char *const keys[4] = {DF_SGM_META_UNET, DF_SGM_META_VAE, DF_SGM_META_TE1, DF_SGM_META_TE2};
+    for (int c = 0; c < 4 && rc == DF_OK; c++)
+        rc = texts[c] ? df_st_writer_set_metadata(w, keys[c], texts[c], err)
+                      : df_error_set(err, DF_E_NOMEM, "random model: out of memory");
+    if (rc == DF_OK)
+        rc = df_st_writer_set_metadata(w, "format", "pt", err);
+    if (rc == DF_OK)
+        rc = df_st_writer_write(w, path, err);
+    for (int c = 0; c < 4; c++) {
+        free(texts[c]);
+        df_arch_list_free(&lists[c]);
+    }
+    df_st_writer_destroy(&w);
+    free(entries);
     return rc;
 }

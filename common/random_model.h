@@ -23,4 +23,11 @@
 int df_random_model_create(const char *dir, df_sdxl_preset preset, uint64_t seed, df_dtype dtype,
                            df_error_t *err);
 
+/*  The same model (the same values for the same seed) as one single-file
+ *  checkpoint in SGM naming, like sd_xl_base_1.0.safetensors, with the
+ *  configs in its metadata (DF_SGM_META_*). No tokenizer: a single file has
+ *  none. */
+int df_random_model_create_single(const char *path, df_sdxl_preset preset, uint64_t seed, df_dtype dtype,
+                                  df_error_t *err);
+
 #endif

@@ -94,6 +94,24 @@ static int open_config(reader *r, const char *path, df_error_t *err)
     return DF_OK;
 }
 
+/*  The same from JSON text held in memory (configs carried in a
+ *  checkpoint's metadata); label names it in messages. */
+static int open_config_text(reader *r, const char *text, const char *label, df_error_t *err)
+{
+    r->path = label;
+    r->err = err;
+    json_error_t jerr;
+    r->root = json_loads(text, 0, &jerr);
+    if (!r->root)
+        return df_error_set(err, DF_E_FORMAT, "%s: %s (line %d)", label, jerr.text, jerr.line);
+    if (!json_is_object(r->root)) {
+        json_decref(r->root);
+        r->root = NULL;
+        return df_error_set(err, DF_E_FORMAT, "%s: not a JSON object", label);
+    }
+    return DF_OK;
+}
+
 static int bad(reader *r, const char *key, const char *why)
 {
     return df_error_set(r->err, DF_E_FORMAT, "%s: \"%s\" %s", r->path, key, why);
@@ -243,12 +261,12 @@ static int get_block_types(reader *r, const char *key, int n, const char *plain,
             goto out;                                                                                                  \
     } while (0)
 
-int df_unet_config_load(const char *path, df_unet_config *cfg, df_error_t *err)
+static int unet_from(reader *r_in, df_unet_config *cfg)
 {
-    reader r;
-    int rc = open_config(&r, path, err);
-    if (rc != DF_OK)
-        return rc;
+    reader r = *r_in;
+    const char *path = r.path;
+    df_error_t *err = r.err;
+    int rc = DF_OK;
     memset(cfg, 0, sizeof *cfg);
     static const char *const silu[] = {"silu", NULL}, *const def[] = {"default", NULL},
                              *const pos[] = {"positional", NULL}, *const tt[] = {"text_time", NULL},
@@ -312,16 +330,33 @@ int df_unet_config_load(const char *path, df_unet_config *cfg, df_error_t *err)
             goto out;
         }
 out:
+    return rc;
+}
+
+int df_unet_config_load(const char *path, df_unet_config *cfg, df_error_t *err)
+{
+    reader r;
+    int rc = open_config(&r, path, err);
+    if (rc == DF_OK)
+        rc = unet_from(&r, cfg);
     json_decref(r.root);
     return rc;
 }
 
-int df_vae_config_load(const char *path, df_vae_config *cfg, df_error_t *err)
+int df_unet_config_parse(const char *json, const char *label, df_unet_config *cfg, df_error_t *err)
 {
     reader r;
-    int rc = open_config(&r, path, err);
-    if (rc != DF_OK)
-        return rc;
+    int rc = open_config_text(&r, json, label, err);
+    if (rc == DF_OK)
+        rc = unet_from(&r, cfg);
+    json_decref(r.root);
+    return rc;
+}
+
+static int vae_from(reader *r_in, df_vae_config *cfg)
+{
+    reader r = *r_in;
+    int rc = DF_OK;
     memset(cfg, 0, sizeof *cfg);
     static const char *const silu[] = {"silu", NULL};
     int dummy, types[DF_SDXL_MAX_LEVELS];
@@ -344,16 +379,35 @@ int df_vae_config_load(const char *path, df_vae_config *cfg, df_error_t *err)
     TRY(require_null(&r, "shift_factor"));
     TRY(require_null(&r, "latents_mean"));
 out:
+    return rc;
+}
+
+int df_vae_config_load(const char *path, df_vae_config *cfg, df_error_t *err)
+{
+    reader r;
+    int rc = open_config(&r, path, err);
+    if (rc == DF_OK)
+        rc = vae_from(&r, cfg);
     json_decref(r.root);
     return rc;
 }
 
-int df_clip_text_config_load(const char *path, df_clip_text_config *cfg, df_error_t *err)
+int df_vae_config_parse(const char *json, const char *label, df_vae_config *cfg, df_error_t *err)
 {
     reader r;
-    int rc = open_config(&r, path, err);
-    if (rc != DF_OK)
-        return rc;
+    int rc = open_config_text(&r, json, label, err);
+    if (rc == DF_OK)
+        rc = vae_from(&r, cfg);
+    json_decref(r.root);
+    return rc;
+}
+
+static int clip_text_from(reader *r_in, df_clip_text_config *cfg)
+{
+    reader r = *r_in;
+    const char *path = r.path;
+    df_error_t *err = r.err;
+    int rc = DF_OK;
     memset(cfg, 0, sizeof *cfg);
     static const char *const acts[] = {"gelu", "quick_gelu", NULL};
     TRY(get_int(&r, "vocab_size", 3, 1 << 24, 0, 0, &cfg->vocab_size));
@@ -378,6 +432,25 @@ int df_clip_text_config_load(const char *path, df_clip_text_config *cfg, df_erro
     if (cfg->hidden % cfg->heads != 0)
         rc = bad(&r, "num_attention_heads", "must divide hidden_size");
 out:
+    return rc;
+}
+
+int df_clip_text_config_load(const char *path, df_clip_text_config *cfg, df_error_t *err)
+{
+    reader r;
+    int rc = open_config(&r, path, err);
+    if (rc == DF_OK)
+        rc = clip_text_from(&r, cfg);
+    json_decref(r.root);
+    return rc;
+}
+
+int df_clip_text_config_parse(const char *json, const char *label, df_clip_text_config *cfg, df_error_t *err)
+{
+    reader r;
+    int rc = open_config_text(&r, json, label, err);
+    if (rc == DF_OK)
+        rc = clip_text_from(&r, cfg);
     json_decref(r.root);
     return rc;
 }
@@ -409,7 +482,7 @@ static int save(json_t *o, const char *path, df_error_t *err)
     return rc;
 }
 
-int df_unet_config_save(const df_unet_config *c, const char *path, df_error_t *err)
+static json_t *unet_json(const df_unet_config *c)
 {
     int n = c->levels;
     json_t *o = json_object();
@@ -448,10 +521,10 @@ int df_unet_config_save(const df_unet_config *c, const char *path, df_error_t *e
     json_object_set_new(o, "up_block_types", name_list(c->up_attn, n, "UpBlock2D", "CrossAttnUpBlock2D"));
     json_object_set_new(o, "upcast_attention", json_null());
     json_object_set_new(o, "use_linear_projection", json_boolean(c->use_linear_projection));
-    return save(o, path, err);
+    return o;
 }
 
-int df_vae_config_save(const df_vae_config *c, const char *path, df_error_t *err)
+static json_t *vae_json(const df_vae_config *c)
 {
     int n = c->levels, zeros[DF_SDXL_MAX_LEVELS] = {0};
     json_t *o = json_object();
@@ -469,10 +542,10 @@ int df_vae_config_save(const df_vae_config *c, const char *path, df_error_t *err
     json_object_set_new(o, "sample_size", json_integer(c->sample_size));
     json_object_set_new(o, "scaling_factor", json_real(c->scaling_factor));
     json_object_set_new(o, "up_block_types", name_list(zeros, n, "UpDecoderBlock2D", NULL));
-    return save(o, path, err);
+    return o;
 }
 
-int df_clip_text_config_save(const df_clip_text_config *c, const char *path, df_error_t *err)
+static json_t *clip_text_json(const df_clip_text_config *c)
 {
     json_t *o = json_object();
     json_t *arch = json_array();
@@ -493,8 +566,34 @@ int df_clip_text_config_save(const df_clip_text_config *c, const char *path, df_
     json_object_set_new(o, "eos_token_id", json_integer(2));
     json_object_set_new(o, "pad_token_id", json_integer(1));
     json_object_set_new(o, "torch_dtype", json_string("float32"));
-    return save(o, path, err);
+    return o;
 }
+
+int df_unet_config_save(const df_unet_config *c, const char *path, df_error_t *err)
+{
+    return save(unet_json(c), path, err);
+}
+
+int df_vae_config_save(const df_vae_config *c, const char *path, df_error_t *err)
+{
+    return save(vae_json(c), path, err);
+}
+
+int df_clip_text_config_save(const df_clip_text_config *c, const char *path, df_error_t *err)
+{
+    return save(clip_text_json(c), path, err);
+}
+
+static char *dump(json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    return s;
+}
+
+char *df_unet_config_dump(const df_unet_config *c) { return dump(unet_json(c)); }
+char *df_vae_config_dump(const df_vae_config *c) { return dump(vae_json(c)); }
+char *df_clip_text_config_dump(const df_clip_text_config *c) { return dump(clip_text_json(c)); }
 
 /* ------------------------------------------------------------ consistency */
 

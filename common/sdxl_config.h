@@ -75,10 +75,20 @@ int df_unet_config_load(const char *path, df_unet_config *cfg, df_error_t *err);
 int df_vae_config_load(const char *path, df_vae_config *cfg, df_error_t *err);
 int df_clip_text_config_load(const char *path, df_clip_text_config *cfg, df_error_t *err);
 
+/*  The same from JSON text in memory; label names it in messages. */
+int df_unet_config_parse(const char *json, const char *label, df_unet_config *cfg, df_error_t *err);
+int df_vae_config_parse(const char *json, const char *label, df_vae_config *cfg, df_error_t *err);
+int df_clip_text_config_parse(const char *json, const char *label, df_clip_text_config *cfg, df_error_t *err);
+
 /*  Writes one config.json as diffusers/transformers would. */
 int df_unet_config_save(const df_unet_config *cfg, const char *path, df_error_t *err);
 int df_vae_config_save(const df_vae_config *cfg, const char *path, df_error_t *err);
 int df_clip_text_config_save(const df_clip_text_config *cfg, const char *path, df_error_t *err);
+
+/*  The config.json text (malloc'd; NULL when out of memory). */
+char *df_unet_config_dump(const df_unet_config *cfg);
+char *df_vae_config_dump(const df_vae_config *cfg);
+char *df_clip_text_config_dump(const df_clip_text_config *cfg);
 
 /*  Checks the configs fit together (context width = te1 + te2 hidden, pooled
  *  width, channel counts divisible by the groups and heads). */

@@ -25,6 +25,13 @@
 #define DF_SGM_TE1 "conditioner.embedders.0.transformer."
 #define DF_SGM_TE2 "conditioner.embedders.1.model."
 
+/* Metadata keys under which dreamfleet's own single files carry their
+ * configs (config.json text); files without them are taken to be SDXL 1.0. */
+#define DF_SGM_META_UNET "dreamfleet.config.unet"
+#define DF_SGM_META_VAE "dreamfleet.config.vae"
+#define DF_SGM_META_TE1 "dreamfleet.config.text_encoder"
+#define DF_SGM_META_TE2 "dreamfleet.config.text_encoder_2"
+
 typedef struct {
     char name[192]; /* the file's tensor */
     int part;       /* -1: the whole tensor; 0, 1, 2: that third of its rows (q, k, v of a fused in_proj) */

@@ -14,6 +14,7 @@
 #include "gemm.h"
 #include "log.h"
 #include "worker_daemon.h"
+#include "component.h"
 #include "selftest.h"
 #include "vk_instance.h"
 
@@ -23,6 +24,8 @@ static void usage(FILE *out)
             "usage: dreamfleet-worker --connect ENDPOINT [--keys DIR | --insecure] [--device N] [--cache DIR]\n"
             "       dreamfleet-worker --list-devices [--device N]\n"
             "       dreamfleet-worker --selftest [--device N] [--quick] [--gemm texel|tiled] [--portable]\n"
+            "       dreamfleet-worker component text|unet|vae-encode|vae-decode --model PATH --out FILE [...]\n"
+            "                         (one SDXL component on tensors from a file; component --help)\n"
             "\n"
             "  --connect ENDPOINT serve the coordinator at ENDPOINT (tcp://HOST:PORT, ipc://PATH)\n"
             "  --keys DIR        CURVE keys: worker.cert_secret and coordinator.cert (required for tcp://)\n"
@@ -73,6 +76,8 @@ int main(int argc, char **argv)
     const char *env_level = getenv("DF_LOG_LEVEL");
     if (env_level && df_log_level_parse(env_level) >= 0)
         df_log_set_level((df_log_level)df_log_level_parse(env_level));
+    if (argc >= 2 && strcmp(argv[1], "component") == 0)
+        return df_component_main(argc - 1, argv + 1);
 
     int mode = 0, device = -1, quick = 0, validation = 0;
     df_gemm_path path = DF_GEMM_AUTO;

@@ -28,7 +28,7 @@ static void usage(FILE *out)
             "                                empty tasks, to test a cluster\n"
             "  model add NAME PATH           upload a base model and register it\n"
             "  model list\n"
-            "  model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16]\n"
+            "  model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16] [--single-file]\n"
             "                                write a model with deterministic random weights (diffusers layout)\n"
             "  stats                         queue, tasks, workers, traffic, latency\n"
             "  keys --out DIR                CURVE keys for a coordinator, a worker and a client\n"

@@ -1,6 +1,7 @@
 /*  model_tools.c - see model_tools.h.
  *
  *    dreamfleet model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16]
+ *    dreamfleet model create-random FILE.safetensors --single-file --config tiny|sdxl [...]
  */
 #include "model_tools.h"
 
@@ -24,9 +25,12 @@ static int create_random(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"seed", required_argument, NULL, 's'},
         {"dtype", required_argument, NULL, 'd'},
+        {"single-file", no_argument, NULL, '1'},
         {NULL, 0, NULL, 0},
     };
-    const char *usage = "usage: dreamfleet model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16]";
+    const char *usage = "usage: dreamfleet model create-random DIR|FILE --config tiny|sdxl [--seed N] [--dtype f32|f16] "
+                        "[--single-file]";
+    int single = 0;
     df_sdxl_preset preset = DF_SDXL_PRESET_TINY;
     int have_preset = 0;
     uint64_t seed = 0;
@@ -67,6 +71,7 @@ static int create_random(int argc, char **argv)
             }
             dtype_given = 1;
             break;
+        case '1': single = 1; break;
         default: df_cli_error("%s", usage); return DF_EXIT_USAGE;
         }
     }
@@ -82,13 +87,16 @@ static int create_random(int argc, char **argv)
     df_error_clear(&err);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (df_random_model_create(dir, preset, seed, dtype, &err) != DF_OK) {
+    int rc = single ? df_random_model_create_single(dir, preset, seed, dtype, &err)
+                    : df_random_model_create(dir, preset, seed, dtype, &err);
+    if (rc != DF_OK) {
         df_cli_error("model create-random %s: %s", dir, err.msg);
         return err.code == DF_E_INVALID ? DF_EXIT_USAGE : DF_EXIT_FAILED;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("%s: random %s model (seed %llu, %s) written in %.1f s\n", dir,
+    printf("%s: random %s model (seed %llu, %s%s) written in %.1f s\n", dir, 
            preset == DF_SDXL_PRESET_SDXL ? "sdxl" : "tiny", (unsigned long long)seed, df_dtype_name(dtype),
+           single ? ", single file" : "",
            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     return DF_EXIT_OK;
 }

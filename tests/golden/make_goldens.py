@@ -6,8 +6,9 @@ user would. The C tests compare against the files written here; they need
 neither torch nor this script.
 
     dreamfleet model create-random /tmp/tiny --config tiny --seed 0
+    dreamfleet model create-random /tmp/tiny.safetensors --single-file --config tiny --seed 0
     PYTHONPATH=DIFFUSERS_SRC:HF_HUB_SRC:OPEN_CLIP_SRC:OPENAI_CLIP_SRC:tests/golden/pysafetensors:tests/golden/pystubs \\
-        /usr/bin/python3 tests/golden/make_goldens.py /tmp/tiny tests/data/golden
+        /usr/bin/python3 tests/golden/make_goldens.py /tmp/tiny /tmp/tiny.safetensors tests/data/golden
 
 (docs/parity.md says which versions and where they come from.) The model is
 a pure function of the seed, so the goldens record the SHA-256 of each weight
@@ -26,6 +27,29 @@ from open_clip.version import __version__ as open_clip_version
 from open_clip.transformer import QuickGELU, TextTransformer
 from clip.simple_tokenizer import SimpleTokenizer
 import safetensors.torch
+
+
+def diffusers_converters():
+    """diffusers' own single-file converters for the UNet and the VAE.
+
+    Their module (convert_from_ckpt.py) imports transformers at the top for
+    functions not used here, and transformers cannot be installed where the
+    goldens are made; so its functions are taken from the module's source,
+    unchanged, and run in a namespace of their own."""
+    import ast
+    import logging
+    import re
+    src_path = os.path.join(os.path.dirname(diffusers.__file__), "pipelines", "stable_diffusion",
+                            "convert_from_ckpt.py")
+    tree = ast.parse(open(src_path).read())
+    wanted = re.compile(r"^(renew_|assign_to_checkpoint|shave_segments|conv_attn_to_linear|convert_ldm_unet_checkpoint|"
+                        r"convert_ldm_vae_checkpoint)")
+    module = ast.Module(body=[n for n in tree.body if isinstance(n, ast.FunctionDef) and wanted.match(n.name)],
+                        type_ignores=[])
+    ns = {"torch": torch, "logger": logging.getLogger("convert_from_ckpt"), "Optional": None, "Union": None,
+          "Dict": None}
+    exec(compile(module, src_path, "exec"), ns)
+    return ns["convert_ldm_unet_checkpoint"], ns["convert_ldm_vae_checkpoint"]
 
 PROMPTS = [
     "a photo of TOK person",
@@ -96,8 +120,38 @@ def run_text(tt, ids):
     return penultimate.contiguous(), pooled.contiguous()
 
 
+def check_single_file(path, model_dir, unet, vae, te1, te2):
+    """The single file's SGM names, read back by diffusers' own converters
+    (and open_clip's loader for encoder 2), must give exactly the folder's
+    tensors; then the folder's goldens hold for the single file too."""
+    convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint = diffusers_converters()
+    sf = safetensors.torch.load_file(path)
+    folder_unet = safetensors.torch.load_file(os.path.join(model_dir, "unet", "diffusion_pytorch_model.safetensors"))
+    folder_vae = safetensors.torch.load_file(os.path.join(model_dir, "vae", "diffusion_pytorch_model.safetensors"))
+    for name, conv, folder in (("unet", convert_ldm_unet_checkpoint(sf, dict(unet.config)), folder_unet),
+                               ("vae", convert_ldm_vae_checkpoint(sf, dict(vae.config)), folder_vae)):
+        assert set(conv) == set(folder), (name, sorted(set(conv) ^ set(folder))[:10])
+        for k in folder:
+            assert torch.equal(conv[k].reshape(folder[k].shape), folder[k]), (name, k)
+    te1_folder = safetensors.torch.load_file(os.path.join(model_dir, "text_encoder", "model.safetensors"))
+    p1 = "conditioner.embedders.0.transformer."
+    te1_sf = {k[len(p1):]: v for k, v in sf.items() if k.startswith(p1)}
+    assert set(te1_sf) == set(te1_folder) and all(torch.equal(te1_sf[k], te1_folder[k]) for k in te1_folder)
+    p2 = "conditioner.embedders.1.model."
+    te2_sf = {k[len(p2):]: v for k, v in sf.items() if k.startswith(p2)}
+    loaded = TextTransformer(context_length=te2.context_length, vocab_size=te2.vocab_size, width=te2.width,
+                             heads=te2.heads, layers=te2.transformer.layers,
+                             mlp_ratio=te2.transformer.resblocks[0].mlp.c_fc.out_features / te2.width,
+                             output_dim=te2.output_dim)
+    loaded.load_state_dict(te2_sf, strict=True)
+    for k, v in te2.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), ("text_encoder_2", k)
+    assert all(k.startswith((p1, p2, "model.diffusion_model.", "first_stage_model.")) for k in sf)
+    return sha256(path)
+
+
 def main():
-    model_dir, out_dir = sys.argv[1], sys.argv[2]
+    model_dir, single_file, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -150,6 +204,8 @@ def main():
          "decoded": decoded.contiguous()},
         os.path.join(out_dir, "tiny_vae.safetensors"))
 
+    single_sha = check_single_file(single_file, model_dir, unet, vae, te1, te2)
+
     files = {}
     for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
         for name in sorted(os.listdir(os.path.join(model_dir, sub))):
@@ -157,7 +213,12 @@ def main():
     manifest = {"model": "dreamfleet model create-random DIR --config tiny --seed 0",
                 "reference": {"diffusers": diffusers.__version__, "torch": torch.__version__,
                               "open_clip": open_clip_version, "tokenizer": "openai/CLIP simple_tokenizer"},
-                "files": files}
+                "files": files,
+                "single_file": {"model": "dreamfleet model create-random FILE --single-file --config tiny --seed 0",
+                                "sha256": single_sha,
+                                "checked_with": "diffusers' convert_ldm_unet_checkpoint and convert_ldm_vae_checkpoint, "
+                                                "open_clip TextTransformer.load_state_dict(strict=True): "
+                                                "identical to the folder's tensors"}}
     with open(os.path.join(out_dir, "tiny_manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
