@@ -28,6 +28,7 @@
 #include "sha256.h"
 #include "unet.h"
 #include "vae.h"
+#include "vae_tiled.h"
 #include "test.h"
 #include "test_support.h"
 #include "vk_batch.h"
@@ -782,6 +783,78 @@ static void test_component_runner(void)
     unlink(out);
 }
 
+/*  Tiled VAE: one tile equals the untiled result (the goldens); several
+ *  tiles stay close to it (the decoder's group norms and attention see the
+ *  whole image, so tiles can only approximate it) and have no seams. */
+static void test_vae_tiled(void)
+{
+    df_safetensors_t *st = open_golden("tiny_vae.safetensors");
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_vae_t *vae = m && st ? df_sdxl_load_vae(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    CHECK(vae != NULL);
+    if (!vae) {
+        df_sdxl_destroy(&m);
+        df_safetensors_destroy(&st);
+        return;
+    }
+    uint64_t nl, ni, nd, nm;
+    float *lat = golden_f32(st, "latents", &nl), *img = golden_f32(st, "image", &ni);
+    float *dec_ref = golden_f32(st, "decoded", &nd), *mean_ref = golden_f32(st, "mean", &nm);
+    float *dec = malloc(nd * sizeof *dec), *mean = malloc(nm * sizeof *mean), *lv = malloc(nm * sizeof *lv);
+    CHECK_OK(df_vae_decode_tiled(vae, g_batch, g_xfer, NULL, lat, 1, 8, 6, dec, &err), &err);
+    check_close("tiled decode, one tile", dec, dec_ref, nd, 1e-4);
+    CHECK_OK(df_vae_encode_tiled(vae, g_batch, g_xfer, NULL, img, 1, 64, 48, mean, lv, &err), &err);
+    check_close("tiled encode, one tile", mean, mean_ref, nm, 1e-4);
+
+    /* 24 x 20 latents in tiles of 16 overlapping by 8: 2 x 2 tiles. */
+    const uint32_t h = 24, w = 20, f = 8;
+    uint64_t n = 4ull * h * w, no = 3ull * h * f * w * f;
+    float *big = malloc(n * sizeof *big), *full = malloc(no * sizeof *full), *tl = malloc(no * sizeof *tl);
+    for (uint64_t i = 0; i < n; i++)
+        big[i] = (float)sin(0.05 * (double)i) + 0.3f * (float)cos(0.7 * (double)i);
+    df_vae_tiling t = {.tile = 16, .overlap = 8};
+    df_vk_buffer_t *lb = df_vk_buffer_new(g_dev, n * 4, &err), *ob = df_vk_buffer_new(g_dev, no * 4, &err);
+    CHECK_OK(df_vk_upload(g_xfer, lb, 0, big, n * 4, &err), &err);
+    df_fmap lm = {df_tensor_at(lb, 0, DF_F32), 1, 4, h, w};
+    CHECK_OK(df_vae_decode(vae, g_batch, &lm, df_tensor_at(ob, 0, DF_F32), &err), &err);
+    CHECK_OK(df_vk_download(g_xfer, ob, 0, full, no * 4, &err), &err);
+    CHECK_OK(df_vae_decode_tiled(vae, g_batch, g_xfer, &t, big, 1, h, w, tl, &err), &err);
+    double sum = 0, scale = 0, worst_jump = 0, typical_jump = 0;
+    int finite = 1;
+    for (uint64_t i = 0; i < no; i++) {
+        finite &= isfinite(tl[i]);
+        sum += fabs(tl[i] - full[i]);
+        scale += fabs(full[i]);
+    }
+    /* Seams: the step between neighbouring columns where a tile begins or
+     * ends is no larger than the steps elsewhere. */
+    const uint32_t W = w * f, H = h * f;
+    for (uint32_t y = 0; y < H; y++)
+        for (uint32_t x = 1; x < W; x++) {
+            double d = fabs(tl[y * W + x] - tl[y * W + x - 1]);
+            if (x == 4 * f || x == 16 * f) /* where a tile begins or ends */
+                worst_jump = fmax(worst_jump, d);
+            else
+                typical_jump = fmax(typical_jump, d);
+        }
+    CHECK(finite);
+    fprintf(stderr, "  tiled decode, 2x2 tiles: mean |tiled - whole| = %.3g of mean |whole| %.3g; "
+                    "largest step at tile edges %.3g, elsewhere %.3g\n",
+            sum / (double)no, scale / (double)no, worst_jump, typical_jump);
+    CHECK(sum < 0.25 * scale);
+    CHECK(worst_jump <= typical_jump);
+    df_error_clear(&err);
+    CHECK_FAILS(df_vae_encode_tiled(vae, g_batch, g_xfer, NULL, img, 1, 60, 48, mean, lv, &err), &err, DF_E_INVALID,
+                "multiple of 8");
+    free(big), free(full), free(tl), free(lat), free(img), free(dec_ref), free(mean_ref), free(dec), free(mean), free(lv);
+    df_vk_buffer_destroy(&lb), df_vk_buffer_destroy(&ob);
+    df_vae_destroy(&vae);
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 /*  The chunked attention path (head dims over 128, the VAE's 512 in SDXL)
  *  against a double-precision reference. */
 static void test_attention_any(void)
@@ -927,6 +1000,7 @@ int main(int argc, char **argv)
     RUN(test_attention_any);
     RUN(test_vae_f32);
     RUN(test_vae_f16);
+    RUN(test_vae_tiled);
     RUN(test_unet_f32);
     RUN(test_unet_f16);
     RUN(test_single_file);

@@ -43,6 +43,45 @@ int df_scratch_from_host(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const flo
     return rc;
 }
 
+int df_keep_tensor(df_vk_batch_t *batch, df_keep *keep, df_tensor *t, uint64_t elems, df_error_t *err)
+{
+    if (keep->n == DF_KEEP_MAX)
+        return df_error_set(err, DF_E_RANGE, "more than %d tensors kept across steps", DF_KEEP_MAX);
+    df_vk_buffer_t *b = df_vk_buffer_new(df_vk_batch_device(batch), elems * df_dtype_size(t->dtype), err);
+    if (!b)
+        return err ? err->code : DF_E_DEVICE_MEMORY;
+    keep->bufs[keep->n++] = b;
+    int rc = df_vk_batch_copy(batch, t->ref.buf, t->ref.offset, b, 0, elems * df_dtype_size(t->dtype), err);
+    if (rc == DF_OK) {
+        t->ref.buf = b;
+        t->ref.offset = 0;
+    }
+    return rc;
+}
+
+void df_keep_release(df_keep *keep, df_vk_batch_t *batch)
+{
+    for (int i = 0; i < keep->n; i++)
+        if (!batch || df_vk_batch_hold(batch, &keep->bufs[i], NULL) != DF_OK)
+            df_vk_buffer_destroy(&keep->bufs[i]);
+    keep->n = 0;
+}
+
+int df_step_end(df_vk_batch_t *batch, df_keep *cur, df_tensor *x, uint64_t elems, df_error_t *err)
+{
+    int before = cur->n;
+    int rc = df_keep_tensor(batch, cur, x, elems, err);
+    if (rc == DF_OK)
+        rc = df_vk_batch_submit(batch, err);
+    if (rc != DF_OK)
+        return rc;
+    for (int i = 0; i < before; i++)
+        df_vk_buffer_destroy(&cur->bufs[i]);
+    cur->bufs[0] = cur->bufs[before];
+    cur->n = 1;
+    return DF_OK;
+}
+
 int df_weight_at(const df_weights_t *w, const char *prefix, const char *suffix, const df_weight **out,
                  df_error_t *err)
 {

@@ -15,6 +15,30 @@
  *  frees it after submit). *out gets no buffer on failure. */
 int df_scratch(df_vk_batch_t *batch, uint64_t elems, df_dtype dtype, df_tensor *out, df_error_t *err);
 
+/*  Tensors that must outlive a submit (a UNet's skip connections, the
+ *  running activation across blocks) live here; model code frees them all
+ *  at the end of its call. */
+#define DF_KEEP_MAX 64
+typedef struct {
+    df_vk_buffer_t *bufs[DF_KEEP_MAX];
+    int n;
+} df_keep;
+
+/*  Copies elems f32 values of *t into a new buffer in keep and points *t at
+ *  it (the copy is recorded in batch). */
+int df_keep_tensor(df_vk_batch_t *batch, df_keep *keep, df_tensor *t, uint64_t elems, df_error_t *err);
+
+/*  Frees everything in keep: at once when batch is NULL (the work using it
+ *  has completed), else when batch's recorded work has (an error path, with
+ *  commands still recorded). */
+void df_keep_release(df_keep *keep, df_vk_batch_t *batch);
+
+/*  Ends a step of a long computation: *x (elems f32) is copied into cur,
+ *  the batch is submitted (freeing the step's scratch), and the buffers cur
+ *  held before are freed. What a model keeps live across steps is then just
+ *  its running activation (and whatever it keeps elsewhere). */
+int df_step_end(df_vk_batch_t *batch, df_keep *cur, df_tensor *x, uint64_t elems, df_error_t *err);
+
 /*  A scratch f32 tensor holding n values from host memory (uploaded now). */
 int df_scratch_from_host(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const float *src, uint64_t n, df_tensor *out,
                          df_error_t *err);

@@ -295,14 +295,32 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
                             s->c, s->h, s->w, c->in_channels, mult);
     if (in->context_len == 0 || !in->context.ref.buf || !in->text_embeds.ref.buf || !in->timesteps || !in->time_ids)
         return df_error_set(err, DF_E_INVALID, "unet: missing conditioning (context, text_embeds, timesteps, time_ids)");
+    /* The evaluation runs as a series of submitted steps (one per level) so
+     * that only one level's scratch is alive at a time; the embedding, the
+     * skip connections and the running activation are kept across them. */
+    df_keep kept = {.n = 0}, cur = {.n = 0};
     df_tensor temb;
     int rc = embeddings(self, batch, in, &temb, err);
+    if (rc == DF_OK)
+        rc = df_keep_tensor(batch, &kept, &temb, (uint64_t)s->n * 4 * (uint64_t)c->block_out[0], err);
     df_fmap x, y, skips[MAX_SKIPS];
     int nskip = 0;
     char p[128];
+#define FMAP_ELEMS(m) ((uint64_t)(m).n * (m).c * (m).h * (m).w)
+#define SKIP()                                                                                                         \
+    do {                                                                                                               \
+        if (rc == DF_OK)                                                                                               \
+            rc = df_keep_tensor(batch, &kept, &x.t, FMAP_ELEMS(x), err);                                               \
+        skips[nskip++] = x;                                                                                            \
+    } while (0)
+#define STEP()                                                                                                         \
+    do {                                                                                                               \
+        if (rc == DF_OK)                                                                                               \
+            rc = df_step_end(batch, &cur, &x.t, FMAP_ELEMS(x), err);                                                   \
+    } while (0)
     if (rc == DF_OK)
         rc = df_conv_same(batch, self->w, "conv_in", s, &x, err);
-    skips[nskip++] = x;
+    SKIP();
     for (int i = 0; rc == DF_OK && i < c->levels; i++) {
         for (int j = 0; rc == DF_OK && j < c->layers_per_block; j++) {
             snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
@@ -312,14 +330,15 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
                 snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
                 rc = transformer(self, batch, p, c->transformer_depth[i], (uint32_t)c->heads[i], &x, in, err);
             }
-            skips[nskip++] = x;
+            SKIP();
         }
         if (rc == DF_OK && i < c->levels - 1) {
             snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv", i);
             rc = df_downsample(batch, self->w, p, 0, &x, &y, err);
             x = y;
-            skips[nskip++] = x;
+            SKIP();
         }
+        STEP();
     }
     int top = c->levels - 1;
     if (rc == DF_OK)
@@ -331,6 +350,7 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
     if (rc == DF_OK)
         rc = df_resnet_block(batch, self->w, "mid_block.resnets.1", g, eps, &x, temb, &y, err);
     x = y;
+    STEP();
     for (int i = 0; rc == DF_OK && i < c->levels; i++) {
         int level = c->levels - 1 - i;
         for (int j = 0; rc == DF_OK && j <= c->layers_per_block; j++) {
@@ -350,7 +370,11 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
             rc = df_upsample(batch, self->w, p, &x, &y, err);
             x = y;
         }
+        STEP();
     }
+#undef SKIP
+#undef STEP
+#undef FMAP_ELEMS
     df_fmap h;
     if (rc == DF_OK)
         rc = df_fmap_new(batch, x.n, x.c, x.h, x.w, &h, err);
@@ -360,5 +384,10 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
     static const uint32_t pad[4] = {1, 1, 1, 1};
     if (rc == DF_OK)
         rc = df_conv_named(batch, self->w, "conv_out", &h, 1, pad, &o, 0, err);
+    if (rc == DF_OK)
+        rc = df_vk_batch_submit(batch, err);
+    /* On failure, commands may still be recorded: let the batch free. */
+    df_keep_release(&kept, rc == DF_OK ? NULL : batch);
+    df_keep_release(&cur, rc == DF_OK ? NULL : batch);
     return rc == DF_OK ? rc : df_error_prefix(err, "unet");
 }

@@ -49,8 +49,11 @@ typedef struct {
     const float *time_ids;   /* host, n x 6: original h, w, crop top, left, target h, w */
 } df_unet_inputs;
 
-/*  Records one evaluation; out (f32, n x out_channels x h x w) receives the
- *  predicted noise. */
+/*  Runs one evaluation; out (f32, n x out_channels x h x w) holds the
+ *  predicted noise when it returns. The work is submitted in steps (one per
+ *  level), so the device holds one level's scratch at a time besides the skip
+ *  connections; anything the caller recorded in batch before is submitted
+ *  with the first step. */
 int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor out, df_error_t *err);
 
 #endif

@@ -73,6 +73,8 @@ const df_vae_config *df_vae_config_of(const df_vae_t *self) { return &self->cfg;
 
 uint32_t df_vae_factor(const df_vae_t *self) { return 1u << (self->cfg.levels - 1); }
 
+static uint64_t fmap_elems(const df_fmap *m) { return (uint64_t)m->n * m->c * m->h * m->w; }
+
 /*  resnets, attention, resnets: the middle of both halves. */
 static int mid_block(df_vae_t *m, df_vk_batch_t *batch, const char *side, df_fmap *x, df_error_t *err)
 {
@@ -125,6 +127,7 @@ int df_vae_encode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *image, df
         return rc;
     df_tensor none = {{NULL, 0}, DF_F32};
     df_fmap x, y;
+    df_keep cur = {.n = 0};
     char p[128];
     rc = df_conv_same(batch, self->w, "encoder.conv_in", image, &x, err);
     for (int i = 0; rc == DF_OK && i < c->levels; i++) {
@@ -132,6 +135,8 @@ int df_vae_encode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *image, df
             snprintf(p, sizeof p, "encoder.down_blocks.%d.resnets.%d", i, j);
             rc = df_resnet_block(batch, self->w, p, g, VAE_EPS, &x, none, &y, err);
             x = y;
+            if (rc == DF_OK)
+                rc = df_step_end(batch, &cur, &x.t, fmap_elems(&x), err);
         }
         if (rc == DF_OK && i < c->levels - 1) {
             snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv", i);
@@ -162,6 +167,9 @@ int df_vae_encode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *image, df
             rc = df_eltwise(batch, &e, lv, none, out, err);
         }
     }
+    if (rc == DF_OK)
+        rc = df_vk_batch_submit(batch, err);
+    df_keep_release(&cur, rc == DF_OK ? NULL : batch);
     return rc == DF_OK ? rc : df_error_prefix(err, "vae encode");
 }
 
@@ -174,17 +182,22 @@ int df_vae_decode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *latents, 
         return rc;
     df_tensor none = {{NULL, 0}, DF_F32};
     df_fmap z, x, y;
+    df_keep cur = {.n = 0};
     char p[128];
     rc = df_conv_same(batch, self->w, "post_quant_conv", latents, &z, err);
     if (rc == DF_OK)
         rc = df_conv_same(batch, self->w, "decoder.conv_in", &z, &x, err);
     if (rc == DF_OK)
         rc = mid_block(self, batch, "decoder", &x, err);
+    if (rc == DF_OK)
+        rc = df_step_end(batch, &cur, &x.t, fmap_elems(&x), err);
     for (int i = 0; rc == DF_OK && i < c->levels; i++) {
         for (int j = 0; rc == DF_OK && j <= c->layers_per_block; j++) {
             snprintf(p, sizeof p, "decoder.up_blocks.%d.resnets.%d", i, j);
             rc = df_resnet_block(batch, self->w, p, g, VAE_EPS, &x, none, &y, err);
             x = y;
+            if (rc == DF_OK)
+                rc = df_step_end(batch, &cur, &x.t, fmap_elems(&x), err);
         }
         if (rc == DF_OK && i < c->levels - 1) {
             snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.conv", i);
@@ -195,5 +208,8 @@ int df_vae_decode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *latents, 
     df_fmap out = {image, x.n, (uint32_t)c->out_channels, x.h, x.w};
     if (rc == DF_OK)
         rc = head(self, batch, "decoder", &x, &out, err);
+    if (rc == DF_OK)
+        rc = df_vk_batch_submit(batch, err);
+    df_keep_release(&cur, rc == DF_OK ? NULL : batch);
     return rc == DF_OK ? rc : df_error_prefix(err, "vae decode");
 }

@@ -33,7 +33,10 @@ const df_vae_config *df_vae_config_of(const df_vae_t *self);
 /*  Pixels per latent along each side: 2^(levels - 1) (8 for SDXL). */
 uint32_t df_vae_factor(const df_vae_t *self);
 
-/*  image: n x in_channels x H x W (multiples of the factor). mean and logvar
+/*  Both directions run to completion (the batch is submitted, in steps of
+ *  one block so only one block's scratch is alive at a time).
+ *
+ *  image: n x in_channels x H x W (multiples of the factor). mean and logvar
  *  (f32, n x latent_channels x H/f x W/f) receive the posterior. */
 int df_vae_encode(df_vae_t *self, df_vk_batch_t *batch, const df_fmap *image, df_tensor mean, df_tensor logvar,
                   df_error_t *err);
