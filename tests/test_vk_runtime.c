@@ -448,6 +448,17 @@ static void test_batch_memory(void)
     m = df_vk_batch_memory_last(batch);
     CHECK_EQ(m.start_bytes, before);
     CHECK_EQ(m.peak_bytes, before);
+    /* Across steps the batch remembers the highest, until reset. */
+    CHECK_EQ(df_vk_batch_memory_peak(batch), before + padded);
+    df_vk_batch_memory_peak_reset(batch);
+    CHECK_EQ(df_vk_batch_memory_peak(batch), 0);
+    CHECK_OK(df_vk_batch_fill(batch, a, 0, 4096, 2, &err), &err);
+    CHECK_OK(df_vk_batch_submit(batch, &err), &err);
+    CHECK_EQ(df_vk_batch_memory_peak(batch), before);
+    /* The ops count their work; fills count none. */
+    CHECK(df_vk_batch_flops(batch) == 0);
+    df_vk_batch_count_flops(batch, 1e9);
+    CHECK(df_vk_batch_flops(batch) == 1e9);
     df_vk_batch_destroy(&batch);
     df_vk_buffer_destroy(&a);
     df_vk_device_destroy(&dev);

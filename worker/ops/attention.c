@@ -59,8 +59,8 @@ static uint64_t extent(uint64_t batches, uint64_t bs, uint64_t rows, uint64_t ld
     return (batches - 1) * bs + (rows - 1) * ld + row;
 }
 
-int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
-                         df_tensor o, df_tensor lse, df_error_t *err)
+static int forward_record(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
+                          df_tensor o, df_tensor lse, df_error_t *err)
 {
     const char *name = "attention";
     df_attn_desc d;
@@ -149,6 +149,15 @@ int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tens
     return DF_OK;
 }
 
+int df_attention_forward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v, df_tensor o,
+                         df_tensor lse, df_error_t *err)
+{
+    int rc = forward_record(batch, desc, q, k, v, o, lse, err);
+    if (rc == DF_OK)
+        df_vk_batch_count_flops(batch, 4.0 * desc->batch * desc->heads * desc->nq * desc->nk * desc->dim);
+    return rc;
+}
+
 typedef struct {
     uint32_t batches, heads, nq, nk;
     uint32_t lda, ldk, ldv, lddo;
@@ -164,9 +173,9 @@ static const df_vk_kernel k_bwd = {"attention_bwd", 7, {T, T, T, T, T, S, S}, si
 #undef T
 #undef S
 
-int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
-                          df_tensor o, df_tensor lse, df_tensor dout, df_tensor dq, df_tensor dk, df_tensor dv,
-                          df_error_t *err)
+static int backward_record(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
+                           df_tensor o, df_tensor lse, df_tensor dout, df_tensor dq, df_tensor dk, df_tensor dv,
+                           df_error_t *err)
 {
     const char *name = "attention_bwd";
     df_attn_desc d;
@@ -238,4 +247,14 @@ int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *desc, df_ten
             return rc;
     }
     return DF_OK;
+}
+
+int df_attention_backward(df_vk_batch_t *batch, const df_attn_desc *desc, df_tensor q, df_tensor k, df_tensor v,
+                          df_tensor o, df_tensor lse, df_tensor dout, df_tensor dq, df_tensor dk, df_tensor dv,
+                          df_error_t *err)
+{
+    int rc = backward_record(batch, desc, q, k, v, o, lse, dout, dq, dk, dv, err);
+    if (rc == DF_OK)
+        df_vk_batch_count_flops(batch, 10.0 * desc->batch * desc->heads * desc->nq * desc->nk * desc->dim);
+    return rc;
 }

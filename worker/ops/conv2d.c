@@ -338,7 +338,10 @@ int df_conv2d_forward(df_vk_batch_t *batch, const df_conv2d_desc *d, df_tensor x
         .accumulate = accumulate,
     };
     weight_strides(d, &p.wo, &p.wc, &p.wt);
-    return run_pass(batch, &p, err);
+    int rc_pass = run_pass(batch, &p, err);
+    if (rc_pass == DF_OK)
+        df_vk_batch_count_flops(batch, df_conv2d_flops(d));
+    return rc_pass;
 }
 
 int df_conv2d_backward_data(df_vk_batch_t *batch, const df_conv2d_desc *d, df_tensor dy, df_tensor w, df_tensor dx,
@@ -370,7 +373,10 @@ int df_conv2d_backward_data(df_vk_batch_t *batch, const df_conv2d_desc *d, df_te
         p.pad_t = d->pad_t;
         p.pad_l = d->pad_l;
     }
-    return run_pass(batch, &p, err);
+    int rc_pass = run_pass(batch, &p, err);
+    if (rc_pass == DF_OK)
+        df_vk_batch_count_flops(batch, df_conv2d_flops(d));
+    return rc_pass;
 }
 
 /* ---- weight gradient ------------------------------------------------------ */
@@ -392,8 +398,8 @@ static void wgrad_spans(const df_conv2d_desc *d, const uint64_t ld[3], const wgr
     extent[2] = (c->oc - 1) * ld[0] + (c->cc - 1) * ld[1] + (taps - 1) * ld[2] + 1;
 }
 
-int df_conv2d_backward_weight(df_vk_batch_t *batch, const df_conv2d_desc *d, df_tensor x, df_tensor dy,
-                              df_tensor dw, int accumulate, df_error_t *err)
+static int backward_weight_record(df_vk_batch_t *batch, const df_conv2d_desc *d, df_tensor x, df_tensor dy,
+                                  df_tensor dw, int accumulate, df_error_t *err)
 {
     const char *op = "conv2d_backward_weight";
     int rc;
@@ -478,6 +484,15 @@ int df_conv2d_backward_weight(df_vk_batch_t *batch, const df_conv2d_desc *d, df_
                     return rc;
             }
     return DF_OK;
+}
+
+int df_conv2d_backward_weight(df_vk_batch_t *batch, const df_conv2d_desc *d, df_tensor x, df_tensor dy,
+                              df_tensor dw, int accumulate, df_error_t *err)
+{
+    int rc = backward_weight_record(batch, d, x, dy, dw, accumulate, err);
+    if (rc == DF_OK)
+        df_vk_batch_count_flops(batch, df_conv2d_flops(d));
+    return rc;
 }
 
 int df_conv2d_pack_weight(df_vk_batch_t *batch, const df_conv2d_desc *d, df_tensor w_oihw, df_tensor w_packed,

@@ -320,7 +320,7 @@ static int check_epilogue(df_vk_device_t *dev, const df_gemm_desc *d, const df_g
     return df_bind_check("gemm", "bias", ep->bias.ref, ep->bias_per_row ? d->m : d->n, epi->bias_rules.es, err);
 }
 
-int df_gemm_ex(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B, df_tensor_ref C,
+static int gemm_record(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B, df_tensor_ref C,
                const df_gemm_epilogue *epilogue, df_gemm_path path, df_gemm_plan *plan, df_error_t *err)
 {
     int rc = df_gemm_desc_check(d, err);
@@ -403,4 +403,13 @@ int df_gemm_ex(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_
             return rc;
     }
     return DF_OK;
+}
+
+int df_gemm_ex(df_vk_batch_t *batch, const df_gemm_desc *d, df_tensor_ref A, df_tensor_ref B, df_tensor_ref C,
+               const df_gemm_epilogue *epilogue, df_gemm_path path, df_gemm_plan *plan, df_error_t *err)
+{
+    int rc = gemm_record(batch, d, A, B, C, epilogue, path, plan, err);
+    if (rc == DF_OK)
+        df_vk_batch_count_flops(batch, df_gemm_flops(d));
+    return rc;
 }

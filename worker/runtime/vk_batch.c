@@ -49,10 +49,13 @@ struct _df_vk_batch_t {
     float ts_period_ns;
     uint64_t ts_mask;
 
+    double flops; /* counted by the ops that record through this batch */
+
     /* Device memory of the step being recorded and of the last one run. */
     int mem_open;
     uint64_t mem_start;
     df_vk_batch_memory mem_last;
+    uint64_t mem_peak_max; /* the largest step peak since the last reset */
 };
 
 /* Opens the step's memory accounting at its first command (or first held
@@ -78,6 +81,8 @@ static void mem_close(df_vk_batch_t *self)
     df_vk_memory_stats_get(df_vk_device_memory(self->dev), &st);
     self->mem_last.start_bytes = self->mem_start;
     self->mem_last.peak_bytes = st.peak_in_use;
+    if (st.peak_in_use > self->mem_peak_max)
+        self->mem_peak_max = st.peak_in_use;
     self->mem_open = 0;
 }
 
@@ -552,3 +557,9 @@ double df_vk_batch_total_ms(const df_vk_batch_t *self)
         t += self->timings[i].ms;
     return t;
 }
+
+void df_vk_batch_count_flops(df_vk_batch_t *self, double flops) { self->flops += flops; }
+double df_vk_batch_flops(const df_vk_batch_t *self) { return self->flops; }
+
+uint64_t df_vk_batch_memory_peak(const df_vk_batch_t *self) { return self->mem_peak_max; }
+void df_vk_batch_memory_peak_reset(df_vk_batch_t *self) { self->mem_peak_max = 0; }

@@ -86,6 +86,17 @@ typedef struct {
 } df_vk_batch_memory;
 df_vk_batch_memory df_vk_batch_memory_last(const df_vk_batch_t *self);
 
+/*  The highest device memory of any step submitted since the last reset
+ *  (a model evaluation runs as many steps): what a device must have. */
+uint64_t df_vk_batch_memory_peak(const df_vk_batch_t *self);
+void df_vk_batch_memory_peak_reset(df_vk_batch_t *self);
+
+/*  Floating-point operations of the work recorded through this batch since
+ *  it was made (the matrix ops count theirs as they record): with a clock,
+ *  the achieved throughput of a whole model. */
+void df_vk_batch_count_flops(df_vk_batch_t *self, double flops);
+double df_vk_batch_flops(const df_vk_batch_t *self);
+
 /*  Commands recorded and not yet submitted. */
 uint32_t df_vk_batch_pending(const df_vk_batch_t *self);
 
