@@ -182,7 +182,7 @@ static void bench_vae(df_sdxl_t *m, uint32_t px)
     float *lat = malloc(4ull * h * w * sizeof *lat), *img = malloc(3ull * px * px * sizeof *img);
     df_philox_fill_normal(lat, 4ull * h * w, 5, 0);
     char what[64];
-    snprintf(what, sizeof what, "vae decode %ux%u (tiles of 512)", px, px);
+    snprintf(what, sizeof what, "vae decode %ux%u (2x2 tiles)", px, px);
     if (df_vae_decode_tiled(v, g_batch, g_xfer, NULL, lat, 1, 16, 16, img, &err) != DF_OK) /* pipelines */
         die(what, &err);
     df_vk_batch_memory_peak_reset(g_batch);

@@ -4,23 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*  Tile starts along one axis of `size` input pixels: tiles of `tile`
- *  stepping by tile - overlap, the last one flush with the far edge. */
+/*  Tile starts along one axis of `size` input pixels: as few tiles as
+ *  overlap by at least `overlap`, spread evenly so every overlap is about the
+ *  same (and the last tile ends flush with the far edge). */
 static uint32_t tile_starts(uint32_t size, uint32_t tile, uint32_t overlap, uint32_t *starts, uint32_t cap)
 {
     if (size <= tile) {
         starts[0] = 0;
         return 1;
     }
-    uint32_t step = tile - overlap, k = 0;
-    for (uint32_t p = 0; k < cap; p += step) {
-        if (p + tile >= size) {
-            starts[k++] = size - tile;
-            break;
-        }
-        starts[k++] = p;
-    }
-    return k;
+    uint32_t step = tile - overlap, n = (size - overlap + step - 1) / step;
+    if (n > cap)
+        n = cap;
+    for (uint32_t i = 0; i < n; i++)
+        starts[i] = (uint32_t)((uint64_t)i * (size - tile) / (n - 1));
+    return n;
 }
 
 /*  Weight of output pixel u of a tile of length len along an axis: 1 inside,
@@ -120,8 +118,8 @@ static int run_encode_b(void *vctx, const df_fmap *in, df_tensor *outs, df_error
 
 static void tiling_defaults(const df_vae_tiling *t, uint32_t *tile, uint32_t *overlap)
 {
-    *tile = t && t->tile ? t->tile : 64;
-    *overlap = t && t->overlap ? t->overlap : *tile / 4;
+    *tile = t && t->tile ? t->tile : 72;
+    *overlap = t && t->overlap ? t->overlap : 16;
     if (*overlap >= *tile)
         *overlap = *tile / 4;
 }

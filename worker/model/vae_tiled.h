@@ -1,9 +1,10 @@
 /*  vae_tiled.h - the VAE over large images in overlapping tiles.
  *
  *  The decoder's activations at 1024 x 1024 are 512 MiB per map in f32, and
- *  SDXL's VAE must stay f32; so large images go through in tiles (512 px by
- *  default) that overlap (by a quarter tile) and are blended with linear
- *  ramps across each overlap, so no seam shows. An image that fits one tile
+ *  SDXL's VAE must stay f32; so large images go through in tiles that
+ *  overlap and are blended with linear ramps across each overlap, so no seam
+ *  shows. The defaults (576 px tiles, at least 128 px of overlap) take a
+ *  1024 px image in 2 x 2 tiles. An image that fits one tile
  *  goes through whole and equals the untiled result. Inputs and outputs are
  *  host memory: the caller has them there anyway (pixels for PNG, latents
  *  from the sampler's last step).
@@ -15,8 +16,8 @@
 #include "vk_transfer.h"
 
 typedef struct {
-    uint32_t tile;    /* tile side in latent pixels (0: 64, i.e. 512 image pixels for SDXL) */
-    uint32_t overlap; /* overlap in latent pixels (0: tile / 4) */
+    uint32_t tile;    /* tile side in latent pixels (0: 72, i.e. 576 image pixels for SDXL) */
+    uint32_t overlap; /* least overlap in latent pixels (0: 16) */
 } df_vae_tiling;
 
 /*  latents: n x latent_channels x h x w; image: n x out_channels x h*f x w*f. */
