@@ -16,6 +16,7 @@ file; the C test regenerates the model and checks those first.
 """
 import hashlib
 import json
+import math
 import os
 import sys
 
@@ -150,6 +151,100 @@ def check_single_file(path, model_dir, unet, vae, te1, te2):
     return sha256(path)
 
 
+SAMPLERS = {  # our name: (diffusers scheduler class, extra config)
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "ddim": ("DDIMScheduler", {}),
+}
+
+
+def make_scheduler(model_dir, name):
+    """The sampler as a pipeline gets it: the model's scheduler config
+    loaded into the sampler's class."""
+    import diffusers as d
+    base = d.EulerDiscreteScheduler.from_pretrained(os.path.join(model_dir, "scheduler"))
+    cls, extra = SAMPLERS[name]
+    return getattr(d, cls).from_config(base.config, **extra)
+
+
+class QueuedNoise:
+    """Stands in for the ancestral sampler's random draws, so the C side can
+    be given the same noise: each call pops the next tensor."""
+
+    def __init__(self, noises):
+        self.noises = list(noises)
+
+    def __call__(self, shape, **_kwargs):
+        return self.noises.pop(0).reshape(shape).clone()
+
+
+def synthetic_eps(x, t):
+    """A smooth stand-in for a UNet, cheap to compute the same way in C."""
+    return torch.tanh(0.5 * x) * math.cos(float(t) / 300.0) + 0.1 * torch.sin(3.0 * x)
+
+
+def sample(sched, steps, x, eps_fn, noises):
+    """The denoising loop of diffusers' SDXL pipeline, around any model."""
+    import diffusers.schedulers.scheduling_euler_ancestral_discrete as ea
+    ea.randn_tensor = QueuedNoise(noises)
+    sched.set_timesteps(steps)
+    x = x * sched.init_noise_sigma
+    for t in sched.timesteps:
+        x = sched.step(eps_fn(sched.scale_model_input(x, t), t), t, x).prev_sample
+    return x
+
+
+def scheduler_goldens(model_dir, out_dir, gen):
+    out = {}
+    for name in SAMPLERS:
+        for steps in (7, 20):
+            sched = make_scheduler(model_dir, name)
+            init = torch.randn(1, 4, 8, 8, generator=gen)
+            noises = [torch.randn(1, 4, 8, 8, generator=gen) for _ in range(steps)]
+            final = sample(sched, steps, init, synthetic_eps, noises)
+            key = f"{name}_{steps}"
+            out[key + ".init"] = init
+            out[key + ".noise"] = torch.stack(noises)
+            out[key + ".timesteps"] = sched.timesteps.to(torch.float32)
+            out[key + ".sigmas"] = (sched.sigmas if hasattr(sched, "sigmas") and sched.sigmas is not None
+                                    else torch.zeros(1)).to(torch.float32)
+            out[key + ".init_noise_sigma"] = torch.tensor([float(sched.init_noise_sigma)])
+            out[key + ".final"] = final.contiguous()
+    safetensors.torch.save_file(out, os.path.join(out_dir, "schedulers.safetensors"))
+
+
+def pipeline_goldens(model_dir, out_dir, unet, text, gen):
+    """The tiny model's UNet through each sampler, as SDXL's pipeline runs it:
+    classifier-free guidance 5 against an all-zero negative (no negative
+    prompt given), 128 x 128, micro-conditioning from the size."""
+    steps, guidance, side = 6, 5.0, 128
+    ctx = text["prompt_embeds"][:1]
+    pooled = text["pooled_prompt_embeds"][:1]
+    context = torch.cat([torch.zeros_like(ctx), ctx])
+    text_embeds = torch.cat([torch.zeros_like(pooled), pooled])
+    time_ids = torch.tensor([[side, side, 0, 0, side, side]] * 2, dtype=torch.float32)
+
+    def guided(x, t):
+        with torch.no_grad():
+            pred = unet(torch.cat([x, x]), t, encoder_hidden_states=context,
+                        added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+        uncond, cond = pred.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    out = {"prompt_embeds": ctx.contiguous(), "pooled_prompt_embeds": pooled.contiguous()}
+    for name in SAMPLERS:
+        init = torch.randn(1, 4, side // 8, side // 8, generator=gen)
+        noises = [torch.randn(1, 4, side // 8, side // 8, generator=gen) for _ in range(steps)]
+        out[name + ".init"] = init
+        out[name + ".noise"] = torch.stack(noises)
+        out[name + ".final"] = sample(make_scheduler(model_dir, name), steps, init, guided, noises).contiguous()
+    meta = {"steps": str(steps), "guidance": str(guidance), "size": str(side), "prompt": PROMPTS[0]}
+    safetensors.torch.save_file(out, os.path.join(out_dir, "tiny_pipeline.safetensors"), metadata=meta)
+
+
 def main():
     model_dir, single_file, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
@@ -203,6 +298,9 @@ def main():
         {"image": image, "mean": post.mean.contiguous(), "logvar": post.logvar.contiguous(), "latents": latents,
          "decoded": decoded.contiguous()},
         os.path.join(out_dir, "tiny_vae.safetensors"))
+
+    scheduler_goldens(model_dir, out_dir, gen)
+    pipeline_goldens(model_dir, out_dir, unet, text, gen)
 
     single_sha = check_single_file(single_file, model_dir, unet, vae, te1, te2)
 
