@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dreamfleet.pb-c.h"
+#include "scheduler.h"
 
 static uint32_t shards_or(uint32_t shards, uint32_t dflt) { return shards ? shards : dflt; }
 
@@ -124,7 +125,73 @@ static uint64_t bench_device_bytes(const uint8_t *params, size_t len)
     return 4 * (m * k + k * n + m * n) + (64u << 20);
 }
 
+/* ---- generate ---- */
+
+/*  Checks what the coordinator can without the model (the worker checks the
+ *  size against the model it loads); one task per image unless the client
+ *  asks for fewer tasks. */
+static int generate_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
+{
+    Dreamfleet__GenerateParams *p = dreamfleet__generate_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "generate: parameters are not a GenerateParams message");
+    int rc = DF_OK;
+    if (!p->model || !*p->model)
+        rc = df_error_set(err, DF_E_INVALID, "generate: no model");
+    else if (p->width < 64 || p->height < 64 || p->width > 4096 || p->height > 4096 || p->width % 8 || p->height % 8)
+        rc = df_error_set(err, DF_E_INVALID, "generate: size %ux%u: multiples of 8 from 64 to 4096", p->width,
+                          p->height);
+    else if (p->steps < 1 || p->steps > 500)
+        rc = df_error_set(err, DF_E_INVALID, "generate: steps %u: from 1 to 500", p->steps);
+    else if (df_sampler_parse(p->sampler) < 0)
+        rc = df_error_set(err, DF_E_INVALID, "generate: unknown sampler '%s' (euler, euler_karras, euler_a, dpmpp_2m, "
+                          "dpmpp_2m_karras, ddim)", p->sampler ? p->sampler : "");
+    else if (p->count < 1 || p->count > 10000)
+        rc = df_error_set(err, DF_E_INVALID, "generate: %u images: from 1 to 10000", p->count);
+    else if (!(p->guidance >= 0 && p->guidance <= 50))
+        rc = df_error_set(err, DF_E_INVALID, "generate: guidance %g: from 0 to 50", p->guidance);
+    uint32_t count = p->count;
+    dreamfleet__generate_params__free_unpacked(p, NULL);
+    *ntasks = shards && shards < count ? shards : count;
+    return rc;
+}
+
+/*  Task i: its share of the images, as first and count. */
+static int generate_task_params(const df_job *job, uint32_t i, uint8_t **params, size_t *len, df_error_t *err)
+{
+    Dreamfleet__GenerateParams *p = dreamfleet__generate_params__unpack(NULL, job->params_len, job->params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "%s: parameters are not a GenerateParams message", job->id);
+    uint32_t total = p->count, per = (total + job->ntasks - 1) / job->ntasks;
+    p->first = i * per;
+    p->count = p->first >= total ? 0 : (total - p->first < per ? total - p->first : per);
+    *len = dreamfleet__generate_params__get_packed_size(p);
+    *params = malloc(*len ? *len : 1);
+    int rc = *params ? DF_OK : df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
+    if (rc == DF_OK)
+        dreamfleet__generate_params__pack(p, *params);
+    dreamfleet__generate_params__free_unpacked(p, NULL);
+    return rc;
+}
+
+static int generate_finish(df_job *job, df_error_t *err)
+{
+    uint32_t images = 0;
+    for (uint32_t i = 0; i < job->ntasks; i++) {
+        const df_task *t = &job->tasks[i];
+        Dreamfleet__GenerateResult *r = dreamfleet__generate_result__unpack(NULL, t->output_len, t->output);
+        if (!r)
+            return df_error_set(err, DF_E_FORMAT, "generate: %s returned something that is not a GenerateResult", t->id);
+        images += (uint32_t)r->n_images;
+        dreamfleet__generate_result__free_unpacked(r, NULL);
+    }
+    char line[128];
+    snprintf(line, sizeof line, "%u image%s", images, images == 1 ? "" : "s");
+    return set_summary(job, err, line);
+}
+
 static const df_jobtype k_types[] = {
+    {"generate", generate_plan, generate_task_params, generate_finish, NULL},
     {"bench", bench_plan, same_params, bench_finish, bench_device_bytes},
     {"noop", noop_plan, same_params, noop_finish, NULL},
 };
@@ -137,4 +204,4 @@ const df_jobtype *df_jobtype_find(const char *name)
     return NULL;
 }
 
-const char *df_jobtype_names(void) { return "bench, noop"; }
+const char *df_jobtype_names(void) { return "bench, generate, noop"; }

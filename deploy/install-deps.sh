@@ -29,6 +29,7 @@ vulkan-tools
 libopenblas-dev
 libjansson-dev
 zlib1g-dev
+libpng-dev
 clang-14
 libclang-rt-14-dev
 "

@@ -9,6 +9,7 @@
 #include "dreamfleet.pb-c.h"
 #include "gemm_check.h"
 #include "sha256.h"
+#include "task_generate.h"
 
 static int cancelled(df_task_ctx *ctx) { return ctx->cancelled && atomic_load(ctx->cancelled); }
 
@@ -123,8 +124,19 @@ static int run_bench(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
     return DF_OK;
 }
 
+void df_task_resident_release(df_task_resident *r)
+{
+    if (r && r->obj && r->destroy)
+        r->destroy(r->obj);
+    if (r) {
+        r->obj = NULL;
+        r->key[0] = '\0';
+    }
+}
+
 static const df_task_type k_types[] = {
     {"bench", run_bench},
+    {"generate", df_task_run_generate},
     {"noop", run_noop},
 };
 

@@ -19,6 +19,18 @@
 
 typedef struct df_task_ctx df_task_ctx;
 
+/*  Something a task type keeps loaded on its executor between tasks (a
+ *  model's weights on the device), named by key so a task that needs a
+ *  different one replaces it. */
+typedef struct {
+    char key[4200];
+    void *obj;
+    void (*destroy)(void *obj);
+} df_task_resident;
+
+/*  Destroys what r holds (safe when empty). */
+void df_task_resident_release(df_task_resident *r);
+
 struct df_task_ctx {
     const char *worker_name;
     const char *task_id;
@@ -31,6 +43,8 @@ struct df_task_ctx {
     int (*fetch)(df_task_ctx *ctx, const char *hash, char *path, size_t cap, df_error_t *err);
     /* Progress in [0, 1] with a short message. */
     void (*progress)(df_task_ctx *ctx, float fraction, const char *message);
+    /* The executor's resident object (NULL where tasks run without one). */
+    df_task_resident *resident;
     void *owner;
 };
 

@@ -61,6 +61,7 @@ struct df_worker_exec {
     /* Executor-thread state. */
     df_vk_device_t *dev;
     df_vk_transfer_t *xfer;
+    df_task_resident resident; /* a loaded model, kept between tasks */
     uint64_t last_progress_ms;
 };
 
@@ -321,7 +322,7 @@ static void *exec_main(void *arg)
 
         df_task_ctx ctx = {.worker_name = e->owner->name, .task_id = task_id, .attempt = attempt,
                            .cancelled = &e->cancel, .device = ctx_device, .fetch = ctx_fetch,
-                           .progress = ctx_progress, .owner = e};
+                           .progress = ctx_progress, .resident = &e->resident, .owner = e};
         event_t *ev = calloc(1, sizeof *ev);
         df_error_t err;
         df_error_clear(&err);
@@ -343,6 +344,7 @@ static void *exec_main(void *arg)
         pthread_mutex_unlock(&e->lock);
         post_event(e->owner, ev);
     }
+    df_task_resident_release(&e->resident); /* before the device it lives on */
     df_vk_transfer_destroy(&e->xfer);
     df_vk_device_destroy(&e->dev);
     return NULL;

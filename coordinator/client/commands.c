@@ -38,7 +38,7 @@ static int want_args(int argc, int expected, const char *usage)
 }
 
 /* Fetches a job's status; the reply owns *job. */
-static int get_job(df_cli *cli, const char *id, int with_tasks, Dreamfleet__Reply **rep)
+int df_cli_get_job(df_cli *cli, const char *id, int with_tasks, Dreamfleet__Reply **rep)
 {
     Dreamfleet__JobQuery q = DREAMFLEET__JOB_QUERY__INIT;
     q.job_id = (char *)id;
@@ -84,7 +84,7 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
     char last[512] = "";
     for (;;) {
         Dreamfleet__Reply *rep;
-        int rc = get_job(cli, id, 1, &rep);
+        int rc = df_cli_get_job(cli, id, 1, &rep);
         if (rc)
             return rc;
         const Dreamfleet__JobInfo *j = rep->job;
@@ -141,7 +141,8 @@ int df_cmd_watch(df_cli *cli, int argc, char **argv)
 
 /* -------------------------------------------------------------- submit */
 
-static int submit(df_cli *cli, const char *type, const uint8_t *params, size_t len, uint32_t shards, int wait)
+int df_cli_submit(df_cli *cli, const char *type, const uint8_t *params, size_t len, uint32_t shards, int wait,
+                  char *job_id, size_t cap)
 {
     Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
     sj.type = (char *)type;
@@ -157,6 +158,8 @@ static int submit(df_cli *cli, const char *type, const uint8_t *params, size_t l
         return rc;
     char id[DF_ID_MAX];
     snprintf(id, sizeof id, "%s", rep->job->job_id);
+    if (job_id)
+        snprintf(job_id, cap, "%s", id);
     if (!wait) {
         if (cli->json) {
             df_json_job(stdout, rep->job);
@@ -202,7 +205,7 @@ int df_cmd_bench(df_cli *cli, int argc, char **argv)
     p.reps = reps;
     uint8_t buf[64];
     size_t len = dreamfleet__bench_params__pack(&p, buf);
-    return submit(cli, "bench", buf, len, shards, wait);
+    return df_cli_submit(cli, "bench", buf, len, shards, wait, NULL, 0);
 }
 
 int df_cmd_noop(df_cli *cli, int argc, char **argv)
@@ -246,7 +249,7 @@ int df_cmd_noop(df_cli *cli, int argc, char **argv)
         return DF_EXIT_USAGE;
     }
     dreamfleet__noop_params__pack(&p, buf);
-    return submit(cli, "noop", buf, len, shards, wait);
+    return df_cli_submit(cli, "noop", buf, len, shards, wait, NULL, 0);
 }
 
 /* --------------------------------------------------------------- queries */
@@ -256,7 +259,7 @@ int df_cmd_status(df_cli *cli, int argc, char **argv)
     if (want_args(argc, 2, "status JOB"))
         return DF_EXIT_USAGE;
     Dreamfleet__Reply *rep;
-    int rc = get_job(cli, argv[1], 1, &rep);
+    int rc = df_cli_get_job(cli, argv[1], 1, &rep);
     if (rc)
         return rc;
     if (cli->json) {
@@ -449,7 +452,7 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
     }
     const char *id = argv[optind];
     Dreamfleet__Reply *rep;
-    int rc = get_job(cli, id, 1, &rep);
+    int rc = df_cli_get_job(cli, id, 1, &rep);
     if (rc)
         return rc;
     const Dreamfleet__JobInfo *j = rep->job;

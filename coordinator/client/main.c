@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "  bench [--shards N] [--size M] run the GEMM self-test on N shards across the workers\n"
             "  noop [--shards N] [--duration MS] [--fail-attempts K] [--fetch SHA256]\n"
             "                                empty tasks, to test a cluster\n"
+            "  generate --prompt TEXT --model PATH -o DIR [--size WxH] [--steps N] [--cfg X] [--sampler S]\n"
+            "           [--seed N] [-n COUNT] [--negative-prompt TEXT] [...]   images from a prompt (generate --help)\n"
             "  model add NAME PATH           upload a base model and register it\n"
             "  model list\n"
             "  model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16] [--single-file]\n"
@@ -55,7 +57,7 @@ typedef struct {
 static const command k_commands[] = {
     {"workers", df_cmd_workers}, {"jobs", df_cmd_jobs},   {"status", df_cmd_status}, {"watch", df_cmd_watch},
     {"cancel", df_cmd_cancel},   {"fetch", df_cmd_fetch}, {"bench", df_cmd_bench},   {"noop", df_cmd_noop},
-    {"model", df_cmd_model},     {"stats", df_cmd_stats},
+    {"model", df_cmd_model},     {"stats", df_cmd_stats}, {"generate", df_cmd_generate},
 };
 
 int main(int argc, char **argv)

@@ -37,6 +37,7 @@ df_require_pkg(SQLITE sqlite3 libsqlite3-dev)
 df_require_pkg(OPENBLAS openblas libopenblas-dev)
 df_require_pkg(JANSSON jansson libjansson-dev)
 df_require_pkg(ZLIB zlib zlib1g-dev)
+df_require_pkg(PNG libpng libpng-dev)
 
 df_require_program(DF_GLSLANG glslangValidator glslang-tools)
 df_require_program(DF_SPIRV_VAL spirv-val spirv-tools)

@@ -1,0 +1,260 @@
+/*  generate_cmd.c - `dreamfleet generate`: submits a generate job, follows it
+ *  and writes its images (and, on request, the final latents).
+ *
+ *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
+ *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
+ *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--save-latents FILE] -o DIR
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "dreamfleet.pb-c.h"
+#include "fsutil.h"
+#include "safetensors.h"
+#include "scheduler.h"
+#include "wire.h"
+
+static const char k_usage[] =
+    "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
+    "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
+    "         [--crop X,Y] [--dtype f16|f32] [--save-latents FILE] [--shards N]\n"
+    "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
+
+static int parse_pair(const char *flag, const char *v, char sep, uint32_t *a, uint32_t *b)
+{
+    char *end;
+    unsigned long x = strtoul(v, &end, 10);
+    if (end == v || *end != sep) {
+        df_cli_error("%s wants two numbers separated by '%c', not '%s'", flag, sep, v);
+        return -1;
+    }
+    const char *rest = end + 1;
+    unsigned long y = strtoul(rest, &end, 10);
+    if (end == rest || *end || x > 65535 || y > 65535) {
+        df_cli_error("%s wants two numbers separated by '%c', not '%s'", flag, sep, v);
+        return -1;
+    }
+    *a = (uint32_t)x;
+    *b = (uint32_t)y;
+    return 0;
+}
+
+static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/*  Writes every image of the finished job into dir, and the latents into
+ *  latents_path when given. */
+static int collect(df_cli *cli, const char *job_id, const char *dir, const char *latents_path)
+{
+    Dreamfleet__Reply *rep;
+    int rc = df_cli_get_job(cli, job_id, 1, &rep);
+    if (rc)
+        return rc;
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_mkdirs(dir, &err) != DF_OK) {
+        df_cli_error("%s", err.msg);
+        df_wire_free(&rep->base);
+        return DF_EXIT_FAILED;
+    }
+    const Dreamfleet__JobInfo *j = rep->job;
+    Dreamfleet__GenerateResult **results = calloc(j->n_tasks ? j->n_tasks : 1, sizeof *results);
+    size_t images = 0, nlat = 0;
+    uint64_t shape[4] = {0};
+    for (size_t i = 0; results && i < j->n_tasks && rc == DF_EXIT_OK; i++) {
+        results[i] = dreamfleet__generate_result__unpack(NULL, j->tasks[i]->output.len, j->tasks[i]->output.data);
+        if (!results[i]) {
+            df_cli_error("%s: task %s returned no images", job_id, j->tasks[i]->task_id);
+            rc = DF_EXIT_FAILED;
+            break;
+        }
+        for (size_t k = 0; k < results[i]->n_images; k++) {
+            const Dreamfleet__GeneratedImage *im = results[i]->images[k];
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s-%04u-seed%llu.png", dir, job_id, im->index,
+                     (unsigned long long)im->seed);
+            FILE *f = fopen(path, "wb");
+            if (!f || fwrite(im->png.data, 1, im->png.len, f) != im->png.len) {
+                df_cli_error("%s: %s", path, strerror(errno));
+                rc = DF_EXIT_FAILED;
+            }
+            if (f)
+                fclose(f);
+            if (!cli->json)
+                printf("%s\n", path);
+            images++;
+            if (im->latents && im->latents->n_shape == 4) {
+                nlat++;
+                memcpy(shape, im->latents->shape, sizeof shape);
+            }
+        }
+    }
+    /* All images' latents as one [N, 4, h, w] tensor, in image order. */
+    if (rc == DF_EXIT_OK && latents_path) {
+        uint64_t per = shape[1] * shape[2] * shape[3];
+        float *all = nlat == images && per ? calloc(images * per, sizeof *all) : NULL;
+        if (!all) {
+            df_cli_error("%s: the workers returned no latents", latents_path);
+            rc = DF_EXIT_FAILED;
+        }
+        for (size_t i = 0; all && i < j->n_tasks; i++)
+            for (size_t k = 0; k < results[i]->n_images; k++) {
+                const Dreamfleet__GeneratedImage *im = results[i]->images[k];
+                if (im->index < images && im->latents->data.len == per * 4)
+                    memcpy(all + (uint64_t)im->index * per, im->latents->data.data, per * 4);
+            }
+        if (all) {
+            int64_t s[4] = {(int64_t)images, (int64_t)shape[1], (int64_t)shape[2], (int64_t)shape[3]};
+            df_st_writer_t *w = df_st_writer_new();
+            if (!w || df_st_writer_add(w, "latents", DF_F32, 4, s, all, &err) != DF_OK ||
+                df_st_writer_write(w, latents_path, &err) != DF_OK) {
+                df_cli_error("%s", err.msg[0] ? err.msg : "out of memory");
+                rc = DF_EXIT_FAILED;
+            }
+            df_st_writer_destroy(&w);
+            free(all);
+        }
+    }
+    if (rc == DF_EXIT_OK && cli->json)
+        printf("{\"job\":\"%s\",\"dir\":\"%s\",\"images\":%zu}\n", job_id, dir, images);
+    for (size_t i = 0; results && i < j->n_tasks; i++)
+        if (results[i])
+            dreamfleet__generate_result__free_unpacked(results[i], NULL);
+    free(results);
+    df_wire_free(&rep->base);
+    return rc;
+}
+
+int df_cmd_generate(df_cli *cli, int argc, char **argv)
+{
+    enum { O_PROMPT = 1000, O_NEG, O_MODEL, O_TOK, O_SIZE, O_STEPS, O_CFG, O_SAMPLER, O_SEED, O_ORIG, O_CROP,
+           O_DTYPE, O_LATENTS, O_SHARDS };
+    static const struct option o[] = {
+        {"prompt", required_argument, NULL, O_PROMPT},   {"negative-prompt", required_argument, NULL, O_NEG},
+        {"model", required_argument, NULL, O_MODEL},     {"tokenizer", required_argument, NULL, O_TOK},
+        {"size", required_argument, NULL, O_SIZE},       {"steps", required_argument, NULL, O_STEPS},
+        {"cfg", required_argument, NULL, O_CFG},         {"sampler", required_argument, NULL, O_SAMPLER},
+        {"seed", required_argument, NULL, O_SEED},       {"original-size", required_argument, NULL, O_ORIG},
+        {"crop", required_argument, NULL, O_CROP},       {"dtype", required_argument, NULL, O_DTYPE},
+        {"save-latents", required_argument, NULL, O_LATENTS}, {"shards", required_argument, NULL, O_SHARDS},
+        {"output", required_argument, NULL, 'o'},        {NULL, 0, NULL, 0},
+    };
+    Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
+    p.width = p.height = 1024;
+    p.steps = 30;
+    p.guidance = 5.0f;
+    p.sampler = "euler";
+    p.count = 1;
+    const char *out_dir = NULL, *latents = NULL, *model = NULL, *tokenizer = NULL;
+    uint32_t shards = 0;
+    int c;
+    double v;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
+    while ((c = getopt_long(argc, argv, "n:o:", o, NULL)) != -1) {
+        switch (c) {
+        case O_PROMPT: p.prompt = optarg; break;
+        case O_NEG:
+            p.negative_prompt = optarg;
+            p.has_negative = 1;
+            break;
+        case O_MODEL: model = optarg; break;
+        case O_TOK: tokenizer = optarg; break;
+        case O_SIZE:
+            if (parse_pair("--size", optarg, 'x', &p.width, &p.height))
+                return DF_EXIT_USAGE;
+            break;
+        case O_STEPS:
+            if (parse_num("--steps", optarg, 1, 500, &v))
+                return DF_EXIT_USAGE;
+            p.steps = (uint32_t)v;
+            break;
+        case O_CFG:
+            if (parse_num("--cfg", optarg, 0, 50, &v))
+                return DF_EXIT_USAGE;
+            p.guidance = (float)v;
+            break;
+        case O_SAMPLER:
+            if (df_sampler_parse(optarg) < 0) {
+                df_cli_error("--sampler: unknown '%s' (euler, euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim)",
+                             optarg);
+                return DF_EXIT_USAGE;
+            }
+            p.sampler = optarg;
+            break;
+        case O_SEED:
+            if (parse_num("--seed", optarg, 0, 9007199254740991.0, &v))
+                return DF_EXIT_USAGE;
+            p.seed = (uint64_t)v;
+            break;
+        case 'n':
+            if (parse_num("-n", optarg, 1, 10000, &v))
+                return DF_EXIT_USAGE;
+            p.count = (uint32_t)v;
+            break;
+        case O_ORIG:
+            if (parse_pair("--original-size", optarg, 'x', &p.original_width, &p.original_height))
+                return DF_EXIT_USAGE;
+            break;
+        case O_CROP:
+            if (parse_pair("--crop", optarg, ',', &p.crop_left, &p.crop_top))
+                return DF_EXIT_USAGE;
+            break;
+        case O_DTYPE:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
+                df_cli_error("--dtype wants f16 or f32");
+                return DF_EXIT_USAGE;
+            }
+            p.weights_f32 = strcmp(optarg, "f32") == 0;
+            break;
+        case O_LATENTS:
+            latents = optarg;
+            p.save_latents = 1;
+            break;
+        case O_SHARDS:
+            if (parse_num("--shards", optarg, 1, 10000, &v))
+                return DF_EXIT_USAGE;
+            shards = (uint32_t)v;
+            break;
+        case 'o': out_dir = optarg; break;
+        default: df_cli_error("%s", k_usage); return DF_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !p.prompt || !model || !out_dir) {
+        df_cli_error("%s", k_usage);
+        return DF_EXIT_USAGE;
+    }
+    /* Paths as the workers will see them: absolute, when they exist here. A
+     * 64-digit sha256 names a model registered with `model add`. */
+    char model_abs[PATH_MAX], tok_abs[PATH_MAX];
+    p.model = realpath(model, model_abs) ? model_abs : (char *)model;
+    if (tokenizer)
+        p.tokenizer = realpath(tokenizer, tok_abs) ? tok_abs : (char *)tokenizer;
+    size_t len = dreamfleet__generate_params__get_packed_size(&p);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        df_cli_error("out of memory");
+        return DF_EXIT_FAILED;
+    }
+    dreamfleet__generate_params__pack(&p, buf);
+    char id[128] = "";
+    int rc = df_cli_submit(cli, "generate", buf, len, shards, 1, id, sizeof id);
+    free(buf);
+    if (rc == DF_EXIT_OK)
+        rc = collect(cli, id, out_dir, latents);
+    return rc;
+}

@@ -1,0 +1,203 @@
+/*  task_generate.c - see task_generate.h. */
+#include "task_generate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "artifact_store.h"
+#include "dreamfleet.pb-c.h"
+#include "generate.h"
+#include "png_write.h"
+
+/*  What stays loaded between tasks: the model and its components. */
+typedef struct {
+    df_sdxl_t *model;
+    df_generator_t *gen;
+    df_vk_batch_t *batch;
+} loaded;
+
+static void loaded_free(void *p)
+{
+    loaded *l = p;
+    if (!l)
+        return;
+    df_generator_destroy(&l->gen);
+    df_vk_batch_destroy(&l->batch);
+    df_sdxl_destroy(&l->model);
+    free(l);
+}
+
+static loaded *load(const char *path, const char *tokenizer, df_dtype weights, df_vk_device_t *dev,
+                    df_vk_transfer_t *xfer, df_error_t *err)
+{
+    loaded *l = calloc(1, sizeof *l);
+    if (!l) {
+        df_error_set(err, DF_E_NOMEM, "generate: out of memory");
+        return NULL;
+    }
+    if (!(l->model = df_sdxl_open(path, tokenizer, err)) || !(l->batch = df_vk_batch_new(dev, 0, err)) ||
+        !(l->gen = df_generator_new(l->model, dev, xfer, weights, err))) {
+        loaded_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+typedef struct {
+    df_task_ctx *ctx;
+    uint32_t count;
+} progress_ctx;
+
+static int on_step(void *vp, uint32_t image, int step, int steps, const float *latents)
+{
+    (void)latents;
+    progress_ctx *p = vp;
+    if (p->ctx->cancelled && atomic_load(p->ctx->cancelled))
+        return 1;
+    if (p->ctx->progress) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "image %u/%u, step %d/%d", image + 1, p->count, step, steps);
+        p->ctx->progress(p->ctx, ((float)image * (float)steps + (float)step) / ((float)p->count * (float)steps), msg);
+    }
+    return 0;
+}
+
+/*  A1111's names for the samplers, as its "parameters" text uses them. */
+static const char *display_name(df_sampler s)
+{
+    static const char *const names[DF_SAMPLER_COUNT] = {"Euler", "Euler Karras", "Euler a", "DPM++ 2M",
+                                                        "DPM++ 2M Karras", "DDIM"};
+    return (unsigned)s < DF_SAMPLER_COUNT ? names[s] : "?";
+}
+
+static int is_hash(const char *s) { return df_artifacts_valid_hash(s); }
+
+int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_t **out, size_t *out_len,
+                         int *retryable, df_error_t *err)
+{
+    *retryable = 0;
+    Dreamfleet__GenerateParams *p = dreamfleet__generate_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "generate: parameters are not a GenerateParams message");
+    int sampler = df_sampler_parse(p->sampler);
+    int rc = sampler < 0 ? df_error_set(err, DF_E_INVALID, "generate: unknown sampler '%s'", p->sampler) : DF_OK;
+    df_vk_device_t *dev = NULL;
+    df_vk_transfer_t *xfer = NULL;
+    if (rc == DF_OK && (rc = ctx->device(ctx, &dev, &xfer, err)) != DF_OK)
+        *retryable = 1; /* another worker's device may do */
+    /* The model: a registered single file travels as an artifact; anything
+     * else is a path this worker can read. */
+    char path[4200];
+    snprintf(path, sizeof path, "%s", p->model);
+    if (rc == DF_OK && is_hash(p->model) && (rc = ctx->fetch(ctx, p->model, path, sizeof path, err)) != DF_OK)
+        *retryable = rc == DF_E_IO;
+    df_dtype weights = p->weights_f32 ? DF_F32 : DF_F16;
+    char key[sizeof ((df_task_resident *)0)->key];
+    if (rc == DF_OK && (size_t)snprintf(key, sizeof key, "%s|%s|%s", path, p->tokenizer ? p->tokenizer : "",
+                                        df_dtype_name(weights)) >= sizeof key)
+        rc = df_error_set(err, DF_E_INVALID, "generate: model and tokenizer paths are too long");
+    loaded *l = NULL, *own = NULL;
+    if (rc == DF_OK) {
+        df_task_resident *r = ctx->resident;
+        if (r && r->obj && strcmp(r->key, key) == 0) {
+            l = r->obj;
+        } else {
+            if (r) /* one model resident at a time: the device's memory is for this one */
+                df_task_resident_release(r);
+            l = load(path, p->tokenizer && *p->tokenizer ? p->tokenizer : NULL, weights, dev, xfer, err);
+            if (!l)
+                rc = err && err->code ? err->code : DF_E_INVALID;
+            else if (r) {
+                snprintf(r->key, sizeof r->key, "%s", key);
+                r->obj = l;
+                r->destroy = loaded_free;
+            } else {
+                own = l;
+            }
+            *retryable = rc == DF_E_DEVICE_MEMORY;
+        }
+    }
+    df_gen_params gp = {
+        .prompt = p->prompt, .negative_prompt = p->has_negative ? p->negative_prompt : NULL,
+        .width = p->width, .height = p->height, .steps = (int)p->steps, .guidance = p->guidance,
+        .sampler = (df_sampler)sampler, .seed = p->seed + p->first, .count = p->count,
+        .original_w = p->original_width, .original_h = p->original_height, .crop_left = p->crop_left,
+        .crop_top = p->crop_top,
+    };
+    if (rc == DF_OK)
+        rc = df_generate_check(l->gen, &gp, err);
+    uint64_t nlat = 0, npix = 3ull * p->width * p->height;
+    float *latents = NULL;
+    uint8_t *rgb = NULL;
+    if (rc == DF_OK) {
+        nlat = 4ull * (p->width / 8) * (p->height / 8);
+        latents = malloc(p->count * nlat * sizeof *latents);
+        rgb = malloc(p->count * npix);
+        if (!latents || !rgb)
+            rc = df_error_set(err, DF_E_NOMEM, "generate: out of memory");
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    progress_ctx pc = {ctx, p->count};
+    if (rc == DF_OK) {
+        rc = df_generate(l->gen, l->batch, &gp, latents, rgb, on_step, &pc, err);
+        *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+
+    Dreamfleet__GenerateResult res = DREAMFLEET__GENERATE_RESULT__INIT;
+    Dreamfleet__GeneratedImage *imgs = rc == DF_OK ? calloc(p->count, sizeof *imgs) : NULL;
+    Dreamfleet__GeneratedImage **ptrs = rc == DF_OK ? calloc(p->count, sizeof *ptrs) : NULL;
+    Dreamfleet__Tensor *lt = rc == DF_OK ? calloc(p->count, sizeof *lt) : NULL;
+    uint64_t shape[4] = {1, 4, p->height / 8, p->width / 8};
+    if (rc == DF_OK && (!imgs || !ptrs || !lt))
+        rc = df_error_set(err, DF_E_NOMEM, "generate: out of memory");
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+        uint32_t index = p->first + i;
+        uint64_t seed = p->seed + index;
+        char text[6000];
+        snprintf(text, sizeof text,
+                 "%s\nNegative prompt: %s\nSteps: %u, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %ux%u, "
+                 "Model: %s, Version: dreamfleet %s",
+                 p->prompt, p->has_negative ? p->negative_prompt : "", p->steps, display_name((df_sampler)sampler),
+                 p->guidance, (unsigned long long)seed, p->width, p->height, p->model, DF_ENGINE_VERSION);
+        df_png_text t = {"parameters", text};
+        dreamfleet__generated_image__init(&imgs[i]);
+        ptrs[i] = &imgs[i];
+        imgs[i].index = index;
+        imgs[i].seed = seed;
+        imgs[i].seconds = secs / p->count;
+        rc = df_png_encode(rgb + i * npix, p->width, p->height, &t, 1, &imgs[i].png.data, &imgs[i].png.len, err);
+        if (p->save_latents) {
+            dreamfleet__tensor__init(&lt[i]);
+            lt[i].name = "latents";
+            lt[i].n_shape = 4;
+            lt[i].shape = shape;
+            lt[i].dtype = DREAMFLEET__DTYPE__F32;
+            lt[i].data.data = (uint8_t *)(latents + i * nlat);
+            lt[i].data.len = nlat * 4;
+            imgs[i].latents = &lt[i];
+        }
+    }
+    if (rc == DF_OK) {
+        res.worker = (char *)ctx->worker_name;
+        res.device = (char *)df_vk_device_info_of(dev)->name;
+        res.n_images = p->count;
+        res.images = ptrs;
+        *out_len = dreamfleet__generate_result__get_packed_size(&res);
+        *out = malloc(*out_len ? *out_len : 1);
+        if (!*out)
+            rc = df_error_set(err, DF_E_NOMEM, "generate: out of memory");
+        else
+            dreamfleet__generate_result__pack(&res, *out);
+    }
+    for (uint32_t i = 0; imgs && i < p->count; i++)
+        free(imgs[i].png.data);
+    free(imgs), free(ptrs), free(lt), free(latents), free(rgb);
+    loaded_free(own);
+    dreamfleet__generate_params__free_unpacked(p, NULL);
+    return rc;
+}
