@@ -158,12 +158,15 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
         uint32_t index = p->first + i;
         uint64_t seed = p->seed + index;
-        char text[6000];
+        /* A1111's layout: prompt, the negative prompt's line only when one
+         * was given, then the settings. */
+        char text[6000], neg[2100] = "";
+        if (p->has_negative)
+            snprintf(neg, sizeof neg, "\nNegative prompt: %s", p->negative_prompt);
         snprintf(text, sizeof text,
-                 "%s\nNegative prompt: %s\nSteps: %u, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %ux%u, "
-                 "Model: %s, Version: dreamfleet %s",
-                 p->prompt, p->has_negative ? p->negative_prompt : "", p->steps, display_name((df_sampler)sampler),
-                 p->guidance, (unsigned long long)seed, p->width, p->height, p->model, DF_ENGINE_VERSION);
+                 "%s%s\nSteps: %u, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %ux%u, Model: %s, Version: dreamfleet %s",
+                 p->prompt, neg, p->steps, display_name((df_sampler)sampler), p->guidance, (unsigned long long)seed,
+                 p->width, p->height, p->model, DF_ENGINE_VERSION);
         df_png_text t = {"parameters", text};
         dreamfleet__generated_image__init(&imgs[i]);
         ptrs[i] = &imgs[i];

@@ -369,6 +369,89 @@ static void test_sigterm_finishes_current_task(void)
     CHECK_EQ(count(g_out, "\"state\":\"succeeded\""), 4);
 }
 
+/*  Reads a whole file (malloc'd); NULL when it cannot. */
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
+    *n = b ? fread(b, 1, (size_t)len, f) : 0;
+    fclose(f);
+    return b;
+}
+
+/*  The PNG of image `index` in dir (names end in -NNNN-seedS.png). */
+static uint8_t *image_of(const char *dir, int index, size_t *n)
+{
+    char cmd[700], path[700] = "";
+    snprintf(cmd, sizeof cmd, "ls %s/*-%04d-seed*.png 2>/dev/null", dir, index);
+    FILE *p = popen(cmd, "r");
+    if (p && fgets(path, sizeof path, p))
+        path[strcspn(path, "\n")] = '\0';
+    if (p)
+        pclose(p);
+    return path[0] ? slurp(path, n) : NULL;
+}
+
+/*  Images spread over the workers; the same request run again on one worker,
+ *  and once more with a worker killed during the job, gives the same bytes
+ *  for every image: an image depends on its seed, not on who drew it. */
+static void test_generate_over_workers(void)
+{
+    char model[300], out[3][300];
+    snprintf(model, sizeof model, "%s/tiny-model", g_dir);
+    CHECK_EQ(client(g_keys, 60000, "model", "create-random", model, "--config", "tiny", NULL), 0);
+    for (int r = 0; r < 3; r++)
+        snprintf(out[r], sizeof out[r], "%s/images-%d", g_dir, r);
+    CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
+                    "64x64", "--steps", "3", "-n", "6", "--seed", "5", "--dtype", "f32", "-o", out[0], NULL),
+             0);
+    CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
+                    "64x64", "--steps", "3", "-n", "6", "--seed", "5", "--dtype", "f32", "--shards", "1", "-o",
+                    out[1], NULL),
+             0);
+    /* The third run loses a worker part-way. */
+    char log[300];
+    snprintf(log, sizeof log, "%s/generate-killed.log", g_dir);
+    char *argv[] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", g_keys, "--json", "generate",
+                    "--prompt", "a photo of TOK person", "--model", model, "--size", "64x64", "--steps", "3",
+                    "-n", "6", "--seed", "5", "--dtype", "f32", "-o", out[2], NULL};
+    pid_t pid = proc_start(argv, log);
+    CHECK_EQ(proc_wait_line(log, "\"state\":\"running\"", NULL, 0, 60000), 0);
+    proc_sleep_ms(300);
+    proc_stop(g_workers[0], SIGKILL, 5000);
+    CHECK_EQ(proc_stop(pid, 0, 300000), 0);
+    for (int i = 0; i < 6; i++) {
+        size_t n0 = 0, n1 = 0, n2 = 0;
+        uint8_t *a = image_of(out[0], i, &n0), *b = image_of(out[1], i, &n1), *c = image_of(out[2], i, &n2);
+        CHECK(a && b && c && n0 > 100 && n0 == n1 && n0 == n2 && memcmp(a, b, n0) == 0 && memcmp(a, c, n0) == 0);
+        free(a), free(b), free(c);
+    }
+    g_workers[0] = start_worker("w1-again", g_keys);
+    CHECK_EQ(wait_workers(3), 0);
+    /* Bad requests are refused before any work, naming the parameter. */
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "x", "--model", model, "--size", "100x64", "-o", out[0],
+                    NULL),
+             1);
+    CHECK(strstr(g_err, "multiples of 8") || strstr(g_out, "multiples of 8"));
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "x", "--model", model, "--sampler", "plms", "-o", out[0],
+                    NULL),
+             2);
+    CHECK(strstr(g_err, "unknown 'plms'") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "x", "--model", model, "--steps", "0", "-o", out[0], NULL),
+             2);
+    CHECK(strstr(g_err, "--steps wants") != NULL);
+    /* A model path no worker can open fails the job with the reason. */
+    CHECK_EQ(client(g_keys, 120000, "generate", "--prompt", "x", "--model", "/nonexistent/model", "--size", "64x64",
+                    "-o", out[0], NULL),
+             1);
+    CHECK(strstr(g_out, "no such model") != NULL);
+}
+
 static void test_embedded_mode(void)
 {
     char data[300];
@@ -425,6 +508,7 @@ int main(int argc, char **argv)
     RUN(test_model_reaches_workers);
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);
+    RUN(test_generate_over_workers);
     RUN(test_embedded_mode);
     for (int i = 0; i < g_nworkers; i++)
         proc_stop(g_workers[i], SIGKILL, 5000);
