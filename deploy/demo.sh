@@ -1,22 +1,38 @@
 #!/bin/sh
 # Installs dependencies, builds dreamfleet (release), and runs the main job.
 #
-#   deploy/demo.sh            the tiny built-in model
-#   deploy/demo.sh PATH       a real SDXL model (file or diffusers folder)
+#   deploy/demo.sh            the tiny random model (made here, a few MB)
+#   deploy/demo.sh PATH       a real SDXL model (sd_xl_base_1.0.safetensors or
+#                             a diffusers folder); a single file also needs
+#                             DF_TOKENIZER=DIR (vocab.json + merges.txt)
 #
-# Today the main job is the engine's self-test on every Vulkan device (GEMM
-# checked against a C reference, and its speed), then a `bench` job through
-# the embedded coordinator and worker. prep -> train -> generate on the
-# bundled sample photos replaces it as those stages land (see README).
+# The main job today: the engine's self-test on the Vulkan device, then
+# images from a prompt through the embedded coordinator and worker (the
+# generate path a cluster uses). Data preparation and LoRA training join it
+# as those stages land (see README).
 set -eu
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 build="${DF_BUILD_DIR:-build}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j "$(nproc)" --target dreamfleet-worker dreamfleet dreamfleet-coordinator
+cli="$build/coordinator/dreamfleet"
+out="${DF_DEMO_OUT:-demo-output}"
+"$build/worker/dreamfleet-worker" --selftest --quick
 if [ "$#" -gt 0 ]; then
-    echo "demo: model files are not loaded yet (SDXL loading is issue 5); running the self-test" >&2
+    model="$1"
+    size=1024x1024
+    steps=30
+    tok=""
+    if [ -n "${DF_TOKENIZER:-}" ]; then tok="--tokenizer $DF_TOKENIZER"; fi
+else
+    model="$out/tiny-model"
+    [ -d "$model" ] || "$cli" model create-random "$model" --config tiny --seed 0
+    size=128x128
+    steps=20
+    tok=""
 fi
-"$build/worker/dreamfleet-worker" --list-devices
-"$build/worker/dreamfleet-worker" --selftest
-"$build/coordinator/dreamfleet" bench --shards 2 --size 512
+# shellcheck disable=SC2086
+"$cli" generate --prompt "a photo of TOK person, portrait, studio lighting" --model "$model" $tok \
+    --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 2 --seed 1 -o "$out/images"
+echo "demo: images in $out/images"
