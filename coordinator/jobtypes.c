@@ -150,6 +150,13 @@ static int generate_plan(const uint8_t *params, size_t len, uint32_t shards, uin
         rc = df_error_set(err, DF_E_INVALID, "generate: %u images: from 1 to 10000", p->count);
     else if (!(p->guidance >= 0 && p->guidance <= 50))
         rc = df_error_set(err, DF_E_INVALID, "generate: guidance %g: from 0 to 50", p->guidance);
+    else if (p->init_noise &&
+             (p->init_noise->dtype != DREAMFLEET__DTYPE__F32 || p->init_noise->n_shape != 4 ||
+              p->init_noise->shape[0] != p->count || p->init_noise->shape[1] != 4 ||
+              p->init_noise->shape[2] != p->height / 8 || p->init_noise->shape[3] != p->width / 8 ||
+              p->init_noise->data.len != 4ull * p->count * 4 * (p->height / 8) * (p->width / 8)))
+        rc = df_error_set(err, DF_E_INVALID, "generate: init_noise must be f32 [%u, 4, %u, %u]", p->count,
+                          p->height / 8, p->width / 8);
     uint32_t count = p->count;
     dreamfleet__generate_params__free_unpacked(p, NULL);
     *ntasks = shards && shards < count ? shards : count;
@@ -165,11 +172,27 @@ static int generate_task_params(const df_job *job, uint32_t i, uint8_t **params,
     uint32_t total = p->count, per = (total + job->ntasks - 1) / job->ntasks;
     p->first = i * per;
     p->count = p->first >= total ? 0 : (total - p->first < per ? total - p->first : per);
+    /* Only this task's images' share of the initial noise travels with it
+     * (the message's own pointers are put back before it is freed). */
+    uint8_t *noise_data = NULL;
+    size_t noise_len = 0;
+    uint64_t noise_n = 0;
+    if (p->init_noise && p->init_noise->n_shape == 4) {
+        noise_data = p->init_noise->data.data, noise_len = p->init_noise->data.len, noise_n = p->init_noise->shape[0];
+        uint64_t image = noise_len / total;
+        p->init_noise->data.data += (uint64_t)p->first * image;
+        p->init_noise->data.len = (uint64_t)p->count * image;
+        p->init_noise->shape[0] = p->count;
+    }
     *len = dreamfleet__generate_params__get_packed_size(p);
     *params = malloc(*len ? *len : 1);
     int rc = *params ? DF_OK : df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
     if (rc == DF_OK)
         dreamfleet__generate_params__pack(p, *params);
+    if (noise_data) {
+        p->init_noise->data.data = noise_data, p->init_noise->data.len = noise_len;
+        p->init_noise->shape[0] = noise_n;
+    }
     dreamfleet__generate_params__free_unpacked(p, NULL);
     return rc;
 }

@@ -126,6 +126,21 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
         .original_w = p->original_width, .original_h = p->original_height, .crop_left = p->crop_left,
         .crop_top = p->crop_top,
     };
+    /* Given initial noise: this task's images, f32 little-endian. */
+    float *init = NULL;
+    if (rc == DF_OK && p->init_noise) {
+        const Dreamfleet__Tensor *t = p->init_noise;
+        uint64_t want = 4ull * p->count * (p->height / 8) * (p->width / 8);
+        if (t->dtype != DREAMFLEET__DTYPE__F32 || t->data.len != want * 4)
+            rc = df_error_set(err, DF_E_INVALID, "generate: init_noise is not f32 [%u, 4, %u, %u]", p->count,
+                              p->height / 8, p->width / 8);
+        else if (!(init = malloc(want * sizeof *init)))
+            rc = df_error_set(err, DF_E_NOMEM, "generate: out of memory");
+        else {
+            memcpy(init, t->data.data, want * 4);
+            gp.init_noise = init;
+        }
+    }
     if (rc == DF_OK)
         rc = df_generate_check(l->gen, &gp, err);
     uint64_t nlat = 0, npix = 3ull * p->width * p->height;
@@ -199,7 +214,7 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
     }
     for (uint32_t i = 0; imgs && i < p->count; i++)
         free(imgs[i].png.data);
-    free(imgs), free(ptrs), free(lt), free(latents), free(rgb);
+    free(imgs), free(ptrs), free(lt), free(latents), free(rgb), free(init);
     loaded_free(own);
     dreamfleet__generate_params__free_unpacked(p, NULL);
     return rc;

@@ -3,7 +3,7 @@
  *
  *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
  *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
- *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--save-latents FILE] -o DIR
+ *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--init-noise FILE] [--save-latents FILE] -o DIR
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,7 +23,7 @@
 static const char k_usage[] =
     "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
     "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
-    "         [--crop X,Y] [--dtype f16|f32] [--save-latents FILE] [--shards N]\n"
+    "         [--crop X,Y] [--dtype f16|f32] [--init-noise FILE] [--save-latents FILE] [--shards N]\n"
     "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
 
 static int parse_pair(const char *flag, const char *v, char sep, uint32_t *a, uint32_t *b)
@@ -143,7 +143,7 @@ static int collect(df_cli *cli, const char *job_id, const char *dir, const char 
 int df_cmd_generate(df_cli *cli, int argc, char **argv)
 {
     enum { O_PROMPT = 1000, O_NEG, O_MODEL, O_TOK, O_SIZE, O_STEPS, O_CFG, O_SAMPLER, O_SEED, O_ORIG, O_CROP,
-           O_DTYPE, O_LATENTS, O_SHARDS };
+           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE };
     static const struct option o[] = {
         {"prompt", required_argument, NULL, O_PROMPT},   {"negative-prompt", required_argument, NULL, O_NEG},
         {"model", required_argument, NULL, O_MODEL},     {"tokenizer", required_argument, NULL, O_TOK},
@@ -152,6 +152,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         {"seed", required_argument, NULL, O_SEED},       {"original-size", required_argument, NULL, O_ORIG},
         {"crop", required_argument, NULL, O_CROP},       {"dtype", required_argument, NULL, O_DTYPE},
         {"save-latents", required_argument, NULL, O_LATENTS}, {"shards", required_argument, NULL, O_SHARDS},
+        {"init-noise", required_argument, NULL, O_NOISE},
         {"output", required_argument, NULL, 'o'},        {NULL, 0, NULL, 0},
     };
     Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
@@ -160,7 +161,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     p.guidance = 5.0f;
     p.sampler = "euler";
     p.count = 1;
-    const char *out_dir = NULL, *latents = NULL, *model = NULL, *tokenizer = NULL;
+    const char *out_dir = NULL, *latents = NULL, *model = NULL, *tokenizer = NULL, *noise_path = NULL;
     uint32_t shards = 0;
     int c;
     double v;
@@ -230,6 +231,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
                 return DF_EXIT_USAGE;
             shards = (uint32_t)v;
             break;
+        case O_NOISE: noise_path = optarg; break;
         case 'o': out_dir = optarg; break;
         default: df_cli_error("%s", k_usage); return DF_EXIT_USAGE;
         }
@@ -244,13 +246,52 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     p.model = realpath(model, model_abs) ? model_abs : (char *)model;
     if (tokenizer)
         p.tokenizer = realpath(tokenizer, tok_abs) ? tok_abs : (char *)tokenizer;
+    /* --init-noise: tensor "noise" [N, 4, h, w], standard normal, f32/f16/bf16. */
+    df_safetensors_t *nst = NULL;
+    float *noise = NULL;
+    Dreamfleet__Tensor nt = DREAMFLEET__TENSOR__INIT;
+    uint64_t nshape[4] = {p.count, 4, p.height / 8, p.width / 8};
+    if (noise_path) {
+        df_error_t err;
+        df_error_clear(&err);
+        nst = df_safetensors_open(noise_path, &err);
+        const df_st_tensor *t = nst ? df_safetensors_find(nst, "noise") : NULL;
+        if (!nst) {
+            df_cli_error("--init-noise: %s", err.msg);
+            return DF_EXIT_USAGE;
+        }
+        if (!t || t->ndim != 4 || (uint64_t)t->shape[0] != nshape[0] || t->shape[1] != 4 ||
+            (uint64_t)t->shape[2] != nshape[2] || (uint64_t)t->shape[3] != nshape[3]) {
+            df_cli_error("--init-noise %s: needs a tensor 'noise' of shape [%u, 4, %u, %u] for %u images of %ux%u",
+                         noise_path, p.count, p.height / 8, p.width / 8, p.count, p.width, p.height);
+            df_safetensors_destroy(&nst);
+            return DF_EXIT_USAGE;
+        }
+        noise = malloc(t->nelem * sizeof *noise);
+        if (!noise || df_st_tensor_to_f32(t, noise, &err) != DF_OK) {
+            df_cli_error("--init-noise %s: %s", noise_path, noise ? err.msg : "out of memory");
+            free(noise);
+            df_safetensors_destroy(&nst);
+            return DF_EXIT_USAGE;
+        }
+        nt.name = "noise";
+        nt.n_shape = 4;
+        nt.shape = nshape;
+        nt.dtype = DREAMFLEET__DTYPE__F32;
+        nt.data.data = (uint8_t *)noise;
+        nt.data.len = t->nelem * 4;
+        p.init_noise = &nt;
+        df_safetensors_destroy(&nst);
+    }
     size_t len = dreamfleet__generate_params__get_packed_size(&p);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
+        free(noise);
         df_cli_error("out of memory");
         return DF_EXIT_FAILED;
     }
     dreamfleet__generate_params__pack(&p, buf);
+    free(noise);
     char id[128] = "";
     int rc = df_cli_submit(cli, "generate", buf, len, shards, 1, id, sizeof id);
     free(buf);

@@ -12,6 +12,7 @@
  *  work. Logs stay in the test's directory for a failing run. */
 #include <czmq.h>
 #include <dirent.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "safetensors.h"
 #include "test.h"
 #include "wire.h"
 
@@ -452,6 +454,60 @@ static void test_generate_over_workers(void)
     CHECK(strstr(g_out, "no such model") != NULL);
 }
 
+/*  Interop through the whole path: diffusers' initial noise in, the final
+ *  latents out, compared with what diffusers computed from that noise. */
+static void test_generate_init_noise(void)
+{
+    char golden[600], noise[300], lat[300], out[300], model[300];
+    snprintf(golden, sizeof golden, "%s/../../data/golden/tiny_pipeline.safetensors", g_corpus);
+    snprintf(noise, sizeof noise, "%s/noise.safetensors", g_dir);
+    snprintf(lat, sizeof lat, "%s/latents.safetensors", g_dir);
+    snprintf(out, sizeof out, "%s/images-noise", g_dir);
+    snprintf(model, sizeof model, "%s/tiny-model", g_dir); /* made by test_generate_over_workers */
+    df_error_t err;
+    df_error_clear(&err);
+    df_safetensors_t *g = df_safetensors_open(golden, &err);
+    const df_st_tensor *init = g ? df_safetensors_find(g, "euler.init") : NULL;
+    const df_st_tensor *want = g ? df_safetensors_find(g, "euler.final") : NULL;
+    CHECK(init && want);
+    if (!init || !want) {
+        df_safetensors_destroy(&g);
+        return;
+    }
+    df_st_writer_t *w = df_st_writer_new();
+    CHECK_OK(df_st_writer_add(w, "noise", init->dtype, init->ndim, init->shape, init->data, &err), &err);
+    CHECK_OK(df_st_writer_write(w, noise, &err), &err);
+    df_st_writer_destroy(&w);
+    CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", df_safetensors_metadata(g, "prompt"), "--model", model,
+                    "--size", "128x128", "--steps", df_safetensors_metadata(g, "steps"), "--cfg",
+                    df_safetensors_metadata(g, "guidance"), "--sampler", "euler", "--dtype", "f32", "--init-noise",
+                    noise, "--save-latents", lat, "-o", out, NULL),
+             0);
+    df_safetensors_t *got = df_safetensors_open(lat, &err);
+    const df_st_tensor *l = got ? df_safetensors_find(got, "latents") : NULL;
+    CHECK(l && l->nelem == want->nelem);
+    if (l && l->nelem == want->nelem) {
+        float *a = malloc(l->nelem * 4), *b = malloc(l->nelem * 4);
+        df_st_tensor_to_f32(l, a, &err);
+        df_st_tensor_to_f32(want, b, &err);
+        double worst = 0, scale = 0;
+        for (uint64_t i = 0; i < l->nelem; i++) {
+            worst = fmax(worst, fabs((double)a[i] - b[i]));
+            scale = fmax(scale, fabs((double)b[i]));
+        }
+        fprintf(stderr, "  --init-noise euler: final latents within %.2g of scale\n", worst / scale);
+        CHECK(worst <= 1e-3 * scale);
+        free(a), free(b);
+    }
+    /* Noise of the wrong shape is refused before any work. */
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "x", "--model", model, "--size", "64x64", "--init-noise",
+                    noise, "-o", out, NULL),
+             2);
+    CHECK(strstr(g_err, "needs a tensor 'noise' of shape [1, 4, 8, 8]") != NULL);
+    df_safetensors_destroy(&got);
+    df_safetensors_destroy(&g);
+}
+
 static void test_embedded_mode(void)
 {
     char data[300];
@@ -509,6 +565,7 @@ int main(int argc, char **argv)
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);
     RUN(test_generate_over_workers);
+    RUN(test_generate_init_noise);
     RUN(test_embedded_mode);
     for (int i = 0; i < g_nworkers; i++)
         proc_stop(g_workers[i], SIGKILL, 5000);
