@@ -19,8 +19,10 @@
 #include "clip_tokenizer.h"
 #include "component.h"
 #include "generate.h"
+#include "lora.h"
 #include "sgm_names.h"
 #include "random_model.h"
+#include "philox.h"
 #include "prompt.h"
 #include "safetensors.h"
 #include "sdxl_model.h"
@@ -947,6 +949,240 @@ static void test_generate_determinism(void)
     df_sdxl_destroy(&m);
 }
 
+/*  A small LoRA on four modules (an attention projection and a convolution
+ *  of the UNet, one projection in each text encoder), written in three
+ *  formats. */
+typedef struct {
+    const char *weight;     /* internal name */
+    int component;          /* 0 unet, 1 te1, 2 te2 */
+    const char *kohya, *kohya_sgm, *peft;
+} lora_mod;
+
+static const lora_mod k_mods[] = {
+    {"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight", 0,
+     "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q",
+     "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
+     "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"},
+    {"down_blocks.0.resnets.0.conv1.weight", 0, "lora_unet_down_blocks_0_resnets_0_conv1",
+     "lora_unet_input_blocks_1_0_in_layers_2", "unet.down_blocks.0.resnets.0.conv1"},
+    {"text_model.encoder.layers.0.self_attn.q_proj.weight", 1, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
+     "lora_te1_text_model_encoder_layers_0_self_attn_q_proj", "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"},
+    {"text_model.encoder.layers.1.mlp.fc1.weight", 2, "lora_te2_text_model_encoder_layers_1_mlp_fc1",
+     "lora_te2_text_model_encoder_layers_1_mlp_fc1", "text_encoder_2.text_model.encoder.layers.1.mlp.fc1"},
+};
+
+/*  format 0 kohya (diffusers names), 1 kohya (SGM names), 2 PEFT. Rank 4,
+ *  alpha 2: PEFT has no alpha, so its B carries the alpha / rank factor. */
+static void write_lora(const char *path, int format, const df_sdxl_config *cfg, float **keep)
+{
+    df_arch_list lists[3] = {{0}};
+    df_error_t err;
+    df_error_clear(&err);
+    df_arch_unet(&cfg->unet, &lists[0], &err);
+    df_arch_clip_text(&cfg->te1, &lists[1], &err);
+    df_arch_clip_text(&cfg->te2, &lists[2], &err);
+    df_st_writer_t *w = df_st_writer_new();
+    static float alpha = 2;
+    const int r = 4;
+    for (size_t i = 0; i < sizeof k_mods / sizeof k_mods[0]; i++) {
+        const df_arch_tensor *a = df_arch_find(&lists[k_mods[i].component], k_mods[i].weight);
+        int64_t out = a->shape[0], in = a->shape[1], kh = a->ndim == 4 ? a->shape[2] : 1;
+        uint64_t nd = (uint64_t)r * in * kh * kh, nu = (uint64_t)out * r;
+        float *down = keep[2 * i] = malloc(nd * 4), *up = keep[2 * i + 1] = malloc(nu * 4);
+        df_philox_fill_normal(down, nd, 100 + i, 0);
+        df_philox_fill_normal(up, nu, 200 + i, 0);
+        for (uint64_t k = 0; k < nu; k++)
+            up[k] *= format == 2 ? 0.1f * alpha / r : 0.1f;
+        int64_t sd[4] = {r, in, kh, kh}, su[4] = {out, r, 1, 1};
+        const char *mod = format == 0 ? k_mods[i].kohya : format == 1 ? k_mods[i].kohya_sgm : k_mods[i].peft;
+        char name[256];
+        snprintf(name, sizeof name, "%s%s", mod, format == 2 ? ".lora_A.weight" : ".lora_down.weight");
+        df_st_writer_add(w, name, DF_F32, a->ndim, sd, down, &err);
+        snprintf(name, sizeof name, "%s%s", mod, format == 2 ? ".lora_B.weight" : ".lora_up.weight");
+        df_st_writer_add(w, name, DF_F32, a->ndim, su, up, &err);
+        if (format != 2) {
+            snprintf(name, sizeof name, "%s.alpha", mod);
+            df_st_writer_add(w, name, DF_F32, 0, NULL, &alpha, &err);
+        }
+    }
+    CHECK_OK(df_st_writer_write(w, path, &err), &err);
+    df_st_writer_destroy(&w);
+    for (int c = 0; c < 3; c++)
+        df_arch_list_free(&lists[c]);
+}
+
+/*  Loads the tiny model, merges lora (NULL: none) and runs the UNet golden
+ *  inputs and both text encoders on a prompt; out gets the noise prediction
+ *  followed by the context and pooled embeddings. */
+static int run_with_lora(const char *lora, float scale, float *out, uint64_t *n, df_error_t *err)
+{
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, err);
+    df_unet_t *u = m ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, err) : NULL;
+    df_clip_text_t *te1 = u ? df_sdxl_load_text_encoder(m, 1, g_dev, g_xfer, DF_F32, err) : NULL;
+    df_clip_text_t *te2 = te1 ? df_sdxl_load_text_encoder(m, 2, g_dev, g_xfer, DF_F32, err) : NULL;
+    int rc = te2 ? DF_OK : err->code;
+    if (rc == DF_OK && lora) {
+        df_lora_targets t = {u, te1, te2};
+        df_lora_stats stats;
+        rc = df_lora_merge(lora, scale, df_sdxl_config_of(m), &t, g_batch, g_xfer, &stats, err);
+        if (rc == DF_OK && (stats.modules[0] != 2 || stats.modules[1] != 1 || stats.modules[2] != 1 || stats.rank != 4))
+            rc = df_error_set(err, DF_E_MISMATCH, "lora merged %u/%u/%u modules of rank %u", stats.modules[0],
+                              stats.modules[1], stats.modules[2], stats.rank);
+    }
+    df_safetensors_t *st = open_golden("tiny_unet.safetensors");
+    uint64_t ns = 0, nc, nt, n1, n2;
+    if (rc == DF_OK) {
+        const df_st_tensor *smp = df_safetensors_find(st, "sample"), *ctx = df_safetensors_find(st, "encoder_hidden_states");
+        df_vk_buffer_t *sb = upload_golden(st, "sample", &ns), *cb = upload_golden(st, "encoder_hidden_states", &nc);
+        df_vk_buffer_t *tb = upload_golden(st, "text_embeds", &nt), *ob = df_vk_buffer_new(g_dev, ns * 4, err);
+        float *ts = golden_f32(st, "timestep", &n1), *ids = golden_f32(st, "time_ids", &n2);
+        df_fmap s = {df_tensor_at(sb, 0, DF_F32), (uint32_t)smp->shape[0], (uint32_t)smp->shape[1],
+                     (uint32_t)smp->shape[2], (uint32_t)smp->shape[3]};
+        df_unet_inputs in = {.sample = &s, .timesteps = ts, .context = df_tensor_at(cb, 0, DF_F32),
+                             .context_len = (uint32_t)ctx->shape[1], .text_embeds = df_tensor_at(tb, 0, DF_F32),
+                             .time_ids = ids};
+        rc = df_unet_forward(u, g_batch, &in, df_tensor_at(ob, 0, DF_F32), err);
+        if (rc == DF_OK)
+            rc = df_vk_download(g_xfer, ob, 0, out, ns * 4, err);
+        /* The text encoders through the same weights the merge wrote. */
+        int32_t ids77[77];
+        for (int i = 0; i < 77; i++)
+            ids77[i] = i < 6 ? 49 + i * 7 : 0;
+        ids77[6] = 625;
+        df_vk_buffer_t *h1 = df_vk_buffer_new(g_dev, 77 * 32 * 4, err), *h2 = df_vk_buffer_new(g_dev, 77 * 32 * 4, err);
+        if (rc == DF_OK)
+            rc = df_clip_text_forward(te1, g_batch, ids77, 1, df_tensor_at(h1, 0, DF_F32), (df_tensor){{NULL, 0}, DF_F32},
+                                      err);
+        if (rc == DF_OK)
+            rc = df_clip_text_forward(te2, g_batch, ids77, 1, df_tensor_at(h2, 0, DF_F32), (df_tensor){{NULL, 0}, DF_F32},
+                                      err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_submit(g_batch, err);
+        if (rc == DF_OK)
+            rc = df_vk_download(g_xfer, h1, 0, out + ns, 77 * 32 * 4, err);
+        if (rc == DF_OK)
+            rc = df_vk_download(g_xfer, h2, 0, out + ns + 77 * 32, 77 * 32 * 4, err);
+        *n = ns + 2 * 77 * 32;
+        free(ts), free(ids);
+        df_vk_buffer_destroy(&sb), df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&tb), df_vk_buffer_destroy(&ob);
+        df_vk_buffer_destroy(&h1), df_vk_buffer_destroy(&h2);
+    }
+    df_safetensors_destroy(&st);
+    df_unet_destroy(&u);
+    df_clip_text_destroy(&te1);
+    df_clip_text_destroy(&te2);
+    df_sdxl_destroy(&m);
+    return rc;
+}
+
+static void test_lora_formats(void)
+{
+    df_sdxl_config cfg;
+    df_sdxl_config_preset(DF_SDXL_PRESET_TINY, 626, &cfg);
+    char paths[3][256];
+    float *factors[3][8];
+    for (int f = 0; f < 3; f++) {
+        snprintf(paths[f], sizeof paths[f], "%s/lora%d.safetensors", g_dir, f);
+        write_lora(paths[f], f, &cfg, factors[f]);
+    }
+    df_error_t err;
+    df_error_clear(&err);
+    static float base[40000], with[3][40000];
+    uint64_t n = 0;
+    CHECK_OK(run_with_lora(NULL, 0, base, &n, &err), &err);
+    for (int f = 0; f < 3; f++) {
+        df_error_clear(&err);
+        CHECK_OK(run_with_lora(paths[f], 0.8f, with[f], &n, &err), &err);
+    }
+    CHECK(n > 0 && n < 40000);
+    double diff = 0, scale = 0, d01 = 0, d02 = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs(with[0][i] - base[i]));
+        scale = fmax(scale, fabs(base[i]));
+        d01 = fmax(d01, fabs(with[0][i] - with[1][i]));
+        d02 = fmax(d02, fabs(with[0][i] - with[2][i]));
+    }
+    fprintf(stderr, "  lora changes the outputs by %.3g (scale %.3g); formats differ by %.2g (SGM names), %.2g (PEFT)\n",
+            diff, scale, d01, d02);
+    CHECK(diff > 1e-3 * scale);              /* it did something */
+    CHECK(d01 <= 1e-6 * scale && d02 <= 1e-5 * scale); /* the same adapter in each format */
+
+    /* The merged weight is W + scale * alpha / rank * up @ down. */
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_clip_text_t *te1 = m ? df_sdxl_load_text_encoder(m, 1, g_dev, g_xfer, DF_F32, &err) : NULL;
+    const df_weight *w = te1 ? df_weights_find(df_clip_text_weights(te1), k_mods[2].weight) : NULL;
+    float *before = malloc(32 * 32 * 4), *after = malloc(32 * 32 * 4), *want = malloc(32 * 32 * 4);
+    CHECK(w != NULL);
+    if (w) {
+        df_vk_download(g_xfer, w->t.ref.buf, w->t.ref.offset, before, 32 * 32 * 4, &err);
+        df_lora_targets t = {NULL, te1, NULL};
+        /* A file for all three components cannot merge into one of them. */
+        CHECK_FAILS(df_lora_merge(paths[0], 1.0f, &cfg, &t, g_batch, g_xfer, NULL, &err), &err, DF_E_FORMAT,
+                    "not loaded");
+        /* Only TE1's module: write it alone. */
+        char one[256];
+        snprintf(one, sizeof one, "%s/lora_te1.safetensors", g_dir);
+        df_st_writer_t *wr = df_st_writer_new();
+        int64_t sd[2] = {4, 32}, su[2] = {32, 4};
+        static float alpha = 2;
+        df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", DF_F32, 2, sd,
+                         factors[0][4], &err);
+        df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", DF_F32, 2, su,
+                         factors[0][5], &err);
+        df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.alpha", DF_F32, 0, NULL, &alpha,
+                         &err);
+        df_st_writer_write(wr, one, &err);
+        df_st_writer_destroy(&wr);
+        CHECK_OK(df_lora_merge(one, 1.5f, &cfg, &t, g_batch, g_xfer, NULL, &err), &err);
+        df_vk_download(g_xfer, w->t.ref.buf, w->t.ref.offset, after, 32 * 32 * 4, &err);
+        for (int o = 0; o < 32; o++)
+            for (int i = 0; i < 32; i++) {
+                double acc = 0;
+                for (int k = 0; k < 4; k++)
+                    acc += (double)factors[0][5][o * 4 + k] * factors[0][4][k * 32 + i];
+                want[o * 32 + i] = (float)(before[o * 32 + i] + 1.5 * 2.0 / 4.0 * acc);
+            }
+        check_close("merged weight = W + s (alpha/r) up @ down", after, want, 32 * 32, 1e-6);
+
+        /* Bad files: an unknown module, a shape for another model, half a pair. */
+        const char *bad_names[3] = {"lora_unet_mid_block_attentions_7_proj_in.lora_down.weight",
+                                    "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
+                                    "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"};
+        const char *needles[3] = {"name no module", "do not fit", "without both"};
+        for (int b = 0; b < 3; b++) {
+            wr = df_st_writer_new();
+            int64_t wrong[2] = {4, b == 1 ? 48 : 32};
+            df_st_writer_add(wr, bad_names[b], DF_F32, 2, b == 1 ? wrong : sd, factors[0][4], &err);
+            if (b < 2)
+                df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", DF_F32, 2,
+                                 su, factors[0][5], &err);
+            static float big[4 * 48];
+            if (b == 1) { /* the down factor for a 48-wide input: a LoRA for another model */
+                df_st_writer_destroy(&wr);
+                wr = df_st_writer_new();
+                df_st_writer_add(wr, bad_names[b], DF_F32, 2, wrong, big, &err);
+                df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", DF_F32, 2,
+                                 su, factors[0][5], &err);
+            }
+            df_st_writer_write(wr, one, &err);
+            df_st_writer_destroy(&wr);
+            df_error_clear(&err);
+            CHECK_FAILS(df_lora_merge(one, 1.0f, &cfg, &t, g_batch, g_xfer, NULL, &err), &err, DF_E_FORMAT, needles[b]);
+        }
+        CHECK_FAILS(df_lora_merge("/nonexistent/lora.safetensors", 1.0f, &cfg, &t, g_batch, g_xfer, NULL, &err), &err,
+                    DF_E_NOT_FOUND, "lora.safetensors");
+        unlink(one);
+    }
+    free(before), free(after), free(want);
+    df_clip_text_destroy(&te1);
+    df_sdxl_destroy(&m);
+    for (int f = 0; f < 3; f++) {
+        for (int k = 0; k < 8; k++)
+            free(factors[f][k]);
+        unlink(paths[f]);
+    }
+}
+
 /*  The chunked attention path (head dims over 128, the VAE's 512 in SDXL)
  *  against a double-precision reference. */
 static void test_attention_any(void)
@@ -1102,6 +1338,7 @@ int main(int argc, char **argv)
     RUN(test_component_runner);
     RUN(test_pipeline_parity);
     RUN(test_generate_determinism);
+    RUN(test_lora_formats);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

@@ -94,10 +94,25 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
     if (rc == DF_OK && is_hash(p->model) && (rc = ctx->fetch(ctx, p->model, path, sizeof path, err)) != DF_OK)
         *retryable = rc == DF_E_IO;
     df_dtype weights = p->weights_f32 ? DF_F32 : DF_F16;
+    /* The LoRAs: local paths, artifacts fetched like models. */
+    char (*lora_paths)[4200] = p->n_loras ? calloc(p->n_loras, sizeof *lora_paths) : NULL;
+    if (rc == DF_OK && p->n_loras && !lora_paths)
+        rc = df_error_set(err, DF_E_NOMEM, "generate: out of memory");
+    for (size_t i = 0; rc == DF_OK && i < p->n_loras; i++) {
+        snprintf(lora_paths[i], sizeof lora_paths[i], "%s", p->loras[i]->path);
+        if (is_hash(p->loras[i]->path) &&
+            (rc = ctx->fetch(ctx, p->loras[i]->path, lora_paths[i], sizeof lora_paths[i], err)) != DF_OK)
+            *retryable = rc == DF_E_IO;
+    }
+    /* What is loaded: the model, its storage type and the LoRAs merged in. */
     char key[sizeof ((df_task_resident *)0)->key];
-    if (rc == DF_OK && (size_t)snprintf(key, sizeof key, "%s|%s|%s", path, p->tokenizer ? p->tokenizer : "",
-                                        df_dtype_name(weights)) >= sizeof key)
-        rc = df_error_set(err, DF_E_INVALID, "generate: model and tokenizer paths are too long");
+    size_t kl = rc == DF_OK ? (size_t)snprintf(key, sizeof key, "%s|%s|%s", path, p->tokenizer ? p->tokenizer : "",
+                                               df_dtype_name(weights))
+                            : 0;
+    for (size_t i = 0; rc == DF_OK && i < p->n_loras && kl < sizeof key; i++)
+        kl += (size_t)snprintf(key + kl, sizeof key - kl, "|%s:%g", lora_paths[i], p->loras[i]->scale);
+    if (rc == DF_OK && kl >= sizeof key)
+        rc = df_error_set(err, DF_E_INVALID, "generate: model, tokenizer and LoRA paths are too long");
     loaded *l = NULL, *own = NULL;
     if (rc == DF_OK) {
         df_task_resident *r = ctx->resident;
@@ -109,7 +124,12 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
             l = load(path, p->tokenizer && *p->tokenizer ? p->tokenizer : NULL, weights, dev, xfer, err);
             if (!l)
                 rc = err && err->code ? err->code : DF_E_INVALID;
-            else if (r) {
+            for (size_t i = 0; rc == DF_OK && i < p->n_loras; i++)
+                rc = df_generator_add_lora(l->gen, l->batch, lora_paths[i], p->loras[i]->scale, err);
+            if (rc != DF_OK) {
+                loaded_free(l);
+                l = NULL;
+            } else if (r) {
                 snprintf(r->key, sizeof r->key, "%s", key);
                 r->obj = l;
                 r->destroy = loaded_free;
@@ -214,7 +234,7 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
     }
     for (uint32_t i = 0; imgs && i < p->count; i++)
         free(imgs[i].png.data);
-    free(imgs), free(ptrs), free(lt), free(latents), free(rgb), free(init);
+    free(imgs), free(ptrs), free(lt), free(latents), free(rgb), free(init), free(lora_paths);
     loaded_free(own);
     dreamfleet__generate_params__free_unpacked(p, NULL);
     return rc;

@@ -3,7 +3,8 @@
  *
  *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
  *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
- *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--init-noise FILE] [--save-latents FILE] -o DIR
+ *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE]
+ *        [--save-latents FILE] -o DIR
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,7 +24,8 @@
 static const char k_usage[] =
     "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
     "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
-    "         [--crop X,Y] [--dtype f16|f32] [--init-noise FILE] [--save-latents FILE] [--shards N]\n"
+    "         [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE] [--save-latents FILE]\n"
+    "         [--shards N]\n"
     "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
 
 static int parse_pair(const char *flag, const char *v, char sep, uint32_t *a, uint32_t *b)
@@ -143,7 +145,7 @@ static int collect(df_cli *cli, const char *job_id, const char *dir, const char 
 int df_cmd_generate(df_cli *cli, int argc, char **argv)
 {
     enum { O_PROMPT = 1000, O_NEG, O_MODEL, O_TOK, O_SIZE, O_STEPS, O_CFG, O_SAMPLER, O_SEED, O_ORIG, O_CROP,
-           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE };
+           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA };
     static const struct option o[] = {
         {"prompt", required_argument, NULL, O_PROMPT},   {"negative-prompt", required_argument, NULL, O_NEG},
         {"model", required_argument, NULL, O_MODEL},     {"tokenizer", required_argument, NULL, O_TOK},
@@ -152,7 +154,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         {"seed", required_argument, NULL, O_SEED},       {"original-size", required_argument, NULL, O_ORIG},
         {"crop", required_argument, NULL, O_CROP},       {"dtype", required_argument, NULL, O_DTYPE},
         {"save-latents", required_argument, NULL, O_LATENTS}, {"shards", required_argument, NULL, O_SHARDS},
-        {"init-noise", required_argument, NULL, O_NOISE},
+        {"init-noise", required_argument, NULL, O_NOISE}, {"lora", required_argument, NULL, O_LORA},
         {"output", required_argument, NULL, 'o'},        {NULL, 0, NULL, 0},
     };
     Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
@@ -165,6 +167,11 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     uint32_t shards = 0;
     int c;
     double v;
+    /* --lora FILE[:SCALE], repeatable. */
+    enum { MAX_LORAS = 16 };
+    Dreamfleet__LoraRef lora_refs[MAX_LORAS], *lora_ptrs[MAX_LORAS];
+    char lora_abs[MAX_LORAS][PATH_MAX];
+    size_t nlora = 0;
     optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "n:o:", o, NULL)) != -1) {
         switch (c) {
@@ -232,6 +239,40 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
             shards = (uint32_t)v;
             break;
         case O_NOISE: noise_path = optarg; break;
+        case O_LORA: {
+            if (nlora == MAX_LORAS) {
+                df_cli_error("--lora: at most %d", MAX_LORAS);
+                return DF_EXIT_USAGE;
+            }
+            char file[PATH_MAX];
+            snprintf(file, sizeof file, "%s", optarg);
+            float scale = 1.0f;
+            char *colon = strrchr(file, ':');
+            if (colon) {
+                char *end;
+                double sc = strtod(colon + 1, &end);
+                if (end == colon + 1 || *end || !(sc >= -10 && sc <= 10)) {
+                    df_cli_error("--lora %s: the scale after ':' must be a number from -10 to 10", optarg);
+                    return DF_EXIT_USAGE;
+                }
+                scale = (float)sc;
+                *colon = '\0';
+            }
+            struct stat sb;
+            int hash = strlen(file) == 64 && strspn(file, "0123456789abcdef") == 64;
+            if (!hash && stat(file, &sb) != 0) {
+                df_cli_error("--lora %s: %s", file, strerror(errno));
+                return DF_EXIT_USAGE;
+            }
+            dreamfleet__lora_ref__init(&lora_refs[nlora]);
+            if (hash || !realpath(file, lora_abs[nlora]))
+                snprintf(lora_abs[nlora], sizeof lora_abs[nlora], "%s", file);
+            lora_refs[nlora].path = lora_abs[nlora];
+            lora_refs[nlora].scale = scale;
+            lora_ptrs[nlora] = &lora_refs[nlora];
+            nlora++;
+            break;
+        }
         case 'o': out_dir = optarg; break;
         default: df_cli_error("%s", k_usage); return DF_EXIT_USAGE;
         }
@@ -240,6 +281,8 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", k_usage);
         return DF_EXIT_USAGE;
     }
+    p.n_loras = nlora;
+    p.loras = lora_ptrs;
     /* Paths as the workers will see them: absolute, when they exist here. A
      * 64-digit sha256 names a model registered with `model add`. */
     char model_abs[PATH_MAX], tok_abs[PATH_MAX];

@@ -435,6 +435,48 @@ static void test_generate_over_workers(void)
     }
     g_workers[0] = start_worker("w1-again", g_keys);
     CHECK_EQ(wait_workers(3), 0);
+    /* A LoRA changes the images; one for another model fails the job by name. */
+    char lora[300], bad_lora[300], lout[300];
+    snprintf(lora, sizeof lora, "%s/lora.safetensors", g_dir);
+    snprintf(bad_lora, sizeof bad_lora, "%s/bad-lora.safetensors", g_dir);
+    snprintf(lout, sizeof lout, "%s/images-lora", g_dir);
+    static float down[2 * 32], up[32 * 2], alpha = 2;
+    for (int i = 0; i < 64; i++)
+        down[i] = (float)((i * 37) % 11) * 0.05f - 0.25f, up[i] = (float)((i * 13) % 7) * 0.1f - 0.3f;
+    int64_t sd[2] = {2, 32}, su[2] = {32, 2};
+    df_error_t err;
+    df_error_clear(&err);
+    for (int b = 0; b < 2; b++) {
+        const char *mod = b ? "lora_unet_mid_block_attentions_5_proj_in" : "lora_te1_text_model_encoder_layers_0_self_attn_q_proj";
+        char kd[200], ku[200], ka[200];
+        snprintf(kd, sizeof kd, "%s.lora_down.weight", mod);
+        snprintf(ku, sizeof ku, "%s.lora_up.weight", mod);
+        snprintf(ka, sizeof ka, "%s.alpha", mod);
+        df_st_writer_t *w = df_st_writer_new();
+        df_st_writer_add(w, kd, DF_F32, 2, sd, down, &err);
+        df_st_writer_add(w, ku, DF_F32, 2, su, up, &err);
+        df_st_writer_add(w, ka, DF_F32, 0, NULL, &alpha, &err);
+        CHECK_OK(df_st_writer_write(w, b ? bad_lora : lora, &err), &err);
+        df_st_writer_destroy(&w);
+    }
+    char lora_arg[320];
+    snprintf(lora_arg, sizeof lora_arg, "%s:0.7", lora);
+    CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
+                    "64x64", "--steps", "3", "-n", "1", "--seed", "5", "--dtype", "f32", "--lora", lora_arg, "-o",
+                    lout, NULL),
+             0);
+    size_t nl = 0, nb = 0;
+    uint8_t *with = image_of(lout, 0, &nl), *without = image_of(out[0], 0, &nb);
+    CHECK(with && without && (nl != nb || memcmp(with, without, nl) != 0));
+    free(with), free(without);
+    CHECK_EQ(client(g_keys, 120000, "generate", "--prompt", "x", "--model", model, "--size", "64x64", "--lora",
+                    bad_lora, "-o", lout, NULL),
+             1);
+    CHECK(strstr(g_out, "name no module of this model") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "x", "--model", model, "--lora", "/nonexistent.safetensors",
+                    "-o", lout, NULL),
+             2);
+    CHECK(strstr(g_err, "--lora /nonexistent.safetensors") != NULL);
     /* Bad requests are refused before any work, naming the parameter. */
     CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "x", "--model", model, "--size", "100x64", "-o", out[0],
                     NULL),

@@ -41,6 +41,7 @@ void df_clip_text_destroy(df_clip_text_t **self_p)
 }
 
 const df_clip_text_config *df_clip_text_config_of(const df_clip_text_t *self) { return &self->cfg; }
+df_weights_t *df_clip_text_weights(df_clip_text_t *self) { return self->w; }
 
 static int locate_same(void *ctx, const char *internal, df_sgm_ref *ref)
 {

@@ -37,6 +37,9 @@ void df_clip_text_destroy(df_clip_text_t **self_p);
 
 const df_clip_text_config *df_clip_text_config_of(const df_clip_text_t *self);
 
+/*  Its weights (LoRA merging writes into them). */
+df_weights_t *df_clip_text_weights(df_clip_text_t *self);
+
 /*  Records the encoder over nseq sequences of DF_CLIP_CONTEXT ids (host
  *  memory, each id < vocab size). hidden (f32, nseq x 77 x hidden) gets the
  *  penultimate layer's output; pooled (f32, nseq x projection_dim), when it

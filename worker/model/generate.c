@@ -54,6 +54,12 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
     return g;
 }
 
+int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err)
+{
+    df_lora_targets t = {self->unet, df_prompt_text_encoder(self->text, 1), df_prompt_text_encoder(self->text, 2)};
+    return df_lora_merge(path, scale, df_sdxl_config_of(self->model), &t, batch, self->xfer, NULL, err);
+}
+
 int df_generate_check(const df_generator_t *self, const df_gen_params *p, df_error_t *err)
 {
     const df_sdxl_config *c = df_sdxl_config_of(self->model);

@@ -18,6 +18,7 @@
 #ifndef DF_MODEL_GENERATE_H
 #define DF_MODEL_GENERATE_H
 
+#include "lora.h"
 #include "prompt.h"
 #include "scheduler.h"
 #include "sdxl_model.h"
@@ -46,6 +47,10 @@ typedef struct _df_generator_t df_generator_t;
 df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_dtype weights,
                                  df_error_t *err);
 void df_generator_destroy(df_generator_t **self_p);
+
+/*  Merges a LoRA (kohya, PEFT or diffusers format) into the generator's
+ *  weights, scaled. To drop LoRAs, make a new generator. */
+int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err);
 
 /*  Checks params against the model (sizes, steps, sampler, counts): the
  *  message names the parameter. */

@@ -54,6 +54,11 @@ df_prompt_encoder_t *df_prompt_encoder_new(df_sdxl_t *model, df_vk_device_t *dev
     return p;
 }
 
+df_clip_text_t *df_prompt_text_encoder(df_prompt_encoder_t *self, int which)
+{
+    return which == 1 || which == 2 ? self->te[which - 1] : NULL;
+}
+
 uint32_t df_prompt_context_dim(const df_prompt_encoder_t *self) { return self->hidden[0] + self->hidden[1]; }
 uint32_t df_prompt_pooled_dim(const df_prompt_encoder_t *self) { return self->pooled; }
 

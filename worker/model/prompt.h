@@ -18,6 +18,9 @@ df_prompt_encoder_t *df_prompt_encoder_new(df_sdxl_t *model, df_vk_device_t *dev
                                            df_dtype store, df_error_t *err);
 void df_prompt_encoder_destroy(df_prompt_encoder_t **self_p);
 
+/*  Text encoder 1 or 2 (to merge LoRAs into). */
+df_clip_text_t *df_prompt_text_encoder(df_prompt_encoder_t *self, int which);
+
 /*  Tokens per chunk and chunks for text (so the caller can size context). */
 int df_prompt_tokens(df_prompt_encoder_t *self, const char *text, uint32_t *chunks, df_error_t *err);
 

@@ -112,6 +112,7 @@ df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char 
 }
 
 const df_unet_config *df_unet_config_of(const df_unet_t *self) { return &self->cfg; }
+df_weights_t *df_unet_weights(df_unet_t *self) { return self->w; }
 
 /* ------------------------------------------------------------ embeddings */
 

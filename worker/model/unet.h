@@ -40,6 +40,9 @@ void df_unet_destroy(df_unet_t **self_p);
 
 const df_unet_config *df_unet_config_of(const df_unet_t *self);
 
+/*  Its weights (LoRA merging writes into them). */
+df_weights_t *df_unet_weights(df_unet_t *self);
+
 typedef struct {
     const df_fmap *sample;   /* n x in_channels x h x w, sides multiples of 2^(levels-1) */
     const float *timesteps;  /* host, n values (the UNet takes them as floats) */
