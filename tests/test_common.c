@@ -11,6 +11,9 @@
 #include "log.h"
 #include "philox.h"
 #include "test.h"
+#include "png_write.h"
+#include <png.h>
+#include <stdlib.h>
 
 static void test_error_first_wins(void)
 {
@@ -270,6 +273,38 @@ static void test_gemm_f16_bound(void)
     CHECK(fabs(stored + 2 * 0x1p-12 - ref[0]) > bound[0]);
 }
 
+/*  PNG out and back in through libpng's reader: pixels and the text chunk. */
+static void test_png_round_trip(void)
+{
+    uint8_t rgb[2 * 3 * 3];
+    for (int i = 0; i < 18; i++)
+        rgb[i] = (uint8_t)(i * 14);
+    df_png_text t = {"parameters", "a photo of TOK person\nSteps: 30, Seed: 1"};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    df_error_t err;
+    df_error_clear(&err);
+    CHECK_OK(df_png_encode(rgb, 3, 2, &t, 1, &png, &len, &err), &err);
+    CHECK(len > 8 && memcmp(png, "\x89PNG", 4) == 0);
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    CHECK(png_image_begin_read_from_memory(&img, png, len));
+    img.format = PNG_FORMAT_RGB;
+    uint8_t back[18] = {0};
+    CHECK(png_image_finish_read(&img, NULL, back, 0, NULL));
+    CHECK(img.width == 3 && img.height == 2 && memcmp(back, rgb, 18) == 0);
+    /* The text chunk, found by scanning: tEXt, key, NUL, value. */
+    int found = 0;
+    for (size_t i = 0; i + 20 < len && !found; i++)
+        found = memcmp(png + i, "tEXtparameters", 14) == 0 && strncmp((char *)png + i + 15, t.value, strlen(t.value)) == 0;
+    CHECK(found);
+    free(png);
+    CHECK_FAILS(df_png_encode(rgb, 0, 2, NULL, 0, &png, &len, &err), &err, DF_E_INVALID, "0x2");
+    char path[] = "/nonexistent-dir/x.png";
+    CHECK_FAILS(df_png_write(path, rgb, 3, 2, NULL, 0, &err), &err, DF_E_IO, "/nonexistent-dir/x.png");
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -287,5 +322,6 @@ int main(int argc, char **argv)
     RUN(test_gemm_reference_small);
     RUN(test_gemm_compare_catches_errors);
     RUN(test_gemm_f16_bound);
+    RUN(test_png_round_trip);
     return test_summary();
 }
