@@ -296,9 +296,10 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
                             s->c, s->h, s->w, c->in_channels, mult);
     if (in->context_len == 0 || !in->context.ref.buf || !in->text_embeds.ref.buf || !in->timesteps || !in->time_ids)
         return df_error_set(err, DF_E_INVALID, "unet: missing conditioning (context, text_embeds, timesteps, time_ids)");
-    /* The evaluation runs as a series of submitted steps (one per level) so
-     * that only one level's scratch is alive at a time; the embedding, the
-     * skip connections and the running activation are kept across them. */
+    /* The evaluation runs as a series of submitted steps (one per ResNet +
+     * transformer pair) so that only one block's scratch is alive at a time;
+     * the embedding, the skip connections and the running activation are
+     * kept across them. */
     df_keep kept = {.n = 0}, cur = {.n = 0};
     df_tensor temb;
     int rc = embeddings(self, batch, in, &temb, err);
@@ -319,6 +320,12 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
         if (rc == DF_OK)                                                                                               \
             rc = df_step_end(batch, &cur, &x.t, FMAP_ELEMS(x), err);                                                   \
     } while (0)
+/* After SKIP() the activation already lives in a kept buffer: submitting frees the scratch. */
+#define SUBMIT()                                                                                                       \
+    do {                                                                                                               \
+        if (rc == DF_OK)                                                                                               \
+            rc = df_vk_batch_submit(batch, err);                                                                       \
+    } while (0)
     if (rc == DF_OK)
         rc = df_conv_same(batch, self->w, "conv_in", s, &x, err);
     SKIP();
@@ -332,14 +339,15 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
                 rc = transformer(self, batch, p, c->transformer_depth[i], (uint32_t)c->heads[i], &x, in, err);
             }
             SKIP();
+            SUBMIT();
         }
         if (rc == DF_OK && i < c->levels - 1) {
             snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv", i);
             rc = df_downsample(batch, self->w, p, 0, &x, &y, err);
             x = y;
             SKIP();
+            SUBMIT();
         }
-        STEP();
     }
     int top = c->levels - 1;
     if (rc == DF_OK)
@@ -348,6 +356,7 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
     if (rc == DF_OK)
         rc = transformer(self, batch, "mid_block.attentions.0", c->transformer_depth[top], (uint32_t)c->heads[top], &x,
                          in, err);
+    STEP();
     if (rc == DF_OK)
         rc = df_resnet_block(batch, self->w, "mid_block.resnets.1", g, eps, &x, temb, &y, err);
     x = y;
@@ -365,6 +374,7 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
                 snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
                 rc = transformer(self, batch, p, c->transformer_depth[level], (uint32_t)c->heads[level], &x, in, err);
             }
+            STEP();
         }
         if (rc == DF_OK && i < c->levels - 1) {
             snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv", i);
@@ -375,6 +385,7 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
     }
 #undef SKIP
 #undef STEP
+#undef SUBMIT
 #undef FMAP_ELEMS
     df_fmap h;
     if (rc == DF_OK)

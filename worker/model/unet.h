@@ -54,8 +54,8 @@ typedef struct {
 
 /*  Runs one evaluation; out (f32, n x out_channels x h x w) holds the
  *  predicted noise when it returns. The work is submitted in steps (one per
- *  level), so the device holds one level's scratch at a time besides the skip
- *  connections; anything the caller recorded in batch before is submitted
+ *  ResNet + transformer pair), so the device holds one block's scratch at a
+ *  time besides the skip connections; anything the caller recorded in batch before is submitted
  *  with the first step. */
 int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor out, df_error_t *err);
 
