@@ -404,6 +404,7 @@ static uint8_t *image_of(const char *dir, int index, size_t *n)
  *  for every image: an image depends on its seed, not on who drew it. */
 static void test_generate_over_workers(void)
 {
+    CHECK_EQ(wait_workers(3), 0);
     char model[300], out[3][300];
     snprintf(model, sizeof model, "%s/tiny-model", g_dir);
     CHECK_EQ(client(g_keys, 60000, "model", "create-random", model, "--config", "tiny", NULL), 0);
@@ -604,10 +605,10 @@ int main(int argc, char **argv)
     RUN(test_unlisted_keys_are_refused);
     RUN(test_malformed_messages_leave_it_serving);
     RUN(test_model_reaches_workers);
-    RUN(test_cancel);
-    RUN(test_sigterm_finishes_current_task);
     RUN(test_generate_over_workers);
     RUN(test_generate_init_noise);
+    RUN(test_cancel);
+    RUN(test_sigterm_finishes_current_task);
     RUN(test_embedded_mode);
     for (int i = 0; i < g_nworkers; i++)
         proc_stop(g_workers[i], SIGKILL, 5000);
