@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clip_text.h"
@@ -1277,10 +1278,18 @@ static void test_weights_mismatch(void)
     CHECK(df_weights_load(g_dev, g_xfer, &l, st, NULL, DF_BF16, &err) == NULL && strstr(err.msg, "f32 or f16"));
     df_safetensors_destroy(&st);
     unlink(path);
-    /* A component folder without weights names the file it looked for. */
-    path_of(path, sizeof path, g_model, "scheduler");
+    /* A model folder without a component's config names the file it looked for. */
+    path_of(path, sizeof path, g_dir, "half-model");
+    CHECK(mkdir(path, 0755) == 0);
+    char idx[512];
+    path_of(idx, sizeof idx, path, "model_index.json");
+    FILE *f = fopen(idx, "w");
+    fputs("{}", f);
+    fclose(f);
     df_error_clear(&err);
-    CHECK(df_clip_text_load(g_dev, g_xfer, path, DF_F32, &err) == NULL && strstr(err.msg, "config.json"));
+    CHECK(df_sdxl_open(path, NULL, &err) == NULL && err.code == DF_E_NOT_FOUND && strstr(err.msg, "unet/config.json"));
+    unlink(idx);
+    rmdir(path);
     df_arch_list_free(&l);
 }
 

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "attention.h"
 #include "clip_tokenizer.h"
@@ -71,24 +70,10 @@ df_clip_text_t *df_clip_text_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, c
     return w ? df_clip_text_new(cfg, &w, err) : NULL;
 }
 
-df_clip_text_t *df_clip_text_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,
-                                  df_error_t *err)
+const df_weight_layout *df_clip_text_diffusers_layout(void)
 {
-    char path[4096];
-    df_clip_text_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (df_clip_text_config_load(path, &cfg, err) != DF_OK)
-        return NULL;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (access(path, R_OK) != 0)
-        snprintf(path, sizeof path, "%s/model.fp16.safetensors", dir);
-    df_safetensors_t *st = df_safetensors_open(path, err);
-    if (!st)
-        return NULL;
     static const df_weight_layout diffusers = {locate_same, owns_clip, NULL};
-    df_clip_text_t *m = df_clip_text_from(dev, xfer, &cfg, st, &diffusers, store, err);
-    df_safetensors_destroy(&st);
-    return m;
+    return &diffusers;
 }
 
 /*  One encoder layer on x [rows, D] in place; h, q, k, v, a are [rows, D]

@@ -28,10 +28,10 @@ df_clip_text_t *df_clip_text_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, c
                                   const df_safetensors_t *st, const df_weight_layout *layout, df_dtype store,
                                   df_error_t *err);
 
-/*  Loads a diffusers/transformers component folder (config.json and
- *  model.safetensors, or model.fp16.safetensors when that is all there is). */
-df_clip_text_t *df_clip_text_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,
-                                  df_error_t *err);
+/*  How transformers' CLIP checkpoints (the diffusers folder's text_encoder/
+ *  and text_encoder_2/) store the weights: internal names, plus a
+ *  position_ids buffer to ignore. */
+const df_weight_layout *df_clip_text_diffusers_layout(void);
 
 void df_clip_text_destroy(df_clip_text_t **self_p);
 

@@ -195,9 +195,10 @@ df_clip_text_t *df_sdxl_load_text_encoder(df_sdxl_t *self, int which, df_vk_devi
         df_weight_layout l = {sgm_locate, sgm_owns, &c};
         return df_clip_text_from(dev, xfer, cfg, self->single, &l, store, err);
     }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", self->path, which == 1 ? "text_encoder" : "text_encoder_2");
-    return df_clip_text_load(dev, xfer, dir, store, err);
+    df_safetensors_t *st = open_part(self, which == 1 ? "text_encoder" : "text_encoder_2", "model", err);
+    df_clip_text_t *te = st ? df_clip_text_from(dev, xfer, cfg, st, df_clip_text_diffusers_layout(), store, err) : NULL;
+    df_safetensors_destroy(&st);
+    return te;
 }
 
 /*  The pad token a tokenizer folder names (tokenizer_config.json, then

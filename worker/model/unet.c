@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "eltwise.h"
 #include "gemm.h"
@@ -91,24 +90,6 @@ df_unet_t *df_unet_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_un
         w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
     df_arch_list_free(&arch);
     return w ? df_unet_new(dev, xfer, cfg, &w, err) : NULL;
-}
-
-df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err)
-{
-    char path[4096];
-    df_unet_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (df_unet_config_load(path, &cfg, err) != DF_OK)
-        return NULL;
-    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
-    if (access(path, R_OK) != 0)
-        snprintf(path, sizeof path, "%s/diffusion_pytorch_model.fp16.safetensors", dir);
-    df_safetensors_t *st = df_safetensors_open(path, err);
-    if (!st)
-        return NULL;
-    df_unet_t *m = df_unet_from(dev, xfer, &cfg, st, NULL, store, err);
-    df_safetensors_destroy(&st);
-    return m;
 }
 
 const df_unet_config *df_unet_config_of(const df_unet_t *self) { return &self->cfg; }

@@ -31,11 +31,6 @@ df_unet_t *df_unet_new(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_une
 df_unet_t *df_unet_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_unet_config *cfg, const df_safetensors_t *st,
                       const df_weight_layout *layout, df_dtype store, df_error_t *err);
 
-/*  Loads a diffusers component folder (config.json and
- *  diffusion_pytorch_model[.fp16].safetensors). */
-df_unet_t *df_unet_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store,
-                        df_error_t *err);
-
 void df_unet_destroy(df_unet_t **self_p);
 
 const df_unet_config *df_unet_config_of(const df_unet_t *self);

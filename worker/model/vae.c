@@ -4,7 +4,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "eltwise.h"
 #include "layers.h"
@@ -40,24 +39,6 @@ df_vae_t *df_vae_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_vae_
         w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
     df_arch_list_free(&arch);
     return w ? df_vae_new(cfg, &w, err) : NULL;
-}
-
-df_vae_t *df_vae_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err)
-{
-    char path[4096];
-    df_vae_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (df_vae_config_load(path, &cfg, err) != DF_OK)
-        return NULL;
-    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
-    if (access(path, R_OK) != 0)
-        snprintf(path, sizeof path, "%s/diffusion_pytorch_model.fp16.safetensors", dir);
-    df_safetensors_t *st = df_safetensors_open(path, err);
-    if (!st)
-        return NULL;
-    df_vae_t *m = df_vae_from(dev, xfer, &cfg, st, NULL, store, err);
-    df_safetensors_destroy(&st);
-    return m;
 }
 
 void df_vae_destroy(df_vae_t **self_p)

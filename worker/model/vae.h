@@ -22,10 +22,6 @@ df_vae_t *df_vae_new(const df_vae_config *cfg, df_weights_t **weights, df_error_
 df_vae_t *df_vae_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_vae_config *cfg, const df_safetensors_t *st,
                       const df_weight_layout *layout, df_dtype store, df_error_t *err);
 
-/*  Loads a diffusers component folder (config.json and
- *  diffusion_pytorch_model[.fp16].safetensors). */
-df_vae_t *df_vae_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const char *dir, df_dtype store, df_error_t *err);
-
 void df_vae_destroy(df_vae_t **self_p);
 
 const df_vae_config *df_vae_config_of(const df_vae_t *self);
