@@ -22,9 +22,7 @@ int df_conv_named(df_vk_batch_t *batch, const df_weights_t *w, const char *prefi
                   const uint32_t pad[4], const df_fmap *y, int accumulate, df_error_t *err)
 {
     const df_weight *wt, *b;
-    int rc = df_weight_at(w, prefix, "weight", &wt, err);
-    if (rc == DF_OK)
-        rc = df_weight_at(w, prefix, "bias", &b, err);
+    int rc = df_weight_pair(w, prefix, &wt, &b, err);
     if (rc != DF_OK)
         return rc;
     df_conv2d_desc d = {.n = x->n, .in_c = x->c, .in_h = x->h, .in_w = x->w, .out_c = (uint32_t)wt->shape[0],
@@ -55,9 +53,7 @@ int df_group_norm(df_vk_batch_t *batch, const df_weights_t *w, const char *prefi
                   const df_fmap *x, const df_fmap *y, df_error_t *err)
 {
     const df_weight *g, *b;
-    int rc = df_weight_at(w, prefix, "weight", &g, err);
-    if (rc == DF_OK)
-        rc = df_weight_at(w, prefix, "bias", &b, err);
+    int rc = df_weight_pair(w, prefix, &g, &b, err);
     if (rc != DF_OK)
         return rc;
     df_norm_desc d = df_norm_group(x->n, x->c, x->h * x->w, groups, eps);
@@ -95,9 +91,7 @@ int df_resnet_block(df_vk_batch_t *batch, const df_weights_t *w, const char *pre
          * broadcast over the pixels. */
         const df_weight *tw, *tb;
         df_tensor proj;
-        rc = df_weight_at(w, tp, "weight", &tw, err);
-        if (rc == DF_OK)
-            rc = df_weight_at(w, tp, "bias", &tb, err);
+        rc = df_weight_pair(w, tp, &tw, &tb, err);
         if (rc == DF_OK)
             rc = df_scratch(batch, (uint64_t)x->n * cout, DF_F32, &proj, err);
         if (rc == DF_OK)
@@ -215,9 +209,7 @@ int df_pixel_attention(df_vk_batch_t *batch, const df_weights_t *w, const char *
     int rc = DF_OK;
     for (int i = 0; i < 4 && rc == DF_OK; i++) {
         snprintf(name, sizeof name, "%s.%s", prefix, proj[i]);
-        rc = df_weight_at(w, name, "weight", &wt[i], err);
-        if (rc == DF_OK)
-            rc = df_weight_at(w, name, "bias", &bs[i], err);
+        rc = df_weight_pair(w, name, &wt[i], &bs[i], err);
     }
     df_fmap hn;
     df_tensor qkv[3], o;

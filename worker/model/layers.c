@@ -91,6 +91,13 @@ int df_weight_at(const df_weights_t *w, const char *prefix, const char *suffix, 
     return df_weights_get(w, name, out, err);
 }
 
+int df_weight_pair(const df_weights_t *w, const char *prefix, const df_weight **weight, const df_weight **bias,
+                   df_error_t *err)
+{
+    int rc = df_weight_at(w, prefix, "weight", weight, err);
+    return rc == DF_OK ? df_weight_at(w, prefix, "bias", bias, err) : rc;
+}
+
 int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, const df_weight *bias,
               df_tensor y, float beta, df_elt_op act, df_error_t *err)
 {
@@ -109,9 +116,7 @@ int df_layer_norm(df_vk_batch_t *batch, const df_weights_t *w, const char *prefi
                   float eps, df_tensor y, df_error_t *err)
 {
     const df_weight *g, *b;
-    int rc = df_weight_at(w, prefix, "weight", &g, err);
-    if (rc == DF_OK)
-        rc = df_weight_at(w, prefix, "bias", &b, err);
+    int rc = df_weight_pair(w, prefix, &g, &b, err);
     if (rc != DF_OK)
         return rc;
     df_norm_desc d = df_norm_layer(rows, (uint32_t)g->shape[0], eps);

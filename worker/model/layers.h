@@ -54,6 +54,10 @@ int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight 
 int df_layer_norm(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, df_tensor x, uint32_t rows,
                   float eps, df_tensor y, df_error_t *err);
 
+/*  prefix.weight and prefix.bias, the pair most layers take. */
+int df_weight_pair(const df_weights_t *w, const char *prefix, const df_weight **weight, const df_weight **bias,
+                   df_error_t *err);
+
 /*  The weight called prefix.suffix. */
 int df_weight_at(const df_weights_t *w, const char *prefix, const char *suffix, const df_weight **out,
                  df_error_t *err);
