@@ -1076,6 +1076,39 @@ static int run_with_lora(const char *lora, float scale, float *out, uint64_t *n,
     return rc;
 }
 
+/*  A generator that releases its text encoders after each conditioning
+ *  loads them again, with the LoRA merged again, and draws the very same
+ *  images as one that keeps them. */
+static void check_text_release(const char *lora)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_gen_params p = {.prompt = "a photo of TOK person", .width = 64, .height = 64, .steps = 2, .guidance = 3,
+                       .sampler = DF_SAMPLER_EULER, .seed = 3, .count = 1};
+    const uint64_t n = 4 * 8 * 8;
+    float lat[3][4 * 8 * 8];
+    for (int keep = 1; keep >= 0 && m; keep--) {
+        df_generator_t *gen = df_generator_new(m, g_dev, g_xfer, DF_F32, &err);
+        CHECK(gen != NULL);
+        if (!gen)
+            break;
+        df_generator_keep_text(gen, keep);
+        CHECK_OK(df_generator_add_lora(gen, g_batch, lora, 0.8f, &err), &err);
+        CHECK(df_generator_text_loaded(gen));
+        for (int run = 0; run < (keep ? 1 : 2); run++) {
+            CHECK_OK(df_generate(gen, g_batch, &p, lat[keep ? 0 : 1 + run], NULL, NULL, NULL, &err), &err);
+            CHECK(df_generator_text_loaded(gen) == keep);
+        }
+        /* A LoRA that fails to merge leaves the generator as it was. */
+        CHECK_FAILS(df_generator_add_lora(gen, g_batch, "/nonexistent/l.safetensors", 1.0f, &err), &err,
+                    DF_E_NOT_FOUND, "l.safetensors");
+        df_generator_destroy(&gen);
+    }
+    CHECK(memcmp(lat[0], lat[1], n * 4) == 0 && memcmp(lat[0], lat[2], n * 4) == 0);
+    df_sdxl_destroy(&m);
+}
+
 static void test_lora_formats(void)
 {
     df_sdxl_config cfg;
@@ -1177,6 +1210,7 @@ static void test_lora_formats(void)
     free(before), free(after), free(want);
     df_clip_text_destroy(&te1);
     df_sdxl_destroy(&m);
+    check_text_release(paths[0]);
     for (int f = 0; f < 3; f++) {
         for (int k = 0; k < 8; k++)
             free(factors[f][k]);

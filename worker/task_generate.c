@@ -42,6 +42,9 @@ static loaded *load(const char *path, const char *tokenizer, df_dtype weights, d
         loaded_free(l);
         return NULL;
     }
+    /* Below 16 GiB of device memory the text encoders (1.5 GiB for SDXL in
+     * f16) give way to the UNet and VAE once a task's prompts are encoded. */
+    df_generator_keep_text(l->gen, df_vk_device_info_of(dev)->device_local_bytes >= (16ull << 30));
     return l;
 }
 

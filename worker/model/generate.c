@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "layers.h"
 #include "philox.h"
@@ -14,14 +15,37 @@
 #define STREAM_INIT 0
 #define STREAM_STEP(i) (1 + (uint64_t)(i))
 
+/*  A LoRA merged so far, to merge again into text encoders loaded anew. */
+typedef struct {
+    char *path;
+    float scale;
+} merged_lora;
+
 struct _df_generator_t {
     df_sdxl_t *model; /* borrowed */
     df_vk_device_t *dev;
     df_vk_transfer_t *xfer;
-    df_prompt_encoder_t *text;
+    df_dtype weights;
+    df_prompt_encoder_t *text; /* NULL while released */
+    int keep_text;
     df_unet_t *unet;
     df_vae_t *vae;
+    merged_lora *loras;
+    size_t n_loras;
+    df_gen_timing timing; /* of the last call */
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+df_gen_timing df_generator_last_timing(const df_generator_t *self)
+{
+    return self->timing;
+}
 
 void df_generator_destroy(df_generator_t **self_p)
 {
@@ -31,6 +55,9 @@ void df_generator_destroy(df_generator_t **self_p)
     df_prompt_encoder_destroy(&g->text);
     df_unet_destroy(&g->unet);
     df_vae_destroy(&g->vae);
+    for (size_t i = 0; i < g->n_loras; i++)
+        free(g->loras[i].path);
+    free(g->loras);
     free(g);
     *self_p = NULL;
 }
@@ -46,6 +73,8 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
     g->model = model;
     g->dev = dev;
     g->xfer = xfer;
+    g->weights = weights;
+    g->keep_text = 1;
     /* The VAE stays f32: SDXL's overflows in f16. */
     if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
         !(g->unet = df_sdxl_load_unet(model, dev, xfer, weights, err)) ||
@@ -54,10 +83,58 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
     return g;
 }
 
+void df_generator_keep_text(df_generator_t *self, int keep)
+{
+    self->keep_text = keep;
+}
+
+int df_generator_text_loaded(const df_generator_t *self)
+{
+    return self->text != NULL;
+}
+
+/*  Loads the text encoders again if they were released, with the LoRAs
+ *  merged so far (the same merges on the same weights: the same result as
+ *  before the release). */
+static int text_ready(df_generator_t *g, df_vk_batch_t *batch, df_error_t *err)
+{
+    if (g->text)
+        return DF_OK;
+    if (!(g->text = df_prompt_encoder_new(g->model, g->dev, g->xfer, g->weights, err)))
+        return err && err->code ? err->code : DF_E_NOMEM;
+    int rc = DF_OK;
+    for (size_t i = 0; rc == DF_OK && i < g->n_loras; i++) {
+        df_lora_targets t = {NULL, df_prompt_text_encoder(g->text, 1), df_prompt_text_encoder(g->text, 2), 1};
+        rc = df_lora_merge(g->loras[i].path, g->loras[i].scale, df_sdxl_config_of(g->model), &t, batch, g->xfer,
+                           NULL, err);
+    }
+    if (rc != DF_OK)
+        df_prompt_encoder_destroy(&g->text);
+    return rc;
+}
+
 int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err)
 {
-    df_lora_targets t = {self->unet, df_prompt_text_encoder(self->text, 1), df_prompt_text_encoder(self->text, 2)};
-    return df_lora_merge(path, scale, df_sdxl_config_of(self->model), &t, batch, self->xfer, NULL, err);
+    merged_lora *grown = realloc(self->loras, (self->n_loras + 1) * sizeof *grown);
+    if (!grown)
+        return df_error_set(err, DF_E_NOMEM, "generator: out of memory");
+    self->loras = grown;
+    merged_lora *m = &self->loras[self->n_loras];
+    if (!(m->path = strdup(path)))
+        return df_error_set(err, DF_E_NOMEM, "generator: out of memory");
+    m->scale = scale;
+    /* A first merge checks the whole file, so the text encoders must be in. */
+    int rc = text_ready(self, batch, err);
+    if (rc == DF_OK) {
+        df_lora_targets t = {self->unet, df_prompt_text_encoder(self->text, 1),
+                             df_prompt_text_encoder(self->text, 2), 0};
+        rc = df_lora_merge(path, scale, df_sdxl_config_of(self->model), &t, batch, self->xfer, NULL, err);
+    }
+    if (rc == DF_OK)
+        self->n_loras++;
+    else
+        free(m->path);
+    return rc;
 }
 
 int df_generate_check(const df_generator_t *self, const df_gen_params *p, df_error_t *err)
@@ -118,8 +195,11 @@ typedef struct {
 static int condition(df_generator_t *g, df_vk_batch_t *batch, const df_gen_params *p, int cfg, conditioning *out,
                      df_error_t *err)
 {
+    int rc = text_ready(g, batch, err);
+    if (rc != DF_OK)
+        return rc;
     uint32_t D = df_prompt_context_dim(g->text), P = df_prompt_pooled_dim(g->text), cp = 0, cn = 0;
-    int rc = df_prompt_tokens(g->text, p->prompt, &cp, err);
+    rc = df_prompt_tokens(g->text, p->prompt, &cp, err);
     if (rc == DF_OK && cfg && p->negative_prompt)
         rc = df_prompt_tokens(g->text, p->negative_prompt, &cn, err);
     if (rc != DF_OK)
@@ -181,6 +261,7 @@ static int one_image(df_generator_t *g, df_vk_batch_t *batch, const df_gen_param
         memcpy(ids + 6 * r, row, sizeof row);
     }
     df_fmap sample = {df_tensor_at(sb, 0, DF_F32), rows, 4, h, w};
+    double t0 = now_s();
     for (int i = 0; rc == DF_OK && i < p->steps; i++) {
         float scale = df_scheduler_input_scale(sched, i), ts[2];
         ts[0] = ts[1] = df_scheduler_timestep(sched, i);
@@ -209,9 +290,13 @@ static int one_image(df_generator_t *g, df_vk_batch_t *batch, const df_gen_param
         }
         if (rc == DF_OK)
             rc = df_scheduler_step(sched, i, eps, x, step_noise, err);
+        if (rc == DF_OK)
+            g->timing.steps++;
         if (rc == DF_OK && progress && progress(pctx, index, i + 1, p->steps, x))
             rc = df_error_set(err, DF_E_STATE, "generate: cancelled");
     }
+    double t1 = now_s();
+    g->timing.denoise += t1 - t0;
     if (rc == DF_OK && rgb) {
         float *img = malloc(3ull * p->width * p->height * sizeof *img), *lat = malloc(n * sizeof *lat);
         if (!img || !lat)
@@ -231,6 +316,7 @@ static int one_image(df_generator_t *g, df_vk_batch_t *batch, const df_gen_param
             }
         free(img);
         free(lat);
+        g->timing.decode += now_s() - t1;
     }
     free(eps);
     free(noise);
@@ -254,7 +340,14 @@ int df_generate(df_generator_t *self, df_vk_batch_t *batch, const df_gen_params 
         return rc;
     int cfg = p->guidance > 1;
     conditioning cond = {NULL, NULL, 0};
+    memset(&self->timing, 0, sizeof self->timing);
+    double t0 = now_s();
     rc = condition(self, batch, p, cfg, &cond, err);
+    self->timing.text = now_s() - t0;
+    /* The conditioning is computed (condition submits and waits): the text
+     * encoders' memory can go to the UNet and VAE until the next call. */
+    if (rc == DF_OK && !self->keep_text)
+        df_prompt_encoder_destroy(&self->text);
     uint32_t f = df_vae_factor(self->vae);
     uint64_t n = 4ull * (p->height / f) * (p->width / f), pixels = 3ull * p->width * p->height;
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++)

@@ -48,6 +48,13 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
                                  df_error_t *err);
 void df_generator_destroy(df_generator_t **self_p);
 
+/*  keep 1 (the default): the text encoders stay loaded between calls. 0:
+ *  they are released once a call's conditioning is computed and loaded again
+ *  (with their LoRAs merged again) by the next call. SDXL's encoders hold
+ *  1.5 GiB in f16, which a small GPU needs for the UNet and the VAE. */
+void df_generator_keep_text(df_generator_t *self, int keep);
+int df_generator_text_loaded(const df_generator_t *self);
+
 /*  Merges a LoRA (kohya, PEFT or diffusers format) into the generator's
  *  weights, scaled. To drop LoRAs, make a new generator. */
 int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err);
@@ -61,5 +68,14 @@ int df_generate_check(const df_generator_t *self, const df_gen_params *p, df_err
  *  host; may be NULL to skip decoding) the images. */
 int df_generate(df_generator_t *self, df_vk_batch_t *batch, const df_gen_params *p, float *latents, uint8_t *rgb,
                 df_gen_progress progress, void *ctx, df_error_t *err);
+
+/*  Where the last df_generate call's time went (wall-clock seconds). */
+typedef struct {
+    double text;     /* loading the text encoders when released, and encoding */
+    double denoise;  /* every step of every image */
+    double decode;   /* the VAE */
+    int steps;       /* steps run, over all images */
+} df_gen_timing;
+df_gen_timing df_generator_last_timing(const df_generator_t *self);
 
 #endif

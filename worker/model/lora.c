@@ -202,6 +202,8 @@ int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, cons
             char what[300];
             snprintf(what, sizeof what, "%s (%s)", m->weight,
                      m->component == C_UNET ? "unet" : m->component == C_TE1 ? "text_encoder" : "text_encoder_2");
+            if (!ws[m->component] && t->only_given)
+                continue;
             const df_weight *w = ws[m->component] ? df_weights_find(ws[m->component], m->weight) : NULL;
             if (pass == 0) {
                 int ok = m->down && m->up && w;
@@ -236,7 +238,7 @@ int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, cons
         rc = df_error_set(err, DF_E_FORMAT, "%s: %d key%s name no module of this model (a LoRA for another "
                           "architecture?): %s%s",
                           path, nunknown, nunknown == 1 ? "" : "s", unknown, nunknown > 8 ? ", ..." : "");
-    if (rc == DF_OK && s.modules[0] + s.modules[1] + s.modules[2] == 0)
+    if (rc == DF_OK && s.modules[0] + s.modules[1] + s.modules[2] == 0 && !t->only_given)
         rc = df_error_set(err, DF_E_FORMAT, "%s: no LoRA modules in the file", path);
     if (rc == DF_OK)
         rc = df_vk_batch_submit(batch, err);

@@ -24,6 +24,11 @@
 typedef struct {
     df_unet_t *unet;
     df_clip_text_t *te1, *te2;
+    /* 0: every module the file adapts must be among the targets (a first
+     * merge, where nothing may be left out). 1: modules of components not
+     * given are skipped, for re-merging into a component loaded again after
+     * it was released. */
+    int only_given;
 } df_lora_targets;
 
 typedef struct {

@@ -181,6 +181,8 @@ static df_vk_block_t *block_new(df_vk_memory_t *self, uint64_t size, int dedicat
         goto vk_fail_alloc;
     b->size = size;
     self->stats.reserved += size;
+    if (self->stats.reserved > self->stats.peak_reserved)
+        self->stats.peak_reserved = self->stats.reserved;
     r = vkBindBufferMemory(self->vk, b->buffer, b->memory, 0);
     if (r < 0)
         goto vk_fail_bind;
@@ -335,5 +337,12 @@ void df_vk_memory_reset_peak(df_vk_memory_t *self)
 {
     pthread_mutex_lock(&self->lock);
     self->stats.peak_in_use = self->stats.in_use;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void df_vk_memory_reset_peak_reserved(df_vk_memory_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->stats.peak_reserved = self->stats.reserved;
     pthread_mutex_unlock(&self->lock);
 }

@@ -40,6 +40,10 @@ typedef struct {
     uint64_t in_use;      /* bytes handed out now (padded) */
     uint64_t peak_in_use; /* maximum of in_use since creation or reset */
     uint64_t reserved;    /* bytes of VkDeviceMemory held */
+    uint64_t peak_reserved; /* maximum of reserved since creation or
+                             * df_vk_memory_reset_peak_reserved: what the
+                             * device had to give over a whole run,
+                             * fragmentation and spare blocks included */
     uint32_t blocks;
     uint32_t buffers;
 } df_vk_memory_stats;
@@ -58,7 +62,10 @@ int df_vk_memory_host_visible(const df_vk_memory_t *self);
 uint64_t df_vk_memory_alignment(const df_vk_memory_t *self);
 
 void df_vk_memory_stats_get(df_vk_memory_t *self, df_vk_memory_stats *out);
+/*  Resets peak_in_use (batches do, at each step). */
 void df_vk_memory_reset_peak(df_vk_memory_t *self);
+/*  Resets peak_reserved (only a caller measuring a whole run does). */
+void df_vk_memory_reset_peak_reserved(df_vk_memory_t *self);
 
 /*  Picks a memory type index among type_bits with all of `required` flags,
  *  preferring one that also has `preferred`. -1 when none. */
