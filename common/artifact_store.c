@@ -347,3 +347,15 @@ int df_artifacts_import(df_artifacts_t *self, const char *path, char hex[DF_SHA2
     fclose(f);
     return rc;
 }
+
+int df_artifacts_remove(df_artifacts_t *self, const char *hash, df_error_t *err)
+{
+    int rc = check_hash(hash, err);
+    if (rc)
+        return rc;
+    char path[4200];
+    df_artifacts_path(self, hash, path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));
+    return DF_OK;
+}

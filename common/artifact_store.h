@@ -55,6 +55,9 @@ int df_artifacts_put(df_artifacts_t *self, const void *data, size_t n, char hex[
 /*  Copies a local file into the store; hex gets its name. */
 int df_artifacts_import(df_artifacts_t *self, const char *path, char hex[DF_SHA256_HEX], df_error_t *err);
 
+/*  Deletes a complete object (gone already is not an error). */
+int df_artifacts_remove(df_artifacts_t *self, const char *hash, df_error_t *err);
+
 /*  Path of a complete object (whether or not it exists). */
 void df_artifacts_path(const df_artifacts_t *self, const char *hash, char *buf, size_t cap);
 

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netmsg.h"
+#include "result_cache.h"
 #include "store.h"
 #include "uvzmq.h"
 #include "zap.h"
@@ -40,6 +41,7 @@ struct _df_coordinator_t {
     df_store_t *store;
     df_sched_t *sched;
     df_artifacts_t *artifacts;
+    df_result_cache_t *cache;
     df_metrics_t *metrics;
     df_api api;
     df_traffic traffic;
@@ -297,6 +299,12 @@ static int open_state(df_coordinator_t *self, df_error_t *err)
     self->artifacts = df_artifacts_new(path, self->opts.max_artifact_bytes, err);
     if (!self->artifacts)
         return err ? err->code : DF_E_IO;
+    if (self->opts.result_cache_bytes >= 0) {
+        snprintf(path, sizeof path, "%s/cache", self->state_dir);
+        uint64_t limit = self->opts.result_cache_bytes ? (uint64_t)self->opts.result_cache_bytes : 2ull << 30;
+        if (!(self->cache = df_result_cache_new(path, limit, err)))
+            return err ? err->code : DF_E_IO;
+    }
     char *id = NULL;
     int rc = df_store_get_meta(self->store, "coordinator_id", &id, err);
     if (!rc && !id) {
@@ -312,6 +320,8 @@ static int open_state(df_coordinator_t *self, df_error_t *err)
     df_sched_io io = {self, sched_send};
     self->sched = df_sched_new(self->store, id, &self->opts.sched, &io, df_now_ms(), err);
     free(id);
+    if (self->sched)
+        df_sched_set_cache(self->sched, self->cache);
     return self->sched ? DF_OK : (err ? err->code : DF_E_IO);
 }
 
@@ -406,6 +416,7 @@ void df_coordinator_destroy(df_coordinator_t **self_p)
     df_sched_destroy(&self->sched);
     df_store_close(&self->store);
     df_artifacts_destroy(&self->artifacts);
+    df_result_cache_destroy(&self->cache);
     if (self->lock_fd >= 0)
         close(self->lock_fd); /* releases the lock */
     free(self->bind), free(self->state_dir), free(self->keys_dir), free(self->metrics_addr);

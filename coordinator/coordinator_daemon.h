@@ -21,13 +21,14 @@
 
 typedef struct {
     const char *bind;       /* tcp://HOST:PORT (PORT may be *), ipc://PATH or inproc://NAME */
-    const char *state_dir;  /* created if needed: coordinator.db, artifacts/ */
+    const char *state_dir;  /* created if needed: coordinator.db, artifacts/, cache/ */
     const char *keys_dir;   /* CURVE keys; required for tcp:// unless insecure */
     int insecure;           /* allow tcp:// without CURVE (trusted networks, tests) */
     const char *metrics;    /* HOST:PORT for GET /metrics, or NULL */
     df_sched_opts sched;
     df_wire_limits limits;
     uint64_t max_artifact_bytes; /* 0: no limit */
+    int64_t result_cache_bytes;  /* outputs kept for identical requests; 0: 2 GiB, negative: no cache */
     int handle_signals;     /* stop cleanly on SIGTERM/SIGINT (the standalone daemon) */
 } df_coordinator_opts;
 

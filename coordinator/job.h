@@ -14,6 +14,9 @@
 
 #define DF_ID_MAX 40
 
+/*  The worker id of tasks answered from the result cache. */
+#define DF_CACHE_WORKER "cache"
+
 typedef struct df_job df_job;
 
 typedef struct df_task {

@@ -7,6 +7,7 @@
 
 #include "dreamfleet.pb-c.h"
 #include "scheduler.h"
+#include "sha256.h"
 
 static uint32_t shards_or(uint32_t shards, uint32_t dflt) { return shards ? shards : dflt; }
 
@@ -197,26 +198,58 @@ static int generate_task_params(const df_job *job, uint32_t i, uint8_t **params,
     return rc;
 }
 
+/*  A generation's output depends on its model and LoRAs (by identity),
+ *  prompts, every parameter, seeds and initial noise: all in the task's
+ *  parameters, which protobuf-c packs the same way every time. */
+static int generate_cache_key(const df_job *job, uint32_t i, char key[65], int *lookup)
+{
+    const df_task *t = &job->tasks[i];
+    Dreamfleet__GenerateParams *p = dreamfleet__generate_params__unpack(NULL, t->params_len, t->params);
+    if (!p)
+        return 0;
+    int ok = p->model_identity && p->model_identity[0];
+    for (size_t k = 0; ok && k < p->n_loras; k++)
+        ok = p->loras[k]->identity && p->loras[k]->identity[0];
+    *lookup = !p->no_cache;
+    p->no_cache = 0;
+    size_t len = dreamfleet__generate_params__get_packed_size(p);
+    uint8_t *buf = ok ? malloc(len + 16) : NULL;
+    if (buf) {
+        memcpy(buf, "generate 1\n", 11);
+        dreamfleet__generate_params__pack(p, buf + 11);
+        uint8_t d[DF_SHA256_BYTES];
+        df_sha256(buf, len + 11, d);
+        df_sha256_hex(d, key);
+    }
+    free(buf);
+    dreamfleet__generate_params__free_unpacked(p, NULL);
+    return buf != NULL;
+}
+
 static int generate_finish(df_job *job, df_error_t *err)
 {
-    uint32_t images = 0;
+    uint32_t images = 0, cached = 0;
     for (uint32_t i = 0; i < job->ntasks; i++) {
         const df_task *t = &job->tasks[i];
         Dreamfleet__GenerateResult *r = dreamfleet__generate_result__unpack(NULL, t->output_len, t->output);
         if (!r)
             return df_error_set(err, DF_E_FORMAT, "generate: %s returned something that is not a GenerateResult", t->id);
         images += (uint32_t)r->n_images;
+        if (strcmp(t->worker_id, DF_CACHE_WORKER) == 0)
+            cached += (uint32_t)r->n_images;
         dreamfleet__generate_result__free_unpacked(r, NULL);
     }
     char line[128];
     snprintf(line, sizeof line, "%u image%s", images, images == 1 ? "" : "s");
+    if (cached)
+        snprintf(line + strlen(line), sizeof line - strlen(line), " (%u from the cache)", cached);
     return set_summary(job, err, line);
 }
 
 static const df_jobtype k_types[] = {
-    {"generate", generate_plan, generate_task_params, generate_finish, NULL},
-    {"bench", bench_plan, same_params, bench_finish, bench_device_bytes},
-    {"noop", noop_plan, same_params, noop_finish, NULL},
+    {"generate", generate_plan, generate_task_params, generate_finish, NULL, generate_cache_key},
+    {"bench", bench_plan, same_params, bench_finish, bench_device_bytes, NULL},
+    {"noop", noop_plan, same_params, noop_finish, NULL, NULL},
 };
 
 const df_jobtype *df_jobtype_find(const char *name)

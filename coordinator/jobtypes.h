@@ -27,6 +27,12 @@ typedef struct {
     /*  Device memory one task needs, in bytes (0: any device). Only workers
      *  with a device at least this large get the job's tasks. NULL: 0. */
     uint64_t (*device_bytes)(const uint8_t *params, size_t len);
+    /*  Names task i's output by everything it depends on, for the result
+     *  cache (result_cache.h): 1 with key (64 hex digits) when it can be
+     *  named, and *lookup 0 when the client asked to compute it anyway (what
+     *  comes back is still stored); 0 when it cannot be named (an input
+     *  without an identity). NULL: never cached. */
+    int (*cache_key)(const df_job *job, uint32_t i, char key[65], int *lookup);
 } df_jobtype;
 
 /*  The job type called name, or NULL. */

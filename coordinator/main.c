@@ -23,6 +23,8 @@ static void usage(FILE *out)
             "  --timeout MS        silence after which a worker is lost (default 5000)\n"
             "  --max-attempts N    default tries per task (default 3)\n"
             "  --max-message BYTES largest message accepted, before and after decompression (default 64 MiB)\n"
+            "  --cache-mib N       outputs kept for identical requests, least recently used out first\n"
+            "                      (default 2048; 0: no result cache)\n"
             "  --log-level L       debug, info, warn, error (default info; env DF_LOG_LEVEL)\n"
             "  --version\n");
 }
@@ -41,14 +43,16 @@ static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, 
 
 int main(int argc, char **argv)
 {
-    enum { O_BIND = 1000, O_STATE, O_KEYS, O_INSECURE, O_METRICS, O_HB, O_TIMEOUT, O_ATTEMPTS, O_MAXMSG, O_LOG, O_VERSION };
+    enum { O_BIND = 1000, O_STATE, O_KEYS, O_INSECURE, O_METRICS, O_HB, O_TIMEOUT, O_ATTEMPTS, O_MAXMSG, O_LOG,
+           O_VERSION, O_CACHE };
     static const struct option longopts[] = {
         {"bind", required_argument, NULL, O_BIND},         {"state", required_argument, NULL, O_STATE},
         {"keys", required_argument, NULL, O_KEYS},         {"insecure", no_argument, NULL, O_INSECURE},
         {"metrics", required_argument, NULL, O_METRICS},   {"heartbeat", required_argument, NULL, O_HB},
         {"timeout", required_argument, NULL, O_TIMEOUT},   {"max-attempts", required_argument, NULL, O_ATTEMPTS},
         {"max-message", required_argument, NULL, O_MAXMSG}, {"log-level", required_argument, NULL, O_LOG},
-        {"version", no_argument, NULL, O_VERSION},         {"help", no_argument, NULL, 'h'},
+        {"cache-mib", required_argument, NULL, O_CACHE},   {"version", no_argument, NULL, O_VERSION},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *env_level = getenv("DF_LOG_LEVEL");
@@ -83,6 +87,11 @@ int main(int argc, char **argv)
             if (parse_u32("--max-message", optarg, 4096, 1u << 30, &v))
                 return 2;
             o.limits.max_message = o.limits.max_frame = v;
+            break;
+        case O_CACHE:
+            if (parse_u32("--cache-mib", optarg, 0, 1u << 24, &v))
+                return 2;
+            o.result_cache_bytes = v ? (int64_t)v << 20 : -1;
             break;
         case O_LOG: {
             int l = df_log_level_parse(optarg);

@@ -8,6 +8,7 @@
 
 #include "jobtypes.h"
 #include "log.h"
+#include "result_cache.h"
 
 #define T_QUEUED DREAMFLEET__TASK_STATE__TASK_QUEUED
 #define T_ASSIGNED DREAMFLEET__TASK_STATE__TASK_ASSIGNED
@@ -44,7 +45,51 @@ struct _df_sched_t {
 
     uint64_t latency_counts[12];
     double latency_sum_ms;
+
+    df_result_cache_t *cache; /* borrowed; NULL: none */
 };
+
+void df_sched_set_cache(df_sched_t *self, df_result_cache_t *cache)
+{
+    self->cache = cache;
+}
+
+/*  Answers task t from the cache when its job type can name its output and
+ *  the cache holds it: the task is then done before any worker sees it. */
+static int answer_from_cache(df_sched_t *self, const df_jobtype *jt, df_task *t, uint64_t now)
+{
+    char key[65];
+    int lookup = 0;
+    if (!self->cache || !jt->cache_key || !jt->cache_key(t->job, t->index, key, &lookup) || !lookup)
+        return 0;
+    uint8_t *data;
+    size_t len;
+    if (df_result_cache_get(self->cache, key, &data, &len, NULL) != DF_OK)
+        return 0;
+    free(t->output);
+    t->output = data, t->output_len = len;
+    df_task_set_state(t, T_SUCCEEDED);
+    snprintf(t->worker_id, sizeof t->worker_id, "%s", DF_CACHE_WORKER);
+    snprintf(t->worker_name, sizeof t->worker_name, "%s", DF_CACHE_WORKER);
+    t->progress = 1;
+    t->started_ms = t->finished_ms = now;
+    df_set_str(&t->message, "from the result cache");
+    return 1;
+}
+
+/*  Keeps a finished task's output for identical requests. */
+static void remember(df_sched_t *self, const df_task *t)
+{
+    const df_jobtype *jt = df_jobtype_find(t->job->type);
+    char key[65];
+    int lookup;
+    if (!self->cache || !jt || !jt->cache_key || !t->output_len || !jt->cache_key(t->job, t->index, key, &lookup))
+        return;
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_result_cache_put(self->cache, key, t->output, t->output_len, &err) != DF_OK)
+        df_warn("%s: not cached: %s", t->id, err.msg);
+}
 
 df_sched_opts df_sched_default_opts(void)
 {
@@ -531,10 +576,13 @@ int df_sched_submit(df_sched_t *self, const Dreamfleet__SubmitJob *submit, uint6
     job->max_attempts = submit->max_attempts ? submit->max_attempts : self->opts.max_attempts;
     job->device_bytes = jt->device_bytes ? jt->device_bytes(job->params, job->params_len) : 0;
     job->created_ms = job->updated_ms = now;
+    uint32_t cached = 0;
     for (uint32_t i = 0; i < ntasks && !rc; i++) {
         job->tasks[i].state = T_QUEUED;
         job->tasks[i].queued_ms = now;
         rc = jt->task_params(job, i, &job->tasks[i].params, &job->tasks[i].params_len, err);
+        if (!rc)
+            cached += (uint32_t)answer_from_cache(self, jt, &job->tasks[i], now);
     }
     if (!rc && self->store) {
         df_store_begin(self->store, err);
@@ -551,8 +599,12 @@ int df_sched_submit(df_sched_t *self, const Dreamfleet__SubmitJob *submit, uint6
         return rc;
     }
     for (uint32_t i = 0; i < ntasks; i++)
-        enqueue(self, &job->tasks[i]);
-    df_info("%s accepted: %s, %u task%s", job->id, job->type, ntasks, ntasks == 1 ? "" : "s");
+        if (job->tasks[i].state == T_QUEUED)
+            enqueue(self, &job->tasks[i]);
+    df_info("%s accepted: %s, %u task%s (%u from the result cache)", job->id, job->type, ntasks,
+            ntasks == 1 ? "" : "s", cached);
+    if (cached)
+        maybe_finish_job(self, job, now);
     if (out)
         *out = job;
     return DF_OK;
@@ -719,6 +771,7 @@ static void on_result(df_sched_t *self, df_worker *w, const Dreamfleet__TaskResu
     free(t->artifacts);
     t->artifacts = list;
     persist_task(self, t);
+    remember(self, t);
     w->tasks_done++;
     double latency = (double)(now - t->queued_ms);
     int b = 0;

@@ -78,6 +78,11 @@ df_sched_t *df_sched_new(df_store_t *store, const char *coordinator_id, const df
                          const df_sched_io *io, uint64_t now_ms, df_error_t *err);
 void df_sched_destroy(df_sched_t **self_p);
 
+/*  Answers tasks from cache where their job type can name the output, and
+ *  stores what workers return (cache borrowed; NULL: none). */
+typedef struct _df_result_cache_t df_result_cache_t;
+void df_sched_set_cache(df_sched_t *self, df_result_cache_t *cache);
+
 /*  A worker's hello: registers or refreshes it, re-adopts the tasks it still
  *  holds and answers with HelloAck (listing tasks it should drop). */
 int df_sched_hello(df_sched_t *self, const uint8_t *peer, size_t peer_len, const Dreamfleet__WorkerHello *hello,

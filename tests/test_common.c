@@ -4,8 +4,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include "dtype.h"
 #include "error.h"
+#include "file_identity.h"
 #include "gemm_desc.h"
 #include "half.h"
 #include "log.h"
@@ -305,6 +310,55 @@ static void test_png_round_trip(void)
     CHECK_FAILS(df_png_write(path, rgb, 3, 2, NULL, 0, &err), &err, DF_E_IO, "/nonexistent-dir/x.png");
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/*  The identity stays put while nothing changes, and moves when a file is
+ *  rewritten (even to the same size), touched, added or renamed. */
+static void test_file_identity(void)
+{
+    char dir[] = "/tmp/df-ident-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char sub[64], a[96], b[96], moved[96];
+    snprintf(sub, sizeof sub, "%s/unet", dir);
+    snprintf(a, sizeof a, "%s/unet/w.safetensors", dir);
+    snprintf(b, sizeof b, "%s/config.json", dir);
+    snprintf(moved, sizeof moved, "%s/unet/w2.safetensors", dir);
+    mkdir(sub, 0755);
+    write_text(a, "weights one");
+    write_text(b, "{}");
+    df_error_t err;
+    df_error_clear(&err);
+    char h0[DF_SHA256_HEX], h1[DF_SHA256_HEX], f0[DF_SHA256_HEX], f1[DF_SHA256_HEX];
+    CHECK_OK(df_file_identity(dir, h0, &err), &err);
+    CHECK_OK(df_file_identity(dir, h1, &err), &err);
+    CHECK(strcmp(h0, h1) == 0);
+    CHECK_OK(df_file_identity(a, f0, &err), &err);
+    CHECK(strcmp(f0, h0) != 0);
+    /* Same size, new contents and a new time stamp. */
+    struct timeval later[2] = {{2000000000, 0}, {2000000000, 0}};
+    write_text(a, "weights two");
+    utimes(a, later);
+    CHECK_OK(df_file_identity(a, f1, &err), &err);
+    CHECK(strcmp(f0, f1) != 0);
+    CHECK_OK(df_file_identity(dir, h1, &err), &err);
+    CHECK(strcmp(h0, h1) != 0);
+    strcpy(h0, h1);
+    CHECK(rename(a, moved) == 0);
+    CHECK_OK(df_file_identity(dir, h1, &err), &err);
+    CHECK(strcmp(h0, h1) != 0);
+    char missing[96];
+    snprintf(missing, sizeof missing, "%s/nothing", dir);
+    CHECK_FAILS(df_file_identity(missing, h1, &err), &err, DF_E_NOT_FOUND, "nothing");
+    unlink(moved), unlink(b), rmdir(sub), rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -323,5 +377,6 @@ int main(int argc, char **argv)
     RUN(test_gemm_compare_catches_errors);
     RUN(test_gemm_f16_bound);
     RUN(test_png_round_trip);
+    RUN(test_file_identity);
     return test_summary();
 }

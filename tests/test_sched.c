@@ -7,6 +7,7 @@
 
 #include "jobtypes.h"
 #include "log.h"
+#include "result_cache.h"
 #include "sched.h"
 #include "store.h"
 #include "test.h"
@@ -592,6 +593,208 @@ static void test_store_models_meta(void)
     CHECK(system(cmd) == 0);
 }
 
+/* ---- the result cache ---- */
+
+static void rm_tree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static void key_of(int i, char key[65])
+{
+    uint8_t d[DF_SHA256_BYTES];
+    df_sha256(&i, sizeof i, d);
+    df_sha256_hex(d, key);
+}
+
+/*  Hits return the bytes stored; the least recently used go first when the
+ *  limit is reached; the index survives a reopen; damage is a miss. */
+static void test_result_cache(void)
+{
+    char dir[] = "/tmp/df-cache-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    df_error_t err;
+    df_error_clear(&err);
+    df_result_cache_t *c = df_result_cache_new(dir, 300, &err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    char k[6][65];
+    uint8_t val[6][100];
+    for (int i = 0; i < 6; i++) {
+        key_of(i, k[i]);
+        memset(val[i], 'a' + i, sizeof val[i]);
+    }
+    uint8_t *got;
+    size_t len;
+    CHECK_FAILS(df_result_cache_get(c, k[0], &got, &len, &err), &err, DF_E_NOT_FOUND, "no entry");
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(df_result_cache_put(c, k[i], val[i], 100, &err), &err);
+    /* Use 0, so 1 is the least recently used when 3 arrives. */
+    CHECK_OK(df_result_cache_get(c, k[0], &got, &len, &err), &err);
+    CHECK(len == 100 && got && memcmp(got, val[0], 100) == 0);
+    free(got);
+    CHECK_OK(df_result_cache_put(c, k[3], val[3], 100, &err), &err);
+    CHECK_FAILS(df_result_cache_get(c, k[1], &got, &len, &err), &err, DF_E_NOT_FOUND, "no entry");
+    df_result_cache_stats st = df_result_cache_stats_get(c);
+    CHECK(st.entries == 3 && st.bytes == 300 && st.evictions == 1 && st.hits == 1 && st.misses == 2);
+    /* Larger than the whole cache: not kept, nothing else lost. */
+    uint8_t big[400] = {0};
+    CHECK_OK(df_result_cache_put(c, k[4], big, sizeof big, &err), &err);
+    CHECK_FAILS(df_result_cache_get(c, k[4], &got, &len, &err), &err, DF_E_NOT_FOUND, "no entry");
+    CHECK_EQ(df_result_cache_stats_get(c).entries, 3);
+    CHECK_FAILS(df_result_cache_put(c, "not-a-key", val[0], 1, &err), &err, DF_E_FORMAT, "bad key");
+    /* The same bytes under two keys: evicting one keeps the other's. */
+    CHECK_OK(df_result_cache_put(c, k[5], val[3], 100, &err), &err);
+    df_result_cache_destroy(&c);
+
+    /* Reopened: the same entries, the same order of use. */
+    c = df_result_cache_new(dir, 300, &err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_EQ(df_result_cache_stats_get(c).entries, 3);
+    CHECK_OK(df_result_cache_get(c, k[3], &got, &len, &err), &err);
+    CHECK(got && memcmp(got, val[3], 100) == 0);
+    free(got);
+    CHECK_OK(df_result_cache_get(c, k[5], &got, &len, &err), &err);
+    CHECK(got && memcmp(got, val[3], 100) == 0);
+    free(got);
+    /* A damaged object: a miss and a warning, never the wrong bytes. */
+    char hex[65], path[700];
+    uint8_t d[DF_SHA256_BYTES];
+    df_sha256(val[0], 100, d);
+    df_sha256_hex(d, hex);
+    snprintf(path, sizeof path, "%s/objects/%.2s/%s", dir, hex, hex);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        fputc('z', f);
+        fclose(f);
+    }
+    CHECK_FAILS(df_result_cache_get(c, k[0], &got, &len, &err), &err, DF_E_NOT_FOUND, "no entry");
+    CHECK_EQ(df_result_cache_stats_get(c).entries, 2);
+    df_result_cache_destroy(&c);
+
+    /* A garbled index line is dropped; a smaller limit evicts at once. */
+    snprintf(path, sizeof path, "%s/index", dir);
+    f = fopen(path, "a");
+    if (f) {
+        fputs("garbage line\n", f);
+        fclose(f);
+    }
+    c = df_result_cache_new(dir, 150, &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ(df_result_cache_stats_get(c).entries, 1);
+        CHECK_OK(df_result_cache_get(c, k[5], &got, &len, &err), &err); /* the most recently used stays */
+        free(got);
+    }
+    df_result_cache_destroy(&c);
+    rm_tree(dir);
+}
+
+static int hello_generate(df_sched_t *s, const char *name, uint64_t now)
+{
+    char *types[1] = {"generate"};
+    Dreamfleet__WorkerHello h = DREAMFLEET__WORKER_HELLO__INIT;
+    h.worker_id = h.name = (char *)name;
+    h.slots = 4;
+    h.n_job_types = 1;
+    h.job_types = types;
+    return df_sched_hello(s, (const uint8_t *)name, strlen(name), &h, now, NULL);
+}
+
+static const df_job *submit_generate(df_sched_t *s, uint64_t seed, const char *identity, int no_cache, uint64_t now)
+{
+    Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
+    p.prompt = "a photo of TOK person";
+    p.model = "/models/tiny";
+    p.model_identity = (char *)identity;
+    p.width = p.height = 64;
+    p.steps = 2;
+    p.guidance = 3;
+    p.sampler = "euler";
+    p.seed = seed;
+    p.count = 2;
+    p.no_cache = no_cache;
+    uint8_t buf[256];
+    Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+    sj.type = "generate";
+    sj.params.data = buf;
+    sj.params.len = dreamfleet__generate_params__pack(&p, buf);
+    const df_job *job = NULL;
+    df_sched_submit(s, &sj, now, &job, NULL);
+    return job;
+}
+
+/*  A worker's images for a task: the task id in the bytes, so a copy from
+ *  another task would show. */
+static int generate_result(df_sched_t *s, const char *peer, const char *task, uint64_t now)
+{
+    Dreamfleet__GeneratedImage im = DREAMFLEET__GENERATED_IMAGE__INIT;
+    Dreamfleet__GeneratedImage *ims[1] = {&im};
+    im.png.data = (uint8_t *)task;
+    im.png.len = strlen(task);
+    Dreamfleet__GenerateResult out = DREAMFLEET__GENERATE_RESULT__INIT;
+    out.worker = (char *)peer;
+    out.n_images = 1;
+    out.images = ims;
+    uint8_t buf[256];
+    Dreamfleet__TaskResult r = DREAMFLEET__TASK_RESULT__INIT;
+    r.task_id = (char *)task;
+    r.output.data = buf;
+    r.output.len = dreamfleet__generate_result__pack(&out, buf);
+    return df_sched_worker_message(s, (const uint8_t *)peer, strlen(peer), DF_MSG_TASK_RESULT, &r.base, now, NULL);
+}
+
+/*  A repeated generation is answered from the cache, task by task, without
+ *  a worker; --no-cache, another seed or an input without an identity is
+ *  computed again. */
+static void test_generate_from_cache(void)
+{
+    char dir[] = "/tmp/df-cache-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    df_result_cache_t *cache = df_result_cache_new(dir, 1 << 20, NULL);
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    df_sched_set_cache(s, cache);
+    const char *id = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+    const df_job *first = submit_generate(s, 7, id, 0, 0);
+    CHECK(first && first->ntasks == 2);
+    hello_generate(s, "w1", 0);
+    df_sched_dispatch(s, 1, NULL);
+    CHECK_EQ(count_sent("w1", DF_MSG_TASK_ASSIGN), 2);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(generate_result(s, "w1", assigned("w1", i), 2), DF_OK);
+    CHECK(first && first->state == DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+    clear_sent();
+
+    const df_job *again = submit_generate(s, 7, id, 0, 3);
+    CHECK(again && again->state == DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+    df_sched_dispatch(s, 4, NULL);
+    CHECK_EQ(count_sent(NULL, DF_MSG_TASK_ASSIGN), 0);
+    for (uint32_t i = 0; again && first && i < 2; i++) {
+        const df_task *a = &again->tasks[i], *b = &first->tasks[i];
+        CHECK(strcmp(a->worker_id, DF_CACHE_WORKER) == 0);
+        CHECK(a->output_len == b->output_len && memcmp(a->output, b->output, a->output_len) == 0);
+    }
+    CHECK(again && again->summary && strstr(again->summary, "2 from the cache"));
+
+    const df_job *fresh = submit_generate(s, 7, id, 1, 5);   /* --no-cache */
+    const df_job *other = submit_generate(s, 8, id, 0, 5);   /* another seed */
+    const df_job *unnamed = submit_generate(s, 7, "", 0, 5); /* a model the client could not see */
+    CHECK(fresh && other && unnamed);
+    CHECK_EQ(df_sched_queue_depth(s), 6);
+    df_sched_destroy(&s);
+    df_result_cache_destroy(&cache);
+    clear_sent();
+    rm_tree(dir);
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -606,5 +809,7 @@ int main(int argc, char **argv)
     RUN(test_placement_by_device_memory);
     RUN(test_recovery_from_store);
     RUN(test_store_models_meta);
+    RUN(test_result_cache);
+    RUN(test_generate_from_cache);
     return test_summary();
 }

@@ -4,7 +4,11 @@
  *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
  *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
  *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE]
- *        [--save-latents FILE] -o DIR
+ *        [--save-latents FILE] [--no-cache] -o DIR
+ *
+ *  The model, tokenizer and LoRAs go with their identities (file_identity.h)
+ *  when this machine can see them, so the coordinator can answer a repeated
+ *  request from its result cache; --no-cache computes the images anyway.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +20,7 @@
 
 #include "commands.h"
 #include "dreamfleet.pb-c.h"
+#include "file_identity.h"
 #include "fsutil.h"
 #include "safetensors.h"
 #include "scheduler.h"
@@ -25,7 +30,7 @@ static const char k_usage[] =
     "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
     "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
     "         [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE] [--save-latents FILE]\n"
-    "         [--shards N]\n"
+    "         [--shards N] [--no-cache]\n"
     "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
 
 static int parse_pair(const char *flag, const char *v, char sep, uint32_t *a, uint32_t *b)
@@ -142,10 +147,36 @@ static int collect(df_cli *cli, const char *job_id, const char *dir, const char 
     return rc;
 }
 
+/*  The identity of what path names (a 64-digit sha256 names itself), with
+ *  the tokenizer folder's folded in when there is one; "" when this machine
+ *  cannot see it, which leaves the request out of the result cache. */
+static char *identity_of(const char *path, const char *tokenizer, char hex[DF_SHA256_HEX])
+{
+    char tok[DF_SHA256_HEX] = "";
+    if (tokenizer && !tokenizer[0]) /* protobuf's empty string: none given */
+        tokenizer = NULL;
+    int named = strlen(path) == 64 && strspn(path, "0123456789abcdef") == 64;
+    if (named)
+        snprintf(hex, DF_SHA256_HEX, "%s", path);
+    if ((!named && df_file_identity(path, hex, NULL) != DF_OK) ||
+        (tokenizer && df_file_identity(tokenizer, tok, NULL) != DF_OK)) {
+        hex[0] = '\0';
+        return hex;
+    }
+    if (tokenizer) {
+        char both[2 * DF_SHA256_HEX];
+        uint8_t d[DF_SHA256_BYTES];
+        snprintf(both, sizeof both, "%s%s", hex, tok);
+        df_sha256(both, strlen(both), d);
+        df_sha256_hex(d, hex);
+    }
+    return hex;
+}
+
 int df_cmd_generate(df_cli *cli, int argc, char **argv)
 {
     enum { O_PROMPT = 1000, O_NEG, O_MODEL, O_TOK, O_SIZE, O_STEPS, O_CFG, O_SAMPLER, O_SEED, O_ORIG, O_CROP,
-           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA };
+           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA, O_NOCACHE };
     static const struct option o[] = {
         {"prompt", required_argument, NULL, O_PROMPT},   {"negative-prompt", required_argument, NULL, O_NEG},
         {"model", required_argument, NULL, O_MODEL},     {"tokenizer", required_argument, NULL, O_TOK},
@@ -155,7 +186,8 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         {"crop", required_argument, NULL, O_CROP},       {"dtype", required_argument, NULL, O_DTYPE},
         {"save-latents", required_argument, NULL, O_LATENTS}, {"shards", required_argument, NULL, O_SHARDS},
         {"init-noise", required_argument, NULL, O_NOISE}, {"lora", required_argument, NULL, O_LORA},
-        {"output", required_argument, NULL, 'o'},        {NULL, 0, NULL, 0},
+        {"no-cache", no_argument, NULL, O_NOCACHE},     {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
     };
     Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
     p.width = p.height = 1024;
@@ -170,7 +202,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     /* --lora FILE[:SCALE], repeatable. */
     enum { MAX_LORAS = 16 };
     Dreamfleet__LoraRef lora_refs[MAX_LORAS], *lora_ptrs[MAX_LORAS];
-    char lora_abs[MAX_LORAS][PATH_MAX];
+    char lora_abs[MAX_LORAS][PATH_MAX], lora_ids[MAX_LORAS][DF_SHA256_HEX];
     size_t nlora = 0;
     optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "n:o:", o, NULL)) != -1) {
@@ -239,6 +271,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
             shards = (uint32_t)v;
             break;
         case O_NOISE: noise_path = optarg; break;
+        case O_NOCACHE: p.no_cache = 1; break;
         case O_LORA: {
             if (nlora == MAX_LORAS) {
                 df_cli_error("--lora: at most %d", MAX_LORAS);
@@ -269,6 +302,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
                 snprintf(lora_abs[nlora], sizeof lora_abs[nlora], "%s", file);
             lora_refs[nlora].path = lora_abs[nlora];
             lora_refs[nlora].scale = scale;
+            lora_refs[nlora].identity = identity_of(lora_abs[nlora], NULL, lora_ids[nlora]);
             lora_ptrs[nlora] = &lora_refs[nlora];
             nlora++;
             break;
@@ -289,6 +323,8 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     p.model = realpath(model, model_abs) ? model_abs : (char *)model;
     if (tokenizer)
         p.tokenizer = realpath(tokenizer, tok_abs) ? tok_abs : (char *)tokenizer;
+    char model_id[DF_SHA256_HEX];
+    p.model_identity = identity_of(p.model, p.tokenizer, model_id);
     /* --init-noise: tensor "noise" [N, 4, h, w], standard normal, f32/f16/bf16. */
     df_safetensors_t *nst = NULL;
     float *noise = NULL;

@@ -414,15 +414,16 @@ static void test_generate_over_workers(void)
                     "64x64", "--steps", "3", "-n", "6", "--seed", "5", "--dtype", "f32", "-o", out[0], NULL),
              0);
     CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
-                    "64x64", "--steps", "3", "-n", "6", "--seed", "5", "--dtype", "f32", "--shards", "1", "-o",
-                    out[1], NULL),
+                    "64x64", "--steps", "3", "-n", "6", "--seed", "5", "--dtype", "f32", "--shards", "1",
+                    "--no-cache", "-o", out[1], NULL),
              0);
-    /* The third run loses a worker part-way. */
+    /* The third run loses a worker part-way (computed again: the first
+     * run's images are in the result cache). */
     char log[300];
     snprintf(log, sizeof log, "%s/generate-killed.log", g_dir);
     char *argv[] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", g_keys, "--json", "generate",
                     "--prompt", "a photo of TOK person", "--model", model, "--size", "64x64", "--steps", "3",
-                    "-n", "6", "--seed", "5", "--dtype", "f32", "-o", out[2], NULL};
+                    "-n", "6", "--seed", "5", "--dtype", "f32", "--no-cache", "-o", out[2], NULL};
     pid_t pid = proc_start(argv, log);
     CHECK_EQ(proc_wait_line(log, "\"state\":\"running\"", NULL, 0, 60000), 0);
     proc_sleep_ms(300);
@@ -433,6 +434,21 @@ static void test_generate_over_workers(void)
         uint8_t *a = image_of(out[0], i, &n0), *b = image_of(out[1], i, &n1), *c = image_of(out[2], i, &n2);
         CHECK(a && b && c && n0 > 100 && n0 == n1 && n0 == n2 && memcmp(a, b, n0) == 0 && memcmp(a, c, n0) == 0);
         free(a), free(b), free(c);
+    }
+    /* The first request once more: every image from the result cache, the
+     * same bytes, no worker involved. */
+    char cached_dir[300];
+    snprintf(cached_dir, sizeof cached_dir, "%s/images-cached", g_dir);
+    CHECK_EQ(client(g_keys, 60000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
+                    "64x64", "--steps", "3", "-n", "6", "--seed", "5", "--dtype", "f32", "-o", cached_dir, NULL),
+             0);
+    CHECK_EQ(client(g_keys, 5000, "jobs", NULL), 0);
+    CHECK(strstr(g_out, "6 images (6 from the cache)") != NULL);
+    for (int i = 0; i < 6; i++) {
+        size_t n0 = 0, n1 = 0;
+        uint8_t *a = image_of(out[0], i, &n0), *b = image_of(cached_dir, i, &n1);
+        CHECK(a && b && n0 == n1 && memcmp(a, b, n0) == 0);
+        free(a), free(b);
     }
     g_workers[0] = start_worker("w1-again", g_keys);
     CHECK_EQ(wait_workers(3), 0);
