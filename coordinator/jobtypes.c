@@ -7,6 +7,7 @@
 
 #include "dreamfleet.pb-c.h"
 #include "scheduler.h"
+#include "image_encode.h"
 #include "sha256.h"
 
 static uint32_t shards_or(uint32_t shards, uint32_t dflt) { return shards ? shards : dflt; }
@@ -158,6 +159,11 @@ static int generate_plan(const uint8_t *params, size_t len, uint32_t shards, uin
               p->init_noise->data.len != 4ull * p->count * 4 * (p->height / 8) * (p->width / 8)))
         rc = df_error_set(err, DF_E_INVALID, "generate: init_noise must be f32 [%u, 4, %u, %u]", p->count,
                           p->height / 8, p->width / 8);
+    df_image_format format;
+    if (rc == DF_OK && df_image_format_parse(p->format, &format, err) != DF_OK)
+        rc = df_error_prefix(err, "generate");
+    else if (rc == DF_OK && p->quality > 100)
+        rc = df_error_set(err, DF_E_INVALID, "generate: quality %u: from 1 to 100", p->quality);
     uint32_t count = p->count;
     dreamfleet__generate_params__free_unpacked(p, NULL);
     *ntasks = shards && shards < count ? shards : count;

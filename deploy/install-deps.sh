@@ -30,6 +30,8 @@ libopenblas-dev
 libjansson-dev
 zlib1g-dev
 libpng-dev
+libjpeg62-turbo-dev
+libwebp-dev
 clang-14
 libclang-rt-14-dev
 "

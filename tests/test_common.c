@@ -10,14 +10,19 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "exif.h"
 #include "file_identity.h"
+#include "image_encode.h"
 #include "gemm_desc.h"
 #include "half.h"
 #include "log.h"
 #include "philox.h"
 #include "test.h"
 #include "png_write.h"
+#include <jpeglib.h>
 #include <png.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
 #include <stdlib.h>
 
 static void test_error_first_wins(void)
@@ -359,6 +364,135 @@ static void test_file_identity(void)
     unlink(moved), unlink(b), rmdir(sub), rmdir(dir);
 }
 
+/*  A JPEG back to RGB, and its EXIF block (NULL when none). */
+static uint8_t *decode_jpeg(const uint8_t *data, size_t len, uint32_t *w, uint32_t *h, uint8_t **exif, size_t *exif_len)
+{
+    struct jpeg_decompress_struct d;
+    struct jpeg_error_mgr e;
+    d.err = jpeg_std_error(&e);
+    jpeg_create_decompress(&d);
+    jpeg_mem_src(&d, data, (unsigned long)len);
+    jpeg_save_markers(&d, JPEG_APP0 + 1, 0xffff);
+    jpeg_read_header(&d, TRUE);
+    *exif = NULL, *exif_len = 0;
+    for (jpeg_saved_marker_ptr m = d.marker_list; m; m = m->next)
+        if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+            *exif_len = m->data_length - 6;
+            *exif = malloc(*exif_len);
+            memcpy(*exif, m->data + 6, *exif_len);
+        }
+    jpeg_start_decompress(&d);
+    *w = d.output_width, *h = d.output_height;
+    uint8_t *rgb = malloc((size_t)*w * *h * 3);
+    while (d.output_scanline < d.output_height) {
+        JSAMPROW row = rgb + (size_t)d.output_scanline * *w * 3;
+        jpeg_read_scanlines(&d, &row, 1);
+    }
+    jpeg_finish_decompress(&d);
+    jpeg_destroy_decompress(&d);
+    return rgb;
+}
+
+static double psnr(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    double se = 0;
+    for (size_t i = 0; i < n; i++)
+        se += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return se == 0 ? 1e9 : 10 * log10(255.0 * 255.0 * (double)n / se);
+}
+
+/*  Every format decodes back to the picture (lossless exactly, lossy above
+ *  35 dB PSNR on a smooth image) with the parameters readable from where
+ *  other tools look for them; bad requests are refused by name. */
+static void test_image_formats(void)
+{
+    const uint32_t w = 96, h = 64;
+    uint8_t *rgb = malloc(w * h * 3);
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++) {
+            uint8_t *p = rgb + (y * w + x) * 3;
+            p[0] = (uint8_t)(x * 2), p[1] = (uint8_t)(y * 3), p[2] = (uint8_t)(128 + 60 * sin(x * 0.1 + y * 0.05));
+        }
+    const char *params = "a photo of TOK person, caf\xc3\xa9 \xf0\x9f\x93\xb7\nSteps: 30, Sampler: Euler, Seed: 7";
+    df_error_t err;
+    df_error_clear(&err);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    /* JPEG */
+    CHECK_OK(df_image_encode(DF_IMAGE_JPEG, rgb, w, h, 95, params, &out, &len, &err), &err);
+    CHECK(len > 100 && out[0] == 0xff && out[1] == 0xd8);
+    if (out) {
+        uint32_t dw, dh;
+        uint8_t *exif;
+        size_t el;
+        uint8_t *back = decode_jpeg(out, len, &dw, &dh, &exif, &el);
+        CHECK(dw == w && dh == h);
+        double q = psnr(rgb, back, w * h * 3);
+        fprintf(stderr, "  jpeg q95: %zu bytes, PSNR %.1f dB\n", len, q);
+        CHECK(q > 35);
+        char *text = NULL;
+        CHECK(exif != NULL);
+        if (exif)
+            CHECK_OK(df_exif_read_user_comment(exif, el, &text, &err), &err);
+        CHECK(text && strcmp(text, params) == 0);
+        free(text), free(exif), free(back), free(out);
+    }
+    /* WebP, lossy and lossless */
+    for (int quality = 90; quality <= 100; quality += 10) {
+        out = NULL;
+        CHECK_OK(df_image_encode(DF_IMAGE_WEBP, rgb, w, h, quality, params, &out, &len, &err), &err);
+        CHECK(len > 12 && memcmp(out, "RIFF", 4) == 0 && memcmp(out + 8, "WEBP", 4) == 0);
+        if (!out)
+            continue;
+        int dw = 0, dh = 0;
+        uint8_t *back = WebPDecodeRGB(out, len, &dw, &dh);
+        CHECK(back && dw == (int)w && dh == (int)h);
+        if (back) {
+            double q = psnr(rgb, back, w * h * 3);
+            fprintf(stderr, "  webp q%d: %zu bytes, %s %.1f dB\n", quality, len, q > 1e8 ? "lossless," : "PSNR",
+                    q > 1e8 ? 0.0 : q);
+            CHECK(quality == 100 ? memcmp(rgb, back, w * h * 3) == 0 : q > 35);
+            WebPFree(back);
+        }
+        WebPData data = {out, len};
+        WebPDemuxer *dm = WebPDemux(&data);
+        WebPChunkIterator it;
+        char *text = NULL;
+        CHECK(dm && WebPDemuxGetChunk(dm, "EXIF", 1, &it));
+        if (dm && WebPDemuxGetChunk(dm, "EXIF", 1, &it)) {
+            CHECK_OK(df_exif_read_user_comment(it.chunk.bytes, it.chunk.size, &text, &err), &err);
+            WebPDemuxReleaseChunkIterator(&it);
+        }
+        CHECK(text && strcmp(text, params) == 0);
+        free(text);
+        WebPDemuxDelete(dm);
+        free(out);
+    }
+    /* PNG keeps its text chunk. */
+    out = NULL;
+    CHECK_OK(df_image_encode(DF_IMAGE_PNG, rgb, w, h, 0, params, &out, &len, &err), &err);
+    CHECK(len > 8 && memcmp(out, "\x89PNG", 4) == 0);
+    free(out);
+    /* Names and errors. */
+    df_image_format f;
+    CHECK_OK(df_image_format_parse("jpg", &f, &err), &err);
+    CHECK(f == DF_IMAGE_JPEG && strcmp(df_image_format_ext(f), "jpg") == 0);
+    CHECK_FAILS(df_image_format_parse("gif", &f, &err), &err, DF_E_INVALID, "gif");
+    CHECK_FAILS(df_image_encode(DF_IMAGE_JPEG, rgb, w, h, 101, NULL, &out, &len, &err), &err, DF_E_INVALID,
+                "quality 101");
+    CHECK_FAILS(df_image_encode(DF_IMAGE_WEBP, rgb, 0, h, 90, NULL, &out, &len, &err), &err, DF_E_RANGE, "0x64");
+    char *huge = malloc(70000);
+    memset(huge, 'x', 69999);
+    huge[69999] = '\0';
+    CHECK_FAILS(df_image_encode(DF_IMAGE_JPEG, rgb, w, h, 90, huge, &out, &len, &err), &err, DF_E_RANGE, "64 KiB");
+    free(huge);
+    uint8_t junk[16] = "II*\0\x08\0\0\0\x05\0";
+    char *text = NULL;
+    CHECK_FAILS(df_exif_read_user_comment(junk, sizeof junk, &text, &err), &err, DF_E_FORMAT, "UserComment");
+    CHECK_FAILS(df_exif_read_user_comment(junk, 3, &text, &err), &err, DF_E_FORMAT, "TIFF");
+    free(rgb);
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -378,5 +512,6 @@ int main(int argc, char **argv)
     RUN(test_gemm_f16_bound);
     RUN(test_png_round_trip);
     RUN(test_file_identity);
+    RUN(test_image_formats);
     return test_summary();
 }

@@ -737,8 +737,8 @@ static int generate_result(df_sched_t *s, const char *peer, const char *task, ui
 {
     Dreamfleet__GeneratedImage im = DREAMFLEET__GENERATED_IMAGE__INIT;
     Dreamfleet__GeneratedImage *ims[1] = {&im};
-    im.png.data = (uint8_t *)task;
-    im.png.len = strlen(task);
+    im.image.data = (uint8_t *)task;
+    im.image.len = strlen(task);
     Dreamfleet__GenerateResult out = DREAMFLEET__GENERATE_RESULT__INIT;
     out.worker = (char *)peer;
     out.n_images = 1;

@@ -9,7 +9,7 @@
 #include "artifact_store.h"
 #include "dreamfleet.pb-c.h"
 #include "generate.h"
-#include "png_write.h"
+#include "image_encode.h"
 
 /*  What stays loaded between tasks: the model and its components. */
 typedef struct {
@@ -86,6 +86,11 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
         return df_error_set(err, DF_E_FORMAT, "generate: parameters are not a GenerateParams message");
     int sampler = df_sampler_parse(p->sampler);
     int rc = sampler < 0 ? df_error_set(err, DF_E_INVALID, "generate: unknown sampler '%s'", p->sampler) : DF_OK;
+    df_image_format format = DF_IMAGE_PNG;
+    if (rc == DF_OK)
+        rc = df_image_format_parse(p->format, &format, err);
+    if (rc == DF_OK && p->quality > 100)
+        rc = df_error_set(err, DF_E_INVALID, "generate: quality %u: from 1 to 100", p->quality);
     df_vk_device_t *dev = NULL;
     df_vk_transfer_t *xfer = NULL;
     if (rc == DF_OK && (rc = ctx->device(ctx, &dev, &xfer, err)) != DF_OK)
@@ -205,13 +210,14 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
                  "%s%s\nSteps: %u, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %ux%u, Model: %s, Version: dreamfleet %s",
                  p->prompt, neg, p->steps, display_name((df_sampler)sampler), p->guidance, (unsigned long long)seed,
                  p->width, p->height, p->model, DF_ENGINE_VERSION);
-        df_png_text t = {"parameters", text};
         dreamfleet__generated_image__init(&imgs[i]);
         ptrs[i] = &imgs[i];
         imgs[i].index = index;
         imgs[i].seed = seed;
         imgs[i].seconds = secs / p->count;
-        rc = df_png_encode(rgb + i * npix, p->width, p->height, &t, 1, &imgs[i].png.data, &imgs[i].png.len, err);
+        imgs[i].format = (char *)df_image_format_name(format);
+        rc = df_image_encode(format, rgb + i * npix, p->width, p->height, (int)p->quality, text, &imgs[i].image.data,
+                             &imgs[i].image.len, err);
         if (p->save_latents) {
             dreamfleet__tensor__init(&lt[i]);
             lt[i].name = "latents";
@@ -236,7 +242,7 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
             dreamfleet__generate_result__pack(&res, *out);
     }
     for (uint32_t i = 0; imgs && i < p->count; i++)
-        free(imgs[i].png.data);
+        free(imgs[i].image.data);
     free(imgs), free(ptrs), free(lt), free(latents), free(rgb), free(init), free(lora_paths);
     loaded_free(own);
     dreamfleet__generate_params__free_unpacked(p, NULL);

@@ -4,7 +4,7 @@
  *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
  *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
  *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE]
- *        [--save-latents FILE] [--no-cache] -o DIR
+ *        [--save-latents FILE] [--format png|jpeg|webp] [--quality N] [--no-cache] -o DIR
  *
  *  The model, tokenizer and LoRAs go with their identities (file_identity.h)
  *  when this machine can see them, so the coordinator can answer a repeated
@@ -21,6 +21,7 @@
 #include "commands.h"
 #include "dreamfleet.pb-c.h"
 #include "file_identity.h"
+#include "image_encode.h"
 #include "fsutil.h"
 #include "safetensors.h"
 #include "scheduler.h"
@@ -30,7 +31,7 @@ static const char k_usage[] =
     "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
     "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
     "         [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE] [--save-latents FILE]\n"
-    "         [--shards N] [--no-cache]\n"
+    "         [--format png|jpeg|webp] [--quality 1-100] [--shards N] [--no-cache]\n"
     "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
 
 static int parse_pair(const char *flag, const char *v, char sep, uint32_t *a, uint32_t *b)
@@ -93,10 +94,12 @@ static int collect(df_cli *cli, const char *job_id, const char *dir, const char 
         for (size_t k = 0; k < results[i]->n_images; k++) {
             const Dreamfleet__GeneratedImage *im = results[i]->images[k];
             char path[4200];
-            snprintf(path, sizeof path, "%s/%s-%04u-seed%llu.png", dir, job_id, im->index,
-                     (unsigned long long)im->seed);
+            df_image_format fmt = DF_IMAGE_PNG;
+            df_image_format_parse(im->format, &fmt, NULL); /* a name we do not know: bytes kept as png */
+            snprintf(path, sizeof path, "%s/%s-%04u-seed%llu.%s", dir, job_id, im->index,
+                     (unsigned long long)im->seed, df_image_format_ext(fmt));
             FILE *f = fopen(path, "wb");
-            if (!f || fwrite(im->png.data, 1, im->png.len, f) != im->png.len) {
+            if (!f || fwrite(im->image.data, 1, im->image.len, f) != im->image.len) {
                 df_cli_error("%s: %s", path, strerror(errno));
                 rc = DF_EXIT_FAILED;
             }
@@ -176,7 +179,7 @@ static char *identity_of(const char *path, const char *tokenizer, char hex[DF_SH
 int df_cmd_generate(df_cli *cli, int argc, char **argv)
 {
     enum { O_PROMPT = 1000, O_NEG, O_MODEL, O_TOK, O_SIZE, O_STEPS, O_CFG, O_SAMPLER, O_SEED, O_ORIG, O_CROP,
-           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA, O_NOCACHE };
+           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA, O_NOCACHE, O_FORMAT, O_QUALITY };
     static const struct option o[] = {
         {"prompt", required_argument, NULL, O_PROMPT},   {"negative-prompt", required_argument, NULL, O_NEG},
         {"model", required_argument, NULL, O_MODEL},     {"tokenizer", required_argument, NULL, O_TOK},
@@ -187,6 +190,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         {"save-latents", required_argument, NULL, O_LATENTS}, {"shards", required_argument, NULL, O_SHARDS},
         {"init-noise", required_argument, NULL, O_NOISE}, {"lora", required_argument, NULL, O_LORA},
         {"no-cache", no_argument, NULL, O_NOCACHE},     {"output", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, O_FORMAT},   {"quality", required_argument, NULL, O_QUALITY},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
@@ -272,6 +276,21 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
             break;
         case O_NOISE: noise_path = optarg; break;
         case O_NOCACHE: p.no_cache = 1; break;
+        case O_FORMAT: {
+            df_image_format f;
+            df_error_t ferr;
+            if (df_image_format_parse(optarg, &f, &ferr) != DF_OK) {
+                df_cli_error("--format: %s", ferr.msg);
+                return DF_EXIT_USAGE;
+            }
+            p.format = (char *)df_image_format_name(f);
+            break;
+        }
+        case O_QUALITY:
+            if (parse_num("--quality", optarg, 1, 100, &v))
+                return DF_EXIT_USAGE;
+            p.quality = (uint32_t)v;
+            break;
         case O_LORA: {
             if (nlora == MAX_LORAS) {
                 df_cli_error("--lora: at most %d", MAX_LORAS);
