@@ -275,3 +275,26 @@ int df_scheduler_step(df_scheduler_t *self, int i, const float *eps, float *x, c
     self->taken++;
     return DF_OK;
 }
+
+void df_scheduler_denoised(const df_scheduler_t *self, int i, const float *x, const float *eps, float *out)
+{
+    const uint64_t n = self->n;
+    const double s = self->sigmas[i];
+    double a = 1, sig = s;
+    switch (self->kind) {
+    case DF_SAMPLER_DPMPP_2M:
+    case DF_SAMPLER_DPMPP_2M_KARRAS: { /* the unscaled (variance-preserving) sample */
+        double lambda;
+        vp(s, &a, &sig, &lambda);
+        break;
+    }
+    case DF_SAMPLER_DDIM: {
+        double acp = self->acp[(int)self->timesteps[i]];
+        a = sqrt(acp), sig = sqrt(1 - acp);
+        break;
+    }
+    default: break; /* Euler's sample is x0 + sigma * noise */
+    }
+    for (uint64_t k = 0; k < n; k++)
+        out[k] = (float)((x[k] - sig * eps[k]) / a);
+}

@@ -69,6 +69,11 @@ int df_scheduler_needs_noise(const df_scheduler_t *self);
  *  remembers the previous prediction). */
 int df_scheduler_step(df_scheduler_t *self, int i, const float *eps, float *x, const float *noise, df_error_t *err);
 
+/*  The clean latents the noise prediction eps at step i implies for x (the
+ *  "denoised" estimate previews show), into out (n values); x is the
+ *  sampler's own latents before step i. */
+void df_scheduler_denoised(const df_scheduler_t *self, int i, const float *x, const float *eps, float *out);
+
 /*  The training-time quantities (for the trainer): alphas_cumprod[t]. */
 double df_scheduler_alpha_cumprod(int t);
 

@@ -47,6 +47,10 @@ int df_api_job_info(const df_job *job, int with_tasks, Dreamfleet__JobInfo *info
         t[i].finished_ms = s->finished_ms;
         t[i].output.data = s->output;
         t[i].output.len = s->output_len;
+        if (!df_task_state_terminal(s->state)) { /* once done, the output is the picture */
+            t[i].preview.data = s->preview;
+            t[i].preview.len = s->preview_len;
+        }
         tp[i] = &t[i];
     }
     info->n_tasks = job->ntasks;

@@ -36,7 +36,7 @@ void df_job_free(df_job **job_p)
     df_job *job = *job_p;
     for (uint32_t i = 0; i < job->ntasks; i++) {
         df_task *t = &job->tasks[i];
-        free(t->params), free(t->message), free(t->error), free(t->output), free(t->artifacts);
+        free(t->params), free(t->message), free(t->error), free(t->output), free(t->artifacts), free(t->preview);
     }
     free(job->tasks);
     free(job->params), free(job->error), free(job->result), free(job->summary);

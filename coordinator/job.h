@@ -17,6 +17,10 @@
 /*  The worker id of tasks answered from the result cache. */
 #define DF_CACHE_WORKER "cache"
 
+/*  The largest preview a task keeps (a 1536 px image's latent thumbnail is
+ *  about 110 KiB as PNG at worst). */
+#define DF_PREVIEW_MAX (256u << 10)
+
 typedef struct df_job df_job;
 
 typedef struct df_task {
@@ -35,6 +39,8 @@ typedef struct df_task {
     uint8_t *output;
     size_t output_len;
     char *artifacts;               /* output hashes, comma-separated */
+    uint8_t *preview;              /* the latest preview while running (not stored) */
+    size_t preview_len;
     uint64_t queued_ms, started_ms, finished_ms;
     struct df_task *qnext;         /* scheduler queue link */
     int in_queue;

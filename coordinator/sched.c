@@ -819,6 +819,8 @@ static void on_progress(df_sched_t *self, df_worker *w, const Dreamfleet__TaskPr
     float f = p->fraction;
     t->progress = f < 0 ? 0 : f > 1 ? 1 : f;
     df_set_str(&t->message, p->message);
+    if (p->preview.len && p->preview.len <= DF_PREVIEW_MAX)
+        df_set_bytes(&t->preview, &t->preview_len, p->preview.data, p->preview.len);
     if (t->state == T_ASSIGNED) { /* progress is not persisted; the state change is */
         df_task_set_state(t, T_RUNNING);
         persist_task(self, t);

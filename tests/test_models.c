@@ -904,6 +904,25 @@ static void test_pipeline_parity(void)
     df_safetensors_destroy(&st);
 }
 
+/*  Records what the progress callback sees: calls, and the last image's
+ *  final denoised estimate. */
+typedef struct {
+    int calls;
+    uint32_t last_image;
+    int last_step;
+    float denoised[4 * 8 * 12];
+} progress_log;
+
+static int log_progress(void *ctx, uint32_t image, int step, int steps, const float *latents)
+{
+    progress_log *l = ctx;
+    l->calls++;
+    l->last_image = image, l->last_step = step;
+    if (step == steps)
+        memcpy(l->denoised, latents, sizeof l->denoised);
+    return 0;
+}
+
 /*  Seeds: the same request twice gives the same latents and pixels; image
  *  i of a batch equals a single image at seed + i; a negative prompt
  *  changes the result; bad requests are refused by name. */
@@ -924,8 +943,13 @@ static void test_generate_determinism(void)
     float *a = malloc(2 * n * 4), *b = malloc(2 * n * 4), *one = malloc(n * 4);
     uint8_t *ra = malloc(2 * px), *rb = malloc(2 * px), *r1 = malloc(px);
     CHECK_OK(df_generate(gen, g_batch, &p, a, ra, NULL, NULL, &err), &err);
-    CHECK_OK(df_generate(gen, g_batch, &p, b, rb, NULL, NULL, &err), &err);
+    static progress_log plog;
+    CHECK_OK(df_generate(gen, g_batch, &p, b, rb, log_progress, &plog, &err), &err);
     CHECK(memcmp(a, b, 2 * n * 4) == 0 && memcmp(ra, rb, 2 * px) == 0);
+    /* A callback per step per image; at the last step (sigma 0 next) the
+     * denoised estimate is where the sampler lands. */
+    CHECK(plog.calls == 8 && plog.last_image == 1 && plog.last_step == 4);
+    check_close("denoised estimate at the last step = final latents", plog.denoised, b + n, n, 1e-5);
     p.seed = 8, p.count = 1;
     CHECK_OK(df_generate(gen, g_batch, &p, one, r1, NULL, NULL, &err), &err);
     CHECK(memcmp(one, a + n, n * 4) == 0 && memcmp(r1, ra + px, px) == 0);

@@ -784,11 +784,30 @@ static void test_generate_from_cache(void)
     }
     CHECK(again && again->summary && strstr(again->summary, "2 from the cache"));
 
+    /* Progress may carry a preview, which the task keeps (the latest one). */
     const df_job *fresh = submit_generate(s, 7, id, 1, 5);   /* --no-cache */
+    df_sched_dispatch(s, 5, NULL);
+    const char *tid = assigned("w1", 0);
+    CHECK(tid != NULL);
+    if (tid && fresh) {
+        Dreamfleet__TaskProgress pr = DREAMFLEET__TASK_PROGRESS__INIT;
+        pr.task_id = (char *)tid;
+        pr.fraction = 0.5f;
+        pr.message = "image 1/1, step 1/2";
+        pr.preview.data = (uint8_t *)"\x89PNG-one";
+        pr.preview.len = 8;
+        df_sched_worker_message(s, (const uint8_t *)"w1", 2, DF_MSG_TASK_PROGRESS, &pr.base, 6, NULL);
+        pr.preview.data = (uint8_t *)"\x89PNG-two";
+        df_sched_worker_message(s, (const uint8_t *)"w1", 2, DF_MSG_TASK_PROGRESS, &pr.base, 7, NULL);
+        const df_task *t = &fresh->tasks[0];
+        CHECK(t->preview_len == 8 && memcmp(t->preview, "\x89PNG-two", 8) == 0 && t->progress == 0.5f);
+        CHECK_EQ(generate_result(s, "w1", tid, 8), DF_OK);
+        clear_sent();
+    }
     const df_job *other = submit_generate(s, 8, id, 0, 5);   /* another seed */
     const df_job *unnamed = submit_generate(s, 7, "", 0, 5); /* a model the client could not see */
     CHECK(fresh && other && unnamed);
-    CHECK_EQ(df_sched_queue_depth(s), 6);
+    CHECK_EQ(df_sched_queue_depth(s), 4); /* another seed and the unnamed model: computed */
     df_sched_destroy(&s);
     df_result_cache_destroy(&cache);
     clear_sent();

@@ -126,6 +126,40 @@ static void test_scheduler_errors(void)
     CHECK(fabs(sqrt((1 - df_scheduler_alpha_cumprod(999)) / df_scheduler_alpha_cumprod(999)) - 14.61) < 0.01);
 }
 
+/*  Every sampler holds its latents in its own parameterisation (Euler's
+ *  scaled by 1/sqrt(alpha_cumprod), DPM-Solver's and DDIM's not); built from
+ *  a known clean sample and noise by the forward process, each must recover
+ *  the clean sample as its denoised estimate. */
+static void test_denoised_estimate(void)
+{
+    enum { N = 16 };
+    float x0[N], eps[N], x[N], got[N];
+    for (int k = 0; k < N; k++)
+        x0[k] = (float)(k - 8) * 0.1f, eps[k] = (float)((k * 7) % 5) - 2.0f;
+    const df_sampler plain[] = {DF_SAMPLER_EULER, DF_SAMPLER_EULER_A, DF_SAMPLER_DPMPP_2M, DF_SAMPLER_DDIM};
+    for (size_t s = 0; s < sizeof plain / sizeof plain[0]; s++) {
+        df_scheduler_t *sc = df_scheduler_new(plain[s], 10, N, NULL);
+        CHECK(sc != NULL);
+        for (int i = 0; sc && i < 10; i++) {
+            int t = (int)df_scheduler_timestep(sc, i);
+            double acp = df_scheduler_alpha_cumprod(t);
+            int euler = plain[s] == DF_SAMPLER_EULER || plain[s] == DF_SAMPLER_EULER_A;
+            for (int k = 0; k < N; k++) {
+                double xt = sqrt(acp) * x0[k] + sqrt(1 - acp) * eps[k];
+                x[k] = (float)(euler ? xt / sqrt(acp) : xt);
+            }
+            df_scheduler_denoised(sc, i, x, eps, got);
+            double worst = 0;
+            for (int k = 0; k < N; k++)
+                worst = fmax(worst, fabs(got[k] - x0[k]));
+            if (worst > 1e-3)
+                fprintf(stderr, "  %s step %d (t %d): denoised off by %g\n", df_sampler_name(plain[s]), i, t, worst);
+            CHECK(worst <= 1e-3);
+        }
+        df_scheduler_destroy(&sc);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -145,6 +179,7 @@ int main(int argc, char **argv)
     g_st = st;
     RUN(test_samplers_match_diffusers);
     RUN(test_scheduler_errors);
+    RUN(test_denoised_estimate);
     df_safetensors_destroy(&st);
     return test_summary();
 }

@@ -43,6 +43,9 @@ struct df_task_ctx {
     int (*fetch)(df_task_ctx *ctx, const char *hash, char *path, size_t cap, df_error_t *err);
     /* Progress in [0, 1] with a short message. */
     void (*progress)(df_task_ctx *ctx, float fraction, const char *message);
+    /* A small PNG of the work so far, sent with the next progress report
+     * (the daemon sends at most one a second); NULL where nobody watches. */
+    void (*preview)(df_task_ctx *ctx, const uint8_t *png, size_t len);
     /* The executor's resident object (NULL where tasks run without one). */
     df_task_resident *resident;
     void *owner;

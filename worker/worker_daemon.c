@@ -26,6 +26,7 @@
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 16000
 #define PROGRESS_EVERY_MS 200
+#define PREVIEW_EVERY_MS 1000
 #define DRAIN_ACK_WAIT_MS 30000
 
 typedef struct df_worker_exec exec_t;
@@ -62,7 +63,9 @@ struct df_worker_exec {
     df_vk_device_t *dev;
     df_vk_transfer_t *xfer;
     df_task_resident resident; /* a loaded model, kept between tasks */
-    uint64_t last_progress_ms;
+    uint64_t last_progress_ms, last_preview_ms;
+    float last_fraction;
+    char last_message[128];
 };
 
 /* A result or failure waiting for the coordinator's TaskAck. */
@@ -293,13 +296,39 @@ static void ctx_progress(df_task_ctx *ctx, float fraction, const char *message)
     if (now - e->last_progress_ms < PROGRESS_EVERY_MS && fraction < 1.0f)
         return;
     e->last_progress_ms = now;
+    e->last_fraction = fraction;
+    snprintf(e->last_message, sizeof e->last_message, "%s", message ? message : "");
     event_t *ev = calloc(1, sizeof *ev);
     if (!ev)
         return;
     ev->kind = EV_PROGRESS;
     snprintf(ev->task_id, sizeof ev->task_id, "%s", ctx->task_id);
     ev->fraction = fraction;
-    snprintf(ev->message, sizeof ev->message, "%s", message ? message : "");
+    snprintf(ev->message, sizeof ev->message, "%s", e->last_message);
+    post_event(e->owner, ev);
+}
+
+/*  A preview goes as a progress report of its own (the latest fraction and
+ *  message with it), the first of a task at once, then one a second. */
+static void ctx_preview(df_task_ctx *ctx, const uint8_t *png, size_t len)
+{
+    exec_t *e = ctx->owner;
+    uint64_t now = now_ms();
+    if (e->last_preview_ms && now - e->last_preview_ms < PREVIEW_EVERY_MS)
+        return;
+    event_t *ev = calloc(1, sizeof *ev);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!ev || !copy) {
+        free(ev), free(copy);
+        return;
+    }
+    e->last_preview_ms = now;
+    memcpy(copy, png, len);
+    ev->kind = EV_PROGRESS;
+    snprintf(ev->task_id, sizeof ev->task_id, "%s", ctx->task_id);
+    ev->fraction = e->last_fraction;
+    snprintf(ev->message, sizeof ev->message, "%s", e->last_message);
+    ev->output = copy, ev->output_len = len; /* the preview rides in the output fields */
     post_event(e->owner, ev);
 }
 
@@ -322,7 +351,7 @@ static void *exec_main(void *arg)
 
         df_task_ctx ctx = {.worker_name = e->owner->name, .task_id = task_id, .attempt = attempt,
                            .cancelled = &e->cancel, .device = ctx_device, .fetch = ctx_fetch,
-                           .progress = ctx_progress, .resident = &e->resident, .owner = e};
+                           .progress = ctx_progress, .preview = ctx_preview, .resident = &e->resident, .owner = e};
         event_t *ev = calloc(1, sizeof *ev);
         df_error_t err;
         df_error_clear(&err);
@@ -391,7 +420,9 @@ static void on_assign(df_worker_t *self, const Dreamfleet__TaskAssign *a)
     e->params_len = a->params.len;
     e->attempt = a->attempt;
     atomic_store(&e->cancel, 0);
-    e->last_progress_ms = 0;
+    e->last_progress_ms = e->last_preview_ms = 0;
+    e->last_fraction = 0;
+    e->last_message[0] = '\0';
     e->busy = 1;
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->lock);
@@ -452,6 +483,8 @@ static void on_events(uv_async_t *a)
                 p.task_id = ev->task_id;
                 p.fraction = ev->fraction;
                 p.message = ev->message;
+                p.preview.data = ev->output;
+                p.preview.len = ev->output_len;
                 send_msg(self, DF_MSG_TASK_PROGRESS, &p.base);
             }
         } else if (ev->kind == EV_RESULT) {

@@ -25,6 +25,7 @@ typedef struct {
     int insecure;
     int json;
     int timeout_ms;
+    const char *previews_dir; /* watching writes each task's latest preview here (NULL: not) */
     df_rpc_t *rpc;
     df_embedded_t *embedded;
 } df_cli;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "artifact_store.h"
+#include "fsutil.h"
 #include "job.h"
 #include "keys.h"
 
@@ -75,20 +76,75 @@ static void draw_bar(FILE *out, float f)
     fputc(']', out);
 }
 
+/* FNV-1a: tells a new preview from the one already written. */
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Writes the previews that changed since the last poll into dir as
+ * <task id>.png (through a temporary file, so a viewer never sees half). */
+static void write_previews(const Dreamfleet__JobInfo *j, const char *dir, uint64_t **seen, size_t *nseen)
+{
+    if (*nseen < j->n_tasks) {
+        uint64_t *grown = realloc(*seen, j->n_tasks * sizeof *grown);
+        if (!grown)
+            return;
+        memset(grown + *nseen, 0, (j->n_tasks - *nseen) * sizeof *grown);
+        *seen = grown, *nseen = j->n_tasks;
+    }
+    for (size_t i = 0; i < j->n_tasks; i++) {
+        const Dreamfleet__TaskInfo *t = j->tasks[i];
+        if (!t->preview.len)
+            continue;
+        uint64_t h = fnv1a(t->preview.data, t->preview.len);
+        if (h == (*seen)[i])
+            continue;
+        char path[4200], tmp[4300];
+        snprintf(path, sizeof path, "%s/%s.png", dir, t->task_id);
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(t->preview.data, 1, t->preview.len, f) == t->preview.len;
+        if (f && fclose(f) != 0)
+            ok = 0;
+        if (ok && rename(tmp, path) == 0)
+            (*seen)[i] = h;
+        else
+            unlink(tmp);
+    }
+}
+
 /* Follows a job to its end: live bars on a terminal, one line per change
- * otherwise, newline-delimited JSON with --json. */
+ * otherwise, newline-delimited JSON with --json; with cli->previews_dir,
+ * each running task's latest preview is kept there as a PNG. */
 static int watch_job(df_cli *cli, const char *id, int quiet)
 {
     int tty = isatty(STDOUT_FILENO) && !cli->json && !quiet;
     int drawn = 0;
     char last[512] = "";
+    uint64_t *seen = NULL;
+    size_t nseen = 0;
+    if (cli->previews_dir) {
+        df_error_t err;
+        if (df_mkdirs(cli->previews_dir, &err) != DF_OK) {
+            df_cli_error("--previews: %s", err.msg);
+            return DF_EXIT_USAGE;
+        }
+    }
     for (;;) {
         Dreamfleet__Reply *rep;
         int rc = df_cli_get_job(cli, id, 1, &rep);
-        if (rc)
+        if (rc) {
+            free(seen);
             return rc;
+        }
         const Dreamfleet__JobInfo *j = rep->job;
         int done = df_job_state_terminal(j->state);
+        if (cli->previews_dir)
+            write_previews(j, cli->previews_dir, &seen, &nseen);
         if (cli->json && !quiet) {
             df_json_job(stdout, j);
             fputc('\n', stdout);
@@ -125,6 +181,7 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
             }
             int code = exit_for_state(j->state);
             df_wire_free(&rep->base);
+            free(seen);
             return code;
         }
         df_wire_free(&rep->base);
@@ -134,9 +191,21 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
 
 int df_cmd_watch(df_cli *cli, int argc, char **argv)
 {
-    if (want_args(argc, 2, "watch JOB"))
+    static const struct option o[] = {{"previews", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
+    int c;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
+    while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
+        if (c != 'p') {
+            df_cli_error("usage: dreamfleet watch JOB [--previews DIR]");
+            return DF_EXIT_USAGE;
+        }
+        cli->previews_dir = optarg;
+    }
+    if (optind != argc - 1) {
+        df_cli_error("usage: dreamfleet watch JOB [--previews DIR]");
         return DF_EXIT_USAGE;
-    return watch_job(cli, argv[1], 0);
+    }
+    return watch_job(cli, argv[optind], 0);
 }
 
 /* -------------------------------------------------------------- submit */

@@ -240,10 +240,11 @@ static int one_image(df_generator_t *g, df_vk_batch_t *batch, const df_gen_param
     uint64_t seed = p->seed + index;
     df_scheduler_t *sched = df_scheduler_new(p->sampler, p->steps, n, err);
     float *eps = malloc(rows * n * sizeof *eps), *noise = malloc(n * sizeof *noise);
+    float *denoised = progress ? malloc(n * sizeof *denoised) : NULL;
     df_vk_buffer_t *sb = df_vk_buffer_new(g->dev, rows * n * 4, err);
     df_vk_buffer_t *ob = sb ? df_vk_buffer_new(g->dev, rows * n * 4, err) : NULL;
     int rc = sched && ob ? DF_OK : err && err->code ? err->code : DF_E_NOMEM;
-    if (rc == DF_OK && (!eps || !noise))
+    if (rc == DF_OK && (!eps || !noise || (progress && !denoised)))
         rc = df_error_set(err, DF_E_NOMEM, "generate: out of memory");
     if (rc == DF_OK) {
         if (p->init_noise)
@@ -288,11 +289,13 @@ static int one_image(df_generator_t *g, df_vk_batch_t *batch, const df_gen_param
                 step_noise = noise;
             }
         }
+        if (rc == DF_OK && progress) /* before the step: it needs this step's x */
+            df_scheduler_denoised(sched, i, x, eps, denoised);
         if (rc == DF_OK)
             rc = df_scheduler_step(sched, i, eps, x, step_noise, err);
         if (rc == DF_OK)
             g->timing.steps++;
-        if (rc == DF_OK && progress && progress(pctx, index, i + 1, p->steps, x))
+        if (rc == DF_OK && progress && progress(pctx, index, i + 1, p->steps, denoised))
             rc = df_error_set(err, DF_E_STATE, "generate: cancelled");
     }
     double t1 = now_s();
@@ -320,6 +323,7 @@ static int one_image(df_generator_t *g, df_vk_batch_t *batch, const df_gen_param
     }
     free(eps);
     free(noise);
+    free(denoised);
     if (rc != DF_OK) { /* commands may still be recorded: let the batch free */
         if (sb)
             df_vk_batch_hold(batch, &sb, NULL);

@@ -39,7 +39,9 @@ typedef struct {
     const float *ancestral_noise; /* per image: steps x 4 x h x w (euler_a) */
 } df_gen_params;
 
-/*  Called after every step of every image; returning non-zero cancels. */
+/*  Called after every step of every image with the denoised estimate that
+ *  step made (4 x h x w, the clean latents the sampler is heading for: what
+ *  a preview shows); returning non-zero cancels. */
 typedef int (*df_gen_progress)(void *ctx, uint32_t image, int step, int steps, const float *latents);
 
 typedef struct _df_generator_t df_generator_t;
