@@ -1039,7 +1039,7 @@ static void write_lora(const char *path, int format, const df_sdxl_config *cfg, 
 /*  Loads the tiny model, merges lora (NULL: none) and runs the UNet golden
  *  inputs and both text encoders on a prompt; out gets the noise prediction
  *  followed by the context and pooled embeddings. */
-static int run_with_lora(const char *lora, float scale, float *out, uint64_t *n, df_error_t *err)
+static int run_with_lora(const char *lora, float scale, int unmerged, float *out, uint64_t *n, df_error_t *err)
 {
     df_sdxl_t *m = df_sdxl_open(g_model, NULL, err);
     df_unet_t *u = m ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, err) : NULL;
@@ -1049,7 +1049,11 @@ static int run_with_lora(const char *lora, float scale, float *out, uint64_t *n,
     if (rc == DF_OK && lora) {
         df_lora_targets t = {u, te1, te2};
         df_lora_stats stats;
-        rc = df_lora_merge(lora, scale, df_sdxl_config_of(m), &t, g_batch, g_xfer, &stats, err);
+        rc = (unmerged ? df_lora_attach : df_lora_merge)(lora, scale, df_sdxl_config_of(m), &t, g_batch, g_xfer,
+                                                          &stats, err);
+        if (rc == DF_OK && unmerged && df_weights_adapter_count(df_unet_weights(u)) != 2)
+            rc = df_error_set(err, DF_E_MISMATCH, "%zu adapters on the UNet",
+                              df_weights_adapter_count(df_unet_weights(u)));
         if (rc == DF_OK && (stats.modules[0] != 2 || stats.modules[1] != 1 || stats.modules[2] != 1 || stats.rank != 4))
             rc = df_error_set(err, DF_E_MISMATCH, "lora merged %u/%u/%u modules of rank %u", stats.modules[0],
                               stats.modules[1], stats.modules[2], stats.rank);
@@ -1100,6 +1104,41 @@ static int run_with_lora(const char *lora, float scale, float *out, uint64_t *n,
     return rc;
 }
 
+/*  LoRAs attached unmerged give the merged images (to rounding), and come
+ *  out again: after clearing, the generator draws what the bare model does,
+ *  bit for bit. Merged LoRAs cannot be cleared. */
+static void check_lora_modes(const char *lora)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_gen_params p = {.prompt = "a photo of TOK person", .width = 64, .height = 64, .steps = 2, .guidance = 3,
+                       .sampler = DF_SAMPLER_EULER, .seed = 4, .count = 1};
+    enum { N = 4 * 8 * 8 };
+    static float bare[N], merged[N], attached[N], cleared[N];
+    df_generator_t *g1 = m ? df_generator_new(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    df_generator_t *g2 = m ? df_generator_new(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    CHECK(g1 && g2);
+    if (g1 && g2) {
+        CHECK_OK(df_generate(g1, g_batch, &p, bare, NULL, NULL, NULL, &err), &err);
+        CHECK_OK(df_generator_add_lora(g1, g_batch, lora, 0.8f, &err), &err);
+        CHECK_OK(df_generate(g1, g_batch, &p, merged, NULL, NULL, NULL, &err), &err);
+        CHECK_FAILS(df_generator_clear_loras(g1, &err), &err, DF_E_STATE, "merged");
+        CHECK_FAILS(df_generator_set_lora_mode(g1, 1, &err), &err, DF_E_STATE, "already");
+        CHECK_OK(df_generator_set_lora_mode(g2, 1, &err), &err);
+        CHECK_OK(df_generator_add_lora(g2, g_batch, lora, 0.8f, &err), &err);
+        CHECK_OK(df_generate(g2, g_batch, &p, attached, NULL, NULL, NULL, &err), &err);
+        check_close("unmerged LoRA = merged LoRA (final latents)", attached, merged, N, 1e-5);
+        CHECK(memcmp(merged, bare, sizeof bare) != 0);
+        CHECK_OK(df_generator_clear_loras(g2, &err), &err);
+        CHECK_OK(df_generate(g2, g_batch, &p, cleared, NULL, NULL, NULL, &err), &err);
+        CHECK(memcmp(cleared, bare, sizeof bare) == 0);
+    }
+    df_generator_destroy(&g1);
+    df_generator_destroy(&g2);
+    df_sdxl_destroy(&m);
+}
+
 /*  A generator that releases its text encoders after each conditioning
  *  loads them again, with the LoRA merged again, and draws the very same
  *  images as one that keeps them. */
@@ -1147,11 +1186,18 @@ static void test_lora_formats(void)
     df_error_clear(&err);
     static float base[40000], with[3][40000];
     uint64_t n = 0;
-    CHECK_OK(run_with_lora(NULL, 0, base, &n, &err), &err);
+    static float unmerged[40000];
+    CHECK_OK(run_with_lora(NULL, 0, 0, base, &n, &err), &err);
     for (int f = 0; f < 3; f++) {
         df_error_clear(&err);
-        CHECK_OK(run_with_lora(paths[f], 0.8f, with[f], &n, &err), &err);
+        CHECK_OK(run_with_lora(paths[f], 0.8f, 0, with[f], &n, &err), &err);
     }
+    /* Unmerged: the same outputs from pristine weights plus adapters (an
+     * attention projection, a 3x3 convolution, a projection before GELU). */
+    CHECK_OK(run_with_lora(paths[0], 0.8f, 1, unmerged, &n, &err), &err);
+    double dun = 0;
+    for (uint64_t i = 0; i < n; i++)
+        dun = fmax(dun, fabs(unmerged[i] - with[0][i]));
     CHECK(n > 0 && n < 40000);
     double diff = 0, scale = 0, d01 = 0, d02 = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -1160,8 +1206,9 @@ static void test_lora_formats(void)
         d01 = fmax(d01, fabs(with[0][i] - with[1][i]));
         d02 = fmax(d02, fabs(with[0][i] - with[2][i]));
     }
-    fprintf(stderr, "  lora changes the outputs by %.3g (scale %.3g); formats differ by %.2g (SGM names), %.2g (PEFT)\n",
-            diff, scale, d01, d02);
+    fprintf(stderr, "  lora changes the outputs by %.3g (scale %.3g); formats differ by %.2g (SGM names), %.2g (PEFT); "
+            "unmerged by %.2g\n", diff, scale, d01, d02, dun);
+    CHECK(dun <= 1e-5 * scale);
     CHECK(diff > 1e-3 * scale);              /* it did something */
     CHECK(d01 <= 1e-6 * scale && d02 <= 1e-5 * scale); /* the same adapter in each format */
 
@@ -1235,6 +1282,7 @@ static void test_lora_formats(void)
     df_clip_text_destroy(&te1);
     df_sdxl_destroy(&m);
     check_text_release(paths[0]);
+    check_lora_modes(paths[0]);
     for (int f = 0; f < 3; f++) {
         for (int k = 0; k < 8; k++)
             free(factors[f][k]);

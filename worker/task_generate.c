@@ -11,12 +11,14 @@
 #include "generate.h"
 #include "image_encode.h"
 #include "latent_preview.h"
+#include "log.h"
 
 /*  What stays loaded between tasks: the model and its components. */
 typedef struct {
     df_sdxl_t *model;
     df_generator_t *gen;
     df_vk_batch_t *batch;
+    char loras[2048]; /* the LoRAs attached, when unmerged ("" when none) */
 } loaded;
 
 static void loaded_free(void *p)
@@ -121,28 +123,46 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
             (rc = ctx->fetch(ctx, p->loras[i]->path, lora_paths[i], sizeof lora_paths[i], err)) != DF_OK)
             *retryable = rc == DF_E_IO;
     }
-    /* What is loaded: the model, its storage type and the LoRAs merged in. */
-    char key[sizeof ((df_task_resident *)0)->key];
-    size_t kl = rc == DF_OK ? (size_t)snprintf(key, sizeof key, "%s|%s|%s", path, p->tokenizer ? p->tokenizer : "",
-                                               df_dtype_name(weights))
-                            : 0;
-    for (size_t i = 0; rc == DF_OK && i < p->n_loras && kl < sizeof key; i++)
-        kl += (size_t)snprintf(key + kl, sizeof key - kl, "|%s:%g", lora_paths[i], p->loras[i]->scale);
-    if (rc == DF_OK && kl >= sizeof key)
+    /* What is loaded: the model, its storage type and the LoRAs merged in;
+     * attached (unmerged) LoRAs are swapped on the loaded model instead. */
+    char key[sizeof ((df_task_resident *)0)->key], loras[sizeof ((loaded *)0)->loras] = "";
+    size_t kl = rc == DF_OK ? (size_t)snprintf(key, sizeof key, "%s|%s|%s|%s", path, p->tokenizer ? p->tokenizer : "",
+                                               df_dtype_name(weights), p->lora_unmerged ? "attach" : "merge")
+                            : 0, ll = 0;
+    for (size_t i = 0; rc == DF_OK && i < p->n_loras && ll < sizeof loras; i++)
+        ll += (size_t)snprintf(loras + ll, sizeof loras - ll, "|%s:%g", lora_paths[i], p->loras[i]->scale);
+    if (rc == DF_OK && !p->lora_unmerged && kl < sizeof key)
+        kl += (size_t)snprintf(key + kl, sizeof key - kl, "%s", loras);
+    if (rc == DF_OK && (kl >= sizeof key || ll >= sizeof loras))
         rc = df_error_set(err, DF_E_INVALID, "generate: model, tokenizer and LoRA paths are too long");
     loaded *l = NULL, *own = NULL;
     if (rc == DF_OK) {
         df_task_resident *r = ctx->resident;
         if (r && r->obj && strcmp(r->key, key) == 0) {
             l = r->obj;
+            if (p->lora_unmerged && strcmp(l->loras, loras) != 0) { /* other LoRAs: swap them */
+                df_info("generate: %zu LoRA%s swapped in on the resident model", p->n_loras, p->n_loras == 1 ? "" : "s");
+                l->loras[0] = '\0';
+                rc = df_generator_clear_loras(l->gen, err);
+                for (size_t i = 0; rc == DF_OK && i < p->n_loras; i++)
+                    rc = df_generator_add_lora(l->gen, l->batch, lora_paths[i], p->loras[i]->scale, err);
+                if (rc == DF_OK)
+                    snprintf(l->loras, sizeof l->loras, "%s", loras);
+                else /* half a set attached: start over next time */
+                    df_task_resident_release(r), l = NULL;
+            }
         } else {
             if (r) /* one model resident at a time: the device's memory is for this one */
                 df_task_resident_release(r);
             l = load(path, p->tokenizer && *p->tokenizer ? p->tokenizer : NULL, weights, dev, xfer, err);
             if (!l)
                 rc = err && err->code ? err->code : DF_E_INVALID;
+            if (rc == DF_OK)
+                rc = df_generator_set_lora_mode(l->gen, p->lora_unmerged, err);
             for (size_t i = 0; rc == DF_OK && i < p->n_loras; i++)
                 rc = df_generator_add_lora(l->gen, l->batch, lora_paths[i], p->loras[i]->scale, err);
+            if (rc == DF_OK)
+                snprintf(l->loras, sizeof l->loras, "%s", loras);
             if (rc != DF_OK) {
                 loaded_free(l);
                 l = NULL;

@@ -3,7 +3,8 @@
  *
  *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
  *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
- *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE]
+ *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--lora-mode merged|unmerged]
+ *        [--init-noise FILE]
  *        [--save-latents FILE] [--format png|jpeg|webp] [--quality N] [--no-cache] [--previews DIR] -o DIR
  *
  *  The model, tokenizer and LoRAs go with their identities (file_identity.h)
@@ -30,7 +31,8 @@
 static const char k_usage[] =
     "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
     "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
-    "         [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--init-noise FILE] [--save-latents FILE]\n"
+    "         [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--lora-mode merged|unmerged]\n"
+    "         [--init-noise FILE] [--save-latents FILE]\n"
     "         [--format png|jpeg|webp] [--quality 1-100] [--shards N] [--no-cache] [--previews DIR]\n"
     "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
 
@@ -179,7 +181,7 @@ static char *identity_of(const char *path, const char *tokenizer, char hex[DF_SH
 int df_cmd_generate(df_cli *cli, int argc, char **argv)
 {
     enum { O_PROMPT = 1000, O_NEG, O_MODEL, O_TOK, O_SIZE, O_STEPS, O_CFG, O_SAMPLER, O_SEED, O_ORIG, O_CROP,
-           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA, O_NOCACHE, O_FORMAT, O_QUALITY, O_PREVIEWS };
+           O_DTYPE, O_LATENTS, O_SHARDS, O_NOISE, O_LORA, O_NOCACHE, O_FORMAT, O_QUALITY, O_PREVIEWS, O_LORA_MODE };
     static const struct option o[] = {
         {"prompt", required_argument, NULL, O_PROMPT},   {"negative-prompt", required_argument, NULL, O_NEG},
         {"model", required_argument, NULL, O_MODEL},     {"tokenizer", required_argument, NULL, O_TOK},
@@ -191,7 +193,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         {"init-noise", required_argument, NULL, O_NOISE}, {"lora", required_argument, NULL, O_LORA},
         {"no-cache", no_argument, NULL, O_NOCACHE},     {"output", required_argument, NULL, 'o'},
         {"format", required_argument, NULL, O_FORMAT},   {"quality", required_argument, NULL, O_QUALITY},
-        {"previews", required_argument, NULL, O_PREVIEWS},
+        {"previews", required_argument, NULL, O_PREVIEWS}, {"lora-mode", required_argument, NULL, O_LORA_MODE},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__GenerateParams p = DREAMFLEET__GENERATE_PARAMS__INIT;
@@ -278,6 +280,13 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
         case O_NOISE: noise_path = optarg; break;
         case O_NOCACHE: p.no_cache = 1; break;
         case O_PREVIEWS: cli->previews_dir = optarg; break;
+        case O_LORA_MODE:
+            if (strcmp(optarg, "merged") && strcmp(optarg, "unmerged")) {
+                df_cli_error("--lora-mode wants merged (fastest) or unmerged (swappable without reloading)");
+                return DF_EXIT_USAGE;
+            }
+            p.lora_unmerged = strcmp(optarg, "unmerged") == 0;
+            break;
         case O_FORMAT: {
             df_image_format f;
             df_error_t ferr;

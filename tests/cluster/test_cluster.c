@@ -486,6 +486,32 @@ static void test_generate_over_workers(void)
     uint8_t *with = image_of(lout, 0, &nl), *without = image_of(out[0], 0, &nb);
     CHECK(with && without && (nl != nb || memcmp(with, without, nl) != 0));
     free(with), free(without);
+    /* Unmerged LoRAs are swapped on a resident model: requests with and
+     * without the LoRA alternate over the workers, and every one without it
+     * gives the bare model's image, byte for byte. */
+    for (int round = 0; round < 3; round++) {
+        CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
+                        "64x64", "--steps", "3", "-n", "1", "--seed", "5", "--dtype", "f32", "--lora", lora_arg,
+                        "--lora-mode", "unmerged", "--no-cache", "-o", lout, NULL),
+                 0);
+        CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK person", "--model", model, "--size",
+                        "64x64", "--steps", "3", "-n", "1", "--seed", "5", "--dtype", "f32", "--lora-mode",
+                        "unmerged", "--no-cache", "-o", lout, NULL),
+                 0);
+        size_t nu = 0, n0 = 0;
+        uint8_t *bare = image_of(out[0], 0, &n0), *got = NULL;
+        /* The newest job's image (job ids count up; ls -v sorts them so). */
+        char cmd[700], path[700] = "";
+        snprintf(cmd, sizeof cmd, "ls -v %s/*.png | tail -1", lout);
+        FILE *ls = popen(cmd, "r");
+        if (ls && fgets(path, sizeof path, ls))
+            path[strcspn(path, "\n")] = '\0';
+        if (ls)
+            pclose(ls);
+        got = path[0] ? slurp(path, &nu) : NULL;
+        CHECK(bare && got && nu == n0 && memcmp(bare, got, n0) == 0);
+        free(bare), free(got);
+    }
     CHECK_EQ(client(g_keys, 120000, "generate", "--prompt", "x", "--model", model, "--size", "64x64", "--lora",
                     bad_lora, "-o", lout, NULL),
              1);

@@ -32,6 +32,7 @@ struct _df_generator_t {
     df_vae_t *vae;
     merged_lora *loras;
     size_t n_loras;
+    int lora_unmerged; /* LoRAs attached as adapters rather than merged */
     df_gen_timing timing; /* of the last call */
 };
 
@@ -105,12 +106,34 @@ static int text_ready(df_generator_t *g, df_vk_batch_t *batch, df_error_t *err)
     int rc = DF_OK;
     for (size_t i = 0; rc == DF_OK && i < g->n_loras; i++) {
         df_lora_targets t = {NULL, df_prompt_text_encoder(g->text, 1), df_prompt_text_encoder(g->text, 2), 1};
-        rc = df_lora_merge(g->loras[i].path, g->loras[i].scale, df_sdxl_config_of(g->model), &t, batch, g->xfer,
-                           NULL, err);
+        rc = (g->lora_unmerged ? df_lora_attach : df_lora_merge)(g->loras[i].path, g->loras[i].scale,
+                                                                 df_sdxl_config_of(g->model), &t, batch, g->xfer,
+                                                                 NULL, err);
     }
     if (rc != DF_OK)
         df_prompt_encoder_destroy(&g->text);
     return rc;
+}
+
+int df_generator_set_lora_mode(df_generator_t *self, int unmerged, df_error_t *err)
+{
+    if (self->n_loras && unmerged != self->lora_unmerged)
+        return df_error_set(err, DF_E_STATE, "generator: LoRAs are already %s", self->lora_unmerged ? "attached" : "merged");
+    self->lora_unmerged = unmerged;
+    return DF_OK;
+}
+
+int df_generator_clear_loras(df_generator_t *self, df_error_t *err)
+{
+    if (self->n_loras && !self->lora_unmerged)
+        return df_error_set(err, DF_E_STATE, "generator: merged LoRAs cannot be taken out (load the model again)");
+    df_weights_detach_all(df_unet_weights(self->unet));
+    for (int which = 1; self->text && which <= 2; which++)
+        df_weights_detach_all(df_clip_text_weights(df_prompt_text_encoder(self->text, which)));
+    for (size_t i = 0; i < self->n_loras; i++)
+        free(self->loras[i].path);
+    self->n_loras = 0;
+    return DF_OK;
 }
 
 int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err)
@@ -128,7 +151,8 @@ int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char
     if (rc == DF_OK) {
         df_lora_targets t = {self->unet, df_prompt_text_encoder(self->text, 1),
                              df_prompt_text_encoder(self->text, 2), 0};
-        rc = df_lora_merge(path, scale, df_sdxl_config_of(self->model), &t, batch, self->xfer, NULL, err);
+        rc = (self->lora_unmerged ? df_lora_attach : df_lora_merge)(path, scale, df_sdxl_config_of(self->model), &t,
+                                                                    batch, self->xfer, NULL, err);
     }
     if (rc == DF_OK)
         self->n_loras++;

@@ -57,8 +57,16 @@ void df_generator_destroy(df_generator_t **self_p);
 void df_generator_keep_text(df_generator_t *self, int keep);
 int df_generator_text_loaded(const df_generator_t *self);
 
-/*  Merges a LoRA (kohya, PEFT or diffusers format) into the generator's
- *  weights, scaled. To drop LoRAs, make a new generator. */
+/*  unmerged 0 (the default): LoRAs are merged into the weights, the
+ *  fastest to run; 1: attached beside them (lora.h), a little slower per
+ *  step but removable. Only before the first LoRA. */
+int df_generator_set_lora_mode(df_generator_t *self, int unmerged, df_error_t *err);
+
+/*  Takes every attached LoRA out (unmerged mode; DF_E_STATE when LoRAs were
+ *  merged, which only a new generator undoes). */
+int df_generator_clear_loras(df_generator_t *self, df_error_t *err);
+
+/*  Merges (or attaches) a LoRA (kohya, PEFT or diffusers format), scaled. */
 int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err);
 
 /*  Checks params against the model (sizes, steps, sampler, counts): the

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "eltwise.h"
 #include "gemm.h"
 #include "norm.h"
 
@@ -98,6 +99,29 @@ int df_weight_pair(const df_weights_t *w, const char *prefix, const df_weight **
     return rc == DF_OK ? df_weight_at(w, prefix, "bias", bias, err) : rc;
 }
 
+/*  y[rows, out] += up (down x) for each adapter of w: two thin GEMMs
+ *  through a [rows, rank] scratch. */
+static int linear_adapters(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, df_tensor y,
+                           df_error_t *err)
+{
+    uint32_t out = (uint32_t)w->shape[0], in = (uint32_t)(w->nelem / w->shape[0]);
+    int rc = DF_OK;
+    for (const df_weight_adapter *a = w->adapters; a && rc == DF_OK; a = a->next) {
+        df_tensor t;
+        rc = df_scratch(batch, (uint64_t)rows * a->rank, DF_F32, &t, err);
+        df_gemm_desc d1 = df_gemm_desc_packed(0, 1, rows, a->rank, in, 1);
+        d1.type_a = x.dtype;
+        if (rc == DF_OK)
+            rc = df_gemm(batch, &d1, x.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
+        df_gemm_desc d2 = df_gemm_desc_packed(0, 1, rows, out, a->rank, 1);
+        d2.beta = 1;
+        d2.type_c = y.dtype;
+        if (rc == DF_OK)
+            rc = df_gemm(batch, &d2, t.ref, a->up.ref, y.ref, DF_GEMM_AUTO, NULL, err);
+    }
+    return rc;
+}
+
 int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, const df_weight *bias,
               df_tensor y, float beta, df_elt_op act, df_error_t *err)
 {
@@ -107,8 +131,20 @@ int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight 
     d.type_a = x.dtype;
     d.type_b = w->t.dtype;
     d.type_c = y.dtype;
-    df_gemm_epilogue ep = {.bias = bias ? bias->t : (df_tensor){{NULL, 0}, DF_F32}, .act = act};
+    /* With adapters the activation waits until their terms are added. */
+    int adapted = w->adapters != NULL, late_act = adapted && act != DF_ELT_COPY;
+    if (late_act && beta != 0)
+        return df_error_set(err, DF_E_UNSUPPORTED, "%s: an adapted layer cannot add into its output before "
+                            "its activation", w->name);
+    df_gemm_epilogue ep = {.bias = bias ? bias->t : (df_tensor){{NULL, 0}, DF_F32},
+                           .act = late_act ? DF_ELT_COPY : act};
     int rc = df_gemm_ex(batch, &d, x.ref, w->t.ref, y.ref, &ep, DF_GEMM_AUTO, NULL, err);
+    if (rc == DF_OK && adapted)
+        rc = linear_adapters(batch, x, rows, w, y, err);
+    if (rc == DF_OK && late_act) {
+        df_elt_desc e = {.op = act, .n = (uint64_t)rows * out, .alpha = 1};
+        rc = df_eltwise(batch, &e, y, y, y, err);
+    }
     return rc == DF_OK ? rc : df_error_prefix(err, "%s", w->name);
 }
 

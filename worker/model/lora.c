@@ -147,8 +147,38 @@ static int merge_one(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const df_weig
     return rc;
 }
 
-int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, const df_lora_targets *t,
-                  df_vk_batch_t *batch, df_vk_transfer_t *xfer, df_lora_stats *stats, df_error_t *err)
+/*  Uploads the module's factors as an adapter of w: down as is, up times s. */
+static int attach_one(df_weights_t *ws, df_vk_batch_t *batch, df_vk_transfer_t *xfer, const df_weight *w,
+                      const module *m, float s, df_error_t *err)
+{
+    uint64_t nu = m->up->nelem, nd = m->down->nelem;
+    float *up = malloc(nu * sizeof *up), *down = malloc(nd * sizeof *down);
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    df_vk_buffer_t *ub = NULL, *db = NULL;
+    int rc = up && down ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora: out of memory");
+    if (rc == DF_OK)
+        rc = df_st_tensor_to_f32(m->up, up, err);
+    if (rc == DF_OK)
+        rc = df_st_tensor_to_f32(m->down, down, err);
+    for (uint64_t k = 0; rc == DF_OK && k < nu; k++)
+        up[k] *= s;
+    if (rc == DF_OK && (!(ub = df_vk_buffer_new(dev, nu * 4, err)) || !(db = df_vk_buffer_new(dev, nd * 4, err))))
+        rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+    if (rc == DF_OK)
+        rc = df_vk_upload(xfer, ub, 0, up, nu * 4, err);
+    if (rc == DF_OK)
+        rc = df_vk_upload(xfer, db, 0, down, nd * 4, err);
+    if (rc == DF_OK)
+        rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)m->down->shape[0], err);
+    df_vk_buffer_destroy(&ub);
+    df_vk_buffer_destroy(&db);
+    free(up);
+    free(down);
+    return rc;
+}
+
+static int apply(const char *path, float scale, const df_sdxl_config *cfg, const df_lora_targets *t, int attach,
+                 df_vk_batch_t *batch, df_vk_transfer_t *xfer, df_lora_stats *stats, df_error_t *err)
 {
     df_safetensors_t *st = df_safetensors_open(path, err);
     if (!st)
@@ -190,9 +220,9 @@ int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, cons
     }
 
     /* Check each module's pair against its weight, then merge. */
-    const df_weights_t *ws[C_COUNT] = {t->unet ? df_unet_weights(t->unet) : NULL,
-                                       t->te1 ? df_clip_text_weights(t->te1) : NULL,
-                                       t->te2 ? df_clip_text_weights(t->te2) : NULL};
+    df_weights_t *ws[C_COUNT] = {t->unet ? df_unet_weights(t->unet) : NULL,
+                                 t->te1 ? df_clip_text_weights(t->te1) : NULL,
+                                 t->te2 ? df_clip_text_weights(t->te2) : NULL};
     df_lora_stats s = {{0, 0, 0}, 0};
     for (int pass = 0; pass < 2 && rc == DF_OK && !nunknown; pass++) {
         for (size_t i = 0; i < ix.n && rc == DF_OK; i++) {
@@ -223,7 +253,8 @@ int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, cons
                 break;
             uint64_t r = (uint64_t)m->down->shape[0];
             float alpha = m->alpha ? scalar_of(m->alpha) : (float)r;
-            rc = merge_one(batch, xfer, w, m, scale * alpha / (float)r, err);
+            rc = attach ? attach_one(ws[m->component], batch, xfer, w, m, scale * alpha / (float)r, err)
+                        : merge_one(batch, xfer, w, m, scale * alpha / (float)r, err);
             s.modules[m->component]++;
             if (r > s.rank)
                 s.rank = (uint32_t)r;
@@ -250,4 +281,16 @@ int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, cons
     df_strmap_destroy(&ix.by_key);
     df_safetensors_destroy(&st);
     return rc;
+}
+
+int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, const df_lora_targets *t,
+                  df_vk_batch_t *batch, df_vk_transfer_t *xfer, df_lora_stats *stats, df_error_t *err)
+{
+    return apply(path, scale, cfg, t, 0, batch, xfer, stats, err);
+}
+
+int df_lora_attach(const char *path, float scale, const df_sdxl_config *cfg, const df_lora_targets *t,
+                   df_vk_batch_t *batch, df_vk_transfer_t *xfer, df_lora_stats *stats, df_error_t *err)
+{
+    return apply(path, scale, cfg, t, 1, batch, xfer, stats, err);
 }

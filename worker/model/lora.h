@@ -1,6 +1,10 @@
-/*  lora.h - LoRA adapters at inference, merged into the loaded weights:
+/*  lora.h - LoRA adapters at inference, merged into the loaded weights
  *
  *      W += scale * (alpha / rank) * up @ down
+ *
+ *  (fastest: the layers run as before) or attached beside them unmerged
+ *  (weights.h: each layer adds up @ (down @ x); the base weights stay
+ *  pristine, so another set of LoRAs replaces this one without reloading)
  *
  *  (for convolutions, down's [rank, in, kh, kw] flattened). Files in any of
  *  the formats SDXL LoRAs circulate in:
@@ -41,5 +45,10 @@ typedef struct {
  *  (submits the batch). */
 int df_lora_merge(const char *path, float scale, const df_sdxl_config *cfg, const df_lora_targets *t,
                   df_vk_batch_t *batch, df_vk_transfer_t *xfer, df_lora_stats *stats, df_error_t *err);
+
+/*  The same checks, then the factors attached as adapters instead
+ *  (df_weights_detach_all removes them). */
+int df_lora_attach(const char *path, float scale, const df_sdxl_config *cfg, const df_lora_targets *t,
+                   df_vk_batch_t *batch, df_vk_transfer_t *xfer, df_lora_stats *stats, df_error_t *err);
 
 #endif

@@ -15,6 +15,13 @@ struct _df_weights_t {
     size_t count;
     df_strmap_t *index; /* name -> position */
     uint64_t bytes;
+    /* Adapters, each with the two buffers it owns, newest first. */
+    struct owned_adapter {
+        df_weight_adapter a;
+        df_vk_buffer_t *down, *up;
+        struct owned_adapter *next_owned;
+    } *adapters;
+    size_t nadapters;
 };
 
 void df_weights_destroy(df_weights_t **self_p)
@@ -26,6 +33,7 @@ void df_weights_destroy(df_weights_t **self_p)
         df_vk_buffer_destroy(&w->bufs[i]);
         free(w->names[i]);
     }
+    df_weights_detach_all(w);
     free(w->items);
     free(w->bufs);
     free(w->names);
@@ -266,3 +274,51 @@ int df_weights_get(const df_weights_t *self, const char *name, const df_weight *
 
 uint64_t df_weights_bytes(const df_weights_t *self) { return self->bytes; }
 size_t df_weights_count(const df_weights_t *self) { return self->count; }
+
+int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
+                      uint32_t rank, df_error_t *err)
+{
+    int64_t at;
+    struct owned_adapter *o = NULL;
+    int rc = DF_OK;
+    if (!df_strmap_get(self->index, name, strlen(name), &at))
+        rc = df_error_set(err, DF_E_NOT_FOUND, "weights: no tensor '%s' to adapt", name);
+    else if (!(o = calloc(1, sizeof *o)))
+        rc = df_error_set(err, DF_E_NOMEM, "weights: out of memory");
+    if (rc != DF_OK) {
+        df_vk_buffer_destroy(down_buf);
+        df_vk_buffer_destroy(up_buf);
+        return rc;
+    }
+    df_weight *w = &self->items[at];
+    o->down = *down_buf, o->up = *up_buf;
+    *down_buf = *up_buf = NULL;
+    o->a.down = df_tensor_at(o->down, 0, DF_F32);
+    o->a.up = df_tensor_at(o->up, 0, DF_F32);
+    o->a.rank = rank;
+    /* Appended to the weight's chain, so adapters apply in order. */
+    df_weight_adapter **tail = (df_weight_adapter **)&w->adapters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = &o->a;
+    o->next_owned = self->adapters;
+    self->adapters = o;
+    self->nadapters++;
+    return DF_OK;
+}
+
+void df_weights_detach_all(df_weights_t *self)
+{
+    for (size_t i = 0; i < self->count; i++)
+        self->items[i].adapters = NULL;
+    while (self->adapters) {
+        struct owned_adapter *o = self->adapters;
+        self->adapters = o->next_owned;
+        df_vk_buffer_destroy(&o->down);
+        df_vk_buffer_destroy(&o->up);
+        free(o);
+    }
+    self->nadapters = 0;
+}
+
+size_t df_weights_adapter_count(const df_weights_t *self) { return self->nadapters; }

@@ -21,12 +21,24 @@
 #include "tensor_ref.h"
 #include "vk_transfer.h"
 
+/*  A low-rank adapter applied beside a weight instead of merged into it
+ *  (LoRA unmerged): the layer adds up @ (down @ x), scale folded into up.
+ *  For a convolution, down is a convolution of the weight's kernel size into
+ *  rank channels and up a 1x1 one. */
+typedef struct df_weight_adapter {
+    df_tensor down;  /* f32 [rank, in (x kh x kw)] */
+    df_tensor up;    /* f32 [out, rank], times the adapter's scale */
+    uint32_t rank;
+    struct df_weight_adapter *next;
+} df_weight_adapter;
+
 typedef struct {
     const char *name;
     df_tensor t;
     int ndim;
     int64_t shape[4];
     uint64_t nelem;
+    const df_weight_adapter *adapters; /* NULL: none */
 } df_weight;
 
 /*  How a file layout stores a component: where each internal tensor is (a
@@ -58,6 +70,17 @@ const df_weight *df_weights_find(const df_weights_t *self, const char *name);
 /*  Like find, for names the model code knows exist (the arch list promised
  *  them): the message says which is missing if one is. */
 int df_weights_get(const df_weights_t *self, const char *name, const df_weight **out, df_error_t *err);
+
+/*  Attaches an adapter to the weight called name, taking ownership of
+ *  down_buf and up_buf (device buffers of [rank, nelem / out] and [out,
+ *  rank] f32 values; freed by the weights, also on failure). Adapters of one
+ *  weight apply in the order attached. */
+int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
+                      uint32_t rank, df_error_t *err);
+/*  Drops every adapter (the base weights are untouched). */
+void df_weights_detach_all(df_weights_t *self);
+/*  Adapters attached, over all weights. */
+size_t df_weights_adapter_count(const df_weights_t *self);
 
 /*  Device bytes the weights occupy. */
 uint64_t df_weights_bytes(const df_weights_t *self);
