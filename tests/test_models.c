@@ -974,9 +974,9 @@ static void test_generate_determinism(void)
     df_sdxl_destroy(&m);
 }
 
-/*  A small LoRA on four modules (an attention projection and a convolution
- *  of the UNet, one projection in each text encoder), written in three
- *  formats. */
+/*  A small LoRA on six modules (an attention projection, a convolution and
+ *  both transformer projections of the UNet, one projection in each text
+ *  encoder), written in three formats. */
 typedef struct {
     const char *weight;     /* internal name */
     int component;          /* 0 unet, 1 te1, 2 te2 */
@@ -990,6 +990,10 @@ static const lora_mod k_mods[] = {
      "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"},
     {"down_blocks.0.resnets.0.conv1.weight", 0, "lora_unet_down_blocks_0_resnets_0_conv1",
      "lora_unet_input_blocks_1_0_in_layers_2", "unet.down_blocks.0.resnets.0.conv1"},
+    {"down_blocks.1.attentions.0.proj_in.weight", 0, "lora_unet_down_blocks_1_attentions_0_proj_in",
+     "lora_unet_input_blocks_4_1_proj_in", "unet.down_blocks.1.attentions.0.proj_in"},
+    {"mid_block.attentions.0.proj_out.weight", 0, "lora_unet_mid_block_attentions_0_proj_out",
+     "lora_unet_middle_block_1_proj_out", "unet.mid_block.attentions.0.proj_out"},
     {"text_model.encoder.layers.0.self_attn.q_proj.weight", 1, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
      "lora_te1_text_model_encoder_layers_0_self_attn_q_proj", "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"},
     {"text_model.encoder.layers.1.mlp.fc1.weight", 2, "lora_te2_text_model_encoder_layers_1_mlp_fc1",
@@ -1051,10 +1055,10 @@ static int run_with_lora(const char *lora, float scale, int unmerged, float *out
         df_lora_stats stats;
         rc = (unmerged ? df_lora_attach : df_lora_merge)(lora, scale, df_sdxl_config_of(m), &t, g_batch, g_xfer,
                                                           &stats, err);
-        if (rc == DF_OK && unmerged && df_weights_adapter_count(df_unet_weights(u)) != 2)
+        if (rc == DF_OK && unmerged && df_weights_adapter_count(df_unet_weights(u)) != 4)
             rc = df_error_set(err, DF_E_MISMATCH, "%zu adapters on the UNet",
                               df_weights_adapter_count(df_unet_weights(u)));
-        if (rc == DF_OK && (stats.modules[0] != 2 || stats.modules[1] != 1 || stats.modules[2] != 1 || stats.rank != 4))
+        if (rc == DF_OK && (stats.modules[0] != 4 || stats.modules[1] != 1 || stats.modules[2] != 1 || stats.rank != 4))
             rc = df_error_set(err, DF_E_MISMATCH, "lora merged %u/%u/%u modules of rank %u", stats.modules[0],
                               stats.modules[1], stats.modules[2], stats.rank);
     }
@@ -1177,7 +1181,7 @@ static void test_lora_formats(void)
     df_sdxl_config cfg;
     df_sdxl_config_preset(DF_SDXL_PRESET_TINY, 626, &cfg);
     char paths[3][256];
-    float *factors[3][8];
+    float *factors[3][12];
     for (int f = 0; f < 3; f++) {
         snprintf(paths[f], sizeof paths[f], "%s/lora%d.safetensors", g_dir, f);
         write_lora(paths[f], f, &cfg, factors[f]);
@@ -1215,7 +1219,7 @@ static void test_lora_formats(void)
     /* The merged weight is W + scale * alpha / rank * up @ down. */
     df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
     df_clip_text_t *te1 = m ? df_sdxl_load_text_encoder(m, 1, g_dev, g_xfer, DF_F32, &err) : NULL;
-    const df_weight *w = te1 ? df_weights_find(df_clip_text_weights(te1), k_mods[2].weight) : NULL;
+    const df_weight *w = te1 ? df_weights_find(df_clip_text_weights(te1), k_mods[4].weight) : NULL;
     float *before = malloc(32 * 32 * 4), *after = malloc(32 * 32 * 4), *want = malloc(32 * 32 * 4);
     CHECK(w != NULL);
     if (w) {
@@ -1231,9 +1235,9 @@ static void test_lora_formats(void)
         int64_t sd[2] = {4, 32}, su[2] = {32, 4};
         static float alpha = 2;
         df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", DF_F32, 2, sd,
-                         factors[0][4], &err);
+                         factors[0][8], &err);
         df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", DF_F32, 2, su,
-                         factors[0][5], &err);
+                         factors[0][9], &err);
         df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.alpha", DF_F32, 0, NULL, &alpha,
                          &err);
         df_st_writer_write(wr, one, &err);
@@ -1244,7 +1248,7 @@ static void test_lora_formats(void)
             for (int i = 0; i < 32; i++) {
                 double acc = 0;
                 for (int k = 0; k < 4; k++)
-                    acc += (double)factors[0][5][o * 4 + k] * factors[0][4][k * 32 + i];
+                    acc += (double)factors[0][9][o * 4 + k] * factors[0][8][k * 32 + i];
                 want[o * 32 + i] = (float)(before[o * 32 + i] + 1.5 * 2.0 / 4.0 * acc);
             }
         check_close("merged weight = W + s (alpha/r) up @ down", after, want, 32 * 32, 1e-6);
@@ -1257,17 +1261,17 @@ static void test_lora_formats(void)
         for (int b = 0; b < 3; b++) {
             wr = df_st_writer_new();
             int64_t wrong[2] = {4, b == 1 ? 48 : 32};
-            df_st_writer_add(wr, bad_names[b], DF_F32, 2, b == 1 ? wrong : sd, factors[0][4], &err);
+            df_st_writer_add(wr, bad_names[b], DF_F32, 2, b == 1 ? wrong : sd, factors[0][8], &err);
             if (b < 2)
                 df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", DF_F32, 2,
-                                 su, factors[0][5], &err);
+                                 su, factors[0][9], &err);
             static float big[4 * 48];
             if (b == 1) { /* the down factor for a 48-wide input: a LoRA for another model */
                 df_st_writer_destroy(&wr);
                 wr = df_st_writer_new();
                 df_st_writer_add(wr, bad_names[b], DF_F32, 2, wrong, big, &err);
                 df_st_writer_add(wr, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", DF_F32, 2,
-                                 su, factors[0][5], &err);
+                                 su, factors[0][9], &err);
             }
             df_st_writer_write(wr, one, &err);
             df_st_writer_destroy(&wr);
@@ -1284,7 +1288,7 @@ static void test_lora_formats(void)
     check_text_release(paths[0]);
     check_lora_modes(paths[0]);
     for (int f = 0; f < 3; f++) {
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < 12; k++)
             free(factors[f][k]);
         unlink(paths[f]);
     }

@@ -177,6 +177,49 @@ static int attention(df_unet_t *u, df_vk_batch_t *batch, const char *p, uint32_t
     return rc;
 }
 
+/*  Adapters (LoRA unmerged) of proj_in, which reads the NCHW map hn as
+ *  token rows: h[n*HW, C] += (hn^T down^T) up^T. */
+static int proj_in_adapters(df_vk_batch_t *batch, const df_weight *w, const df_fmap *hn, df_tensor h, df_error_t *err)
+{
+    const uint32_t n = hn->n, C = hn->c, HW = hn->h * hn->w, out = (uint32_t)w->shape[0];
+    int rc = DF_OK;
+    for (const df_weight_adapter *a = w->adapters; a && rc == DF_OK; a = a->next) {
+        df_tensor t;
+        rc = df_scratch(batch, (uint64_t)n * HW * a->rank, DF_F32, &t, err);
+        df_gemm_desc g1 = df_gemm_desc_packed(1, 1, HW, a->rank, C, n);
+        g1.stride_b = 0;
+        if (rc == DF_OK)
+            rc = df_gemm(batch, &g1, hn->t.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
+        df_gemm_desc g2 = df_gemm_desc_packed(0, 1, n * HW, out, a->rank, 1);
+        g2.beta = 1;
+        if (rc == DF_OK)
+            rc = df_gemm(batch, &g2, t.ref, a->up.ref, h.ref, DF_GEMM_AUTO, NULL, err);
+    }
+    return rc;
+}
+
+/*  Adapters of proj_out, which writes token rows h back into the NCHW map:
+ *  x[b] += up (h[b] down^T)^T per sample. */
+static int proj_out_adapters(df_vk_batch_t *batch, const df_weight *w, df_tensor h, const df_fmap *x, df_error_t *err)
+{
+    const uint32_t n = x->n, C = x->c, HW = x->h * x->w, in = (uint32_t)w->shape[1];
+    int rc = DF_OK;
+    for (const df_weight_adapter *a = w->adapters; a && rc == DF_OK; a = a->next) {
+        df_tensor t;
+        rc = df_scratch(batch, (uint64_t)n * HW * a->rank, DF_F32, &t, err);
+        df_gemm_desc g1 = df_gemm_desc_packed(0, 1, n * HW, a->rank, in, 1);
+        if (rc == DF_OK)
+            rc = df_gemm(batch, &g1, h.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
+        df_gemm_desc g2 = df_gemm_desc_packed(0, 1, C, HW, a->rank, n);
+        g2.stride_a = 0;
+        g2.stride_b = (uint64_t)HW * a->rank;
+        g2.beta = 1;
+        if (rc == DF_OK)
+            rc = df_gemm(batch, &g2, a->up.ref, t.ref, x->t.ref, DF_GEMM_AUTO, NULL, err);
+    }
+    return rc;
+}
+
 /*  Transformer2DModel on x (NCHW) in place. */
 static int transformer(df_unet_t *u, df_vk_batch_t *batch, const char *p, int depth, uint32_t heads, const df_fmap *x,
                        const df_unet_inputs *in, df_error_t *err)
@@ -213,6 +256,8 @@ static int transformer(df_unet_t *u, df_vk_batch_t *batch, const char *p, int de
         df_gemm_epilogue ep = {.bias = pinb->t, .act = DF_ELT_COPY};
         rc = df_gemm_ex(batch, &g, hn.t.ref, pin->t.ref, h.ref, &ep, DF_GEMM_AUTO, NULL, err);
     }
+    if (rc == DF_OK && pin->adapters)
+        rc = proj_in_adapters(batch, pin, &hn, h, err);
     for (int d = 0; rc == DF_OK && d < depth; d++) {
         char b[160];
         snprintf(b, sizeof b, "%s.transformer_blocks.%d", p, d);
@@ -246,6 +291,8 @@ static int transformer(df_unet_t *u, df_vk_batch_t *batch, const char *p, int de
         df_gemm_epilogue ep = {.bias = poutb->t, .bias_per_row = 1, .act = DF_ELT_COPY};
         rc = df_gemm_ex(batch, &g, pout->t.ref, h.ref, x->t.ref, &ep, DF_GEMM_AUTO, NULL, err);
     }
+    if (rc == DF_OK && pout->adapters)
+        rc = proj_out_adapters(batch, pout, h, x, err);
     return rc == DF_OK ? rc : df_error_prefix(err, "%s", p);
 }
 
