@@ -1294,6 +1294,49 @@ static void test_lora_formats(void)
     }
 }
 
+/*  A LoRA through diffusers' own LoRA layers (every attention projection,
+ *  two transformer projections, a 3x3 ResNet convolution): our merged and
+ *  unmerged forms give diffusers' noise prediction. */
+static void test_lora_matches_diffusers(void)
+{
+    df_safetensors_t *st = open_golden("tiny_lora_grad.safetensors");
+    char lora[600];
+    snprintf(lora, sizeof lora, "%s/tiny_lora.safetensors", g_golden);
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    for (int unmerged = 0; unmerged < 2 && st && m; unmerged++) {
+        df_unet_t *unet = df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err);
+        CHECK(unet != NULL);
+        if (!unet)
+            break;
+        df_lora_targets t = {unet, NULL, NULL, 0};
+        df_lora_stats stats;
+        CHECK_OK((unmerged ? df_lora_attach : df_lora_merge)(lora, 1.0f, df_sdxl_config_of(m), &t, g_batch, g_xfer,
+                                                              &stats, &err),
+                 &err);
+        const df_st_tensor *smp = df_safetensors_find(st, "sample");
+        const df_st_tensor *ctx = df_safetensors_find(st, "encoder_hidden_states");
+        uint64_t ns, nc, nt, n1, n2;
+        df_vk_buffer_t *sb = upload_golden(st, "sample", &ns), *cb = upload_golden(st, "encoder_hidden_states", &nc);
+        df_vk_buffer_t *tb = upload_golden(st, "text_embeds", &nt), *ob = df_vk_buffer_new(g_dev, ns * 4, &err);
+        float *timesteps = golden_f32(st, "timestep", &n1), *time_ids = golden_f32(st, "time_ids", &n2);
+        df_fmap sample = {df_tensor_at(sb, 0, DF_F32), (uint32_t)smp->shape[0], (uint32_t)smp->shape[1],
+                          (uint32_t)smp->shape[2], (uint32_t)smp->shape[3]};
+        df_unet_inputs in = {.sample = &sample, .timesteps = timesteps, .context = df_tensor_at(cb, 0, DF_F32),
+                             .context_len = (uint32_t)ctx->shape[1], .text_embeds = df_tensor_at(tb, 0, DF_F32),
+                             .time_ids = time_ids};
+        CHECK_OK(df_unet_forward(unet, g_batch, &in, df_tensor_at(ob, 0, DF_F32), &err), &err);
+        check_golden(st, "noise_pred", ob, ns, unmerged ? "diffusers LoRA layers, unmerged" : "diffusers LoRA layers, merged",
+                     1e-4);
+        free(timesteps), free(time_ids);
+        df_vk_buffer_destroy(&sb), df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&tb), df_vk_buffer_destroy(&ob);
+        df_unet_destroy(&unet);
+    }
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 /*  The chunked attention path (head dims over 128, the VAE's 512 in SDXL)
  *  against a double-precision reference. */
 static void test_attention_any(void)
@@ -1458,6 +1501,7 @@ int main(int argc, char **argv)
     RUN(test_pipeline_parity);
     RUN(test_generate_determinism);
     RUN(test_lora_formats);
+    RUN(test_lora_matches_diffusers);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

@@ -245,6 +245,70 @@ def pipeline_goldens(model_dir, out_dir, unet, text, gen):
     safetensors.torch.save_file(out, os.path.join(out_dir, "tiny_pipeline.safetensors"), metadata=meta)
 
 
+def lora_grad_goldens(model_dir, out_dir, gen):
+    """Training's reference: the loss and the gradient of every LoRA factor,
+    by autograd through diffusers' UNet with diffusers' own LoRA layers
+    (LoRALinearLayer on every attention projection and on two transformer
+    projections, LoRAConv2dLayer on a 3x3 ResNet convolution). Both factors
+    are random, so that no gradient is zero by construction (training starts
+    with up = 0, which would hide the down factors' gradients)."""
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.lora import LoRAConv2dLayer, LoRALinearLayer
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(model_dir, "unet")).eval()
+    unet.requires_grad_(False)
+    rank, alpha = 4, 2.0
+    layers = {}
+
+    def attach(name, module, layer):
+        with torch.no_grad():
+            layer.down.weight.copy_(torch.randn(layer.down.weight.shape, generator=gen) * 0.2)
+            layer.up.weight.copy_(torch.randn(layer.up.weight.shape, generator=gen) * 0.2)
+        layer.requires_grad_(True)
+        module.set_lora_layer(layer)
+        layers["lora_unet_" + name.replace(".", "_")] = layer
+
+    for name, m in unet.named_modules():
+        if isinstance(m, Attention):
+            for proj in ("to_q", "to_k", "to_v", "to_out.0"):
+                lin = m.get_submodule(proj)
+                attach(f"{name}.{proj}", lin, LoRALinearLayer(lin.in_features, lin.out_features, rank, alpha))
+    for name in ("down_blocks.1.attentions.0.proj_in", "mid_block.attentions.0.proj_out"):
+        lin = unet.get_submodule(name)
+        attach(name, lin, LoRALinearLayer(lin.in_features, lin.out_features, rank, alpha))
+    conv = unet.get_submodule("down_blocks.1.resnets.0.conv1")
+    attach("down_blocks.1.resnets.0.conv1", conv,
+           LoRAConv2dLayer(conv.in_channels, conv.out_channels, rank, conv.kernel_size, conv.stride, conv.padding,
+                           alpha))
+
+    cfg = unet.config
+    side = cfg.sample_size
+    pooled_dim = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+    sample = torch.randn(2, cfg.in_channels, side, side, generator=gen)
+    timestep = torch.tensor([733.0, 42.0])
+    context = torch.randn(2, 77, cfg.cross_attention_dim, generator=gen)
+    text_embeds = torch.randn(2, pooled_dim, generator=gen)
+    time_ids = torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0], [160.0, 96.0, 4.0, 8.0, 128.0, 128.0]])
+    target = torch.randn(2, cfg.out_channels, side, side, generator=gen)
+    noise_pred = unet(sample, timestep, encoder_hidden_states=context,
+                      added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+    loss = torch.nn.functional.mse_loss(noise_pred, target, reduction="mean")
+    loss.backward()
+
+    lora, grads = {}, {"sample": sample, "timestep": timestep, "encoder_hidden_states": context,
+                       "text_embeds": text_embeds, "time_ids": time_ids, "target": target,
+                       "noise_pred": noise_pred.detach().contiguous(), "loss": loss.detach().reshape(1)}
+    for key, layer in sorted(layers.items()):
+        lora[f"{key}.lora_down.weight"] = layer.down.weight.detach().contiguous()
+        lora[f"{key}.lora_up.weight"] = layer.up.weight.detach().contiguous()
+        lora[f"{key}.alpha"] = torch.tensor(alpha)
+        grads[f"{key}.lora_down.weight"] = layer.down.weight.grad.contiguous()
+        grads[f"{key}.lora_up.weight"] = layer.up.weight.grad.contiguous()
+    safetensors.torch.save_file(lora, os.path.join(out_dir, "tiny_lora.safetensors"),
+                                metadata={"ss_network_dim": str(rank), "ss_network_alpha": str(alpha)})
+    safetensors.torch.save_file(grads, os.path.join(out_dir, "tiny_lora_grad.safetensors"),
+                                metadata={"modules": str(len(layers)), "loss": "mse, mean over all elements"})
+
+
 def main():
     model_dir, single_file, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
@@ -303,6 +367,7 @@ def main():
     pipeline_goldens(model_dir, out_dir, unet, text, gen)
 
     single_sha = check_single_file(single_file, model_dir, unet, vae, te1, te2)
+    lora_grad_goldens(model_dir, out_dir, gen)
 
     files = {}
     for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
