@@ -34,18 +34,21 @@ int df_conv_named(df_vk_batch_t *batch, const df_weights_t *w, const char *prefi
                             prefix, x->c, x->h, x->w, (long long)wt->shape[0], (long long)wt->shape[1],
                             (long long)wt->shape[2], (long long)wt->shape[3]);
     rc = df_conv2d_forward(batch, &d, x->t, wt->t, b->t, y->t, accumulate, err);
-    /* Adapters (LoRA unmerged): the same kernel into rank channels, then a
-     * 1x1 convolution back out, added to y. */
+    /* Adapters (LoRA unmerged): the same kernel into rank channels, then
+     * scale times a 1x1 convolution back out (a GEMM per sample), added to y. */
     for (const df_weight_adapter *a = wt->adapters; a && rc == DF_OK; a = a->next) {
-        df_conv2d_desc dd = d, du;
+        df_conv2d_desc dd = d;
         dd.out_c = a->rank;
         df_fmap t;
         rc = df_fmap_new(batch, y->n, a->rank, y->h, y->w, &t, err);
         if (rc == DF_OK)
             rc = df_conv2d_forward(batch, &dd, x->t, a->down, (df_tensor){{NULL, 0}, DF_F32}, t.t, 0, err);
-        du = df_conv2d_square(y->n, a->rank, y->h, y->w, y->c, 1, 1, 0);
+        df_gemm_desc g = df_gemm_desc_packed(0, 0, y->c, y->h * y->w, a->rank, y->n);
+        g.stride_a = 0;
+        g.alpha = a->scale;
+        g.beta = 1;
         if (rc == DF_OK)
-            rc = df_conv2d_forward(batch, &du, t.t, a->up, (df_tensor){{NULL, 0}, DF_F32}, y->t, 1, err);
+            rc = df_gemm(batch, &g, a->up.ref, t.t.ref, y->t.ref, DF_GEMM_AUTO, NULL, err);
     }
     return rc == DF_OK ? rc : df_error_prefix(err, "%s", prefix);
 }

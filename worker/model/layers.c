@@ -99,7 +99,7 @@ int df_weight_pair(const df_weights_t *w, const char *prefix, const df_weight **
     return rc == DF_OK ? df_weight_at(w, prefix, "bias", bias, err) : rc;
 }
 
-/*  y[rows, out] += up (down x) for each adapter of w: two thin GEMMs
+/*  y[rows, out] += scale up (down x) for each adapter of w: two thin GEMMs
  *  through a [rows, rank] scratch. */
 static int linear_adapters(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, df_tensor y,
                            df_error_t *err)
@@ -114,6 +114,7 @@ static int linear_adapters(df_vk_batch_t *batch, df_tensor x, uint32_t rows, con
         if (rc == DF_OK)
             rc = df_gemm(batch, &d1, x.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
         df_gemm_desc d2 = df_gemm_desc_packed(0, 1, rows, out, a->rank, 1);
+        d2.alpha = a->scale;
         d2.beta = 1;
         d2.type_c = y.dtype;
         if (rc == DF_OK)

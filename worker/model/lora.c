@@ -147,7 +147,7 @@ static int merge_one(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const df_weig
     return rc;
 }
 
-/*  Uploads the module's factors as an adapter of w: down as is, up times s. */
+/*  Uploads the module's factors as an adapter of w, applied with scale s. */
 static int attach_one(df_weights_t *ws, df_vk_batch_t *batch, df_vk_transfer_t *xfer, const df_weight *w,
                       const module *m, float s, df_error_t *err)
 {
@@ -160,8 +160,6 @@ static int attach_one(df_weights_t *ws, df_vk_batch_t *batch, df_vk_transfer_t *
         rc = df_st_tensor_to_f32(m->up, up, err);
     if (rc == DF_OK)
         rc = df_st_tensor_to_f32(m->down, down, err);
-    for (uint64_t k = 0; rc == DF_OK && k < nu; k++)
-        up[k] *= s;
     if (rc == DF_OK && (!(ub = df_vk_buffer_new(dev, nu * 4, err)) || !(db = df_vk_buffer_new(dev, nd * 4, err))))
         rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
     if (rc == DF_OK)
@@ -169,7 +167,7 @@ static int attach_one(df_weights_t *ws, df_vk_batch_t *batch, df_vk_transfer_t *
     if (rc == DF_OK)
         rc = df_vk_upload(xfer, db, 0, down, nd * 4, err);
     if (rc == DF_OK)
-        rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)m->down->shape[0], err);
+        rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)m->down->shape[0], s, err);
     df_vk_buffer_destroy(&ub);
     df_vk_buffer_destroy(&db);
     free(up);

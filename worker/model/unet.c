@@ -178,7 +178,7 @@ static int attention(df_unet_t *u, df_vk_batch_t *batch, const char *p, uint32_t
 }
 
 /*  Adapters (LoRA unmerged) of proj_in, which reads the NCHW map hn as
- *  token rows: h[n*HW, C] += (hn^T down^T) up^T. */
+ *  token rows: h[n*HW, C] += scale (hn^T down^T) up^T. */
 static int proj_in_adapters(df_vk_batch_t *batch, const df_weight *w, const df_fmap *hn, df_tensor h, df_error_t *err)
 {
     const uint32_t n = hn->n, C = hn->c, HW = hn->h * hn->w, out = (uint32_t)w->shape[0];
@@ -191,6 +191,7 @@ static int proj_in_adapters(df_vk_batch_t *batch, const df_weight *w, const df_f
         if (rc == DF_OK)
             rc = df_gemm(batch, &g1, hn->t.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
         df_gemm_desc g2 = df_gemm_desc_packed(0, 1, n * HW, out, a->rank, 1);
+        g2.alpha = a->scale;
         g2.beta = 1;
         if (rc == DF_OK)
             rc = df_gemm(batch, &g2, t.ref, a->up.ref, h.ref, DF_GEMM_AUTO, NULL, err);
@@ -199,7 +200,7 @@ static int proj_in_adapters(df_vk_batch_t *batch, const df_weight *w, const df_f
 }
 
 /*  Adapters of proj_out, which writes token rows h back into the NCHW map:
- *  x[b] += up (h[b] down^T)^T per sample. */
+ *  x[b] += scale up (h[b] down^T)^T per sample. */
 static int proj_out_adapters(df_vk_batch_t *batch, const df_weight *w, df_tensor h, const df_fmap *x, df_error_t *err)
 {
     const uint32_t n = x->n, C = x->c, HW = x->h * x->w, in = (uint32_t)w->shape[1];
@@ -213,6 +214,7 @@ static int proj_out_adapters(df_vk_batch_t *batch, const df_weight *w, df_tensor
         df_gemm_desc g2 = df_gemm_desc_packed(0, 1, C, HW, a->rank, n);
         g2.stride_a = 0;
         g2.stride_b = (uint64_t)HW * a->rank;
+        g2.alpha = a->scale;
         g2.beta = 1;
         if (rc == DF_OK)
             rc = df_gemm(batch, &g2, a->up.ref, t.ref, x->t.ref, DF_GEMM_AUTO, NULL, err);

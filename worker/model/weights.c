@@ -18,7 +18,8 @@ struct _df_weights_t {
     /* Adapters, each with the two buffers it owns, newest first. */
     struct owned_adapter {
         df_weight_adapter a;
-        df_vk_buffer_t *down, *up;
+        df_vk_buffer_t *down, *up, *grad_down, *grad_up;
+        const char *weight; /* the adapted weight's name */
         struct owned_adapter *next_owned;
     } *adapters;
     size_t nadapters;
@@ -276,7 +277,7 @@ uint64_t df_weights_bytes(const df_weights_t *self) { return self->bytes; }
 size_t df_weights_count(const df_weights_t *self) { return self->count; }
 
 int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
-                      uint32_t rank, df_error_t *err)
+                      uint32_t rank, float scale, df_error_t *err)
 {
     int64_t at;
     struct owned_adapter *o = NULL;
@@ -296,15 +297,53 @@ int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **dow
     o->a.down = df_tensor_at(o->down, 0, DF_F32);
     o->a.up = df_tensor_at(o->up, 0, DF_F32);
     o->a.rank = rank;
+    o->a.scale = scale;
+    o->weight = w->name;
     /* Appended to the weight's chain, so adapters apply in order. */
     df_weight_adapter **tail = (df_weight_adapter **)&w->adapters;
     while (*tail)
         tail = &(*tail)->next;
     *tail = &o->a;
-    o->next_owned = self->adapters;
-    self->adapters = o;
+    /* Kept in attach order, so that adapter i is the i-th attached. */
+    struct owned_adapter **end = &self->adapters;
+    while (*end)
+        end = &(*end)->next_owned;
+    *end = o;
     self->nadapters++;
     return DF_OK;
+}
+
+int df_weights_adapter_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err)
+{
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    for (struct owned_adapter *o = self->adapters; o; o = o->next_owned) {
+        if (o->grad_down)
+            continue;
+        uint64_t nd = o->down->size, nu = o->up->size;
+        if (!(o->grad_down = df_vk_buffer_new(dev, nd, err)) || !(o->grad_up = df_vk_buffer_new(dev, nu, err))) {
+            df_vk_buffer_destroy(&o->grad_down);
+            return err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+        }
+        int rc = df_vk_batch_fill(batch, o->grad_down, 0, nd, 0, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_fill(batch, o->grad_up, 0, nu, 0, err);
+        if (rc != DF_OK)
+            return rc;
+        o->a.grad_down = df_tensor_at(o->grad_down, 0, DF_F32);
+        o->a.grad_up = df_tensor_at(o->grad_up, 0, DF_F32);
+    }
+    return DF_OK;
+}
+
+const df_weight_adapter *df_weights_adapter_at(const df_weights_t *self, size_t i, const char **weight_name)
+{
+    for (struct owned_adapter *o = self->adapters; o; o = o->next_owned, i--)
+        if (i == 0) {
+            if (weight_name)
+                *weight_name = o->weight;
+            return &o->a;
+        }
+    return NULL;
 }
 
 void df_weights_detach_all(df_weights_t *self)
@@ -316,6 +355,8 @@ void df_weights_detach_all(df_weights_t *self)
         self->adapters = o->next_owned;
         df_vk_buffer_destroy(&o->down);
         df_vk_buffer_destroy(&o->up);
+        df_vk_buffer_destroy(&o->grad_down);
+        df_vk_buffer_destroy(&o->grad_up);
         free(o);
     }
     self->nadapters = 0;

@@ -19,16 +19,21 @@
 #include "sgm_names.h"
 #include "sdxl_arch.h"
 #include "tensor_ref.h"
+#include "vk_batch.h"
 #include "vk_transfer.h"
 
 /*  A low-rank adapter applied beside a weight instead of merged into it
- *  (LoRA unmerged): the layer adds up @ (down @ x), scale folded into up.
- *  For a convolution, down is a convolution of the weight's kernel size into
- *  rank channels and up a 1x1 one. */
+ *  (LoRA unmerged, and LoRA training): the layer adds
+ *  scale * up @ (down @ x). For a convolution, down is a convolution of the
+ *  weight's kernel size into rank channels and up a 1x1 one. */
 typedef struct df_weight_adapter {
     df_tensor down;  /* f32 [rank, in (x kh x kw)] */
-    df_tensor up;    /* f32 [out, rank], times the adapter's scale */
+    df_tensor up;    /* f32 [out, rank] */
     uint32_t rank;
+    float scale;     /* the LoRA's alpha / rank times its strength */
+    /* Gradients of a loss with respect to down and up (laid out alike),
+     * accumulated by backward passes; no buffer when not training. */
+    df_tensor grad_down, grad_up;
     struct df_weight_adapter *next;
 } df_weight_adapter;
 
@@ -76,7 +81,13 @@ int df_weights_get(const df_weights_t *self, const char *name, const df_weight *
  *  rank] f32 values; freed by the weights, also on failure). Adapters of one
  *  weight apply in the order attached. */
 int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
-                      uint32_t rank, df_error_t *err);
+                      uint32_t rank, float scale, df_error_t *err);
+/*  Gives every adapter zeroed gradient buffers (once; later calls keep
+ *  them). The zeroing is recorded in batch. */
+int df_weights_adapter_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err);
+/*  The adapters of a weight, in the order attached (NULL when none), and
+ *  the i-th adapter of the whole component in the order attached. */
+const df_weight_adapter *df_weights_adapter_at(const df_weights_t *self, size_t i, const char **weight_name);
 /*  Drops every adapter (the base weights are untouched). */
 void df_weights_detach_all(df_weights_t *self);
 /*  Adapters attached, over all weights. */
