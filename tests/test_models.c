@@ -1337,6 +1337,102 @@ static void test_lora_matches_diffusers(void)
     df_safetensors_destroy(&st);
 }
 
+/*  Training's backward pass against autograd: the loss, the prediction and
+ *  the gradient of every LoRA factor (attention projections, transformer
+ *  projections, a 3x3 convolution) through diffusers' UNet with its own LoRA
+ *  layers, all within 1e-3 of scale. */
+static void test_lora_grad_matches_autograd(void)
+{
+    df_safetensors_t *st = open_golden("tiny_lora_grad.safetensors");
+    char lora[600];
+    snprintf(lora, sizeof lora, "%s/tiny_lora.safetensors", g_golden);
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_unet_t *unet = m && st ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    CHECK(unet != NULL);
+    if (!unet) {
+        df_sdxl_destroy(&m);
+        df_safetensors_destroy(&st);
+        return;
+    }
+    df_lora_targets t = {unet, NULL, NULL, 0};
+    CHECK_OK(df_lora_attach(lora, 1.0f, df_sdxl_config_of(m), &t, g_batch, g_xfer, NULL, &err), &err);
+    df_weights_t *w = df_unet_weights(unet);
+    CHECK_OK(df_weights_adapter_grads(w, g_batch, &err), &err);
+    const df_st_tensor *smp = df_safetensors_find(st, "sample"), *ctx = df_safetensors_find(st, "encoder_hidden_states");
+    uint64_t ns, nc, nt, ng, n1, n2;
+    df_vk_buffer_t *sb = upload_golden(st, "sample", &ns), *cb = upload_golden(st, "encoder_hidden_states", &nc);
+    df_vk_buffer_t *tb = upload_golden(st, "text_embeds", &nt), *gb = upload_golden(st, "target", &ng);
+    df_vk_buffer_t *pb = df_vk_buffer_new(g_dev, ns * 4, &err), *lb = df_vk_buffer_new(g_dev, 3 * 4, &err);
+    float *timesteps = golden_f32(st, "timestep", &n1), *time_ids = golden_f32(st, "time_ids", &n2);
+    df_fmap sample = {df_tensor_at(sb, 0, DF_F32), (uint32_t)smp->shape[0], (uint32_t)smp->shape[1],
+                      (uint32_t)smp->shape[2], (uint32_t)smp->shape[3]};
+    df_unet_inputs in = {.sample = &sample, .timesteps = timesteps, .context = df_tensor_at(cb, 0, DF_F32),
+                         .context_len = (uint32_t)ctx->shape[1], .text_embeds = df_tensor_at(tb, 0, DF_F32),
+                         .time_ids = time_ids};
+    df_tensor none = {{NULL, 0}, DF_F32};
+    CHECK_OK(df_unet_lora_grad(unet, g_batch, &in, df_tensor_at(gb, 0, DF_F32), none, 1.0f, df_tensor_at(pb, 0, DF_F32),
+                               df_tensor_at(lb, 0, DF_F32), &err),
+             &err);
+    check_golden(st, "noise_pred", pb, ns, "lora training: noise_pred", 1e-4);
+    float losses[3] = {0}, *want_loss = golden_f32(st, "loss", &n1);
+    df_vk_download(g_xfer, lb, 0, losses, sizeof losses, &err);
+    fprintf(stderr, "  loss %.7g, autograd %.7g\n", losses[0], want_loss[0]);
+    CHECK(fabs(losses[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
+    free(want_loss);
+    /* Every factor's gradient, by the LoRA file's own names. */
+    size_t nad = df_weights_adapter_count(w), checked = 0;
+    double worst = 0;
+    char worst_name[240] = "";
+    for (size_t i = 0; i < nad; i++) {
+        const char *wname;
+        const df_weight_adapter *a = df_weights_adapter_at(w, i, &wname);
+        char key[200];
+        size_t len = strlen(wname) - strlen(".weight");
+        snprintf(key, sizeof key, "lora_unet_%.*s", (int)len, wname);
+        for (char *q = key; *q; q++)
+            if (*q == '.')
+                *q = '_';
+        for (int f = 0; f < 2; f++) {
+            char gname[240];
+            snprintf(gname, sizeof gname, "%s.%s", key, f ? "lora_up.weight" : "lora_down.weight");
+            uint64_t n;
+            float *want = golden_f32(st, gname, &n), *got = malloc(n * 4);
+            CHECK(want != NULL);
+            if (!want) {
+                free(got);
+                continue;
+            }
+            df_tensor g = f ? a->grad_up : a->grad_down;
+            df_vk_download(g_xfer, g.ref.buf, g.ref.offset, got, n * 4, &err);
+            double scale = 0, e = 0;
+            for (uint64_t k = 0; k < n; k++) {
+                scale = fmax(scale, fabs(want[k]));
+                e = fmax(e, fabs(got[k] - want[k]));
+            }
+            double rel = e / (scale > 0 ? scale : 1);
+            if (rel > worst) {
+                worst = rel;
+                snprintf(worst_name, sizeof worst_name, "%s", gname);
+            }
+            if (rel > 1e-3)
+                fprintf(stderr, "  %s: max err %.3g of scale %.3g\n", gname, e, scale);
+            CHECK(rel <= 1e-3 && scale > 0);
+            checked++;
+            free(want), free(got);
+        }
+    }
+    fprintf(stderr, "  %zu LoRA gradients match autograd; worst %.2g of scale (%s)\n", checked, worst, worst_name);
+    CHECK(checked == 2 * nad && nad > 10);
+    free(timesteps), free(time_ids);
+    df_vk_buffer_destroy(&sb), df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&tb), df_vk_buffer_destroy(&gb);
+    df_vk_buffer_destroy(&pb), df_vk_buffer_destroy(&lb);
+    df_unet_destroy(&unet);
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 /*  The chunked attention path (head dims over 128, the VAE's 512 in SDXL)
  *  against a double-precision reference. */
 static void test_attention_any(void)
@@ -1502,6 +1598,7 @@ int main(int argc, char **argv)
     RUN(test_generate_determinism);
     RUN(test_lora_formats);
     RUN(test_lora_matches_diffusers);
+    RUN(test_lora_grad_matches_autograd);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

@@ -9,11 +9,10 @@
 #include <string.h>
 
 #include "eltwise.h"
-#include "gemm.h"
-#include "geglu.h"
 #include "layers.h"
 #include "sdxl_arch.h"
 #include "timestep.h"
+#include "transformer.h"
 
 #define MAX_SKIPS (DF_SDXL_MAX_LEVELS * 9 + 1)
 
@@ -99,8 +98,8 @@ df_weights_t *df_unet_weights(df_unet_t *self) { return self->w; }
 
 /*  silu(time_embedding(t) + add_embedding([text_embeds, time_ids])): what
  *  every ResNet block's time projection takes, [n, 4 * C0]. */
-static int embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor *temb_silu,
-                      df_error_t *err)
+int df_unet_embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor *temb_silu,
+                       df_error_t *err)
 {
     const df_unet_config *c = &u->cfg;
     const uint32_t n = in->sample->n, c0 = (uint32_t)c->block_out[0], T = 4 * c0;
@@ -151,153 +150,6 @@ static int embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *
     return rc == DF_OK ? rc : df_error_prefix(err, "unet embeddings");
 }
 
-/* ---------------------------------------------------------- transformers */
-
-/*  attention over token rows: q from x, k and v from kv (x itself for
- *  self-attention), the output projection added onto h. */
-static int attention(df_unet_t *u, df_vk_batch_t *batch, const char *p, uint32_t n, uint32_t tokens, uint32_t heads,
-                     df_tensor x, df_tensor kv, uint32_t kv_tokens, df_tensor h, df_tensor q, df_tensor k, df_tensor v,
-                     df_tensor a, df_error_t *err)
-{
-    const df_weight *wq, *wk, *wv, *wo, *bo;
-    int rc = df_weight_at(u->w, p, "to_q.weight", &wq, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "to_k.weight", &wk, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "to_v.weight", &wv, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "to_out.0.weight", &wo, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "to_out.0.bias", &bo, err);
-    const uint32_t C = (uint32_t)wq->shape[0];
-    if (rc == DF_OK) rc = df_linear(batch, x, n * tokens, wq, NULL, q, 0, DF_ELT_COPY, err);
-    if (rc == DF_OK) rc = df_linear(batch, kv, n * kv_tokens, wk, NULL, k, 0, DF_ELT_COPY, err);
-    if (rc == DF_OK) rc = df_linear(batch, kv, n * kv_tokens, wv, NULL, v, 0, DF_ELT_COPY, err);
-    if (rc == DF_OK) {
-        df_attn_desc d = {.batch = n, .heads = heads, .nq = tokens, .nk = kv_tokens, .dim = C / heads};
-        rc = df_attention_any(batch, &d, q, k, v, a, err);
-    }
-    if (rc == DF_OK) rc = df_linear(batch, a, n * tokens, wo, bo, h, 1, DF_ELT_COPY, err);
-    return rc;
-}
-
-/*  Adapters (LoRA unmerged) of proj_in, which reads the NCHW map hn as
- *  token rows: h[n*HW, C] += scale (hn^T down^T) up^T. */
-static int proj_in_adapters(df_vk_batch_t *batch, const df_weight *w, const df_fmap *hn, df_tensor h, df_error_t *err)
-{
-    const uint32_t n = hn->n, C = hn->c, HW = hn->h * hn->w, out = (uint32_t)w->shape[0];
-    int rc = DF_OK;
-    for (const df_weight_adapter *a = w->adapters; a && rc == DF_OK; a = a->next) {
-        df_tensor t;
-        rc = df_scratch(batch, (uint64_t)n * HW * a->rank, DF_F32, &t, err);
-        df_gemm_desc g1 = df_gemm_desc_packed(1, 1, HW, a->rank, C, n);
-        g1.stride_b = 0;
-        if (rc == DF_OK)
-            rc = df_gemm(batch, &g1, hn->t.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
-        df_gemm_desc g2 = df_gemm_desc_packed(0, 1, n * HW, out, a->rank, 1);
-        g2.alpha = a->scale;
-        g2.beta = 1;
-        if (rc == DF_OK)
-            rc = df_gemm(batch, &g2, t.ref, a->up.ref, h.ref, DF_GEMM_AUTO, NULL, err);
-    }
-    return rc;
-}
-
-/*  Adapters of proj_out, which writes token rows h back into the NCHW map:
- *  x[b] += scale up (h[b] down^T)^T per sample. */
-static int proj_out_adapters(df_vk_batch_t *batch, const df_weight *w, df_tensor h, const df_fmap *x, df_error_t *err)
-{
-    const uint32_t n = x->n, C = x->c, HW = x->h * x->w, in = (uint32_t)w->shape[1];
-    int rc = DF_OK;
-    for (const df_weight_adapter *a = w->adapters; a && rc == DF_OK; a = a->next) {
-        df_tensor t;
-        rc = df_scratch(batch, (uint64_t)n * HW * a->rank, DF_F32, &t, err);
-        df_gemm_desc g1 = df_gemm_desc_packed(0, 1, n * HW, a->rank, in, 1);
-        if (rc == DF_OK)
-            rc = df_gemm(batch, &g1, h.ref, a->down.ref, t.ref, DF_GEMM_AUTO, NULL, err);
-        df_gemm_desc g2 = df_gemm_desc_packed(0, 1, C, HW, a->rank, n);
-        g2.stride_a = 0;
-        g2.stride_b = (uint64_t)HW * a->rank;
-        g2.alpha = a->scale;
-        g2.beta = 1;
-        if (rc == DF_OK)
-            rc = df_gemm(batch, &g2, a->up.ref, t.ref, x->t.ref, DF_GEMM_AUTO, NULL, err);
-    }
-    return rc;
-}
-
-/*  Transformer2DModel on x (NCHW) in place. */
-static int transformer(df_unet_t *u, df_vk_batch_t *batch, const char *p, int depth, uint32_t heads, const df_fmap *x,
-                       const df_unet_inputs *in, df_error_t *err)
-{
-    const uint32_t n = x->n, C = x->c, HW = x->h * x->w, rows = n * HW, L = in->context_len;
-    char name[224];
-    const df_weight *pin, *pinb, *pout, *poutb;
-    int rc = df_weight_at(u->w, p, "proj_in.weight", &pin, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "proj_in.bias", &pinb, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "proj_out.weight", &pout, err);
-    if (rc == DF_OK) rc = df_weight_at(u->w, p, "proj_out.bias", &poutb, err);
-    if (rc == DF_OK && pin->ndim != 2)
-        rc = df_error_set(err, DF_E_UNSUPPORTED, "%s: 1x1-convolution projections (use_linear_projection false)", p);
-    df_fmap hn;
-    df_tensor h, nrm, q, k, v, a, ff, gg;
-    if (rc == DF_OK) rc = df_fmap_new(batch, n, C, x->h, x->w, &hn, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * C, DF_F32, &h, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * C, DF_F32, &nrm, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * C, DF_F32, &q, err);
-    /* k and v hold the image's tokens or the context's, whichever is longer. */
-    uint64_t kv_rows = (uint64_t)n * (HW > L ? HW : L);
-    if (rc == DF_OK) rc = df_scratch(batch, kv_rows * C, DF_F32, &k, err);
-    if (rc == DF_OK) rc = df_scratch(batch, kv_rows * C, DF_F32, &v, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * C, DF_F32, &a, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * 8 * C, DF_F32, &ff, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * 4 * C, DF_F32, &gg, err);
-    snprintf(name, sizeof name, "%s.norm", p);
-    if (rc == DF_OK) rc = df_group_norm(batch, u->w, name, (uint32_t)u->cfg.norm_groups, 1e-6f, 0, x, &hn, err);
-    /* proj_in straight from NCHW: the map is the transposed left operand. */
-    if (rc == DF_OK) {
-        df_gemm_desc g = df_gemm_desc_packed(1, 1, HW, C, C, n);
-        g.stride_b = 0;
-        g.type_b = pin->t.dtype;
-        df_gemm_epilogue ep = {.bias = pinb->t, .act = DF_ELT_COPY};
-        rc = df_gemm_ex(batch, &g, hn.t.ref, pin->t.ref, h.ref, &ep, DF_GEMM_AUTO, NULL, err);
-    }
-    if (rc == DF_OK && pin->adapters)
-        rc = proj_in_adapters(batch, pin, &hn, h, err);
-    for (int d = 0; rc == DF_OK && d < depth; d++) {
-        char b[160];
-        snprintf(b, sizeof b, "%s.transformer_blocks.%d", p, d);
-        snprintf(name, sizeof name, "%s.norm1", b);
-        rc = df_layer_norm(batch, u->w, name, h, rows, 1e-5f, nrm, err);
-        snprintf(name, sizeof name, "%s.attn1", b);
-        if (rc == DF_OK) rc = attention(u, batch, name, n, HW, heads, nrm, nrm, HW, h, q, k, v, a, err);
-        snprintf(name, sizeof name, "%s.norm2", b);
-        if (rc == DF_OK) rc = df_layer_norm(batch, u->w, name, h, rows, 1e-5f, nrm, err);
-        snprintf(name, sizeof name, "%s.attn2", b);
-        if (rc == DF_OK) rc = attention(u, batch, name, n, HW, heads, nrm, in->context, L, h, q, k, v, a, err);
-        snprintf(name, sizeof name, "%s.norm3", b);
-        if (rc == DF_OK) rc = df_layer_norm(batch, u->w, name, h, rows, 1e-5f, nrm, err);
-        const df_weight *f0, *f0b, *f2, *f2b;
-        snprintf(name, sizeof name, "%s.ff.net", b);
-        if (rc == DF_OK) rc = df_weight_at(u->w, name, "0.proj.weight", &f0, err);
-        if (rc == DF_OK) rc = df_weight_at(u->w, name, "0.proj.bias", &f0b, err);
-        if (rc == DF_OK) rc = df_weight_at(u->w, name, "2.weight", &f2, err);
-        if (rc == DF_OK) rc = df_weight_at(u->w, name, "2.bias", &f2b, err);
-        if (rc == DF_OK) rc = df_linear(batch, nrm, rows, f0, f0b, ff, 0, DF_ELT_COPY, err);
-        if (rc == DF_OK) rc = df_geglu_forward(batch, rows, 4 * C, ff, gg, err);
-        if (rc == DF_OK) rc = df_linear(batch, gg, rows, f2, f2b, h, 1, DF_ELT_COPY, err);
-    }
-    /* proj_out back to NCHW, added onto the block's input. */
-    if (rc == DF_OK) {
-        df_gemm_desc g = df_gemm_desc_packed(0, 1, C, HW, C, n);
-        g.stride_a = 0;
-        g.stride_b = (uint64_t)HW * C;
-        g.beta = 1;
-        g.type_a = pout->t.dtype;
-        df_gemm_epilogue ep = {.bias = poutb->t, .bias_per_row = 1, .act = DF_ELT_COPY};
-        rc = df_gemm_ex(batch, &g, pout->t.ref, h.ref, x->t.ref, &ep, DF_GEMM_AUTO, NULL, err);
-    }
-    if (rc == DF_OK && pout->adapters)
-        rc = proj_out_adapters(batch, pout, h, x, err);
-    return rc == DF_OK ? rc : df_error_prefix(err, "%s", p);
-}
-
 /* ----------------------------------------------------------------- blocks */
 
 /*  [a, b] along channels, per sample. */
@@ -332,7 +184,7 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
      * kept across them. */
     df_keep kept = {.n = 0}, cur = {.n = 0};
     df_tensor temb;
-    int rc = embeddings(self, batch, in, &temb, err);
+    int rc = df_unet_embeddings(self, batch, in, &temb, err);
     if (rc == DF_OK)
         rc = df_keep_tensor(batch, &kept, &temb, (uint64_t)s->n * 4 * (uint64_t)c->block_out[0], err);
     df_fmap x, y, skips[MAX_SKIPS];
@@ -366,7 +218,8 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
             x = y;
             if (rc == DF_OK && c->down_attn[i]) {
                 snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
-                rc = transformer(self, batch, p, c->transformer_depth[i], (uint32_t)c->heads[i], &x, in, err);
+                rc = df_transformer_forward(batch, self->w, p, g, c->transformer_depth[i], (uint32_t)c->heads[i], &x,
+                                            in->context, in->context_len, err);
             }
             SKIP();
             SUBMIT();
@@ -384,8 +237,8 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
         rc = df_resnet_block(batch, self->w, "mid_block.resnets.0", g, eps, &x, temb, &y, err);
     x = y;
     if (rc == DF_OK)
-        rc = transformer(self, batch, "mid_block.attentions.0", c->transformer_depth[top], (uint32_t)c->heads[top], &x,
-                         in, err);
+        rc = df_transformer_forward(batch, self->w, "mid_block.attentions.0", g, c->transformer_depth[top],
+                                    (uint32_t)c->heads[top], &x, in->context, in->context_len, err);
     STEP();
     if (rc == DF_OK)
         rc = df_resnet_block(batch, self->w, "mid_block.resnets.1", g, eps, &x, temb, &y, err);
@@ -402,7 +255,8 @@ int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs 
             x = y;
             if (rc == DF_OK && c->up_attn[i]) {
                 snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
-                rc = transformer(self, batch, p, c->transformer_depth[level], (uint32_t)c->heads[level], &x, in, err);
+                rc = df_transformer_forward(batch, self->w, p, g, c->transformer_depth[level], (uint32_t)c->heads[level],
+                                            &x, in->context, in->context_len, err);
             }
             STEP();
         }

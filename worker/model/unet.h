@@ -54,4 +54,21 @@ typedef struct {
  *  with the first step. */
 int df_unet_forward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor out, df_error_t *err);
 
+/*  silu(time embedding + addition embedding), [n, 4 * block_out[0]]: what
+ *  every ResNet's time projection takes (a scratch tensor of batch). */
+int df_unet_embeddings(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor *temb_silu,
+                       df_error_t *err);
+
+/*  One training step's backward pass for the UNet's adapters (LoRA):
+ *      loss = mean over samples s of w_s * mean over s's elements of
+ *             (noise_pred - target)^2
+ *  (w: f32 [n] per-sample weights, or no buffer for all 1; min-SNR weights
+ *  go there). losses (f32 [1 + n]) gets the loss, then each sample's; pred
+ *  (may have no buffer) the noise prediction; every adapter's gradient buffers (df_weights_adapter_grads)
+ *  accumulate grad_scale times the gradient. The forward pass keeps each
+ *  block's input; the backward pass recomputes one block at a time (gradient
+ *  checkpointing), submitting a step per block. */
+int df_unet_lora_grad(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor target,
+                      df_tensor weights, float grad_scale, df_tensor pred, df_tensor losses, df_error_t *err);
+
 #endif
