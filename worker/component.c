@@ -8,23 +8,27 @@
 #include <time.h>
 
 #include "log.h"
+#include "lora.h"
 #include "prompt.h"
 #include "safetensors.h"
 #include "sdxl_model.h"
 #include "vk_instance.h"
 
 typedef struct {
-    const char *what, *model, *in, *out, *prompt, *tokenizer;
+    const char *what, *model, *in, *out, *prompt, *tokenizer, *lora;
     df_dtype dtype;
     int device;
 } options;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: dreamfleet-worker component text|unet|vae-encode|vae-decode --model PATH --out OUT.safetensors\n"
-               "         [--in IN.safetensors] [--prompt TEXT] [--dtype f32|f16] [--tokenizer DIR] [--device N]\n"
+    fprintf(f, "usage: dreamfleet-worker component text|unet|unet-lora-grad|vae-encode|vae-decode --model PATH\n"
+               "         --out OUT.safetensors [--in IN.safetensors] [--prompt TEXT] [--lora FILE] [--dtype f32|f16]\n"
+               "         [--tokenizer DIR] [--device N]\n"
                "  text:       --prompt TEXT -> prompt_embeds, pooled_prompt_embeds, input_ids_1, input_ids_2\n"
                "  unet:       sample, timestep, encoder_hidden_states, text_embeds, time_ids -> noise_pred\n"
+               "  unet-lora-grad: --lora FILE; the unet inputs and target -> loss (mean squared error), noise_pred\n"
+               "              and the gradient of every LoRA tensor under the file's own names\n"
                "  vae-encode: image (in [-1, 1]) -> mean, logvar\n"
                "  vae-decode: latents (divided by the scaling factor) -> image\n"
                "  --dtype: how weights are stored on the device (default f32; f16 halves the memory)\n"
@@ -99,9 +103,27 @@ static df_tensor upload(buffers *bs, df_vk_device_t *dev, df_vk_transfer_t *xfer
 /*  Output tensors downloaded from the device, then written in one file. */
 typedef struct {
     df_st_writer_t *w;
-    void *data[8];
-    int n;
+    void **data; /* host copies the writer points into, freed after the write */
+    int n, cap;
 } outputs;
+
+/*  Keeps p (malloc'd, may be NULL) until the outputs are written; p itself
+ *  when it could be kept, NULL (and p freed) otherwise. */
+static void *keep(outputs *o, void *p)
+{
+    if (p && o->n == o->cap) {
+        int cap = o->cap ? 2 * o->cap : 16;
+        void **grown = realloc(o->data, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            free(p);
+            return NULL;
+        }
+        o->data = grown, o->cap = cap;
+    }
+    if (p)
+        o->data[o->n++] = p;
+    return p;
+}
 
 static int add_output(outputs *o, df_vk_transfer_t *xfer, const char *name, df_tensor t, int ndim, const int64_t *shape,
                       df_error_t *err)
@@ -109,10 +131,9 @@ static int add_output(outputs *o, df_vk_transfer_t *xfer, const char *name, df_t
     uint64_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= (uint64_t)shape[i];
-    float *v = malloc(n * sizeof *v);
+    float *v = keep(o, malloc(n * sizeof *v));
     if (!v)
         return df_error_set(err, DF_E_NOMEM, "out of memory for '%s'", name);
-    o->data[o->n++] = v;
     int rc = df_vk_download(xfer, t.ref.buf, t.ref.offset, v, n * 4, err);
     return rc == DF_OK ? df_st_writer_add(o->w, name, DF_F32, ndim, shape, v, err) : rc;
 }
@@ -120,13 +141,86 @@ static int add_output(outputs *o, df_vk_transfer_t *xfer, const char *name, df_t
 static int add_ids(outputs *o, const char *name, const int32_t *ids, uint32_t count, df_error_t *err)
 {
     /* diffusers' input ids are int64. */
-    int64_t *v = malloc(count * sizeof *v), shape[2] = {1, count};
+    int64_t *v = keep(o, malloc(count * sizeof *v)), shape[2] = {1, count};
     if (!v)
         return df_error_set(err, DF_E_NOMEM, "out of memory");
-    o->data[o->n++] = v;
     for (uint32_t i = 0; i < count; i++)
         v[i] = ids[i];
     return df_st_writer_add(o->w, name, DF_I64, 2, shape, v, err);
+}
+
+/*  unet-lora-grad: the training loss's gradient for every factor of a LoRA
+ *  (attached unmerged), written under the file's own tensor names. */
+static int lora_grad(const options *opt, df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                     df_vk_batch_t *batch, const df_safetensors_t *in, outputs *out, df_error_t *err)
+{
+    const df_sdxl_config *cfg = df_sdxl_config_of(model);
+    host_tensor h[6] = {{0}};
+    buffers bs = {.n = 0};
+    static const char *const names[6] = {"sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids",
+                                         "target"};
+    static const int ranks[6] = {4, 1, 3, 2, 2, 4};
+    df_unet_t *unet = df_sdxl_load_unet(model, dev, xfer, opt->dtype, err);
+    int rc = unet ? DF_OK : err->code;
+    if (rc == DF_OK && !opt->lora)
+        rc = df_error_set(err, DF_E_INVALID, "unet-lora-grad needs --lora FILE");
+    for (int i = 0; i < 6 && rc == DF_OK; i++)
+        rc = read_input(in, names[i], ranks[i], &h[i], err);
+    int64_t B = h[0].shape[0];
+    if (rc == DF_OK && (h[1].shape[0] != B || h[2].shape[0] != B || h[3].shape[0] != B || h[4].shape[0] != B ||
+                        h[4].shape[1] != 6 || h[2].shape[2] != cfg->unet.cross_attention_dim ||
+                        memcmp(h[5].shape, h[0].shape, 4 * sizeof h[0].shape[0]) != 0))
+        rc = df_error_set(err, DF_E_FORMAT, "%s: batch sizes differ, time_ids is not [B, 6], the context is not %d "
+                          "wide, or target is not shaped like sample", opt->in, cfg->unet.cross_attention_dim);
+    df_lora_targets t = {unet, NULL, NULL, 1};
+    if (rc == DF_OK)
+        rc = df_lora_attach(opt->lora, 1.0f, cfg, &t, batch, xfer, NULL, err);
+    df_weights_t *ws = unet ? df_unet_weights(unet) : NULL;
+    if (rc == DF_OK && df_weights_adapter_count(ws) == 0)
+        rc = df_error_set(err, DF_E_FORMAT, "%s: no UNet modules (text-encoder LoRAs have no UNet gradient)", opt->lora);
+    if (rc == DF_OK)
+        rc = df_weights_adapter_grads(ws, batch, err);
+    df_tensor sample = upload(&bs, dev, xfer, h[0].v, h[0].n, &rc, err);
+    df_tensor context = upload(&bs, dev, xfer, h[2].v, h[2].n, &rc, err);
+    df_tensor text = upload(&bs, dev, xfer, h[3].v, h[3].n, &rc, err);
+    df_tensor target = upload(&bs, dev, xfer, h[5].v, h[5].n, &rc, err);
+    df_tensor pred = upload(&bs, dev, xfer, NULL, h[0].n, &rc, err);
+    df_tensor losses = upload(&bs, dev, xfer, NULL, 1 + (uint64_t)B, &rc, err);
+    if (rc == DF_OK) {
+        df_fmap s = {sample, (uint32_t)B, (uint32_t)h[0].shape[1], (uint32_t)h[0].shape[2], (uint32_t)h[0].shape[3]};
+        df_unet_inputs ui = {.sample = &s, .timesteps = h[1].v, .context = context,
+                             .context_len = (uint32_t)h[2].shape[1], .text_embeds = text, .time_ids = h[4].v};
+        df_tensor none = {{NULL, 0}, DF_F32};
+        rc = df_unet_lora_grad(unet, batch, &ui, target, none, 1.0f, pred, losses, err);
+    }
+    /* Outputs: loss [1], noise_pred, then a gradient per factor, shaped as
+     * the file has it. */
+    size_t nad = ws ? df_weights_adapter_count(ws) : 0;
+    df_safetensors_t *lf = rc == DF_OK ? df_safetensors_open(opt->lora, err) : NULL;
+    if (rc == DF_OK && !lf)
+        rc = err->code;
+    int64_t one = 1;
+    if (rc == DF_OK)
+        rc = add_output(out, xfer, "loss", losses, 1, &one, err);
+    if (rc == DF_OK)
+        rc = add_output(out, xfer, "noise_pred", pred, 4, h[0].shape, err);
+    for (size_t i = 0; rc == DF_OK && i < nad; i++) {
+        const df_weight_adapter *a = df_weights_adapter_at(ws, i, NULL);
+        for (int f = 0; rc == DF_OK && f < 2; f++) {
+            const df_st_tensor *ft = df_safetensors_find(lf, f ? a->up_key : a->down_key);
+            if (!ft)
+                rc = df_error_set(err, DF_E_STATE, "%s: a factor went missing", opt->lora);
+            else
+                rc = add_output(out, xfer, ft->name, f ? a->grad_up : a->grad_down, ft->ndim, ft->shape, err);
+        }
+    }
+    df_safetensors_destroy(&lf);
+    for (int i = 0; i < 6; i++)
+        free(h[i].v);
+    for (int i = 0; i < bs.n; i++)
+        df_vk_buffer_destroy(&bs.b[i]);
+    df_unet_destroy(&unet);
+    return rc;
 }
 
 static int run(const options *opt, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
@@ -212,6 +306,8 @@ static int run(const options *opt, df_vk_device_t *dev, df_vk_transfer_t *xfer, 
         if (rc == DF_OK)
             rc = add_output(&out, xfer, "noise_pred", noise, 4, h[0].shape, err);
         df_unet_destroy(&unet);
+    } else if (rc == DF_OK && strcmp(opt->what, "unet-lora-grad") == 0) {
+        rc = lora_grad(opt, model, dev, xfer, batch, in, &out, err);
     } else if (rc == DF_OK && (strcmp(opt->what, "vae-encode") == 0 || strcmp(opt->what, "vae-decode") == 0)) {
         int enc = opt->what[4] == 'e';
         df_vae_t *vae = df_sdxl_load_vae(model, dev, xfer, opt->dtype, err);
@@ -250,6 +346,7 @@ static int run(const options *opt, df_vk_device_t *dev, df_vk_transfer_t *xfer, 
         free(h[i].v);
     for (int i = 0; i < out.n; i++)
         free(out.data[i]);
+    free(out.data);
     df_st_writer_destroy(&out.w);
     for (int i = 0; i < bs.n; i++)
         df_vk_buffer_destroy(&bs.b[i]);
@@ -265,6 +362,7 @@ int df_component_main(int argc, char **argv)
         {"out", required_argument, NULL, 'o'},   {"prompt", required_argument, NULL, 'p'},
         {"dtype", required_argument, NULL, 't'}, {"tokenizer", required_argument, NULL, 'k'},
         {"device", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {"lora", required_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
     options opt = {.dtype = DF_F32, .device = -1};
@@ -273,9 +371,10 @@ int df_component_main(int argc, char **argv)
         return 2;
     }
     opt.what = argv[1];
-    if (strcmp(opt.what, "text") && strcmp(opt.what, "unet") && strcmp(opt.what, "vae-encode") &&
-        strcmp(opt.what, "vae-decode")) {
-        fprintf(stderr, "dreamfleet-worker: unknown component '%s' (text, unet, vae-encode, vae-decode)\n", opt.what);
+    if (strcmp(opt.what, "text") && strcmp(opt.what, "unet") && strcmp(opt.what, "unet-lora-grad") &&
+        strcmp(opt.what, "vae-encode") && strcmp(opt.what, "vae-decode")) {
+        fprintf(stderr, "dreamfleet-worker: unknown component '%s' (text, unet, unet-lora-grad, vae-encode, "
+                        "vae-decode)\n", opt.what);
         return 2;
     }
     optind = 0;
@@ -295,6 +394,7 @@ int df_component_main(int argc, char **argv)
             opt.dtype = optarg[1] == '3' ? DF_F32 : DF_F16;
             break;
         case 'd': opt.device = atoi(optarg); break;
+        case 'l': opt.lora = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

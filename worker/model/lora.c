@@ -167,7 +167,7 @@ static int attach_one(df_weights_t *ws, df_vk_batch_t *batch, df_vk_transfer_t *
     if (rc == DF_OK)
         rc = df_vk_upload(xfer, db, 0, down, nd * 4, err);
     if (rc == DF_OK)
-        rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)m->down->shape[0], s, err);
+        rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)m->down->shape[0], s, m->down->name, m->up->name, err);
     df_vk_buffer_destroy(&ub);
     df_vk_buffer_destroy(&db);
     free(up);

@@ -20,6 +20,7 @@ struct _df_weights_t {
         df_weight_adapter a;
         df_vk_buffer_t *down, *up, *grad_down, *grad_up;
         const char *weight; /* the adapted weight's name */
+        char *down_key, *up_key;
         struct owned_adapter *next_owned;
     } *adapters;
     size_t nadapters;
@@ -277,7 +278,7 @@ uint64_t df_weights_bytes(const df_weights_t *self) { return self->bytes; }
 size_t df_weights_count(const df_weights_t *self) { return self->count; }
 
 int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
-                      uint32_t rank, float scale, df_error_t *err)
+                      uint32_t rank, float scale, const char *down_key, const char *up_key, df_error_t *err)
 {
     int64_t at;
     struct owned_adapter *o = NULL;
@@ -299,6 +300,10 @@ int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **dow
     o->a.rank = rank;
     o->a.scale = scale;
     o->weight = w->name;
+    o->down_key = down_key ? strdup(down_key) : NULL;
+    o->up_key = up_key ? strdup(up_key) : NULL;
+    o->a.down_key = o->down_key;
+    o->a.up_key = o->up_key;
     /* Appended to the weight's chain, so adapters apply in order. */
     df_weight_adapter **tail = (df_weight_adapter **)&w->adapters;
     while (*tail)
@@ -357,6 +362,8 @@ void df_weights_detach_all(df_weights_t *self)
         df_vk_buffer_destroy(&o->up);
         df_vk_buffer_destroy(&o->grad_down);
         df_vk_buffer_destroy(&o->grad_up);
+        free(o->down_key);
+        free(o->up_key);
         free(o);
     }
     self->nadapters = 0;

@@ -34,6 +34,8 @@ typedef struct df_weight_adapter {
     /* Gradients of a loss with respect to down and up (laid out alike),
      * accumulated by backward passes; no buffer when not training. */
     df_tensor grad_down, grad_up;
+    /* The factors' names in the file they came from (NULL when none). */
+    const char *down_key, *up_key;
     struct df_weight_adapter *next;
 } df_weight_adapter;
 
@@ -81,7 +83,7 @@ int df_weights_get(const df_weights_t *self, const char *name, const df_weight *
  *  rank] f32 values; freed by the weights, also on failure). Adapters of one
  *  weight apply in the order attached. */
 int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
-                      uint32_t rank, float scale, df_error_t *err);
+                      uint32_t rank, float scale, const char *down_key, const char *up_key, df_error_t *err);
 /*  Gives every adapter zeroed gradient buffers (once; later calls keep
  *  them). The zeroing is recorded in batch. */
 int df_weights_adapter_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err);
