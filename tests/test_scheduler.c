@@ -14,6 +14,7 @@
 
 #include "safetensors.h"
 #include "scheduler.h"
+#include "train_noise.h"
 #include "test.h"
 
 static const df_safetensors_t *g_st;
@@ -160,6 +161,60 @@ static void test_denoised_estimate(void)
     }
 }
 
+/*  Training's noise: reproducible per (seed, step, sample) whoever draws
+ *  the sample; timesteps cover the schedule; x_t is the forward process;
+ *  min-SNR weights cap the easy (low-noise) timesteps; an offset moves each
+ *  channel's mean. */
+static void test_train_noise(void)
+{
+    enum { C = 4, HW = 64, N = 3 };
+    static float x0[N * C * HW], xt[N * C * HW], eps[N * C * HW], xt1[C * HW], eps1[C * HW];
+    float ts[N], w[N], ts1[1], w1[1];
+    for (int k = 0; k < N * C * HW; k++)
+        x0[k] = (float)((k * 13) % 17) / 17.0f - 0.5f;
+    df_train_noise_opts o = {.seed = 42, .noise_offset = 0, .min_snr_gamma = 5};
+    df_train_noise_batch(&o, 7, 0, N, C, HW, x0, xt, eps, ts, w);
+    /* Sample 2 drawn alone (another worker's share) is the same. */
+    df_train_noise_batch(&o, 7, 2, 1, C, HW, x0 + 2 * C * HW, xt1, eps1, ts1, w1);
+    CHECK(ts1[0] == ts[2] && w1[0] == w[2] && memcmp(eps1, eps + 2 * C * HW, sizeof eps1) == 0 &&
+          memcmp(xt1, xt + 2 * C * HW, sizeof xt1) == 0);
+    double worst = 0;
+    for (int s = 0; s < N; s++) {
+        double acp = df_scheduler_alpha_cumprod((int)ts[s]);
+        for (int k = 0; k < C * HW; k++) {
+            int i = s * C * HW + k;
+            worst = fmax(worst, fabs(xt[i] - (sqrt(acp) * x0[i] + sqrt(1 - acp) * eps[i])));
+        }
+        double snr = acp / (1 - acp);
+        CHECK(fabs(w[s] - fmin(snr, 5.0) / snr) < 1e-6 && w[s] > 0 && w[s] <= 1);
+    }
+    CHECK(worst < 1e-6);
+    /* Timesteps over many steps: all in range, spread over the schedule. */
+    double mean = 0;
+    int lo = 1000, hi = -1;
+    for (int step = 0; step < 2000; step++) {
+        float t, ww;
+        df_train_noise_batch(&o, (uint64_t)step, 0, 1, 1, 1, x0, xt1, eps1, &t, &ww);
+        mean += t / 2000.0;
+        lo = t < lo ? (int)t : lo, hi = t > hi ? (int)t : hi;
+    }
+    CHECK(lo >= 0 && lo < 10 && hi <= 999 && hi > 989 && fabs(mean - 499.5) < 20);
+    CHECK(df_min_snr_weight(999, 5) == 1.0f && df_min_snr_weight(10, 5) < 0.1f && df_min_snr_weight(10, 0) == 1.0f);
+    /* An offset: the same noise plus a constant per (sample, channel). */
+    o.noise_offset = 0.1f;
+    static float eps_off[N * C * HW];
+    df_train_noise_batch(&o, 7, 0, N, C, HW, x0, xt, eps_off, ts, w);
+    for (int s = 0; s < N; s++)
+        for (int c = 0; c < C; c++) {
+            int base = (s * C + c) * HW;
+            float d0 = eps_off[base] - eps[base];
+            int same = 1;
+            for (int k = 1; k < HW; k++)
+                same &= fabsf(eps_off[base + k] - eps[base + k] - d0) < 1e-6f;
+            CHECK(same && d0 != 0 && fabsf(d0) < 0.6f);
+        }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -180,6 +235,7 @@ int main(int argc, char **argv)
     RUN(test_samplers_match_diffusers);
     RUN(test_scheduler_errors);
     RUN(test_denoised_estimate);
+    RUN(test_train_noise);
     df_safetensors_destroy(&st);
     return test_summary();
 }
