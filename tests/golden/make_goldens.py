@@ -293,20 +293,30 @@ def lora_grad_goldens(model_dir, out_dir, gen):
                       added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
     loss = torch.nn.functional.mse_loss(noise_pred, target, reduction="mean")
     loss.backward()
+    # One AdamW step from those gradients, as the training scripts configure it.
+    grads_before = {k: (l.down.weight.grad.clone(), l.up.weight.grad.clone()) for k, l in layers.items()}
+    opt = torch.optim.AdamW([p for l in layers.values() for p in (l.down.weight, l.up.weight)], lr=1e-3,
+                            betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+    before = {k: (l.down.weight.detach().clone(), l.up.weight.detach().clone()) for k, l in layers.items()}
+    opt.step()
 
     lora, grads = {}, {"sample": sample, "timestep": timestep, "encoder_hidden_states": context,
                        "text_embeds": text_embeds, "time_ids": time_ids, "target": target,
                        "noise_pred": noise_pred.detach().contiguous(), "loss": loss.detach().reshape(1)}
     for key, layer in sorted(layers.items()):
-        lora[f"{key}.lora_down.weight"] = layer.down.weight.detach().contiguous()
-        lora[f"{key}.lora_up.weight"] = layer.up.weight.detach().contiguous()
+        lora[f"{key}.lora_down.weight"] = before[key][0].contiguous()
+        lora[f"{key}.lora_up.weight"] = before[key][1].contiguous()
         lora[f"{key}.alpha"] = torch.tensor(alpha)
-        grads[f"{key}.lora_down.weight"] = layer.down.weight.grad.contiguous()
-        grads[f"{key}.lora_up.weight"] = layer.up.weight.grad.contiguous()
+        grads[f"{key}.lora_down.weight"] = grads_before[key][0].contiguous()
+        grads[f"{key}.lora_up.weight"] = grads_before[key][1].contiguous()
+        grads[f"adamw.{key}.lora_down.weight"] = layer.down.weight.detach().contiguous()
+        grads[f"adamw.{key}.lora_up.weight"] = layer.up.weight.detach().contiguous()
     safetensors.torch.save_file(lora, os.path.join(out_dir, "tiny_lora.safetensors"),
                                 metadata={"ss_network_dim": str(rank), "ss_network_alpha": str(alpha)})
     safetensors.torch.save_file(grads, os.path.join(out_dir, "tiny_lora_grad.safetensors"),
-                                metadata={"modules": str(len(layers)), "loss": "mse, mean over all elements"})
+                                metadata={"modules": str(len(layers)), "loss": "mse, mean over all elements",
+                                          "adamw": "lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2, "
+                                                   "one step: adamw.* are the factors after it"})
 
 
 def main():

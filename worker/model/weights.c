@@ -276,6 +276,7 @@ int df_weights_get(const df_weights_t *self, const char *name, const df_weight *
 
 uint64_t df_weights_bytes(const df_weights_t *self) { return self->bytes; }
 size_t df_weights_count(const df_weights_t *self) { return self->count; }
+const df_weight *df_weights_at(const df_weights_t *self, size_t i) { return i < self->count ? &self->items[i] : NULL; }
 
 int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **down_buf, df_vk_buffer_t **up_buf,
                       uint32_t rank, float scale, const char *down_key, const char *up_key, df_error_t *err)

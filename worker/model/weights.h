@@ -95,6 +95,9 @@ void df_weights_detach_all(df_weights_t *self);
 /*  Adapters attached, over all weights. */
 size_t df_weights_adapter_count(const df_weights_t *self);
 
+/*  The i-th weight (0 .. df_weights_count - 1), in the arch list's order. */
+const df_weight *df_weights_at(const df_weights_t *self, size_t i);
+
 /*  Device bytes the weights occupy. */
 uint64_t df_weights_bytes(const df_weights_t *self);
 size_t df_weights_count(const df_weights_t *self);

@@ -1,0 +1,308 @@
+/*  lora_trainer.c - see lora_trainer.h. */
+#include "lora_trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "half.h"
+#include "optim.h"
+#include "philox.h"
+#include "safetensors.h"
+
+/*  One adapter's optimiser state: first and second moments of each factor. */
+typedef struct {
+    const df_weight_adapter *a;
+    const df_weight *w;
+    df_vk_buffer_t *m_down, *v_down, *m_up, *v_up;
+} trained;
+
+struct _df_lora_trainer_t {
+    df_unet_t *unet;
+    df_vk_transfer_t *xfer;
+    df_lora_train_opts o;
+    trained *items;
+    size_t n;
+    uint64_t steps, params;
+};
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/*  Whether targets ask for the weight called name. */
+static int wanted(const df_weight *w, unsigned targets)
+{
+    const char *n = w->name;
+    if ((targets & DF_LORA_ATTN) && strstr(n, ".attn") &&
+        (ends_with(n, ".to_q.weight") || ends_with(n, ".to_k.weight") || ends_with(n, ".to_v.weight") ||
+         ends_with(n, ".to_out.0.weight")))
+        return 1;
+    if ((targets & DF_LORA_FF) && (ends_with(n, ".ff.net.0.proj.weight") || ends_with(n, ".ff.net.2.weight")))
+        return 1;
+    if ((targets & DF_LORA_PROJ) && (ends_with(n, ".proj_in.weight") || ends_with(n, ".proj_out.weight")) &&
+        w->ndim == 2)
+        return 1;
+    if ((targets & DF_LORA_CONV) && strstr(n, ".resnets.") &&
+        (ends_with(n, ".conv1.weight") || ends_with(n, ".conv2.weight")) && w->ndim == 4)
+        return 1;
+    return 0;
+}
+
+/*  "lora_unet_" and the module's name with '.' as '_' (kohya's key). */
+static void kohya_module(const df_weight *w, char *buf, size_t cap)
+{
+    size_t len = strlen(w->name) - strlen(".weight");
+    snprintf(buf, cap, "lora_unet_%.*s", (int)len, w->name);
+    for (char *p = buf; *p; p++)
+        if (*p == '.')
+            *p = '_';
+}
+
+/*  New adapters on every targeted weight, initialised as the reference does. */
+static int create(df_lora_trainer_t *self, df_vk_batch_t *batch, df_error_t *err)
+{
+    df_weights_t *ws = df_unet_weights(self->unet);
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    float scale = self->o.alpha / (float)self->o.rank;
+    int rc = DF_OK;
+    size_t made = 0;
+    for (size_t i = 0; rc == DF_OK && i < df_weights_count(ws); i++) {
+        const df_weight *w = df_weights_at(ws, i);
+        if (!wanted(w, self->o.targets))
+            continue;
+        uint64_t out = (uint64_t)w->shape[0], fan_in = w->nelem / out, r = self->o.rank;
+        float *down = malloc(r * fan_in * sizeof *down);
+        df_vk_buffer_t *db = NULL, *ub = NULL;
+        if (!down)
+            return df_error_set(err, DF_E_NOMEM, "lora: out of memory");
+        float bound = 1.0f / sqrtf((float)fan_in);
+        df_philox_fill_uniform(down, r * fan_in, self->o.seed, made, -bound, bound);
+        if (!(db = df_vk_buffer_new(dev, r * fan_in * 4, err)) || !(ub = df_vk_buffer_new(dev, out * r * 4, err)))
+            rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+        if (rc == DF_OK)
+            rc = df_vk_upload(self->xfer, db, 0, down, r * fan_in * 4, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_fill(batch, ub, 0, out * r * 4, 0, err);
+        char mod[200], dk[230], uk[230];
+        kohya_module(w, mod, sizeof mod);
+        snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
+        snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
+        if (rc == DF_OK)
+            rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)r, scale, dk, uk, err);
+        df_vk_buffer_destroy(&db);
+        df_vk_buffer_destroy(&ub);
+        free(down);
+        made++;
+    }
+    if (rc == DF_OK && made == 0)
+        rc = df_error_set(err, DF_E_INVALID, "lora: no layer of this UNet matches the targets");
+    return rc;
+}
+
+void df_lora_trainer_destroy(df_lora_trainer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    df_lora_trainer_t *t = *self_p;
+    for (size_t i = 0; i < t->n; i++) {
+        df_vk_buffer_destroy(&t->items[i].m_down);
+        df_vk_buffer_destroy(&t->items[i].v_down);
+        df_vk_buffer_destroy(&t->items[i].m_up);
+        df_vk_buffer_destroy(&t->items[i].v_up);
+    }
+    free(t->items);
+    free(t);
+    *self_p = NULL;
+}
+
+static df_vk_buffer_t *zeroed(df_vk_batch_t *batch, uint64_t bytes, int *rc, df_error_t *err)
+{
+    if (*rc != DF_OK)
+        return NULL;
+    df_vk_buffer_t *b = df_vk_buffer_new(df_vk_batch_device(batch), bytes, err);
+    if (!b)
+        *rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+    else
+        *rc = df_vk_batch_fill(batch, b, 0, bytes, 0, err);
+    return b;
+}
+
+df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
+                                       const df_lora_train_opts *opts, df_error_t *err)
+{
+    df_lora_trainer_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
+        return NULL;
+    }
+    self->unet = unet;
+    self->xfer = xfer;
+    self->o = *opts;
+    if (!self->o.targets)
+        self->o.targets = DF_LORA_ATTN;
+    if (self->o.beta1 == 0)
+        self->o.beta1 = 0.9f;
+    if (self->o.beta2 == 0)
+        self->o.beta2 = 0.999f;
+    if (self->o.eps == 0)
+        self->o.eps = 1e-8f;
+    int rc = DF_OK;
+    df_weights_t *ws = df_unet_weights(unet);
+    if (df_weights_adapter_count(ws) == 0) {
+        if (self->o.rank < 1 || self->o.rank > 1024)
+            rc = df_error_set(err, DF_E_INVALID, "lora: rank %u: from 1 to 1024", self->o.rank);
+        if (rc == DF_OK && self->o.alpha == 0)
+            self->o.alpha = (float)self->o.rank;
+        if (rc == DF_OK)
+            rc = create(self, batch, err);
+    } else { /* adapters from a file: its rank and alpha */
+        const df_weight_adapter *a = df_weights_adapter_at(ws, 0, NULL);
+        self->o.rank = a->rank;
+        self->o.alpha = a->scale * (float)a->rank;
+    }
+    if (rc == DF_OK)
+        rc = df_weights_adapter_grads(ws, batch, err);
+    size_t n = df_weights_adapter_count(ws);
+    if (rc == DF_OK && !(self->items = calloc(n, sizeof *self->items)))
+        rc = df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
+    for (size_t i = 0; rc == DF_OK && i < n; i++) {
+        const char *wname;
+        trained *t = &self->items[i];
+        t->a = df_weights_adapter_at(ws, i, &wname);
+        t->w = df_weights_find(ws, wname);
+        uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
+        t->m_down = zeroed(batch, nd * 4, &rc, err);
+        t->v_down = zeroed(batch, nd * 4, &rc, err);
+        t->m_up = zeroed(batch, nu * 4, &rc, err);
+        t->v_up = zeroed(batch, nu * 4, &rc, err);
+        self->n = i + 1;
+        self->params += nd + nu;
+    }
+    if (rc == DF_OK)
+        rc = df_vk_batch_submit(batch, err);
+    if (rc != DF_OK)
+        df_lora_trainer_destroy(&self);
+    return self;
+}
+
+uint64_t df_lora_trainer_params(const df_lora_trainer_t *self) { return self->params; }
+uint64_t df_lora_trainer_steps(const df_lora_trainer_t *self) { return self->steps; }
+
+int df_lora_trainer_accumulate(df_lora_trainer_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
+                               df_tensor target, df_tensor weights, float grad_scale, df_tensor losses,
+                               df_error_t *err)
+{
+    df_tensor none = {{NULL, 0}, DF_F32};
+    return df_unet_lora_grad(self->unet, batch, in, target, weights, grad_scale, none, losses, err);
+}
+
+int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr, df_error_t *err)
+{
+    int rc = DF_OK;
+    uint64_t step = self->steps + 1;
+    for (size_t i = 0; rc == DF_OK && i < self->n; i++) {
+        trained *t = &self->items[i];
+        uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
+        df_adamw_desc d = {.n = nd, .lr = lr, .beta1 = self->o.beta1, .beta2 = self->o.beta2, .eps = self->o.eps,
+                           .weight_decay = self->o.weight_decay, .step = step, .grad_scale = 1};
+        rc = df_adamw_step(batch, &d, t->a->down, t->a->grad_down, df_tensor_at(t->m_down, 0, DF_F32),
+                           df_tensor_at(t->v_down, 0, DF_F32), err);
+        d.n = nu;
+        if (rc == DF_OK)
+            rc = df_adamw_step(batch, &d, t->a->up, t->a->grad_up, df_tensor_at(t->m_up, 0, DF_F32),
+                               df_tensor_at(t->v_up, 0, DF_F32), err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_fill(batch, t->a->grad_down.ref.buf, t->a->grad_down.ref.offset, nd * 4, 0, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_fill(batch, t->a->grad_up.ref.buf, t->a->grad_up.ref.offset, nu * 4, 0, err);
+    }
+    if (rc == DF_OK)
+        rc = df_vk_batch_submit(batch, err);
+    if (rc == DF_OK)
+        self->steps = step;
+    return rc;
+}
+
+int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_format format, int half,
+                         const char *const *metadata, df_error_t *err)
+{
+    df_st_writer_t *wr = df_st_writer_new();
+    void **keep = calloc(3 * self->n + 1, sizeof *keep);
+    size_t nkeep = 0;
+    int rc = wr && keep ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora: out of memory");
+    for (size_t i = 0; rc == DF_OK && i < self->n; i++) {
+        const trained *t = &self->items[i];
+        const df_weight *w = t->w;
+        uint32_t r = t->a->rank;
+        uint64_t out = (uint64_t)w->shape[0], fan_in = w->nelem / out, nd = r * fan_in, nu = out * r;
+        float *down = malloc(nd * 4), *up = malloc(nu * 4);
+        keep[nkeep++] = down, keep[nkeep++] = up;
+        if (!down || !up) {
+            rc = df_error_set(err, DF_E_NOMEM, "lora: out of memory");
+            break;
+        }
+        rc = df_vk_download(self->xfer, t->a->down.ref.buf, t->a->down.ref.offset, down, nd * 4, err);
+        if (rc == DF_OK)
+            rc = df_vk_download(self->xfer, t->a->up.ref.buf, t->a->up.ref.offset, up, nu * 4, err);
+        /* PEFT files carry no alpha: its scale goes into B. */
+        if (format == DF_LORA_PEFT)
+            for (uint64_t k = 0; k < nu; k++)
+                up[k] *= t->a->scale;
+        int64_t sd[4] = {r, w->ndim == 4 ? w->shape[1] : (int64_t)fan_in, w->ndim == 4 ? w->shape[2] : 1,
+                         w->ndim == 4 ? w->shape[3] : 1};
+        int64_t su[4] = {(int64_t)out, r, 1, 1};
+        char mod[200], dk[240], uk[240], ak[240];
+        if (format == DF_LORA_KOHYA) {
+            kohya_module(w, mod, sizeof mod);
+            snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
+            snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
+            snprintf(ak, sizeof ak, "%s.alpha", mod);
+        } else {
+            size_t len = strlen(w->name) - strlen(".weight");
+            snprintf(dk, sizeof dk, "unet.%.*s.lora_A.weight", (int)len, w->name);
+            snprintf(uk, sizeof uk, "unet.%.*s.lora_B.weight", (int)len, w->name);
+        }
+        df_dtype dt = half ? DF_F16 : DF_F32;
+        if (half) { /* in place: the halves fit in the floats' room */
+            df_float_to_half_n(down, (uint16_t *)down, nd);
+            df_float_to_half_n(up, (uint16_t *)up, nu);
+        }
+        if (rc == DF_OK)
+            rc = df_st_writer_add(wr, dk, dt, w->ndim, sd, down, err);
+        if (rc == DF_OK)
+            rc = df_st_writer_add(wr, uk, dt, w->ndim, su, up, err);
+        if (rc == DF_OK && format == DF_LORA_KOHYA) {
+            float *alpha = malloc(sizeof *alpha);
+            keep[nkeep++] = alpha;
+            if (!alpha)
+                rc = df_error_set(err, DF_E_NOMEM, "lora: out of memory");
+            else {
+                *alpha = t->a->scale * (float)r;
+                rc = df_st_writer_add(wr, ak, DF_F32, 0, NULL, alpha, err);
+            }
+        }
+    }
+    char rank[32], alpha[32], steps[32];
+    snprintf(rank, sizeof rank, "%u", self->o.rank);
+    snprintf(alpha, sizeof alpha, "%g", self->o.alpha);
+    snprintf(steps, sizeof steps, "%llu", (unsigned long long)self->steps);
+    if (rc == DF_OK) rc = df_st_writer_set_metadata(wr, "ss_network_module", "networks.lora", err);
+    if (rc == DF_OK) rc = df_st_writer_set_metadata(wr, "ss_network_dim", rank, err);
+    if (rc == DF_OK) rc = df_st_writer_set_metadata(wr, "ss_network_alpha", alpha, err);
+    if (rc == DF_OK) rc = df_st_writer_set_metadata(wr, "dreamfleet.steps", steps, err);
+    if (rc == DF_OK) rc = df_st_writer_set_metadata(wr, "dreamfleet.format", format == DF_LORA_KOHYA ? "kohya" : "peft",
+                                                    err);
+    for (size_t i = 0; rc == DF_OK && metadata && metadata[i] && metadata[i + 1]; i += 2)
+        rc = df_st_writer_set_metadata(wr, metadata[i], metadata[i + 1], err);
+    if (rc == DF_OK)
+        rc = df_st_writer_write(wr, path, err);
+    for (size_t i = 0; keep && i < nkeep; i++)
+        free(keep[i]);
+    free(keep);
+    df_st_writer_destroy(&wr);
+    return rc;
+}

@@ -1,0 +1,68 @@
+/*  lora_trainer.h - training a LoRA on the UNet: adapters beside the frozen
+ *  weights (weights.h), their gradients from the UNet's backward pass
+ *  (unet.h), AdamW on the factors in f32 with its state on the device.
+ *
+ *  New adapters start as the reference initialises LoRA: the down factor
+ *  uniform in +-1/sqrt(fan_in) (kaiming-uniform with a = sqrt(5), PEFT's
+ *  choice), the up factor zero, so training starts from the base model's
+ *  output exactly. A UNet that already carries adapters (a LoRA attached
+ *  from a file: resuming, or fine-tuning a LoRA further) trains those.
+ *  Saving writes kohya's format (ComfyUI, A1111/Forge, stable-diffusion.cpp
+ *  load it) or PEFT's (diffusers' load_lora_weights), with the run's facts
+ *  in the header's metadata.
+ */
+#ifndef DF_MODEL_LORA_TRAINER_H
+#define DF_MODEL_LORA_TRAINER_H
+
+#include "unet.h"
+
+/*  Which layers get adapters (bits). */
+enum {
+    DF_LORA_ATTN = 1,   /* to_q, to_k, to_v, to_out.0 of every attention (the default) */
+    DF_LORA_FF = 2,     /* the feed-forward's two linear layers */
+    DF_LORA_PROJ = 4,   /* the transformers' proj_in and proj_out */
+    DF_LORA_CONV = 8,   /* the ResNets' 3x3 convolutions (LoCon) */
+};
+
+typedef struct {
+    uint32_t rank;       /* 1 .. 1024 */
+    float alpha;         /* scale alpha / rank; 0: alpha = rank */
+    unsigned targets;    /* DF_LORA_* bits; 0: DF_LORA_ATTN */
+    uint64_t seed;       /* the down factors' initialisation */
+    float lr, beta1, beta2, eps, weight_decay; /* AdamW; 0 betas/eps: 0.9, 0.999, 1e-8 */
+} df_lora_train_opts;
+
+typedef struct _df_lora_trainer_t df_lora_trainer_t;
+
+/*  Takes the UNet's existing adapters, or makes new ones per opts; gives
+ *  them gradient buffers and optimiser state. The UNet is borrowed. */
+df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
+                                       const df_lora_train_opts *opts, df_error_t *err);
+void df_lora_trainer_destroy(df_lora_trainer_t **self_p);
+
+/*  Trainable values (both factors of every adapter). */
+uint64_t df_lora_trainer_params(const df_lora_trainer_t *self);
+
+/*  Adds one micro-batch's gradients: the loss of predicting target (the
+ *  noise) from in (the noisy latents and conditioning), weights per sample
+ *  (no buffer: 1), scaled by grad_scale (1 / micro-batches per step).
+ *  losses: f32 [1 + n] on the device. */
+int df_lora_trainer_accumulate(df_lora_trainer_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
+                               df_tensor target, df_tensor weights, float grad_scale, df_tensor losses,
+                               df_error_t *err);
+
+/*  The optimiser step on the accumulated gradients (at learning rate lr,
+ *  which the schedule sets), then the gradients are zeroed. */
+int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr, df_error_t *err);
+
+/*  Optimiser steps taken. */
+uint64_t df_lora_trainer_steps(const df_lora_trainer_t *self);
+
+typedef enum { DF_LORA_KOHYA, DF_LORA_PEFT } df_lora_format;
+
+/*  Writes the LoRA (f32, or f16 when half) with metadata (key/value pairs,
+ *  NULL-terminated; may be NULL) besides the rank and alpha. */
+int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_format format, int half,
+                         const char *const *metadata, df_error_t *err);
+
+#endif
