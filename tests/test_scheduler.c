@@ -14,6 +14,7 @@
 
 #include "safetensors.h"
 #include "scheduler.h"
+#include "lr_schedule.h"
 #include "train_noise.h"
 #include "test.h"
 
@@ -215,6 +216,26 @@ static void test_train_noise(void)
         }
 }
 
+/*  Learning-rate schedules at the points diffusers' get_scheduler defines:
+ *  linear warmup from 0, constant after, the cosine's half period ending
+ *  at 0. */
+static void test_lr_schedules(void)
+{
+    df_lr_desc c = {DF_LR_CONSTANT, 1e-4f, 10, 100};
+    CHECK(df_lr_at(&c, 0) == 1e-4f && df_lr_at(&c, 99) == 1e-4f);
+    df_lr_desc w = {DF_LR_CONSTANT_WARMUP, 1e-4f, 10, 100};
+    CHECK(df_lr_at(&w, 0) == 0 && fabsf(df_lr_at(&w, 5) - 5e-5f) < 1e-10f && df_lr_at(&w, 10) == 1e-4f &&
+          df_lr_at(&w, 500) == 1e-4f);
+    df_lr_desc k = {DF_LR_COSINE, 1e-4f, 10, 110};
+    CHECK(df_lr_at(&k, 0) == 0 && fabsf(df_lr_at(&k, 10) - 1e-4f) < 1e-10f);
+    CHECK(fabsf(df_lr_at(&k, 60) - 5e-5f) < 1e-10f); /* half way: cos(pi/2) */
+    CHECK(df_lr_at(&k, 110) < 1e-12f && df_lr_at(&k, 200) < 1e-12f);
+    for (uint64_t i = 11; i < 110; i++)
+        CHECK(df_lr_at(&k, i) < df_lr_at(&k, i - 1));
+    CHECK(df_lr_schedule_parse("cosine") == DF_LR_COSINE && df_lr_schedule_parse("linear") == -1 &&
+          strcmp(df_lr_schedule_name(DF_LR_CONSTANT_WARMUP), "constant_with_warmup") == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -236,6 +257,7 @@ int main(int argc, char **argv)
     RUN(test_scheduler_errors);
     RUN(test_denoised_estimate);
     RUN(test_train_noise);
+    RUN(test_lr_schedules);
     df_safetensors_destroy(&st);
     return test_summary();
 }
