@@ -22,6 +22,7 @@
 #include "generate.h"
 #include "lora.h"
 #include "lora_trainer.h"
+#include "lr_schedule.h"
 #include "train_noise.h"
 #include "sgm_names.h"
 #include "random_model.h"
@@ -1648,6 +1649,95 @@ static void test_lora_training_learns(void)
     df_safetensors_destroy(&st);
 }
 
+/*  Runs steps [from, to) of a small training run (noise and timesteps drawn
+ *  per step from the seed), recording each step's loss. */
+static int train_steps(df_lora_trainer_t *tr, unet_case *u, df_vk_buffer_t *lb, int from, int to, float *losses,
+                       df_error_t *err)
+{
+    const uint32_t n = u->sample.n, C = u->sample.c, hw = u->sample.h * u->sample.w;
+    float *x0 = malloc((size_t)n * C * hw * 4), *xt = malloc((size_t)n * C * hw * 4);
+    float *eps = malloc((size_t)n * C * hw * 4), ts[8], wt[8];
+    int rc = df_vk_download(g_xfer, u->sb, 0, x0, (uint64_t)n * C * hw * 4, err);
+    df_vk_buffer_t *xb = df_vk_buffer_new(g_dev, (uint64_t)n * C * hw * 4, err);
+    df_vk_buffer_t *eb = df_vk_buffer_new(g_dev, (uint64_t)n * C * hw * 4, err);
+    df_vk_buffer_t *wb = df_vk_buffer_new(g_dev, n * 4, err);
+    df_lr_desc lr = {DF_LR_COSINE, 1e-2f, 2, (uint64_t)to};
+    df_train_noise_opts no = {.seed = 5, .noise_offset = 0.03f, .min_snr_gamma = 5};
+    for (int step = from; rc == DF_OK && step < to; step++) {
+        df_train_noise_batch(&no, (uint64_t)step, 0, n, C, hw, x0, xt, eps, ts, wt);
+        rc = df_vk_upload(g_xfer, xb, 0, xt, (uint64_t)n * C * hw * 4, err);
+        if (rc == DF_OK) rc = df_vk_upload(g_xfer, eb, 0, eps, (uint64_t)n * C * hw * 4, err);
+        if (rc == DF_OK) rc = df_vk_upload(g_xfer, wb, 0, wt, n * 4, err);
+        df_fmap s = {df_tensor_at(xb, 0, DF_F32), n, C, u->sample.h, u->sample.w};
+        df_unet_inputs in = u->in;
+        in.sample = &s;
+        in.timesteps = ts;
+        if (rc == DF_OK)
+            rc = df_lora_trainer_accumulate(tr, g_batch, &in, df_tensor_at(eb, 0, DF_F32), df_tensor_at(wb, 0, DF_F32),
+                                            1.0f, df_tensor_at(lb, 0, DF_F32), err);
+        if (rc == DF_OK)
+            rc = df_lora_trainer_step(tr, g_batch, df_lr_at(&lr, df_lora_trainer_steps(tr)), err);
+        if (rc == DF_OK)
+            rc = df_vk_download(g_xfer, lb, 0, &losses[step], 4, err);
+    }
+    free(x0), free(xt), free(eps);
+    df_vk_buffer_destroy(&xb), df_vk_buffer_destroy(&eb), df_vk_buffer_destroy(&wb);
+    return rc;
+}
+
+/*  A run stopped at a checkpoint and resumed on a fresh UNet draws the
+ *  identical loss curve; checkpoints that do not fit are refused by name. */
+static void test_lora_training_resume(void)
+{
+    df_safetensors_t *st = open_golden("tiny_lora_grad.safetensors");
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_unet_t *u1 = m && st ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    df_unet_t *u2 = u1 ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    df_lora_train_opts o = {.rank = 4, .alpha = 2, .seed = 11, .weight_decay = 1e-2f};
+    df_lora_trainer_t *a = u2 ? df_lora_trainer_new(u1, g_batch, g_xfer, &o, &err) : NULL, *b = NULL;
+    CHECK(a != NULL);
+    if (a) {
+        unet_case u;
+        unet_case_load(&u, st);
+        df_vk_buffer_t *lb = df_vk_buffer_new(g_dev, 3 * 4, &err);
+        float whole[6] = {0}, resumed[6] = {0};
+        char ck[256];
+        snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", g_dir);
+        CHECK_OK(train_steps(a, &u, lb, 0, 3, whole, &err), &err);
+        CHECK_OK(df_lora_trainer_checkpoint(a, ck, NULL, &err), &err);
+        CHECK_OK(train_steps(a, &u, lb, 3, 6, whole, &err), &err);
+        b = df_lora_trainer_resume(u2, g_batch, g_xfer, ck, &err);
+        CHECK(b != NULL && df_lora_trainer_steps(b) == 3);
+        if (b)
+            CHECK_OK(train_steps(b, &u, lb, 3, 6, resumed, &err), &err);
+        fprintf(stderr, "  losses %.5f %.5f %.5f | %.5f %.5f %.5f; resumed %.5f %.5f %.5f\n", whole[0], whole[1],
+                whole[2], whole[3], whole[4], whole[5], resumed[3], resumed[4], resumed[5]);
+        CHECK(memcmp(whole + 3, resumed + 3, 3 * sizeof *whole) == 0);
+        /* Into a UNet that already has adapters; a file that is no checkpoint. */
+        CHECK(df_lora_trainer_resume(u2, g_batch, g_xfer, ck, &err) == NULL);
+        CHECK(err.code == DF_E_STATE && strstr(err.msg, "already"));
+        df_error_clear(&err);
+        char lora[600];
+        snprintf(lora, sizeof lora, "%s/tiny_lora.safetensors", g_golden);
+        df_unet_t *u3 = df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err);
+        CHECK(df_lora_trainer_resume(u3, g_batch, g_xfer, lora, &err) == NULL);
+        CHECK(err.code == DF_E_FORMAT && strstr(err.msg, "not a dreamfleet training checkpoint"));
+        df_error_clear(&err);
+        df_unet_destroy(&u3);
+        unlink(ck);
+        df_vk_buffer_destroy(&lb);
+        unet_case_free(&u);
+    }
+    df_lora_trainer_destroy(&a);
+    df_lora_trainer_destroy(&b);
+    df_unet_destroy(&u1);
+    df_unet_destroy(&u2);
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 /*  The chunked attention path (head dims over 128, the VAE's 512 in SDXL)
  *  against a double-precision reference. */
 static void test_attention_any(void)
@@ -1817,6 +1907,7 @@ int main(int argc, char **argv)
     RUN(test_lora_grad_f16_weights);
     RUN(test_lora_adamw_matches_torch);
     RUN(test_lora_training_learns);
+    RUN(test_lora_training_resume);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

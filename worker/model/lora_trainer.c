@@ -306,3 +306,176 @@ int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_form
     df_st_writer_destroy(&wr);
     return rc;
 }
+
+/* ------------------------------------------------------------ checkpoints */
+
+/*  The six tensors of adapter i: factors and moments, by the weight's name. */
+static const char *const k_parts[6] = {"down", "up", "m_down", "v_down", "m_up", "v_up"};
+
+static df_tensor part_of(const trained *t, int part)
+{
+    switch (part) {
+    case 0: return t->a->down;
+    case 1: return t->a->up;
+    case 2: return df_tensor_at(t->m_down, 0, DF_F32);
+    case 3: return df_tensor_at(t->v_down, 0, DF_F32);
+    case 4: return df_tensor_at(t->m_up, 0, DF_F32);
+    default: return df_tensor_at(t->v_up, 0, DF_F32);
+    }
+}
+
+int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const char *const *metadata,
+                               df_error_t *err)
+{
+    df_st_writer_t *wr = df_st_writer_new();
+    void **keep = calloc(7 * self->n + 1, sizeof *keep);
+    size_t nkeep = 0;
+    int rc = wr && keep ? DF_OK : df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+    for (size_t i = 0; rc == DF_OK && i < self->n; i++) {
+        const trained *t = &self->items[i];
+        uint64_t out = (uint64_t)t->w->shape[0], fan_in = t->w->nelem / out, r = t->a->rank;
+        for (int part = 0; rc == DF_OK && part < 6; part++) {
+            int is_down = part == 0 || part == 2 || part == 3;
+            int64_t shape[2] = {is_down ? (int64_t)r : (int64_t)out, is_down ? (int64_t)fan_in : (int64_t)r};
+            uint64_t n = (uint64_t)shape[0] * (uint64_t)shape[1];
+            float *v = keep[nkeep++] = malloc(n * 4);
+            char name[300];
+            snprintf(name, sizeof name, "%s/%s", k_parts[part], t->w->name);
+            df_tensor src = part_of(t, part);
+            if (!v)
+                rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+            if (rc == DF_OK)
+                rc = df_vk_download(self->xfer, src.ref.buf, src.ref.offset, v, n * 4, err);
+            if (rc == DF_OK)
+                rc = df_st_writer_add(wr, name, DF_F32, 2, shape, v, err);
+        }
+        float *scale = keep[nkeep++] = malloc(sizeof *scale);
+        char name[300];
+        snprintf(name, sizeof name, "scale/%s", t->w->name);
+        if (!scale)
+            rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+        else if (rc == DF_OK) {
+            *scale = t->a->scale;
+            rc = df_st_writer_add(wr, name, DF_F32, 0, NULL, scale, err);
+        }
+    }
+    char num[6][40];
+    snprintf(num[0], sizeof num[0], "%llu", (unsigned long long)self->steps);
+    snprintf(num[1], sizeof num[1], "%.9g", self->o.beta1);
+    snprintf(num[2], sizeof num[2], "%.9g", self->o.beta2);
+    snprintf(num[3], sizeof num[3], "%.9g", self->o.eps);
+    snprintf(num[4], sizeof num[4], "%.9g", self->o.weight_decay);
+    snprintf(num[5], sizeof num[5], "%llu", (unsigned long long)self->o.seed);
+    static const char *const keys[6] = {"dreamfleet.checkpoint.step", "dreamfleet.adamw.beta1",
+                                        "dreamfleet.adamw.beta2", "dreamfleet.adamw.eps",
+                                        "dreamfleet.adamw.weight_decay", "dreamfleet.seed"};
+    for (int i = 0; rc == DF_OK && i < 6; i++)
+        rc = df_st_writer_set_metadata(wr, keys[i], num[i], err);
+    for (size_t i = 0; rc == DF_OK && metadata && metadata[i] && metadata[i + 1]; i += 2)
+        rc = df_st_writer_set_metadata(wr, metadata[i], metadata[i + 1], err);
+    if (rc == DF_OK)
+        rc = df_st_writer_write(wr, path, err);
+    for (size_t i = 0; keep && i < nkeep; i++)
+        free(keep[i]);
+    free(keep);
+    df_st_writer_destroy(&wr);
+    return rc;
+}
+
+static int upload_tensor(df_vk_transfer_t *xfer, const df_st_tensor *t, df_vk_buffer_t *dst, uint64_t offset,
+                         df_error_t *err)
+{
+    float *v = malloc(t->nelem * 4 + 4);
+    int rc = v ? df_st_tensor_to_f32(t, v, err) : df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+    if (rc == DF_OK)
+        rc = df_vk_upload(xfer, dst, offset, v, t->nelem * 4, err);
+    free(v);
+    return rc;
+}
+
+df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
+                                          const char *path, df_error_t *err)
+{
+    df_weights_t *ws = df_unet_weights(unet);
+    if (df_weights_adapter_count(ws)) {
+        df_error_set(err, DF_E_STATE, "%s: the UNet already carries adapters", path);
+        return NULL;
+    }
+    df_safetensors_t *st = df_safetensors_open(path, err);
+    if (!st)
+        return NULL;
+    const char *step = df_safetensors_metadata(st, "dreamfleet.checkpoint.step");
+    int rc = step ? DF_OK : df_error_set(err, DF_E_FORMAT, "%s: not a dreamfleet training checkpoint", path);
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    /* The factors, attached in the file's order (the trainer's own). */
+    for (size_t i = 0; rc == DF_OK && i < df_safetensors_count(st); i++) {
+        const df_st_tensor *d = df_safetensors_at(st, i);
+        if (strncmp(d->name, "down/", 5) != 0)
+            continue;
+        const char *wname = d->name + 5;
+        char un[300], sn[300];
+        snprintf(un, sizeof un, "up/%s", wname);
+        snprintf(sn, sizeof sn, "scale/%s", wname);
+        const df_st_tensor *u = df_safetensors_find(st, un), *sc = df_safetensors_find(st, sn);
+        const df_weight *w = df_weights_find(ws, wname);
+        float scale = 0;
+        if (!u || !sc || !w || d->ndim != 2 || u->ndim != 2 || (uint64_t)u->shape[0] != (uint64_t)w->shape[0] ||
+            d->shape[0] != u->shape[1] || (uint64_t)d->shape[1] * (uint64_t)w->shape[0] != w->nelem ||
+            sc->nelem != 1 || df_st_tensor_to_f32(sc, &scale, NULL) != DF_OK) {
+            rc = df_error_set(err, DF_E_FORMAT, "%s: '%s' does not fit this UNet (or its factors are incomplete)",
+                              path, wname);
+            break;
+        }
+        df_vk_buffer_t *db = df_vk_buffer_new(dev, d->nelem * 4, err), *ub = db ? df_vk_buffer_new(dev, u->nelem * 4, err) : NULL;
+        if (!ub)
+            rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+        if (rc == DF_OK)
+            rc = upload_tensor(xfer, d, db, 0, err);
+        if (rc == DF_OK)
+            rc = upload_tensor(xfer, u, ub, 0, err);
+        char mod[200], dk[230], uk[230];
+        kohya_module(w, mod, sizeof mod);
+        snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
+        snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
+        if (rc == DF_OK)
+            rc = df_weights_attach(ws, wname, &db, &ub, (uint32_t)d->shape[0], scale, dk, uk, err);
+        df_vk_buffer_destroy(&db);
+        df_vk_buffer_destroy(&ub);
+    }
+    df_lora_train_opts o = {0};
+    if (rc == DF_OK) {
+        const char *b1 = df_safetensors_metadata(st, "dreamfleet.adamw.beta1");
+        const char *b2 = df_safetensors_metadata(st, "dreamfleet.adamw.beta2");
+        const char *ep = df_safetensors_metadata(st, "dreamfleet.adamw.eps");
+        const char *wd = df_safetensors_metadata(st, "dreamfleet.adamw.weight_decay");
+        const char *sd = df_safetensors_metadata(st, "dreamfleet.seed");
+        o.beta1 = b1 ? strtof(b1, NULL) : 0, o.beta2 = b2 ? strtof(b2, NULL) : 0;
+        o.eps = ep ? strtof(ep, NULL) : 0, o.weight_decay = wd ? strtof(wd, NULL) : 0;
+        o.seed = sd ? strtoull(sd, NULL, 10) : 0;
+        if (df_weights_adapter_count(ws) == 0)
+            rc = df_error_set(err, DF_E_FORMAT, "%s: no factors in the checkpoint", path);
+    }
+    df_lora_trainer_t *self = rc == DF_OK ? df_lora_trainer_new(unet, batch, xfer, &o, err) : NULL;
+    if (!self && rc == DF_OK)
+        rc = err && err->code ? err->code : DF_E_NOMEM;
+    /* The moments, then the step count. */
+    for (size_t i = 0; rc == DF_OK && i < self->n; i++)
+        for (int part = 2; rc == DF_OK && part < 6; part++) {
+            char name[300];
+            snprintf(name, sizeof name, "%s/%s", k_parts[part], self->items[i].w->name);
+            const df_st_tensor *t = df_safetensors_find(st, name);
+            df_tensor dst = part_of(&self->items[i], part);
+            if (!t || t->nelem * 4 != ((const df_vk_buffer_t *)dst.ref.buf)->size)
+                rc = df_error_set(err, DF_E_FORMAT, "%s: '%s' is missing or mis-shaped", path, name);
+            else
+                rc = upload_tensor(xfer, t, (df_vk_buffer_t *)dst.ref.buf, dst.ref.offset, err);
+        }
+    if (rc == DF_OK)
+        self->steps = strtoull(step, NULL, 10);
+    if (rc != DF_OK) {
+        df_lora_trainer_destroy(&self);
+        df_weights_detach_all(ws);
+    }
+    df_safetensors_destroy(&st);
+    return self;
+}

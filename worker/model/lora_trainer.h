@@ -65,4 +65,16 @@ typedef enum { DF_LORA_KOHYA, DF_LORA_PEFT } df_lora_format;
 int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_format format, int half,
                          const char *const *metadata, df_error_t *err);
 
+/*  A checkpoint: everything a run needs to go on exactly as if it had not
+ *  stopped (the factors, AdamW's moments, the step count, the options), in
+ *  one safetensors file written atomically; metadata as for save. */
+int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const char *const *metadata,
+                               df_error_t *err);
+
+/*  A trainer that goes on from a checkpoint: its factors are attached to
+ *  unet (which must carry no adapters) and its state restored. Errors name
+ *  the file and what does not fit this UNet. */
+df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
+                                          const char *path, df_error_t *err);
+
 #endif
