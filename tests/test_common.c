@@ -13,6 +13,7 @@
 #include "error.h"
 #include "exif.h"
 #include "file_identity.h"
+#include "image_decode.h"
 #include "image_encode.h"
 #include "gemm_desc.h"
 #include "half.h"
@@ -563,6 +564,100 @@ static void test_delta_codec(void)
     free(data);
 }
 
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
+/*  Decoding what our encoders wrote, a gray image with alpha, and every
+ *  way a file can be bad; fitting crops the centre and resamples. */
+static void test_image_decode(void)
+{
+    char dir[] = "/tmp/df-decode-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    const uint32_t w = 40, h = 30;
+    uint8_t *rgb = malloc(w * h * 3);
+    for (uint32_t i = 0; i < w * h; i++)
+        rgb[i * 3] = (uint8_t)(i % w * 6), rgb[i * 3 + 1] = (uint8_t)(i / w * 8), rgb[i * 3 + 2] = 100;
+    df_error_t err;
+    df_error_clear(&err);
+    char path[128];
+    for (int f = 0; f < 2; f++) {
+        uint8_t *data;
+        size_t len;
+        CHECK_OK(df_image_encode(f ? DF_IMAGE_JPEG : DF_IMAGE_PNG, rgb, w, h, 95, "x", &data, &len, &err), &err);
+        snprintf(path, sizeof path, "%s/img%d", dir, f); /* no extension: the bytes decide */
+        write_bytes(path, data, len);
+        df_image im;
+        CHECK_OK(df_image_load(path, &im, &err), &err);
+        CHECK(im.width == w && im.height == h);
+        int worst = 0;
+        for (uint32_t i = 0; im.rgb && i < w * h * 3; i++)
+            worst = abs((int)im.rgb[i] - rgb[i]) > worst ? abs((int)im.rgb[i] - rgb[i]) : worst;
+        CHECK(f ? worst < 12 : worst == 0);
+        if (f) { /* cut in half: refused, not padded with gray */
+            snprintf(path, sizeof path, "%s/cut.jpg", dir);
+            write_bytes(path, data, len / 2);
+            CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "corrupt JPEG");
+        } else {
+            snprintf(path, sizeof path, "%s/cut.png", dir);
+            write_bytes(path, data, len - 20);
+            CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "PNG");
+        }
+        df_image_free(&im);
+        free(data);
+    }
+    /* Gray with alpha: transparent pixels come out white. */
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    pi.width = 2, pi.height = 1, pi.format = PNG_FORMAT_GA;
+    uint8_t ga[4] = {0, 255, 0, 0}; /* black opaque, black transparent */
+    snprintf(path, sizeof path, "%s/ga.png", dir);
+    CHECK(png_image_write_to_file(&pi, path, 0, ga, 0, NULL));
+    df_image im;
+    CHECK_OK(df_image_load(path, &im, &err), &err);
+    CHECK(im.rgb && im.rgb[0] == 0 && im.rgb[3] == 255 && im.rgb[5] == 255);
+    df_image_free(&im);
+    /* Bad files, each by name and reason. */
+    snprintf(path, sizeof path, "%s/empty.png", dir);
+    write_bytes(path, "", 0);
+    CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "empty file");
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    write_bytes(path, "hello", 5);
+    CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "not a PNG or JPEG");
+    snprintf(path, sizeof path, "%s/missing.png", dir);
+    CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_NOT_FOUND, "missing.png");
+    /* A PNG header claiming 20000 x 20000 pixels: refused before decoding. */
+    pi.width = 20000, pi.height = 20000, pi.format = PNG_FORMAT_GRAY;
+    uint8_t *big = calloc(1, 20000u * 20000u);
+    snprintf(path, sizeof path, "%s/bomb.png", dir);
+    CHECK(big && png_image_write_to_file(&pi, path, 0, big, 0, NULL));
+    free(big);
+    CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_RANGE, "over the");
+    /* Fit: a 40x30 image to 10x10 takes the centred 30x30, averaged 3x3. */
+    df_image src = {w, h, rgb}, out;
+    CHECK_OK(df_image_fit(&src, 10, 10, &out, &err), &err);
+    double want = 0;
+    for (int yy = 0; yy < 3; yy++)
+        for (int xx = 5; xx < 8; xx++)
+            want += rgb[(yy * w + xx) * 3] / 9.0;
+    CHECK(out.rgb && abs(out.rgb[0] - (int)lrint(want)) <= 1 && out.rgb[2] == 100);
+    df_image_free(&out);
+    CHECK_OK(df_image_fit(&src, 80, 60, &out, &err), &err); /* enlarging: bilinear, same aspect */
+    CHECK(out.rgb && out.rgb[2] == 100 && out.width == 80);
+    df_image_free(&out);
+    CHECK_FAILS(df_image_fit(&src, 0, 10, &out, &err), &err, DF_E_INVALID, "0x10");
+    free(rgb);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -584,5 +679,6 @@ int main(int argc, char **argv)
     RUN(test_file_identity);
     RUN(test_image_formats);
     RUN(test_delta_codec);
+    RUN(test_image_decode);
     return test_summary();
 }

@@ -1,0 +1,188 @@
+/*  image_decode.c - see image_decode.h. */
+#include "image_decode.h"
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <png.h>
+
+void df_image_free(df_image *img)
+{
+    free(img->rgb);
+    img->rgb = NULL;
+    img->width = img->height = 0;
+}
+
+static int load_png(const char *path, const uint8_t *data, size_t n, df_image *out, df_error_t *err)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&im, data, n))
+        return df_error_set(err, DF_E_FORMAT, "%s: not a readable PNG (%s)", path, im.message);
+    if ((uint64_t)im.width * im.height > DF_IMAGE_MAX_PIXELS) {
+        png_image_free(&im);
+        return df_error_set(err, DF_E_RANGE, "%s: %ux%u pixels is over the %u limit", path, im.width, im.height,
+                            DF_IMAGE_MAX_PIXELS);
+    }
+    im.format = PNG_FORMAT_RGB;
+    out->rgb = malloc(PNG_IMAGE_SIZE(im));
+    if (!out->rgb) {
+        png_image_free(&im);
+        return df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+    }
+    png_color white = {255, 255, 255};
+    if (!png_image_finish_read(&im, &white, out->rgb, 0, NULL)) {
+        free(out->rgb);
+        out->rgb = NULL;
+        return df_error_set(err, DF_E_FORMAT, "%s: corrupt PNG (%s)", path, im.message);
+    }
+    out->width = im.width, out->height = im.height;
+    return DF_OK;
+}
+
+typedef struct {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_failure;
+
+static void jpeg_fail(j_common_ptr c)
+{
+    jpeg_failure *f = (jpeg_failure *)c->err;
+    (*c->err->format_message)(c, f->msg);
+    longjmp(f->jump, 1);
+}
+
+/*  A truncated JPEG only warns in libjpeg (it pads with gray): refuse it. */
+static void jpeg_warn(j_common_ptr c, int level)
+{
+    if (level < 0)
+        jpeg_fail(c);
+}
+
+static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *out, df_error_t *err)
+{
+    struct jpeg_decompress_struct d;
+    jpeg_failure fail;
+    uint8_t *rgb = NULL; /* written before any longjmp that reads it */
+    d.err = jpeg_std_error(&fail.mgr);
+    fail.mgr.error_exit = jpeg_fail;
+    fail.mgr.emit_message = jpeg_warn;
+    if (setjmp(fail.jump)) {
+        jpeg_destroy_decompress(&d);
+        free(out->rgb);
+        out->rgb = NULL;
+        return df_error_set(err, DF_E_FORMAT, "%s: corrupt JPEG (%s)", path, fail.msg);
+    }
+    jpeg_create_decompress(&d);
+    jpeg_mem_src(&d, data, (unsigned long)n);
+    jpeg_read_header(&d, TRUE);
+    if ((uint64_t)d.image_width * d.image_height > DF_IMAGE_MAX_PIXELS) {
+        uint32_t w = d.image_width, h = d.image_height;
+        jpeg_destroy_decompress(&d);
+        return df_error_set(err, DF_E_RANGE, "%s: %ux%u pixels is over the %u limit", path, w, h, DF_IMAGE_MAX_PIXELS);
+    }
+    d.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&d);
+    rgb = malloc((size_t)d.output_width * d.output_height * 3);
+    out->rgb = rgb;
+    if (!rgb) {
+        jpeg_destroy_decompress(&d);
+        return df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+    }
+    while (d.output_scanline < d.output_height) {
+        JSAMPROW row = rgb + (size_t)d.output_scanline * d.output_width * 3;
+        jpeg_read_scanlines(&d, &row, 1);
+    }
+    out->width = d.output_width, out->height = d.output_height;
+    jpeg_finish_decompress(&d);
+    jpeg_destroy_decompress(&d);
+    return DF_OK;
+}
+
+int df_image_load(const char *path, df_image *out, df_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return df_error_set(err, errno == ENOENT ? DF_E_NOT_FOUND : DF_E_IO, "%s: %s", path, strerror(errno));
+    uint8_t *data = NULL;
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    int rc = DF_OK;
+    if (len < 0)
+        rc = df_error_set(err, DF_E_IO, "%s: %s", path, strerror(errno));
+    else if (len == 0)
+        rc = df_error_set(err, DF_E_FORMAT, "%s: empty file", path);
+    else if (len > (1l << 30))
+        rc = df_error_set(err, DF_E_RANGE, "%s: %ld bytes is over 1 GiB", path, len);
+    else if (!(data = malloc((size_t)len)))
+        rc = df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+    else if (fseek(f, 0, SEEK_SET) != 0 || fread(data, 1, (size_t)len, f) != (size_t)len)
+        rc = df_error_set(err, DF_E_IO, "%s: read failed", path);
+    fclose(f);
+    if (rc == DF_OK) {
+        if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0)
+            rc = load_png(path, data, (size_t)len, out, err);
+        else if (len >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
+            rc = load_jpeg(path, data, (size_t)len, out, err);
+        else
+            rc = df_error_set(err, DF_E_FORMAT, "%s: not a PNG or JPEG image", path);
+    }
+    free(data);
+    return rc;
+}
+
+int df_image_fit(const df_image *img, uint32_t w, uint32_t h, df_image *out, df_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    if (w == 0 || h == 0 || !img->rgb)
+        return df_error_set(err, DF_E_INVALID, "image: cannot fit to %ux%u", w, h);
+    /* The crop: as wide as the image allows at aspect w:h, centred. */
+    double cw = img->width, ch = (double)img->width * h / w;
+    if (ch > img->height)
+        ch = img->height, cw = (double)img->height * w / h;
+    double x0 = (img->width - cw) / 2, y0 = (img->height - ch) / 2, sx = cw / w, sy = ch / h;
+    out->rgb = malloc((size_t)w * h * 3);
+    if (!out->rgb)
+        return df_error_set(err, DF_E_NOMEM, "image: out of memory");
+    out->width = w, out->height = h;
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++) {
+            double acc[3] = {0, 0, 0};
+            if (sx > 1 || sy > 1) { /* shrinking: average the source area */
+                int xa = (int)floor(x0 + x * sx), xb = (int)ceil(x0 + (x + 1) * sx);
+                int ya = (int)floor(y0 + y * sy), yb = (int)ceil(y0 + (y + 1) * sy);
+                xb = xb > (int)img->width ? (int)img->width : xb;
+                yb = yb > (int)img->height ? (int)img->height : yb;
+                int count = 0;
+                for (int yy = ya; yy < yb; yy++)
+                    for (int xx = xa; xx < xb; xx++, count++)
+                        for (int c = 0; c < 3; c++)
+                            acc[c] += img->rgb[((size_t)yy * img->width + xx) * 3 + c];
+                for (int c = 0; c < 3; c++)
+                    acc[c] /= count ? count : 1;
+            } else { /* enlarging: bilinear */
+                double fx = x0 + (x + 0.5) * sx - 0.5, fy = y0 + (y + 0.5) * sy - 0.5;
+                fx = fx < 0 ? 0 : fx, fy = fy < 0 ? 0 : fy;
+                int ix = (int)fx, iy = (int)fy;
+                int jx = ix + 1 < (int)img->width ? ix + 1 : ix, jy = iy + 1 < (int)img->height ? iy + 1 : iy;
+                double ax = fx - ix, ay = fy - iy;
+                for (int c = 0; c < 3; c++) {
+                    double p00 = img->rgb[((size_t)iy * img->width + ix) * 3 + c];
+                    double p01 = img->rgb[((size_t)iy * img->width + jx) * 3 + c];
+                    double p10 = img->rgb[((size_t)jy * img->width + ix) * 3 + c];
+                    double p11 = img->rgb[((size_t)jy * img->width + jx) * 3 + c];
+                    acc[c] = (p00 * (1 - ax) + p01 * ax) * (1 - ay) + (p10 * (1 - ax) + p11 * ax) * ay;
+                }
+            }
+            for (int c = 0; c < 3; c++)
+                out->rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)lrint(acc[c] < 0 ? 0 : acc[c] > 255 ? 255 : acc[c]);
+        }
+    return DF_OK;
+}
