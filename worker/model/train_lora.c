@@ -1,0 +1,242 @@
+/*  train_lora.c - see train_lora.h. */
+#include "train_lora.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_decode.h"
+#include "philox.h"
+#include "prompt.h"
+#include "vae_tiled.h"
+
+/*  What the photos and captions became, on the host. */
+typedef struct {
+    uint32_t n, lat;       /* photos; latent side */
+    uint32_t ctx_len, D, P;
+    float *latents;        /* n x 4 x lat x lat, times the scaling factor */
+    float *context;        /* n x ctx_len x D */
+    float *pooled;         /* n x P */
+    float *time_ids;       /* n x 6 */
+} dataset;
+
+static void dataset_free(dataset *d)
+{
+    free(d->latents), free(d->context), free(d->pooled), free(d->time_ids);
+    memset(d, 0, sizeof *d);
+}
+
+/*  Step 1a: the photos through the VAE. */
+static int encode_images(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
+                         const df_train_params *p, dataset *d, df_error_t *err)
+{
+    const df_sdxl_config *c = df_sdxl_config_of(model);
+    df_vae_t *vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err);
+    if (!vae)
+        return err && err->code ? err->code : DF_E_NOMEM;
+    const uint32_t R = p->resolution, f = df_vae_factor(vae), lat = R / f, C = (uint32_t)c->vae.latent_channels;
+    d->lat = lat;
+    uint64_t plane = (uint64_t)R * R, per = (uint64_t)C * lat * lat;
+    float *img = malloc(3 * plane * sizeof *img), *mean = malloc(per * sizeof *mean), *logvar = malloc(per * sizeof *logvar);
+    d->latents = malloc(p->count * per * sizeof *d->latents);
+    d->time_ids = malloc(p->count * 6 * sizeof *d->time_ids);
+    int rc = img && mean && logvar && d->latents && d->time_ids ? DF_OK
+                                                                  : df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+        df_image src, fit;
+        rc = df_image_load(p->images[i], &src, err);
+        if (rc == DF_OK)
+            rc = df_image_fit(&src, R, R, &fit, err);
+        if (rc == DF_OK) {
+            /* SDXL's micro-conditioning: the photo's size, and where the
+             * square was cropped from it once scaled to cover R x R. */
+            double s = (double)R / (src.width < src.height ? src.width : src.height);
+            float *t = d->time_ids + 6 * i;
+            t[0] = (float)src.height, t[1] = (float)src.width;
+            t[2] = (float)lrint((src.height * s - R) / 2), t[3] = (float)lrint((src.width * s - R) / 2);
+            t[4] = (float)R, t[5] = (float)R;
+            for (uint64_t k = 0; k < plane; k++)
+                for (int ch = 0; ch < 3; ch++)
+                    img[ch * plane + k] = fit.rgb[k * 3 + ch] / 127.5f - 1.0f;
+            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, R, R, mean, logvar, err);
+        }
+        for (uint64_t k = 0; rc == DF_OK && k < per; k++)
+            d->latents[i * per + k] = (float)(mean[k] * c->vae.scaling_factor);
+        df_image_free(&src);
+        df_image_free(&fit);
+    }
+    free(img), free(mean), free(logvar);
+    df_vae_destroy(&vae);
+    return rc;
+}
+
+/*  Step 1b: the captions through both text encoders, padded with the empty
+ *  prompt's chunks to the longest caption's length. */
+static int encode_captions(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
+                           const df_train_params *p, dataset *d, df_error_t *err)
+{
+    df_prompt_encoder_t *pe = df_prompt_encoder_new(model, dev, xfer, p->weights, err);
+    if (!pe)
+        return err && err->code ? err->code : DF_E_NOMEM;
+    uint32_t most = 1, chunks;
+    int rc = DF_OK;
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+        rc = df_prompt_tokens(pe, p->captions[i], &chunks, err);
+        most = rc == DF_OK && chunks > most ? chunks : most;
+    }
+    d->D = df_prompt_context_dim(pe), d->P = df_prompt_pooled_dim(pe), d->ctx_len = 77 * most;
+    uint64_t per = (uint64_t)d->ctx_len * d->D;
+    d->context = malloc(p->count * per * sizeof *d->context);
+    d->pooled = malloc((uint64_t)p->count * d->P * sizeof *d->pooled);
+    df_vk_buffer_t *cb = df_vk_buffer_new(dev, per * 4, err), *pb = cb ? df_vk_buffer_new(dev, d->P * 4ull, err) : NULL;
+    df_vk_buffer_t *spare = pb ? df_vk_buffer_new(dev, d->P * 4ull, err) : NULL;
+    if (rc == DF_OK && (!d->context || !d->pooled))
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    if (rc == DF_OK && !spare)
+        rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+        rc = df_prompt_encode(pe, batch, p->captions[i], df_tensor_at(cb, 0, DF_F32), df_tensor_at(pb, 0, DF_F32), NULL,
+                              NULL, &chunks, err);
+        for (uint32_t k = chunks; rc == DF_OK && k < most; k++) {
+            uint32_t one;
+            rc = df_prompt_encode(pe, batch, "", df_tensor_at(cb, (uint64_t)k * 77 * d->D * 4, DF_F32),
+                                  df_tensor_at(spare, 0, DF_F32), NULL, NULL, &one, err);
+        }
+        if (rc == DF_OK)
+            rc = df_vk_batch_submit(batch, err);
+        if (rc == DF_OK)
+            rc = df_vk_download(xfer, cb, 0, d->context + i * per, per * 4, err);
+        if (rc == DF_OK)
+            rc = df_vk_download(xfer, pb, 0, d->pooled + (uint64_t)i * d->P, d->P * 4ull, err);
+    }
+    df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&pb), df_vk_buffer_destroy(&spare);
+    df_prompt_encoder_destroy(&pe);
+    return rc;
+}
+
+static int check(const df_sdxl_config *c, const df_train_params *p, df_error_t *err)
+{
+    uint32_t mult = 8u << (c->unet.levels - 1);
+    if (p->count == 0)
+        return df_error_set(err, DF_E_INVALID, "train: no photos");
+    if (p->resolution == 0 || p->resolution % mult || p->resolution > 2048)
+        return df_error_set(err, DF_E_INVALID, "train: resolution %u: a multiple of %u up to 2048", p->resolution,
+                            mult);
+    if (p->steps == 0 || p->steps > 1000000)
+        return df_error_set(err, DF_E_INVALID, "train: steps %u: from 1 to 1000000", p->steps);
+    if (p->batch == 0 || p->batch > 64)
+        return df_error_set(err, DF_E_INVALID, "train: batch %u: from 1 to 64", p->batch);
+    if (!(p->lr.lr > 0 && p->lr.lr < 1))
+        return df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr.lr);
+    return DF_OK;
+}
+
+int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
+                  const df_train_params *p, df_train_progress progress, void *ctx, const char *out_kohya,
+                  const char *out_peft, float *losses, df_error_t *err)
+{
+    const df_sdxl_config *c = df_sdxl_config_of(model);
+    int rc = check(c, p, err);
+    dataset d = {.n = p->count};
+    if (rc == DF_OK)
+        rc = encode_images(model, dev, xfer, batch, p, &d, err);
+    if (rc == DF_OK)
+        rc = encode_captions(model, dev, xfer, batch, p, &d, err);
+    df_unet_t *unet = rc == DF_OK ? df_sdxl_load_unet(model, dev, xfer, p->weights, err) : NULL;
+    if (rc == DF_OK && !unet)
+        rc = err && err->code ? err->code : DF_E_NOMEM;
+    df_lora_trainer_t *tr = NULL;
+    if (rc == DF_OK)
+        tr = p->resume ? df_lora_trainer_resume(unet, batch, xfer, p->resume, err)
+                       : df_lora_trainer_new(unet, batch, xfer, &p->lora, err);
+    if (rc == DF_OK && !tr)
+        rc = err && err->code ? err->code : DF_E_NOMEM;
+    /* Device inputs of one step. */
+    const uint32_t B = p->batch, C = (uint32_t)c->unet.in_channels, lat = d.lat;
+    const uint64_t per = (uint64_t)C * lat * lat, cper = (uint64_t)d.ctx_len * d.D;
+    float *x0 = malloc(B * per * 4), *xt = malloc(B * per * 4), *eps = malloc(B * per * 4);
+    float *ts = malloc(B * 4), *wt = malloc(B * 4), *ids = malloc(B * 6 * 4);
+    uint32_t *order = malloc(p->count * sizeof *order);
+    /* latents, noise, weights, context, pooled text, losses */
+    df_vk_buffer_t *bufs[6] = {NULL};
+    const uint64_t sizes[6] = {B * per, B * per, B, B * cper, (uint64_t)B * d.P, 1 + (uint64_t)B};
+    for (int i = 0; rc == DF_OK && i < 6; i++)
+        if (!(bufs[i] = df_vk_buffer_new(dev, sizes[i] * 4, err)))
+            rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+    if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order))
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    uint64_t epoch = UINT64_MAX;
+    for (uint64_t step = tr ? df_lora_trainer_steps(tr) : 0; rc == DF_OK && step < p->steps; step++) {
+        /* This step's photos: a permutation of them per epoch (Fisher-Yates
+         * on Philox draws), taken B at a time. */
+        for (uint32_t k = 0; k < B; k++) {
+            uint64_t at = step * B + k, e = at / p->count;
+            if (e != epoch) {
+                epoch = e;
+                for (uint32_t i = 0; i < p->count; i++)
+                    order[i] = i;
+                for (uint32_t i = p->count - 1; i > 0; i--) {
+                    float u;
+                    df_philox_fill_uniform(&u, 1, p->lora.seed ^ 0x5eedull, (e << 20) | i, 0.0f, 1.0f);
+                    uint32_t j = (uint32_t)(u * (float)(i + 1));
+                    j = j > i ? i : j;
+                    uint32_t tmp = order[i];
+                    order[i] = order[j], order[j] = tmp;
+                }
+            }
+            uint32_t img = order[at % p->count];
+            memcpy(x0 + k * per, d.latents + img * per, per * 4);
+            memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
+            if (rc == DF_OK)
+                rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
+            if (rc == DF_OK)
+                rc = df_vk_upload(xfer, bufs[4], (uint64_t)k * d.P * 4, d.pooled + (uint64_t)img * d.P, d.P * 4ull,
+                                  err);
+        }
+        df_train_noise_batch(&p->noise, step, 0, B, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
+        if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, B * per * 4, err);
+        if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, B * per * 4, err);
+        if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, B * 4, err);
+        df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), B, C, lat, lat};
+        df_unet_inputs in = {.sample = &sample, .timesteps = ts, .context = df_tensor_at(bufs[3], 0, DF_F32),
+                             .context_len = d.ctx_len, .text_embeds = df_tensor_at(bufs[4], 0, DF_F32), .time_ids = ids};
+        float lr = df_lr_at(&p->lr, step), loss = 0;
+        if (rc == DF_OK)
+            rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
+                                            df_tensor_at(bufs[2], 0, DF_F32), 1.0f, df_tensor_at(bufs[5], 0, DF_F32), err);
+        if (rc == DF_OK)
+            rc = df_lora_trainer_step(tr, batch, lr, err);
+        if (rc == DF_OK)
+            rc = df_vk_download(xfer, bufs[5], 0, &loss, 4, err);
+        if (rc == DF_OK && losses)
+            losses[step] = loss;
+        if (rc == DF_OK && !isfinite(loss))
+            rc = df_error_set(err, DF_E_RANGE, "train: the loss became %g at step %llu (learning rate too high?)", loss,
+                              (unsigned long long)step + 1);
+        if (rc == DF_OK && p->checkpoint && p->checkpoint_every && (step + 1) % p->checkpoint_every == 0)
+            rc = df_lora_trainer_checkpoint(tr, p->checkpoint, NULL, err);
+        if (rc == DF_OK && progress && progress(ctx, step + 1, p->steps, loss, lr))
+            rc = df_error_set(err, DF_E_STATE, "train: cancelled at step %llu", (unsigned long long)step + 1);
+    }
+    char steps_s[32], count_s[32], res_s[32];
+    snprintf(steps_s, sizeof steps_s, "%u", p->steps);
+    snprintf(count_s, sizeof count_s, "%u", p->count);
+    snprintf(res_s, sizeof res_s, "%u", p->resolution);
+    const char *meta[] = {"ss_base_model_version", "sdxl_base_v1-0", "ss_resolution", res_s,
+                          "ss_num_train_images", count_s, "ss_max_train_steps", steps_s,
+                          "dreamfleet.caption.0", p->captions[0], NULL};
+    if (rc == DF_OK && p->checkpoint)
+        rc = df_lora_trainer_checkpoint(tr, p->checkpoint, NULL, err);
+    if (rc == DF_OK && out_kohya)
+        rc = df_lora_trainer_save(tr, out_kohya, DF_LORA_KOHYA, 0, meta, err);
+    if (rc == DF_OK && out_peft)
+        rc = df_lora_trainer_save(tr, out_peft, DF_LORA_PEFT, 0, meta, err);
+    for (int i = 0; i < 6; i++)
+        df_vk_buffer_destroy(&bufs[i]);
+    free(x0), free(xt), free(eps), free(ts), free(wt), free(ids), free(order);
+    df_lora_trainer_destroy(&tr);
+    df_unet_destroy(&unet);
+    dataset_free(&d);
+    return rc;
+}
