@@ -252,10 +252,52 @@ static int generate_finish(df_job *job, df_error_t *err)
     return set_summary(job, err, line);
 }
 
+/* ---- train ---- */
+
+/*  One task: data-parallel training over several workers comes later. */
+static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
+{
+    (void)shards;
+    Dreamfleet__TrainParams *p = dreamfleet__train_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "train: parameters are not a TrainParams message");
+    int rc = DF_OK;
+    if (!p->model || !*p->model)
+        rc = df_error_set(err, DF_E_INVALID, "train: no model");
+    else if (p->n_images == 0 || p->n_images > 10000 || p->n_captions != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "train: %zu photos with %zu captions (1 to 10000, one caption each)",
+                          p->n_images, p->n_captions);
+    else if (p->steps < 1 || p->steps > 1000000)
+        rc = df_error_set(err, DF_E_INVALID, "train: steps %u: from 1 to 1000000", p->steps);
+    else if (p->rank > 1024 || p->batch > 64)
+        rc = df_error_set(err, DF_E_INVALID, "train: rank %u (at most 1024) or batch %u (at most 64)", p->rank, p->batch);
+    else if (!(p->lr > 0 && p->lr < 1))
+        rc = df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr);
+    else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)
+        rc = df_error_set(err, DF_E_INVALID, "train: resolution %u: multiples of 8 from 64 to 2048", p->resolution);
+    dreamfleet__train_params__free_unpacked(p, NULL);
+    *ntasks = 1;
+    return rc;
+}
+
+static int train_finish(df_job *job, df_error_t *err)
+{
+    const df_task *t = &job->tasks[0];
+    Dreamfleet__TrainResult *r = dreamfleet__train_result__unpack(NULL, t->output_len, t->output);
+    if (!r || r->n_losses == 0)
+        return df_error_set(err, DF_E_FORMAT, "train: %s returned something that is not a TrainResult", t->id);
+    char line[160];
+    snprintf(line, sizeof line, "%zu steps in %.0f s, loss %.4f at the first, %.4f at the last", r->n_losses,
+             r->seconds, r->losses[0], r->losses[r->n_losses - 1]);
+    dreamfleet__train_result__free_unpacked(r, NULL);
+    return set_summary(job, err, line);
+}
+
 static const df_jobtype k_types[] = {
     {"generate", generate_plan, generate_task_params, generate_finish, NULL, generate_cache_key},
     {"bench", bench_plan, same_params, bench_finish, bench_device_bytes, NULL},
     {"noop", noop_plan, same_params, noop_finish, NULL, NULL},
+    {"train", train_plan, same_params, train_finish, NULL, NULL},
 };
 
 const df_jobtype *df_jobtype_find(const char *name)
@@ -266,4 +308,4 @@ const df_jobtype *df_jobtype_find(const char *name)
     return NULL;
 }
 
-const char *df_jobtype_names(void) { return "bench, generate, noop"; }
+const char *df_jobtype_names(void) { return "bench, generate, noop, train"; }

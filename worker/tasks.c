@@ -10,6 +10,7 @@
 #include "gemm_check.h"
 #include "sha256.h"
 #include "task_generate.h"
+#include "task_train.h"
 
 static int cancelled(df_task_ctx *ctx) { return ctx->cancelled && atomic_load(ctx->cancelled); }
 
@@ -137,6 +138,7 @@ void df_task_resident_release(df_task_resident *r)
 static const df_task_type k_types[] = {
     {"bench", run_bench},
     {"generate", df_task_run_generate},
+    {"train", df_task_run_train},
     {"noop", run_noop},
 };
 

@@ -16,6 +16,7 @@ int df_cmd_noop(df_cli *cli, int argc, char **argv);
 int df_cmd_model(df_cli *cli, int argc, char **argv);
 int df_cmd_stats(df_cli *cli, int argc, char **argv);
 int df_cmd_generate(df_cli *cli, int argc, char **argv);
+int df_cmd_train(df_cli *cli, int argc, char **argv);
 
 /*  Submits a job; with wait, follows it to its end and returns the exit code
  *  its state calls for. job_id (cap bytes, may be NULL) gets its id. */

@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "                                empty tasks, to test a cluster\n"
             "  generate --prompt TEXT --model PATH -o DIR [--size WxH] [--steps N] [--cfg X] [--sampler S]\n"
             "           [--seed N] [-n COUNT] [--negative-prompt TEXT] [...]   images from a prompt (generate --help)\n"
+            "  train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--steps N] [--rank R]\n"
+            "           [--lr X] [...]         a DreamBooth LoRA from the photos in DIR (train --help)\n"
             "  model add NAME PATH           upload a base model and register it\n"
             "  model list\n"
             "  model create-random DIR --config tiny|sdxl [--seed N] [--dtype f32|f16] [--single-file]\n"
@@ -57,7 +59,7 @@ typedef struct {
 static const command k_commands[] = {
     {"workers", df_cmd_workers}, {"jobs", df_cmd_jobs},   {"status", df_cmd_status}, {"watch", df_cmd_watch},
     {"cancel", df_cmd_cancel},   {"fetch", df_cmd_fetch}, {"bench", df_cmd_bench},   {"noop", df_cmd_noop},
-    {"model", df_cmd_model},     {"stats", df_cmd_stats}, {"generate", df_cmd_generate},
+    {"model", df_cmd_model},     {"stats", df_cmd_stats}, {"generate", df_cmd_generate}, {"train", df_cmd_train},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,304 @@
+/*  train_cmd.c - `dreamfleet train`: a DreamBooth LoRA from a folder of
+ *  photos, trained by the cluster (or the embedded worker), written as
+ *  files the rest of the SDXL world loads.
+ *
+ *    dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]
+ *        [--steps N] [--batch N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
+ *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
+ *        [--min-snr-gamma X] [--dtype f16|f32] [--tokenizer DIR]
+ *
+ *  DIR's PNG and JPEG photos, in name order, each with its caption from a
+ *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
+ *  TOK WORD". OUT receives lora.safetensors (kohya's format),
+ *  lora-peft.safetensors (PEFT's, for diffusers) and loss.csv.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "dreamfleet.pb-c.h"
+#include "fsutil.h"
+#include "lr_schedule.h"
+#include "wire.h"
+
+static const char k_usage[] =
+    "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
+    "         [--steps N] [--batch N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
+    "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
+    "         [--min-snr-gamma X] [--dtype f16|f32] [--tokenizer DIR]";
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int has_ext(const char *name, const char *ext)
+{
+    size_t n = strlen(name), e = strlen(ext);
+    return n > e && strcasecmp(name + n - e, ext) == 0;
+}
+
+/*  The caption beside a photo (PHOTO.txt or PHOTO.caption, the photo's
+ *  extension replaced), trimmed; NULL when there is none. */
+static char *sidecar(const char *photo)
+{
+    static const char *const exts[2] = {".txt", ".caption"};
+    const char *dot = strrchr(photo, '.');
+    size_t stem = dot ? (size_t)(dot - photo) : strlen(photo);
+    for (int i = 0; i < 2; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%.*s%s", (int)stem, photo, exts[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char buf[2048];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        for (char *p = buf; *p; p++) /* one line: newlines become spaces */
+            if (*p == '\n' || *p == '\r' || *p == '\t')
+                *p = ' ';
+        char *s = buf;
+        while (*s == ' ')
+            s++;
+        size_t len = strlen(s);
+        while (len && s[len - 1] == ' ')
+            s[--len] = '\0';
+        if (len)
+            return strdup(s);
+    }
+    return NULL;
+}
+
+static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int write_file(const char *path, const uint8_t *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(data, 1, n, f) == n;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok)
+        df_cli_error("%s: %s", path, strerror(errno));
+    return ok ? 0 : -1;
+}
+
+int df_cmd_train(df_cli *cli, int argc, char **argv)
+{
+    enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
+           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK };
+    static const struct option o[] = {
+        {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
+        {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
+        {"resolution", required_argument, NULL, O_RES},   {"steps", required_argument, NULL, O_STEPS},
+        {"batch", required_argument, NULL, O_BATCH},      {"rank", required_argument, NULL, O_RANK},
+        {"alpha", required_argument, NULL, O_ALPHA},      {"targets", required_argument, NULL, O_TARGETS},
+        {"lr", required_argument, NULL, O_LR},            {"lr-schedule", required_argument, NULL, O_SCHED},
+        {"warmup", required_argument, NULL, O_WARMUP},    {"seed", required_argument, NULL, O_SEED},
+        {"noise-offset", required_argument, NULL, O_OFFSET}, {"min-snr-gamma", required_argument, NULL, O_SNR},
+        {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
+        {"output", required_argument, NULL, 'o'},         {NULL, 0, NULL, 0},
+    };
+    Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
+    p.resolution = 1024, p.steps = 500, p.batch = 1, p.rank = 16, p.lr = 1e-4f, p.lr_schedule = "constant";
+    p.min_snr_gamma = 5;
+    const char *data = NULL, *model = NULL, *out = NULL, *token = "TOK", *klass = "person", *tokenizer = NULL;
+    double v;
+    int c;
+    optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
+    while ((c = getopt_long(argc, argv, "o:", o, NULL)) != -1) {
+        switch (c) {
+        case O_DATA: data = optarg; break;
+        case O_MODEL: model = optarg; break;
+        case O_TOKEN: token = optarg; break;
+        case O_CLASS: klass = optarg; break;
+        case O_TOK: tokenizer = optarg; break;
+        case O_TARGETS: p.targets = optarg; break;
+        case 'o': out = optarg; break;
+        case O_SCHED:
+            if (df_lr_schedule_parse(optarg) < 0) {
+                df_cli_error("--lr-schedule: constant, constant_with_warmup or cosine, not '%s'", optarg);
+                return DF_EXIT_USAGE;
+            }
+            p.lr_schedule = optarg;
+            break;
+        case O_DTYPE:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
+                df_cli_error("--dtype wants f16 or f32");
+                return DF_EXIT_USAGE;
+            }
+            p.weights_f32 = optarg[1] == '3';
+            break;
+        default: {
+            static const struct {
+                int opt;
+                const char *flag;
+                double lo, hi;
+            } nums[] = {{O_RES, "--resolution", 64, 2048}, {O_STEPS, "--steps", 1, 1e6}, {O_BATCH, "--batch", 1, 64},
+                        {O_RANK, "--rank", 1, 1024},        {O_ALPHA, "--alpha", 0, 1e6}, {O_LR, "--lr", 1e-8, 0.5},
+                        {O_WARMUP, "--warmup", 0, 1e6},     {O_SEED, "--seed", 0, 9007199254740991.0},
+                        {O_OFFSET, "--noise-offset", 0, 1}, {O_SNR, "--min-snr-gamma", 0, 100}};
+            size_t k = 0;
+            while (k < sizeof nums / sizeof nums[0] && nums[k].opt != c)
+                k++;
+            if (k == sizeof nums / sizeof nums[0]) {
+                df_cli_error("%s", k_usage);
+                return DF_EXIT_USAGE;
+            }
+            if (parse_num(nums[k].flag, optarg, nums[k].lo, nums[k].hi, &v))
+                return DF_EXIT_USAGE;
+            switch (c) {
+            case O_RES: p.resolution = (uint32_t)v; break;
+            case O_STEPS: p.steps = (uint32_t)v; break;
+            case O_BATCH: p.batch = (uint32_t)v; break;
+            case O_RANK: p.rank = (uint32_t)v; break;
+            case O_ALPHA: p.alpha = (float)v; break;
+            case O_LR: p.lr = (float)v; break;
+            case O_WARMUP: p.warmup = (uint32_t)v; break;
+            case O_SEED: p.seed = (uint64_t)v; break;
+            case O_OFFSET: p.noise_offset = (float)v; break;
+            default: p.min_snr_gamma = (float)v; break;
+            }
+        }
+        }
+    }
+    if (optind != argc || !data || !model || !out) {
+        df_cli_error("%s", k_usage);
+        return DF_EXIT_USAGE;
+    }
+    /* The photos, in name order, with their captions. */
+    char data_abs[PATH_MAX];
+    if (!realpath(data, data_abs)) {
+        df_cli_error("--data %s: %s", data, strerror(errno));
+        return DF_EXIT_USAGE;
+    }
+    DIR *d = opendir(data_abs);
+    if (!d) {
+        df_cli_error("--data %s: %s", data, strerror(errno));
+        return DF_EXIT_USAGE;
+    }
+    char **images = NULL, **captions = NULL;
+    size_t n = 0, cap = 0;
+    int rc = DF_EXIT_OK;
+    for (struct dirent *e; rc == DF_EXIT_OK && (e = readdir(d));) {
+        if (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".jpg") && !has_ext(e->d_name, ".jpeg"))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **grown = realloc(images, cap * sizeof *grown);
+            if (!grown) {
+                rc = DF_EXIT_FAILED;
+                break;
+            }
+            images = grown;
+        }
+        size_t len = strlen(data_abs) + strlen(e->d_name) + 2;
+        if (!(images[n] = malloc(len)))
+            rc = DF_EXIT_FAILED;
+        else
+            snprintf(images[n++], len, "%s/%s", data_abs, e->d_name);
+    }
+    closedir(d);
+    if (rc == DF_EXIT_OK && n == 0) {
+        df_cli_error("--data %s: no PNG or JPEG photos in it", data);
+        rc = DF_EXIT_USAGE;
+    }
+    if (rc == DF_EXIT_OK) {
+        qsort(images, n, sizeof *images, by_name);
+        captions = calloc(n, sizeof *captions);
+        for (size_t i = 0; captions && i < n; i++) {
+            captions[i] = sidecar(images[i]);
+            if (!captions[i]) {
+                char fallback[256];
+                snprintf(fallback, sizeof fallback, "a photo of %s %s", token, klass);
+                captions[i] = strdup(fallback);
+            }
+        }
+        if (!captions)
+            rc = DF_EXIT_FAILED;
+    }
+    char model_abs[PATH_MAX], tok_abs[PATH_MAX];
+    p.model = realpath(model, model_abs) ? model_abs : (char *)model;
+    if (tokenizer)
+        p.tokenizer = realpath(tokenizer, tok_abs) ? tok_abs : (char *)tokenizer;
+    p.n_images = p.n_captions = n;
+    p.images = images;
+    p.captions = captions;
+    char id[128] = "";
+    if (rc == DF_EXIT_OK) {
+        size_t len = dreamfleet__train_params__get_packed_size(&p);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+            rc = DF_EXIT_FAILED;
+        else {
+            dreamfleet__train_params__pack(&p, buf);
+            if (!cli->json)
+                fprintf(stderr, "training on %zu photos from %s\n", n, data_abs);
+            rc = df_cli_submit(cli, "train", buf, len, 0, 1, id, sizeof id);
+            free(buf);
+        }
+    }
+    /* The files. */
+    Dreamfleet__Reply *rep = NULL;
+    if (rc == DF_EXIT_OK)
+        rc = df_cli_get_job(cli, id, 1, &rep);
+    if (rc == DF_EXIT_OK) {
+        Dreamfleet__TrainResult *r = rep->job->n_tasks
+                                         ? dreamfleet__train_result__unpack(NULL, rep->job->tasks[0]->output.len,
+                                                                            rep->job->tasks[0]->output.data)
+                                         : NULL;
+        df_error_t err;
+        char path[PATH_MAX];
+        if (!r) {
+            df_cli_error("%s: the worker returned no LoRA", id);
+            rc = DF_EXIT_FAILED;
+        } else if (df_mkdirs(out, &err) != DF_OK) {
+            df_cli_error("%s", err.msg);
+            rc = DF_EXIT_FAILED;
+        }
+        if (rc == DF_EXIT_OK) {
+            snprintf(path, sizeof path, "%s/lora.safetensors", out);
+            rc = write_file(path, r->lora_kohya.data, r->lora_kohya.len) ? DF_EXIT_FAILED : rc;
+            if (rc == DF_EXIT_OK && !cli->json)
+                printf("%s\n", path);
+            snprintf(path, sizeof path, "%s/lora-peft.safetensors", out);
+            if (rc == DF_EXIT_OK)
+                rc = write_file(path, r->lora_peft.data, r->lora_peft.len) ? DF_EXIT_FAILED : rc;
+            if (rc == DF_EXIT_OK && !cli->json)
+                printf("%s\n", path);
+            snprintf(path, sizeof path, "%s/loss.csv", out);
+            FILE *f = rc == DF_EXIT_OK ? fopen(path, "w") : NULL;
+            if (f) {
+                fprintf(f, "step,loss\n");
+                for (size_t i = 0; i < r->n_losses; i++)
+                    fprintf(f, "%zu,%.6f\n", i + 1, r->losses[i]);
+                fclose(f);
+            }
+            if (rc == DF_EXIT_OK && cli->json)
+                printf("{\"job\":\"%s\",\"dir\":\"%s\",\"steps\":%zu,\"final_loss\":%.6f}\n", id, out, r->n_losses,
+                       r->n_losses ? r->losses[r->n_losses - 1] : 0.0);
+        }
+        if (r)
+            dreamfleet__train_result__free_unpacked(r, NULL);
+        df_wire_free(&rep->base);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(images[i]);
+        if (captions)
+            free(captions[i]);
+    }
+    free(images), free(captions);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*  task_train.c - see task_train.h. */
+#include "task_train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "artifact_store.h"
+#include "dreamfleet.pb-c.h"
+#include "log.h"
+#include "train_lora.h"
+#include "vk_device.h"
+
+typedef struct {
+    df_task_ctx *ctx;
+} progress_ctx;
+
+static int on_step(void *vp, uint64_t step, uint64_t steps, float loss, float lr)
+{
+    progress_ctx *p = vp;
+    if (p->ctx->cancelled && atomic_load(p->ctx->cancelled))
+        return 1;
+    if (p->ctx->progress) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "step %llu/%llu, loss %.4f, lr %.3g", (unsigned long long)step,
+                 (unsigned long long)steps, loss, lr);
+        p->ctx->progress(p->ctx, (float)step / (float)steps, msg);
+    }
+    return 0;
+}
+
+/*  "attn,ff,proj,conv" to DF_LORA_* bits. */
+static int parse_targets(const char *s, unsigned *out, df_error_t *err)
+{
+    *out = 0;
+    if (!s || !*s) {
+        *out = DF_LORA_ATTN;
+        return DF_OK;
+    }
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (strcmp(t, "attn") == 0)
+            *out |= DF_LORA_ATTN;
+        else if (strcmp(t, "ff") == 0)
+            *out |= DF_LORA_FF;
+        else if (strcmp(t, "proj") == 0)
+            *out |= DF_LORA_PROJ;
+        else if (strcmp(t, "conv") == 0)
+            *out |= DF_LORA_CONV;
+        else
+            return df_error_set(err, DF_E_INVALID, "train: unknown LoRA target '%s' (attn, ff, proj, conv)", t);
+    }
+    return DF_OK;
+}
+
+static int slurp(const char *path, uint8_t **data, size_t *len, df_error_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    long n = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    *data = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    int ok = *data && fseek(f, 0, SEEK_SET) == 0 && fread(*data, 1, (size_t)n, f) == (size_t)n;
+    if (f)
+        fclose(f);
+    if (!ok) {
+        free(*data);
+        *data = NULL;
+        return df_error_set(err, DF_E_IO, "train: cannot read back %s", path);
+    }
+    *len = (size_t)n;
+    return DF_OK;
+}
+
+int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_t **out, size_t *out_len,
+                      int *retryable, df_error_t *err)
+{
+    *retryable = 0;
+    Dreamfleet__TrainParams *p = dreamfleet__train_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "train: parameters are not a TrainParams message");
+    int rc = DF_OK;
+    unsigned targets = 0;
+    int sched = df_lr_schedule_parse(p->lr_schedule && *p->lr_schedule ? p->lr_schedule : "constant");
+    if (p->n_images == 0 || p->n_captions != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "train: %zu photos and %zu captions", p->n_images, p->n_captions);
+    if (rc == DF_OK && sched < 0)
+        rc = df_error_set(err, DF_E_INVALID, "train: unknown learning-rate schedule '%s'", p->lr_schedule);
+    if (rc == DF_OK)
+        rc = parse_targets(p->targets, &targets, err);
+    df_vk_device_t *dev = NULL;
+    df_vk_transfer_t *xfer = NULL;
+    if (rc == DF_OK && (rc = ctx->device(ctx, &dev, &xfer, err)) != DF_OK)
+        *retryable = 1;
+    /* Training wants the whole device: a model kept for generation goes. */
+    if (rc == DF_OK && ctx->resident)
+        df_task_resident_release(ctx->resident);
+    char path[4200];
+    snprintf(path, sizeof path, "%s", p->model);
+    if (rc == DF_OK && df_artifacts_valid_hash(p->model) &&
+        (rc = ctx->fetch(ctx, p->model, path, sizeof path, err)) != DF_OK)
+        *retryable = rc == DF_E_IO;
+    df_sdxl_t *model = rc == DF_OK ? df_sdxl_open(path, p->tokenizer && *p->tokenizer ? p->tokenizer : NULL, err) : NULL;
+    if (rc == DF_OK && !model)
+        rc = err && err->code ? err->code : DF_E_INVALID;
+    df_vk_batch_t *batch = rc == DF_OK ? df_vk_batch_new(dev, 0, err) : NULL;
+    if (rc == DF_OK && !batch)
+        rc = err && err->code ? err->code : DF_E_NOMEM;
+    char kohya[64], peft[64];
+    snprintf(kohya, sizeof kohya, "/tmp/dreamfleet-train-XXXXXX");
+    snprintf(peft, sizeof peft, "/tmp/dreamfleet-train-XXXXXX");
+    int fk = rc == DF_OK ? mkstemp(kohya) : -1, fp = rc == DF_OK ? mkstemp(peft) : -1;
+    if (rc == DF_OK && (fk < 0 || fp < 0))
+        rc = df_error_set(err, DF_E_IO, "train: no temporary files in /tmp");
+    if (fk >= 0)
+        close(fk);
+    if (fp >= 0)
+        close(fp);
+    float *losses = rc == DF_OK ? calloc(p->steps ? p->steps : 1, sizeof *losses) : NULL;
+    if (rc == DF_OK && !losses)
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (rc == DF_OK) {
+        df_train_params tp = {
+            .images = (const char *const *)p->images, .captions = (const char *const *)p->captions,
+            .count = (uint32_t)p->n_images, .resolution = p->resolution, .steps = p->steps,
+            .batch = p->batch ? p->batch : 1,
+            .lora = {.rank = p->rank ? p->rank : 16, .alpha = p->alpha, .targets = targets, .seed = p->seed,
+                     .weight_decay = 1e-2f},
+            .lr = {(df_lr_schedule)sched, p->lr, p->warmup, p->steps},
+            .noise = {.seed = p->seed, .noise_offset = p->noise_offset, .min_snr_gamma = p->min_snr_gamma},
+            .weights = p->weights_f32 ? DF_F32 : DF_F16,
+        };
+        progress_ctx pc = {ctx};
+        rc = df_train_lora(model, dev, xfer, batch, &tp, on_step, &pc, kohya, peft, losses, err);
+        *retryable = rc == DF_E_DEVICE_MEMORY;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    Dreamfleet__TrainResult res = DREAMFLEET__TRAIN_RESULT__INIT;
+    if (rc == DF_OK)
+        rc = slurp(kohya, &res.lora_kohya.data, &res.lora_kohya.len, err);
+    if (rc == DF_OK)
+        rc = slurp(peft, &res.lora_peft.data, &res.lora_peft.len, err);
+    if (rc == DF_OK) {
+        res.worker = (char *)ctx->worker_name;
+        res.device = (char *)df_vk_device_info_of(dev)->name;
+        res.n_losses = p->steps;
+        res.losses = losses;
+        res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        *out_len = dreamfleet__train_result__get_packed_size(&res);
+        if (!(*out = malloc(*out_len ? *out_len : 1)))
+            rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+        else
+            dreamfleet__train_result__pack(&res, *out);
+        df_info("train: %u steps on %zu photos in %.1f s, final loss %.4f", p->steps, p->n_images, res.seconds,
+                losses[p->steps - 1]);
+    }
+    if (kohya[0] && strcmp(kohya + strlen(kohya) - 6, "XXXXXX") != 0)
+        unlink(kohya);
+    if (peft[0] && strcmp(peft + strlen(peft) - 6, "XXXXXX") != 0)
+        unlink(peft);
+    free(res.lora_kohya.data), free(res.lora_peft.data), free(losses);
+    df_vk_batch_destroy(&batch);
+    df_sdxl_destroy(&model);
+    dreamfleet__train_params__free_unpacked(p, NULL);
+    return rc;
+}
