@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "png_write.h"
 #include "proc.h"
 #include "safetensors.h"
 #include "test.h"
@@ -609,6 +610,61 @@ static void test_embedded_mode(void)
     CHECK(strstr(g_err, "unknown command 'teleport'") != NULL);
 }
 
+/*  Training through the cluster: photos (with a sidecar caption for one)
+ *  in, LoRA files and a loss curve out, and generation takes the LoRA. */
+static void test_train(void)
+{
+    char data[300], out[300], model[300], imgs[300], path[400];
+    snprintf(data, sizeof data, "%s/photos", g_dir);
+    snprintf(out, sizeof out, "%s/trained", g_dir);
+    snprintf(imgs, sizeof imgs, "%s/images-trained", g_dir);
+    snprintf(model, sizeof model, "%s/tiny-model", g_dir); /* made by test_generate_over_workers */
+    mkdir(data, 0755);
+    df_error_t err;
+    df_error_clear(&err);
+    for (int i = 0; i < 2; i++) {
+        const uint32_t w = 72 + 8 * i, h = 64;
+        uint8_t *rgb = malloc(w * h * 3);
+        for (uint32_t k = 0; k < w * h; k++)
+            rgb[3 * k] = (uint8_t)(k % w * 3), rgb[3 * k + 1] = (uint8_t)(60 * i), rgb[3 * k + 2] = (uint8_t)(k / w * 4);
+        snprintf(path, sizeof path, "%s/photo%d.png", data, i);
+        CHECK_OK(df_png_write(path, rgb, w, h, NULL, 0, &err), &err);
+        free(rgb);
+    }
+    snprintf(path, sizeof path, "%s/photo0.txt", data);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("a photo of TOK dog\n", f);
+        fclose(f);
+    }
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--class", "dog", "--resolution", "64",
+                    "--steps", "3", "--rank", "4", "--lr", "1e-3", "--seed", "2", "-o", out, NULL),
+             0);
+    CHECK(strstr(g_out, "\"steps\":3") != NULL);
+    size_t n = 0;
+    char lora[400];
+    snprintf(lora, sizeof lora, "%s/lora.safetensors", out);
+    df_safetensors_t *st = df_safetensors_open(lora, &err);
+    CHECK(st && df_safetensors_count(st) > 10);
+    CHECK(st && df_safetensors_metadata(st, "ss_network_dim") && strcmp(df_safetensors_metadata(st, "ss_network_dim"), "4") == 0);
+    df_safetensors_destroy(&st);
+    snprintf(path, sizeof path, "%s/loss.csv", out);
+    uint8_t *csv = slurp(path, &n);
+    CHECK(csv && n > 20 && strncmp((const char *)csv, "step,loss\n1,", 12) == 0);
+    free(csv);
+    CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK dog", "--model", model, "--size", "64x64",
+                    "--steps", "2", "--lora", lora, "-o", imgs, NULL),
+             0);
+    /* Refused before any work: no photos; a learning rate out of range. */
+    char empty[300];
+    snprintf(empty, sizeof empty, "%s/no-photos", g_dir);
+    mkdir(empty, 0755);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", empty, "--model", model, "-o", out, NULL), 2);
+    CHECK(strstr(g_err, "no PNG or JPEG photos") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--lr", "3", "-o", out, NULL), 2);
+    CHECK(strstr(g_err, "--lr wants") != NULL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -649,6 +705,7 @@ int main(int argc, char **argv)
     RUN(test_model_reaches_workers);
     RUN(test_generate_over_workers);
     RUN(test_generate_init_noise);
+    RUN(test_train);
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);
     RUN(test_embedded_mode);
