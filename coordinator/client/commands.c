@@ -127,6 +127,7 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
     char last[512] = "";
     uint64_t *seen = NULL;
     size_t nseen = 0;
+    char *last_json = NULL; /* the last JSON line printed */
     if (cli->previews_dir) {
         df_error_t err;
         if (df_mkdirs(cli->previews_dir, &err) != DF_OK) {
@@ -139,6 +140,7 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
         int rc = df_cli_get_job(cli, id, 1, &rep);
         if (rc) {
             free(seen);
+            free(last_json);
             return rc;
         }
         const Dreamfleet__JobInfo *j = rep->job;
@@ -146,8 +148,20 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
         if (cli->previews_dir)
             write_previews(j, cli->previews_dir, &seen, &nseen);
         if (cli->json && !quiet) {
-            df_json_job(stdout, j);
-            fputc('\n', stdout);
+            /* A line per change, not per poll: a long job stays readable. */
+            char *line = NULL;
+            size_t len = 0;
+            FILE *mem = open_memstream(&line, &len);
+            if (mem) {
+                df_json_job(mem, j);
+                fclose(mem);
+            }
+            if (!line || !last_json || strcmp(line, last_json) != 0) {
+                df_json_job(stdout, j);
+                fputc('\n', stdout);
+            }
+            free(last_json);
+            last_json = line;
         } else if (tty) {
             if (drawn)
                 printf("\033[%dA", drawn);
@@ -182,6 +196,7 @@ static int watch_job(df_cli *cli, const char *id, int quiet)
             int code = exit_for_state(j->state);
             df_wire_free(&rep->base);
             free(seen);
+            free(last_json);
             return code;
         }
         df_wire_free(&rep->base);

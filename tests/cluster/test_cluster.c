@@ -618,7 +618,10 @@ static void test_train(void)
     snprintf(data, sizeof data, "%s/photos", g_dir);
     snprintf(out, sizeof out, "%s/trained", g_dir);
     snprintf(imgs, sizeof imgs, "%s/images-trained", g_dir);
-    snprintf(model, sizeof model, "%s/tiny-model", g_dir); /* made by test_generate_over_workers */
+    snprintf(model, sizeof model, "%s/tiny-model", g_dir); /* made by test_generate_over_workers, if it ran */
+    struct stat sb;
+    if (stat(model, &sb) != 0)
+        CHECK_EQ(client(g_keys, 60000, "model", "create-random", model, "--config", "tiny", NULL), 0);
     mkdir(data, 0755);
     df_error_t err;
     df_error_clear(&err);
@@ -640,7 +643,6 @@ static void test_train(void)
     CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--class", "dog", "--resolution", "64",
                     "--steps", "3", "--rank", "4", "--lr", "1e-3", "--seed", "2", "-o", out, NULL),
              0);
-    CHECK(strstr(g_out, "\"steps\":3") != NULL);
     size_t n = 0;
     char lora[400];
     snprintf(lora, sizeof lora, "%s/lora.safetensors", out);
@@ -650,7 +652,10 @@ static void test_train(void)
     df_safetensors_destroy(&st);
     snprintf(path, sizeof path, "%s/loss.csv", out);
     uint8_t *csv = slurp(path, &n);
-    CHECK(csv && n > 20 && strncmp((const char *)csv, "step,loss\n1,", 12) == 0);
+    int lines = 0;
+    for (size_t k = 0; csv && k < n; k++)
+        lines += csv[k] == '\n';
+    CHECK(csv && lines == 4 && strncmp((const char *)csv, "step,loss\n1,", 12) == 0); /* a header, 3 steps */
     free(csv);
     CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK dog", "--model", model, "--size", "64x64",
                     "--steps", "2", "--lora", lora, "-o", imgs, NULL),
