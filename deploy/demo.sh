@@ -6,10 +6,11 @@
 #                             a diffusers folder); a single file also needs
 #                             DF_TOKENIZER=DIR (vocab.json + merges.txt)
 #
-# The main job today: the engine's self-test on the Vulkan device, then
-# images from a prompt through the embedded coordinator and worker (the
-# generate path a cluster uses). Data preparation and LoRA training join it
-# as those stages land (see README).
+# The main job today, through the embedded coordinator and worker (the path
+# a cluster uses): the engine's self-test on the Vulkan device; photos of a
+# subject (until issue 8 bundles real ones, the model draws them itself);
+# a DreamBooth LoRA trained on them; images from a prompt with and without
+# that LoRA. Data preparation joins as it lands (see README).
 set -eu
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -32,7 +33,15 @@ else
     steps=20
     tok=""
 fi
+res="${size%%x*}"
+# shellcheck disable=SC2086
+"$cli" generate --prompt "a photo of a person, portrait, studio lighting" --model "$model" $tok \
+    --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 4 --seed 1 -o "$out/photos"
+# shellcheck disable=SC2086
+"$cli" train --data "$out/photos" --model "$model" $tok --token TOK --class person --resolution "$res" \
+    --steps "${DF_DEMO_TRAIN_STEPS:-20}" --rank 8 --lr 1e-3 --seed 1 -o "$out/lora"
 # shellcheck disable=SC2086
 "$cli" generate --prompt "a photo of TOK person, portrait, studio lighting" --model "$model" $tok \
-    --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 2 --seed 1 -o "$out/images"
-echo "demo: images in $out/images"
+    --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 2 --seed 1 --lora "$out/lora/lora.safetensors" \
+    -o "$out/images"
+echo "demo: photos in $out/photos, the LoRA in $out/lora, images in $out/images"
