@@ -814,6 +814,52 @@ static void test_generate_from_cache(void)
     rm_tree(dir);
 }
 
+/*  A train job's parameters are checked before it is accepted, by name. */
+static void test_train_plan_checks(void)
+{
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    char *images[2] = {"/photos/a.png", "/photos/b.jpg"}, *captions[2] = {"a photo of TOK dog", "TOK dog"};
+    struct {
+        const char *model;
+        size_t n, ncap;
+        uint32_t steps, res;
+        float lr;
+        const char *needle;
+    } cases[] = {
+        {"", 2, 2, 10, 512, 1e-4f, "no model"},
+        {"/m", 0, 0, 10, 512, 1e-4f, "0 photos"},
+        {"/m", 2, 1, 10, 512, 1e-4f, "one caption each"},
+        {"/m", 2, 2, 0, 512, 1e-4f, "steps 0"},
+        {"/m", 2, 2, 10, 60, 1e-4f, "resolution 60"},
+        {"/m", 2, 2, 10, 512, 3.0f, "learning rate 3"},
+        {"/m", 2, 2, 10, 512, 1e-4f, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
+        p.model = (char *)cases[i].model;
+        p.n_images = cases[i].n, p.images = images;
+        p.n_captions = cases[i].ncap, p.captions = captions;
+        p.steps = cases[i].steps, p.resolution = cases[i].res, p.lr = cases[i].lr, p.rank = 4;
+        uint8_t buf[512];
+        Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+        sj.type = "train";
+        sj.params.data = buf;
+        sj.params.len = dreamfleet__train_params__pack(&p, buf);
+        df_error_t err;
+        df_error_clear(&err);
+        const df_job *job = NULL;
+        if (cases[i].needle)
+            CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, cases[i].needle);
+        else {
+            CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
+            CHECK(job && job->ntasks == 1);
+        }
+    }
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -830,5 +876,6 @@ int main(int argc, char **argv)
     RUN(test_store_models_meta);
     RUN(test_result_cache);
     RUN(test_generate_from_cache);
+    RUN(test_train_plan_checks);
     return test_summary();
 }
