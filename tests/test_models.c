@@ -1415,6 +1415,16 @@ static void run_lora_grad(const char *model, df_dtype store, double tol)
                                df_tensor_at(lb, 0, DF_F32), &err),
              &err);
     check_golden(st, "noise_pred", pb, ns, "lora training: noise_pred", tol / 10);
+    /* No target, or a sample the UNet cannot take: refused by name. */
+    CHECK_FAILS(df_unet_lora_grad(unet, g_batch, &in, none, none, 1.0f, none, df_tensor_at(lb, 0, DF_F32), &err), &err,
+                DF_E_INVALID, "target");
+    df_fmap odd = sample;
+    odd.w = 6;
+    in.sample = &odd;
+    CHECK_FAILS(df_unet_lora_grad(unet, g_batch, &in, df_tensor_at(gb, 0, DF_F32), none, 1.0f, none,
+                                  df_tensor_at(lb, 0, DF_F32), &err),
+                &err, DF_E_INVALID, "multiples of 4");
+    in.sample = &sample;
     float losses[3] = {0}, *want_loss = golden_f32(st, "loss", &n1);
     df_vk_download(g_xfer, lb, 0, losses, sizeof losses, &err);
     fprintf(stderr, "  loss %.7g, autograd %.7g (%s weights)\n", losses[0], want_loss[0], df_dtype_name(store));
