@@ -269,8 +269,9 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
                           p->n_images, p->n_captions);
     else if (p->steps < 1 || p->steps > 1000000)
         rc = df_error_set(err, DF_E_INVALID, "train: steps %u: from 1 to 1000000", p->steps);
-    else if (p->rank > 1024 || p->batch > 64)
-        rc = df_error_set(err, DF_E_INVALID, "train: rank %u (at most 1024) or batch %u (at most 64)", p->rank, p->batch);
+    else if (p->rank > 1024 || p->batch > 64 || p->accumulate > 1024)
+        rc = df_error_set(err, DF_E_INVALID, "train: rank %u (at most 1024), batch %u (at most 64) or %u micro-batches "
+                          "(at most 1024)", p->rank, p->batch, p->accumulate);
     else if (!(p->lr > 0 && p->lr < 1))
         rc = df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr);
     else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)

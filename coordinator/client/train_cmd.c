@@ -3,7 +3,7 @@
  *  files the rest of the SDXL world loads.
  *
  *    dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]
- *        [--steps N] [--batch N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
+ *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--dtype f16|f32] [--tokenizer DIR]
  *
@@ -28,7 +28,7 @@
 
 static const char k_usage[] =
     "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
-    "         [--steps N] [--batch N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
+    "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--dtype f16|f32] [--tokenizer DIR]";
 
@@ -98,7 +98,7 @@ static int write_file(const char *path, const uint8_t *data, size_t n)
 int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
-           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK };
+           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -109,7 +109,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"warmup", required_argument, NULL, O_WARMUP},    {"seed", required_argument, NULL, O_SEED},
         {"noise-offset", required_argument, NULL, O_OFFSET}, {"min-snr-gamma", required_argument, NULL, O_SNR},
         {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
-        {"output", required_argument, NULL, 'o'},         {NULL, 0, NULL, 0},
+        {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
     p.resolution = 1024, p.steps = 500, p.batch = 1, p.rank = 16, p.lr = 1e-4f, p.lr_schedule = "constant";
@@ -149,7 +150,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             } nums[] = {{O_RES, "--resolution", 64, 2048}, {O_STEPS, "--steps", 1, 1e6}, {O_BATCH, "--batch", 1, 64},
                         {O_RANK, "--rank", 1, 1024},        {O_ALPHA, "--alpha", 0, 1e6}, {O_LR, "--lr", 1e-8, 0.5},
                         {O_WARMUP, "--warmup", 0, 1e6},     {O_SEED, "--seed", 0, 9007199254740991.0},
-                        {O_OFFSET, "--noise-offset", 0, 1}, {O_SNR, "--min-snr-gamma", 0, 100}};
+                        {O_OFFSET, "--noise-offset", 0, 1}, {O_SNR, "--min-snr-gamma", 0, 100},
+                        {O_ACCUM, "--grad-accum", 1, 1024}};
             size_t k = 0;
             while (k < sizeof nums / sizeof nums[0] && nums[k].opt != c)
                 k++;
@@ -169,6 +171,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             case O_WARMUP: p.warmup = (uint32_t)v; break;
             case O_SEED: p.seed = (uint64_t)v; break;
             case O_OFFSET: p.noise_offset = (float)v; break;
+            case O_ACCUM: p.accumulate = (uint32_t)v; break;
             default: p.min_snr_gamma = (float)v; break;
             }
         }

@@ -127,6 +127,8 @@ static int check(const df_sdxl_config *c, const df_train_params *p, df_error_t *
         return df_error_set(err, DF_E_INVALID, "train: steps %u: from 1 to 1000000", p->steps);
     if (p->batch == 0 || p->batch > 64)
         return df_error_set(err, DF_E_INVALID, "train: batch %u: from 1 to 64", p->batch);
+    if (p->accumulate > 1024)
+        return df_error_set(err, DF_E_INVALID, "train: %u micro-batches per step: at most 1024", p->accumulate);
     if (!(p->lr.lr > 0 && p->lr.lr < 1))
         return df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr.lr);
     return DF_OK;
@@ -167,48 +169,58 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order))
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
     uint64_t epoch = UINT64_MAX;
+    const uint32_t A = p->accumulate ? p->accumulate : 1;
     for (uint64_t step = tr ? df_lora_trainer_steps(tr) : 0; rc == DF_OK && step < p->steps; step++) {
-        /* This step's photos: a permutation of them per epoch (Fisher-Yates
-         * on Philox draws), taken B at a time. */
-        for (uint32_t k = 0; k < B; k++) {
-            uint64_t at = step * B + k, e = at / p->count;
-            if (e != epoch) {
-                epoch = e;
-                for (uint32_t i = 0; i < p->count; i++)
-                    order[i] = i;
-                for (uint32_t i = p->count - 1; i > 0; i--) {
-                    float u;
-                    df_philox_fill_uniform(&u, 1, p->lora.seed ^ 0x5eedull, (e << 20) | i, 0.0f, 1.0f);
-                    uint32_t j = (uint32_t)(u * (float)(i + 1));
-                    j = j > i ? i : j;
-                    uint32_t tmp = order[i];
-                    order[i] = order[j], order[j] = tmp;
-                }
-            }
-            uint32_t img = order[at % p->count];
-            memcpy(x0 + k * per, d.latents + img * per, per * 4);
-            memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
-            if (rc == DF_OK)
-                rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
-            if (rc == DF_OK)
-                rc = df_vk_upload(xfer, bufs[4], (uint64_t)k * d.P * 4, d.pooled + (uint64_t)img * d.P, d.P * 4ull,
-                                  err);
-        }
-        df_train_noise_batch(&p->noise, step, 0, B, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
-        if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, B * per * 4, err);
-        if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, B * per * 4, err);
-        if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, B * 4, err);
-        df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), B, C, lat, lat};
-        df_unet_inputs in = {.sample = &sample, .timesteps = ts, .context = df_tensor_at(bufs[3], 0, DF_F32),
-                             .context_len = d.ctx_len, .text_embeds = df_tensor_at(bufs[4], 0, DF_F32), .time_ids = ids};
         float lr = df_lr_at(&p->lr, step), loss = 0;
-        if (rc == DF_OK)
-            rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
-                                            df_tensor_at(bufs[2], 0, DF_F32), 1.0f, df_tensor_at(bufs[5], 0, DF_F32), err);
+        for (uint32_t mb = 0; rc == DF_OK && mb < A; mb++) {
+            /* This micro-batch's photos: global samples step * B * A + mb * B
+             * + k of a permutation of the photos per epoch (Fisher-Yates on
+             * Philox draws). */
+            for (uint32_t k = 0; k < B; k++) {
+                uint64_t at = (step * A + mb) * B + k, e = at / p->count;
+                if (e != epoch) {
+                    epoch = e;
+                    for (uint32_t i = 0; i < p->count; i++)
+                        order[i] = i;
+                    for (uint32_t i = p->count - 1; i > 0; i--) {
+                        float u;
+                        df_philox_fill_uniform(&u, 1, p->lora.seed ^ 0x5eedull, (e << 20) | i, 0.0f, 1.0f);
+                        uint32_t j = (uint32_t)(u * (float)(i + 1));
+                        j = j > i ? i : j;
+                        uint32_t tmp = order[i];
+                        order[i] = order[j], order[j] = tmp;
+                    }
+                }
+                uint32_t img = order[at % p->count];
+                memcpy(x0 + k * per, d.latents + img * per, per * 4);
+                memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
+                if (rc == DF_OK)
+                    rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
+                if (rc == DF_OK)
+                    rc = df_vk_upload(xfer, bufs[4], (uint64_t)k * d.P * 4, d.pooled + (uint64_t)img * d.P,
+                                      d.P * 4ull, err);
+            }
+            /* Noise and timesteps by global sample index: the same whatever
+             * the split into micro-batches. */
+            df_train_noise_batch(&p->noise, step, mb * B, B, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, B * per * 4, err);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, B * per * 4, err);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, B * 4, err);
+            df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), B, C, lat, lat};
+            df_unet_inputs in = {.sample = &sample, .timesteps = ts, .context = df_tensor_at(bufs[3], 0, DF_F32),
+                                 .context_len = d.ctx_len, .text_embeds = df_tensor_at(bufs[4], 0, DF_F32),
+                                 .time_ids = ids};
+            float part = 0;
+            if (rc == DF_OK)
+                rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
+                                                df_tensor_at(bufs[2], 0, DF_F32), 1.0f / (float)A,
+                                                df_tensor_at(bufs[5], 0, DF_F32), err);
+            if (rc == DF_OK)
+                rc = df_vk_download(xfer, bufs[5], 0, &part, 4, err);
+            loss += part / (float)A;
+        }
         if (rc == DF_OK)
             rc = df_lora_trainer_step(tr, batch, lr, err);
-        if (rc == DF_OK)
-            rc = df_vk_download(xfer, bufs[5], 0, &loss, 4, err);
         if (rc == DF_OK && losses)
             losses[step] = loss;
         if (rc == DF_OK && !isfinite(loss))

@@ -5,8 +5,8 @@
  *     resampled, and encoded once by the VAE (the latent distribution's
  *     mean, times the scaling factor); its caption once by both text
  *     encoders. Both are then released: training holds only the UNet.
- *  2. Each step draws a batch (a fresh permutation of the photos per
- *     epoch), timesteps, noise and min-SNR weights (train_noise.h), with
+ *  2. Each step draws batch x accumulate photos (a fresh permutation of the
+ *     photos per epoch), in micro-batches of `batch` whose gradients add up, timesteps, noise and min-SNR weights (train_noise.h), with
  *     SDXL's micro-conditioning from each photo's original size and crop;
  *     the UNet's LoRA gradients accumulate and AdamW steps at the
  *     schedule's learning rate.
@@ -27,6 +27,7 @@ typedef struct {
     uint32_t count;
     uint32_t resolution;         /* square side in pixels */
     uint32_t steps, batch;
+    uint32_t accumulate;         /* micro-batches of `batch` per optimiser step (0: 1) */
     df_lora_train_opts lora;     /* rank, alpha, targets, seed, AdamW betas / eps / weight decay */
     df_lr_desc lr;
     df_train_noise_opts noise;
