@@ -1789,6 +1789,13 @@ static void test_train_lora_run(void)
     uint64_t s0, s1;
     CHECK(df_sha256_file(out[0], d0, &s0, &err) == DF_OK && df_sha256_file(out[1], d1, &s1, &err) == DF_OK &&
           memcmp(d0, d1, 32) == 0);
+    /* Random flips: a different run, itself reproducible. */
+    df_train_params qf = p;
+    qf.flip = 1, qf.steps = 2, qf.lr.total = 2;
+    float lf[2][2];
+    for (int run = 0; run < 2; run++)
+        CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &qf, NULL, NULL, NULL, NULL, lf[run], &err), &err);
+    CHECK(memcmp(lf[0], lf[1], sizeof lf[0]) == 0 && memcmp(lf[0], losses[0], sizeof lf[0]) != 0);
     /* Two micro-batches of one accumulate to what one batch of two does. */
     char acc[256];
     snprintf(acc, sizeof acc, "%s/accumulated.safetensors", g_dir);

@@ -5,7 +5,7 @@
  *    dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
- *        [--min-snr-gamma X] [--dtype f16|f32] [--tokenizer DIR]
+ *        [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]
  *
  *  DIR's PNG and JPEG photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
@@ -30,7 +30,7 @@ static const char k_usage[] =
     "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
-    "         [--min-snr-gamma X] [--dtype f16|f32] [--tokenizer DIR]";
+    "         [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]";
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -98,7 +98,7 @@ static int write_file(const char *path, const uint8_t *data, size_t n)
 int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
-           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM };
+           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -110,6 +110,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"noise-offset", required_argument, NULL, O_OFFSET}, {"min-snr-gamma", required_argument, NULL, O_SNR},
         {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
         {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
+        {"flip", no_argument, NULL, O_FLIP},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
@@ -128,6 +129,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case O_TOK: tokenizer = optarg; break;
         case O_TARGETS: p.targets = optarg; break;
         case 'o': out = optarg; break;
+        case O_FLIP: p.flip = 1; break;
         case O_SCHED:
             if (df_lr_schedule_parse(optarg) < 0) {
                 df_cli_error("--lr-schedule: constant, constant_with_warmup or cosine, not '%s'", optarg);

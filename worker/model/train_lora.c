@@ -16,6 +16,7 @@ typedef struct {
     uint32_t n, lat;       /* photos; latent side */
     uint32_t ctx_len, D, P;
     float *latents;        /* n x 4 x lat x lat, times the scaling factor */
+    float *flipped;        /* the same of the photos mirrored (random flips), or NULL */
     float *context;        /* n x ctx_len x D */
     float *pooled;         /* n x P */
     float *time_ids;       /* n x 6 */
@@ -23,7 +24,7 @@ typedef struct {
 
 static void dataset_free(dataset *d)
 {
-    free(d->latents), free(d->context), free(d->pooled), free(d->time_ids);
+    free(d->latents), free(d->flipped), free(d->context), free(d->pooled), free(d->time_ids);
     memset(d, 0, sizeof *d);
 }
 
@@ -40,9 +41,11 @@ static int encode_images(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t
     uint64_t plane = (uint64_t)R * R, per = (uint64_t)C * lat * lat;
     float *img = malloc(3 * plane * sizeof *img), *mean = malloc(per * sizeof *mean), *logvar = malloc(per * sizeof *logvar);
     d->latents = malloc(p->count * per * sizeof *d->latents);
+    d->flipped = p->flip ? malloc(p->count * per * sizeof *d->flipped) : NULL;
     d->time_ids = malloc(p->count * 6 * sizeof *d->time_ids);
-    int rc = img && mean && logvar && d->latents && d->time_ids ? DF_OK
-                                                                  : df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    int rc = img && mean && logvar && d->latents && d->time_ids && (d->flipped || !p->flip)
+                 ? DF_OK
+                 : df_error_set(err, DF_E_NOMEM, "train: out of memory");
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
         df_image src, fit;
         rc = df_image_load(p->images[i], &src, err);
@@ -63,6 +66,19 @@ static int encode_images(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t
         }
         for (uint64_t k = 0; rc == DF_OK && k < per; k++)
             d->latents[i * per + k] = (float)(mean[k] * c->vae.scaling_factor);
+        if (rc == DF_OK && p->flip) { /* the mirror image, encoded too: latents are cached, flips must be */
+            for (uint32_t ch = 0; ch < 3; ch++)
+                for (uint32_t y = 0; y < R; y++) {
+                    float *row = img + ch * plane + (uint64_t)y * R;
+                    for (uint32_t x = 0; x < R / 2; x++) {
+                        float tmp = row[x];
+                        row[x] = row[R - 1 - x], row[R - 1 - x] = tmp;
+                    }
+                }
+            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, R, R, mean, logvar, err);
+            for (uint64_t k = 0; rc == DF_OK && k < per; k++)
+                d->flipped[i * per + k] = (float)(mean[k] * c->vae.scaling_factor);
+        }
         df_image_free(&src);
         df_image_free(&fit);
     }
@@ -192,7 +208,10 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                     }
                 }
                 uint32_t img = order[at % p->count];
-                memcpy(x0 + k * per, d.latents + img * per, per * 4);
+                float coin = 1;
+                if (d.flipped) /* each sample of each step: mirrored half the time */
+                    df_philox_fill_uniform(&coin, 1, p->lora.seed ^ 0xf11bull, at, 0.0f, 1.0f);
+                memcpy(x0 + k * per, (coin < 0.5f ? d.flipped : d.latents) + img * per, per * 4);
                 memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
                 if (rc == DF_OK)
                     rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
