@@ -19,7 +19,8 @@ typedef struct {
     uint8_t *rgb; /* height rows of width x 3 bytes, malloc'd */
 } df_image;
 
-/*  Decodes the file at path. */
+/*  Decodes the file at path into *out, which it overwrites (free a previous
+ *  image first). On failure *out holds no image. */
 int df_image_load(const char *path, df_image *out, df_error_t *err);
 void df_image_free(df_image *img);
 

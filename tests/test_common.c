@@ -599,6 +599,7 @@ static void test_image_decode(void)
         for (uint32_t i = 0; im.rgb && i < w * h * 3; i++)
             worst = abs((int)im.rgb[i] - rgb[i]) > worst ? abs((int)im.rgb[i] - rgb[i]) : worst;
         CHECK(f ? worst < 12 : worst == 0);
+        df_image_free(&im);
         if (f) { /* cut in half: refused, not padded with gray */
             snprintf(path, sizeof path, "%s/cut.jpg", dir);
             write_bytes(path, data, len / 2);
