@@ -15,6 +15,7 @@
 #include "file_identity.h"
 #include "image_decode.h"
 #include "image_encode.h"
+#include "loss_plot.h"
 #include "gemm_desc.h"
 #include "half.h"
 #include "log.h"
@@ -659,6 +660,48 @@ static void test_image_decode(void)
     CHECK(system(cmd) == 0);
 }
 
+/*  The loss plot: a falling curve is drawn falling, axes in black; bad
+ *  sizes refused; non-finite losses skipped; a PNG comes out. */
+static void test_loss_plot(void)
+{
+    float losses[200];
+    for (int i = 0; i < 200; i++)
+        losses[i] = 1.0f / (1 + i * 0.05f) + 0.05f * (float)((i * 37) % 11) / 11.0f;
+    losses[50] = NAN;
+    const uint32_t w = 320, h = 200;
+    uint8_t *rgb = malloc(w * h * 3);
+    df_error_t err;
+    df_error_clear(&err);
+    CHECK_OK(df_loss_plot(losses, 200, w, h, rgb, &err), &err);
+    /* The mean line's red: its first column higher in the picture than its last. */
+    int first = -1, last = -1;
+    for (uint32_t y = 0; y < h; y++) {
+        const uint8_t *a = rgb + ((size_t)y * w + 26) * 3, *b = rgb + ((size_t)y * w + (w - 14)) * 3;
+        if (first < 0 && a[0] > 150 && a[1] < 80)
+            first = (int)y;
+        if (last < 0 && b[0] > 150 && b[1] < 80)
+            last = (int)y;
+    }
+    CHECK(first >= 0 && last > first);
+    const uint8_t *corner = rgb + ((size_t)(h - 24) * w + 24) * 3;
+    CHECK(corner[0] == 0 && corner[1] == 0 && corner[2] == 0);
+    CHECK_FAILS(df_loss_plot(losses, 200, 10, 10, rgb, &err), &err, DF_E_INVALID, "10x10");
+    CHECK_OK(df_loss_plot(losses, 0, w, h, rgb, &err), &err); /* nothing to draw: the axes */
+    char path[] = "/tmp/df-lossplot-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK_OK(df_loss_plot_png(losses, 200, path, &err), &err);
+    FILE *f = fopen(path, "rb");
+    uint8_t sig[8] = {0};
+    CHECK(f && fread(sig, 1, 8, f) == 8 && memcmp(sig, "\x89PNG", 4) == 0);
+    if (f)
+        fclose(f);
+    unlink(path);
+    free(rgb);
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -681,5 +724,6 @@ int main(int argc, char **argv)
     RUN(test_image_formats);
     RUN(test_delta_codec);
     RUN(test_image_decode);
+    RUN(test_loss_plot);
     return test_summary();
 }

@@ -10,7 +10,7 @@
  *  DIR's PNG and JPEG photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
  *  TOK WORD". OUT receives lora.safetensors (kohya's format),
- *  lora-peft.safetensors (PEFT's, for diffusers) and loss.csv.
+ *  lora-peft.safetensors (PEFT's, for diffusers), loss.csv and loss.png.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +23,7 @@
 #include "commands.h"
 #include "dreamfleet.pb-c.h"
 #include "fsutil.h"
+#include "loss_plot.h"
 #include "lr_schedule.h"
 #include "wire.h"
 
@@ -290,6 +291,11 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                 for (size_t i = 0; i < r->n_losses; i++)
                     fprintf(f, "%zu,%.6f\n", i + 1, r->losses[i]);
                 fclose(f);
+            }
+            snprintf(path, sizeof path, "%s/loss.png", out);
+            if (rc == DF_EXIT_OK && df_loss_plot_png(r->losses, r->n_losses, path, &err) != DF_OK) {
+                df_cli_error("%s", err.msg);
+                rc = DF_EXIT_FAILED;
             }
             if (rc == DF_EXIT_OK && cli->json)
                 printf("{\"job\":\"%s\",\"dir\":\"%s\",\"steps\":%zu,\"final_loss\":%.6f}\n", id, out, r->n_losses,

@@ -657,6 +657,10 @@ static void test_train(void)
         lines += csv[k] == '\n';
     CHECK(csv && lines == 4 && strncmp((const char *)csv, "step,loss\n1,", 12) == 0); /* a header, 3 steps */
     free(csv);
+    snprintf(path, sizeof path, "%s/loss.png", out);
+    uint8_t *png = slurp(path, &n);
+    CHECK(png && n > 100 && memcmp(png, "\x89PNG", 4) == 0);
+    free(png);
     CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK dog", "--model", model, "--size", "64x64",
                     "--steps", "2", "--lora", lora, "-o", imgs, NULL),
              0);
