@@ -162,3 +162,15 @@ void df_print_job(FILE *out, const Dreamfleet__JobInfo *j, int with_tasks)
                 t->error && *t->error ? t->error : (t->message ? t->message : ""));
     }
 }
+
+int df_cli_parse_num(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}

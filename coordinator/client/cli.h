@@ -42,6 +42,10 @@ int df_cli_call(df_cli *cli, Dreamfleet__Request *req, Dreamfleet__Reply **reply
 /*  Prints "dreamfleet: <message>" to stderr. */
 void df_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*  A number from a flag's value, from lo to hi; otherwise prints which flag
+ *  wants what and returns -1. */
+int df_cli_parse_num(const char *flag, const char *v, double lo, double hi, double *out);
+
 /* JSON output helpers. */
 void df_json_str(FILE *out, const char *s);
 void df_json_job(FILE *out, const Dreamfleet__JobInfo *job);

@@ -55,18 +55,6 @@ static int parse_pair(const char *flag, const char *v, char sep, uint32_t *a, ui
     return 0;
 }
 
-static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) {
-        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 /*  Writes every image of the finished job into dir, and the latents into
  *  latents_path when given. */
 static int collect(df_cli *cli, const char *job_id, const char *dir, const char *latents_path)
@@ -226,12 +214,12 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
                 return DF_EXIT_USAGE;
             break;
         case O_STEPS:
-            if (parse_num("--steps", optarg, 1, 500, &v))
+            if (df_cli_parse_num("--steps", optarg, 1, 500, &v))
                 return DF_EXIT_USAGE;
             p.steps = (uint32_t)v;
             break;
         case O_CFG:
-            if (parse_num("--cfg", optarg, 0, 50, &v))
+            if (df_cli_parse_num("--cfg", optarg, 0, 50, &v))
                 return DF_EXIT_USAGE;
             p.guidance = (float)v;
             break;
@@ -244,12 +232,12 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
             p.sampler = optarg;
             break;
         case O_SEED:
-            if (parse_num("--seed", optarg, 0, 9007199254740991.0, &v))
+            if (df_cli_parse_num("--seed", optarg, 0, 9007199254740991.0, &v))
                 return DF_EXIT_USAGE;
             p.seed = (uint64_t)v;
             break;
         case 'n':
-            if (parse_num("-n", optarg, 1, 10000, &v))
+            if (df_cli_parse_num("-n", optarg, 1, 10000, &v))
                 return DF_EXIT_USAGE;
             p.count = (uint32_t)v;
             break;
@@ -273,7 +261,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
             p.save_latents = 1;
             break;
         case O_SHARDS:
-            if (parse_num("--shards", optarg, 1, 10000, &v))
+            if (df_cli_parse_num("--shards", optarg, 1, 10000, &v))
                 return DF_EXIT_USAGE;
             shards = (uint32_t)v;
             break;
@@ -298,7 +286,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
             break;
         }
         case O_QUALITY:
-            if (parse_num("--quality", optarg, 1, 100, &v))
+            if (df_cli_parse_num("--quality", optarg, 1, 100, &v))
                 return DF_EXIT_USAGE;
             p.quality = (uint32_t)v;
             break;

@@ -73,18 +73,6 @@ static char *sidecar(const char *photo)
     return NULL;
 }
 
-static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) {
-        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static int write_file(const char *path, const uint8_t *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -162,7 +150,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                 df_cli_error("%s", k_usage);
                 return DF_EXIT_USAGE;
             }
-            if (parse_num(nums[k].flag, optarg, nums[k].lo, nums[k].hi, &v))
+            if (df_cli_parse_num(nums[k].flag, optarg, nums[k].lo, nums[k].hi, &v))
                 return DF_EXIT_USAGE;
             switch (c) {
             case O_RES: p.resolution = (uint32_t)v; break;

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "generate.h"
+#include "bench_util.h"
 #include "log.h"
 #include "philox.h"
 #include "vk_device.h"
@@ -38,34 +39,10 @@
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void die(const char *what, const df_error_t *err)
 {
     fprintf(stderr, "bench_generate: %s: %s\n", what, err->msg);
     exit(1);
-}
-
-/*  OpenBLAS sgemm at a UNet-like shape, best of three. */
-static double blas_gflops(void)
-{
-    const int m = 4096, n = 640, k = 640;
-    float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)k * n * 4), *c = malloc((size_t)m * n * 4);
-    df_philox_fill_uniform(a, (size_t)m * k, 1, 0, -1, 1);
-    df_philox_fill_uniform(b, (size_t)k * n, 2, 0, -1, 1);
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, a, k, b, n, 0, c, n);
-        best = fmin(best, now_s() - t0);
-    }
-    free(a), free(b), free(c);
-    return 2.0 * m * n * k / best * 1e-9;
 }
 
 static df_vk_memory_stats mem_stats(df_vk_device_t *dev)
@@ -135,19 +112,19 @@ int main(int argc, char **argv)
     df_sdxl_t *m = df_sdxl_open(argv[optind], tokenizer, &err);
     if (!m)
         die("model", &err);
-    double blas = blas_gflops();
+    double blas = df_bench_blas_gflops();
     printf("device: %s; model %s, weights %s, cfg %g, %s text encoders; OpenBLAS sgemm: %.1f GFLOPS (%d threads)\n",
            df_vk_device_info_of(dev)->name, argv[optind], df_dtype_name(dtype), cfg,
            keep_text ? "resident" : "released", blas, openblas_get_num_threads());
 
-    double t0 = now_s();
+    double t0 = df_bench_now_s();
     df_generator_t *gen = df_generator_new(m, dev, xfer, dtype, &err);
     if (!gen)
         die("load", &err);
     df_vk_memory_stats st = mem_stats(dev);
     uint64_t all_weights = st.in_use;
     int text_told = keep_text;
-    printf("load: %.1f s, all weights %.2f GiB\n", now_s() - t0, all_weights / GIB);
+    printf("load: %.1f s, all weights %.2f GiB\n", df_bench_now_s() - t0, all_weights / GIB);
     df_generator_keep_text(gen, keep_text);
 
     /* Warm-up at the smallest size the model takes builds every pipeline,
@@ -161,10 +138,10 @@ int main(int argc, char **argv)
     if (warm_up) {
         float *lat = malloc(4ull * (warm / 8) * (warm / 8) * 4);
         uint8_t *rgb = malloc(3ull * warm * warm);
-        t0 = now_s();
+        t0 = df_bench_now_s();
         if (!lat || !rgb || df_generate(gen, batch, &p, lat, rgb, NULL, NULL, &err) != DF_OK)
             die("warm-up", &err);
-        printf("warm-up %ux%u, 1 step: %.1f s\n", warm, warm, now_s() - t0);
+        printf("warm-up %ux%u, 1 step: %.1f s\n", warm, warm, df_bench_now_s() - t0);
         free(lat), free(rgb);
     }
 
@@ -178,10 +155,10 @@ int main(int argc, char **argv)
         df_vk_memory_reset_peak_reserved(df_vk_device_memory(dev));
         df_vk_batch_memory_peak_reset(batch);
         double f0 = df_vk_batch_flops(batch);
-        t0 = now_s();
+        t0 = df_bench_now_s();
         if (!lat || !rgb || df_generate(gen, batch, &p, lat, rgb, NULL, NULL, &err) != DF_OK)
             die("generate", &err);
-        double total = now_s() - t0, flops = df_vk_batch_flops(batch) - f0;
+        double total = df_bench_now_s() - t0, flops = df_vk_batch_flops(batch) - f0;
         df_gen_timing t = df_generator_last_timing(gen);
         st = mem_stats(dev);
         if (!text_told && all_weights > st.in_use)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "log.h"
 #include "philox.h"
 #include "prompt.h"
@@ -33,34 +34,10 @@ static df_vk_transfer_t *g_xfer;
 static df_vk_batch_t *g_batch;
 static double g_blas_gflops;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void die(const char *what, const df_error_t *err)
 {
     fprintf(stderr, "bench_models: %s: %s\n", what, err->msg);
     exit(1);
-}
-
-/*  OpenBLAS sgemm at a UNet-like shape, best of three. */
-static double blas_gflops(void)
-{
-    const int m = 4096, n = 640, k = 640;
-    float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)k * n * 4), *c = malloc((size_t)m * n * 4);
-    df_philox_fill_uniform(a, (size_t)m * k, 1, 0, -1, 1);
-    df_philox_fill_uniform(b, (size_t)k * n, 2, 0, -1, 1);
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, a, k, b, n, 0, c, n);
-        best = fmin(best, now_s() - t0);
-    }
-    free(a), free(b), free(c);
-    return 2.0 * m * n * k / best * 1e-9;
 }
 
 static df_vk_buffer_t *random_buffer(uint64_t n, uint64_t seed, float scale)
@@ -109,13 +86,13 @@ static void bench_text(df_sdxl_t *m, df_dtype dtype)
     /* Once to build the pipelines, then timed. */
     for (int pass = 0; pass < 2; pass++) {
         df_vk_batch_memory_peak_reset(g_batch);
-        double f0 = df_vk_batch_flops(g_batch), t0 = now_s();
+        double f0 = df_vk_batch_flops(g_batch), t0 = df_bench_now_s();
         if (df_prompt_encode(pe, g_batch, prompt, df_tensor_at(ctx, 0, DF_F32), df_tensor_at(pool, 0, DF_F32), NULL,
                              NULL, &chunks, &err) != DF_OK ||
             df_vk_batch_submit(g_batch, &err) != DF_OK)
             die("text", &err);
         if (pass)
-            report("text encoders (1 prompt)", now_s() - t0, df_vk_batch_flops(g_batch) - f0, weights,
+            report("text encoders (1 prompt)", df_bench_now_s() - t0, df_vk_batch_flops(g_batch) - f0, weights,
                    df_vk_batch_memory_peak(g_batch) - base);
     }
     df_vk_buffer_destroy(&ctx);
@@ -143,11 +120,11 @@ static void unet_once(df_unet_t *u, const df_sdxl_config *c, uint32_t px, const 
     df_unet_inputs in = {.sample = &s, .timesteps = ts, .context = df_tensor_at(cb, 0, DF_F32), .context_len = 77,
                          .text_embeds = df_tensor_at(tb, 0, DF_F32), .time_ids = ids};
     df_vk_batch_memory_peak_reset(g_batch);
-    double f0 = df_vk_batch_flops(g_batch), t0 = now_s();
+    double f0 = df_vk_batch_flops(g_batch), t0 = df_bench_now_s();
     if (df_unet_forward(u, g_batch, &in, df_tensor_at(ob, 0, DF_F32), &err) != DF_OK)
         die("unet", &err);
     if (what)
-        report(what, now_s() - t0, df_vk_batch_flops(g_batch) - f0, weights, df_vk_batch_memory_peak(g_batch) - base);
+        report(what, df_bench_now_s() - t0, df_vk_batch_flops(g_batch) - f0, weights, df_vk_batch_memory_peak(g_batch) - base);
     df_vk_buffer_destroy(&sb), df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&tb), df_vk_buffer_destroy(&ob);
 }
 
@@ -186,10 +163,10 @@ static void bench_vae(df_sdxl_t *m, uint32_t px)
     if (df_vae_decode_tiled(v, g_batch, g_xfer, NULL, lat, 1, 16, 16, img, &err) != DF_OK) /* pipelines */
         die(what, &err);
     df_vk_batch_memory_peak_reset(g_batch);
-    double f0 = df_vk_batch_flops(g_batch), t0 = now_s();
+    double f0 = df_vk_batch_flops(g_batch), t0 = df_bench_now_s();
     if (df_vae_decode_tiled(v, g_batch, g_xfer, NULL, lat, 1, h, w, img, &err) != DF_OK)
         die(what, &err);
-    report(what, now_s() - t0, df_vk_batch_flops(g_batch) - f0, weights, df_vk_batch_memory_peak(g_batch) - base);
+    report(what, df_bench_now_s() - t0, df_vk_batch_flops(g_batch) - f0, weights, df_vk_batch_memory_peak(g_batch) - base);
     free(lat), free(img);
     df_vae_destroy(&v);
 }
@@ -230,7 +207,7 @@ int main(int argc, char **argv)
     df_sdxl_t *m = df_sdxl_open(argv[optind], tokenizer, &err);
     if (!m)
         die("model", &err);
-    g_blas_gflops = blas_gflops();
+    g_blas_gflops = df_bench_blas_gflops();
     printf("device: %s; model %s, weights %s; OpenBLAS sgemm 4096x640x640: %.1f GFLOPS (%d threads)\n",
            df_vk_device_info_of(g_dev)->name, argv[optind], df_dtype_name(dtype), g_blas_gflops,
            openblas_get_num_threads());

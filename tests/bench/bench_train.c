@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "log.h"
 #include "lora_trainer.h"
 #include "philox.h"
@@ -31,33 +32,10 @@
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void die(const char *what, const df_error_t *err)
 {
     fprintf(stderr, "bench_train: %s: %s\n", what, err->msg);
     exit(1);
-}
-
-static double blas_gflops(void)
-{
-    const int m = 4096, n = 640, k = 640;
-    float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)k * n * 4), *c = malloc((size_t)m * n * 4);
-    df_philox_fill_uniform(a, (size_t)m * k, 1, 0, -1, 1);
-    df_philox_fill_uniform(b, (size_t)k * n, 2, 0, -1, 1);
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, a, k, b, n, 0, c, n);
-        best = fmin(best, now_s() - t0);
-    }
-    free(a), free(b), free(c);
-    return 2.0 * m * n * k / best * 1e-9;
 }
 
 static df_vk_buffer_t *random_buffer(df_vk_device_t *dev, df_vk_transfer_t *xfer, uint64_t n, uint64_t seed)
@@ -125,12 +103,12 @@ int main(int argc, char **argv)
     df_sdxl_t *m = df_sdxl_open(argv[optind], NULL, &err);
     if (!m)
         die("model", &err);
-    double blas = blas_gflops();
+    double blas = df_bench_blas_gflops();
     printf("device: %s; model %s, base weights %s, LoRA rank %u on the attention projections; OpenBLAS sgemm: "
            "%.1f GFLOPS\n", df_vk_device_info_of(dev)->name, argv[optind], df_dtype_name(dtype), rank, blas);
     fflush(stdout);
     const df_sdxl_config *cfg = df_sdxl_config_of(m);
-    double t0 = now_s();
+    double t0 = df_bench_now_s();
     df_unet_t *unet = df_sdxl_load_unet(m, dev, xfer, dtype, &err);
     if (!unet)
         die("unet", &err);
@@ -140,7 +118,7 @@ int main(int argc, char **argv)
         die("trainer", &err);
     df_vk_memory_stats st;
     df_vk_memory_stats_get(df_vk_device_memory(dev), &st);
-    printf("load: %.1f s; UNet weights and LoRA state %.2f GiB; %llu LoRA values\n", now_s() - t0, st.in_use / GIB,
+    printf("load: %.1f s; UNet weights and LoRA state %.2f GiB; %llu LoRA values\n", df_bench_now_s() - t0, st.in_use / GIB,
            (unsigned long long)df_lora_trainer_params(tr));
     fflush(stdout);
     const uint32_t ctx = (uint32_t)cfg->unet.cross_attention_dim;
@@ -160,7 +138,7 @@ int main(int argc, char **argv)
         df_vk_memory_reset_peak_reserved(df_vk_device_memory(dev));
         df_vk_batch_memory_peak_reset(batch);
         double f0 = df_vk_batch_flops(batch);
-        t0 = now_s();
+        t0 = df_bench_now_s();
         float loss = 0;
         for (int i = 0; i < steps; i++) {
             if (df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(eb, 0, DF_F32), none, 1.0f,
@@ -169,7 +147,7 @@ int main(int argc, char **argv)
                 df_vk_download(xfer, lb, 0, &loss, 4, &err) != DF_OK)
                 die("step", &err);
         }
-        double secs = (now_s() - t0) / steps, flops = (df_vk_batch_flops(batch) - f0) / steps;
+        double secs = (df_bench_now_s() - t0) / steps, flops = (df_vk_batch_flops(batch) - f0) / steps;
         df_vk_memory_stats_get(df_vk_device_memory(dev), &st);
         printf("%ux%u, batch 1, rank %u: %.1f s per step (%.2f TFLOP at %.1f GFLOPS; OpenBLAS: %.1f s); peak device "
                "memory %.2f GiB held, %.2f GiB in tensors; loss %.4f\n",

@@ -10,20 +10,32 @@
 #include "layers.h"
 #include "layers_grad.h"
 
+/*  An attention block's projections: q, k, v, out (and out's bias). */
+typedef struct {
+    const df_weight *q, *k, *v, *o, *ob;
+} attn_weights;
+
+static int attn_weights_get(const df_weights_t *w, const char *p, attn_weights *a, df_error_t *err)
+{
+    int rc = df_weight_at(w, p, "to_q.weight", &a->q, err);
+    if (rc == DF_OK) rc = df_weight_at(w, p, "to_k.weight", &a->k, err);
+    if (rc == DF_OK) rc = df_weight_at(w, p, "to_v.weight", &a->v, err);
+    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.weight", &a->o, err);
+    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.bias", &a->ob, err);
+    return rc;
+}
+
 /*  attention over token rows: q from x, k and v from kv (x itself for
  *  self-attention), the output projection added onto h. */
 static int attention(const df_weights_t *w, df_vk_batch_t *batch, const char *p, uint32_t n, uint32_t tokens, uint32_t heads,
                      df_tensor x, df_tensor kv, uint32_t kv_tokens, df_tensor h, df_tensor q, df_tensor k, df_tensor v,
                      df_tensor a, df_error_t *err)
 {
-    const df_weight *wq, *wk, *wv, *wo, *bo;
-    int rc = df_weight_at(w, p, "to_q.weight", &wq, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_k.weight", &wk, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_v.weight", &wv, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.weight", &wo, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.bias", &bo, err);
+    attn_weights aw;
+    int rc = attn_weights_get(w, p, &aw, err);
     if (rc != DF_OK)
         return rc;
+    const df_weight *wq = aw.q, *wk = aw.k, *wv = aw.v, *wo = aw.o, *bo = aw.ob;
     const uint32_t C = (uint32_t)wq->shape[0];
     rc = df_linear(batch, x, n * tokens, wq, NULL, q, 0, DF_ELT_COPY, err);
     if (rc == DF_OK) rc = df_linear(batch, kv, n * kv_tokens, wk, NULL, k, 0, DF_ELT_COPY, err);
@@ -201,14 +213,11 @@ static int attention_keep(const df_weights_t *w, df_vk_batch_t *batch, const cha
                           uint32_t heads, df_tensor x, df_tensor kv, uint32_t kv_tokens, df_tensor h, attn_saved *s,
                           df_error_t *err)
 {
-    const df_weight *wq, *wk, *wv, *wo, *bo;
-    int rc = df_weight_at(w, p, "to_q.weight", &wq, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_k.weight", &wk, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_v.weight", &wv, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.weight", &wo, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.bias", &bo, err);
+    attn_weights aw;
+    int rc = attn_weights_get(w, p, &aw, err);
     if (rc != DF_OK)
         return rc;
+    const df_weight *wq = aw.q, *wk = aw.k, *wv = aw.v, *wo = aw.o, *bo = aw.ob;
     const uint32_t C = (uint32_t)wq->shape[0];
     df_attn_desc d = {.batch = n, .heads = heads, .nq = tokens, .nk = kv_tokens, .dim = C / heads};
     if (d.dim > 128 || d.dim % 4)
@@ -233,13 +242,11 @@ static int attention_backward(const df_weights_t *w, df_vk_batch_t *batch, const
                               uint32_t tokens, uint32_t heads, df_tensor x, df_tensor kv, uint32_t kv_tokens,
                               int self_attn, const attn_saved *s, df_tensor dout, df_tensor dx, df_error_t *err)
 {
-    const df_weight *wq, *wk, *wv, *wo;
-    int rc = df_weight_at(w, p, "to_q.weight", &wq, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_k.weight", &wk, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_v.weight", &wv, err);
-    if (rc == DF_OK) rc = df_weight_at(w, p, "to_out.0.weight", &wo, err);
+    attn_weights aw;
+    int rc = attn_weights_get(w, p, &aw, err);
     if (rc != DF_OK)
         return rc;
+    const df_weight *wq = aw.q, *wk = aw.k, *wv = aw.v, *wo = aw.o;
     const uint32_t C = (uint32_t)wq->shape[0];
     df_attn_desc d = {.batch = n, .heads = heads, .nq = tokens, .nk = kv_tokens, .dim = C / heads};
     df_tensor da, dq, dk, dv, none = {{NULL, 0}, DF_F32};
