@@ -1591,6 +1591,12 @@ static void test_lora_training_learns(void)
     df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
     df_unet_t *unet = m && st ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err) : NULL;
     df_lora_train_opts o = {.rank = 8, .alpha = 8, .targets = DF_LORA_ATTN | DF_LORA_PROJ | DF_LORA_CONV, .seed = 3};
+    df_lora_train_opts no_rank = {.rank = 0};
+    if (unet) {
+        CHECK(df_lora_trainer_new(unet, g_batch, g_xfer, &no_rank, &err) == NULL);
+        CHECK(err.code == DF_E_INVALID && strstr(err.msg, "rank 0"));
+        df_error_clear(&err);
+    }
     df_lora_trainer_t *tr = unet ? df_lora_trainer_new(unet, g_batch, g_xfer, &o, &err) : NULL;
     CHECK(tr != NULL);
     if (!tr) {
