@@ -166,11 +166,11 @@ int main(int argc, char **argv)
                    (all_weights - st.in_use) / GIB);
         text_told = 1;
         double per_step = t.denoise / t.steps;
-        printf("%ux%u, %d Euler steps: %.1f s = text %.1f + %d x %.1f s/step + VAE %.1f; %.2f TFLOP at %.1f GFLOPS "
+        printf("%ux%u, %d Euler steps: %.3f s = text %.3f + %d x %.3f s/step + VAE %.3f; %.2f TFLOP at %.1f GFLOPS "
                "(OpenBLAS: %.1f s)\n",
                p.width, p.height, steps, total, t.text, t.steps, per_step, t.decode, flops * 1e-12,
                flops / total * 1e-9, flops / (blas * 1e9));
-        printf("%ux%u, 30 steps (from the above): %.1f s per image; peak device memory %.2f GiB held, %.2f GiB in "
+        printf("%ux%u, 30 steps (from the above): %.2f s per image; peak device memory %.2f GiB held, %.2f GiB in "
                "tensors%s\n",
                p.width, p.height, t.text + 30 * per_step + t.decode, st.peak_reserved / GIB,
                df_vk_batch_memory_peak(batch) / GIB, keep_text ? "" : " (text encoders released)");

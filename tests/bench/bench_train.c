@@ -3,7 +3,7 @@
  *  measured in the same run (how long the same work would take on the CPU
  *  at sgemm's speed).
  *
- *    bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32] [--device N]
+ *    bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32] [--warm-up] [--device N]
  *
  *  Each size runs N optimiser steps (default 1) of batch 1 on random latents
  *  and conditioning (the work depends on shapes only): the UNet forward
@@ -11,7 +11,9 @@
  *  AdamW on the LoRA (rank R, default 16, on every attention projection, as
  *  the reference trains SDXL). Memory is the highest VkDeviceMemory held
  *  during the steps, weights included. Not a test: figures go to
- *  docs/performance.md.
+ *  docs/performance.md. --warm-up first runs one untimed step at the first
+ *  size, so that building the pipelines (which dominates on a GPU) stays out
+ *  of the timings.
  */
 #include <cblas.h>
 #include <getopt.h>
@@ -53,7 +55,7 @@ static df_vk_buffer_t *random_buffer(df_vk_device_t *dev, df_vk_transfer_t *xfer
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32] [--device N]\n");
+    fprintf(stderr, "usage: bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32] [--warm-up] [--device N]\n");
     exit(2);
 }
 
@@ -64,9 +66,10 @@ int main(int argc, char **argv)
                                          {"steps", required_argument, NULL, 'n'},
                                          {"dtype", required_argument, NULL, 't'},
                                          {"device", required_argument, NULL, 'd'},
+                                         {"warm-up", no_argument, NULL, 'W'},
                                          {NULL, 0, NULL, 0}};
     uint32_t sizes[8];
-    int nsizes = 0, steps = 1, device = -1, c;
+    int nsizes = 0, steps = 1, device = -1, warm_up = 0, c;
     uint32_t rank = 16;
     df_dtype dtype = DF_F16;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -80,6 +83,7 @@ int main(int argc, char **argv)
         case 'n': steps = atoi(optarg); break;
         case 't': dtype = strcmp(optarg, "f32") == 0 ? DF_F32 : DF_F16; break;
         case 'd': device = atoi(optarg); break;
+        case 'W': warm_up = 1; break;
         default: usage();
         }
     }
@@ -126,12 +130,14 @@ int main(int argc, char **argv)
                                        6 * cfg->unet.addition_time_embed_dim);
     df_vk_buffer_t *cb = random_buffer(dev, xfer, 77ull * ctx, 2), *tb = random_buffer(dev, xfer, pooled, 3);
     df_vk_buffer_t *lb = df_vk_buffer_new(dev, 8, &err);
-    for (int s = 0; s < nsizes; s++) {
-        uint32_t lat = sizes[s] / 8;
+    /* s == -1 is the untimed warm-up step at the first size. */
+    for (int s = warm_up ? -1 : 0; s < nsizes; s++) {
+        const int timed = s >= 0, px = (int)sizes[timed ? s : 0], runs = timed ? steps : 1;
+        uint32_t lat = (uint32_t)px / 8;
         uint64_t n = 4ull * lat * lat;
         df_vk_buffer_t *xb = random_buffer(dev, xfer, n, 4), *eb = random_buffer(dev, xfer, n, 5);
         df_fmap sample = {df_tensor_at(xb, 0, DF_F32), 1, 4, lat, lat};
-        float ts = 500, ids[6] = {(float)sizes[s], (float)sizes[s], 0, 0, (float)sizes[s], (float)sizes[s]};
+        float ts = 500, ids[6] = {(float)px, (float)px, 0, 0, (float)px, (float)px};
         df_unet_inputs in = {.sample = &sample, .timesteps = &ts, .context = df_tensor_at(cb, 0, DF_F32),
                              .context_len = 77, .text_embeds = df_tensor_at(tb, 0, DF_F32), .time_ids = ids};
         df_tensor none = {{NULL, 0}, DF_F32};
@@ -140,19 +146,22 @@ int main(int argc, char **argv)
         double f0 = df_vk_batch_flops(batch);
         t0 = df_bench_now_s();
         float loss = 0;
-        for (int i = 0; i < steps; i++) {
+        for (int i = 0; i < runs; i++) {
             if (df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(eb, 0, DF_F32), none, 1.0f,
                                            df_tensor_at(lb, 0, DF_F32), &err) != DF_OK ||
                 df_lora_trainer_step(tr, batch, 1e-4f, &err) != DF_OK ||
                 df_vk_download(xfer, lb, 0, &loss, 4, &err) != DF_OK)
                 die("step", &err);
         }
-        double secs = (df_bench_now_s() - t0) / steps, flops = (df_vk_batch_flops(batch) - f0) / steps;
+        double secs = (df_bench_now_s() - t0) / runs, flops = (df_vk_batch_flops(batch) - f0) / runs;
         df_vk_memory_stats_get(df_vk_device_memory(dev), &st);
-        printf("%ux%u, batch 1, rank %u: %.1f s per step (%.2f TFLOP at %.1f GFLOPS; OpenBLAS: %.1f s); peak device "
-               "memory %.2f GiB held, %.2f GiB in tensors; loss %.4f\n",
-               sizes[s], sizes[s], rank, secs, flops * 1e-12, flops / secs * 1e-9, flops / (blas * 1e9),
-               st.peak_reserved / GIB, df_vk_batch_memory_peak(batch) / GIB, loss);
+        if (!timed)
+            printf("warm-up %dx%d, 1 step: %.2f s\n", px, px, secs);
+        else
+            printf("%ux%u, batch 1, rank %u: %.3f s per step (%.2f TFLOP at %.1f GFLOPS; OpenBLAS: %.1f s); peak "
+                   "device memory %.2f GiB held, %.2f GiB in tensors; loss %.4f\n",
+                   (unsigned)px, (unsigned)px, rank, secs, flops * 1e-12, flops / secs * 1e-9, flops / (blas * 1e9),
+                   st.peak_reserved / GIB, df_vk_batch_memory_peak(batch) / GIB, loss);
         fflush(stdout);
         df_vk_buffer_destroy(&xb);
         df_vk_buffer_destroy(&eb);
