@@ -145,7 +145,7 @@ static void reject(df_coordinator_t *self, zframe_t *peer, int status, const cha
 static int worker_message(df_msg_type t)
 {
     return t == DF_MSG_HELLO || t == DF_MSG_HEARTBEAT || t == DF_MSG_TASK_PROGRESS || t == DF_MSG_TASK_RESULT ||
-           t == DF_MSG_TASK_FAILURE || t == DF_MSG_GOODBYE;
+           t == DF_MSG_TASK_FAILURE || t == DF_MSG_GOODBYE || t == DF_MSG_LORA_DELTA;
 }
 
 static void on_message(df_uvzmq_t *z, zmsg_t **msgp, void *ctx)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train_group.h"
+
 df_job *df_job_new(uint64_t seq, const char *type, uint32_t ntasks)
 {
     df_job *job = calloc(1, sizeof *job);
@@ -39,6 +41,7 @@ void df_job_free(df_job **job_p)
         free(t->params), free(t->message), free(t->error), free(t->output), free(t->artifacts), free(t->preview);
     }
     free(job->tasks);
+    df_train_group_destroy(&job->group);
     free(job->params), free(job->error), free(job->result), free(job->summary);
     free(job);
     *job_p = NULL;

@@ -65,6 +65,10 @@ struct df_job {
     /* Tasks by final state, kept by df_task_set_state() so progress checks
      * are O(1) however many tasks a job has. */
     uint32_t n_succeeded, n_failed, n_cancelled;
+    /* Data-parallel training: the members' rounds (train_group.h), built
+     * when first needed; not stored (a restarted coordinator rebuilds it
+     * from the members' next messages). */
+    struct _df_train_group_t *group;
 };
 
 /*  A job with ntasks tasks, ids filled in from seq. NULL when out of memory. */

@@ -7,6 +7,7 @@
 
 #include "dreamfleet.pb-c.h"
 #include "scheduler.h"
+#include "delta_codec.h"
 #include "image_encode.h"
 #include "sha256.h"
 
@@ -254,7 +255,8 @@ static int generate_finish(df_job *job, df_error_t *err)
 
 /* ---- train ---- */
 
-/*  One task: data-parallel training over several workers comes later. */
+/*  One task per member of the training group (train_group.h): one alone,
+ *  or `members` splitting every step's samples. */
 static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
 {
     (void)shards;
@@ -276,20 +278,54 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
         rc = df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr);
     else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)
         rc = df_error_set(err, DF_E_INVALID, "train: resolution %u: multiples of 8 from 64 to 2048", p->resolution);
+    else if (p->members > 64)
+        rc = df_error_set(err, DF_E_INVALID, "train: %u workers: at most 64", p->members);
+    else if (p->local_steps > 64)
+        rc = df_error_set(err, DF_E_INVALID, "train: %u local steps per round: at most 64", p->local_steps);
+    else if (p->delta_encoding && *p->delta_encoding && df_delta_encoding_parse(p->delta_encoding) < 0)
+        rc = df_error_set(err, DF_E_INVALID, "train: delta encoding '%s': f32, f16, bf16 or int8", p->delta_encoding);
+    *ntasks = p->members > 1 ? p->members : 1;
     dreamfleet__train_params__free_unpacked(p, NULL);
-    *ntasks = 1;
     return rc;
 }
 
+/*  Member i of the group learns its place. */
+static int train_task_params(const df_job *job, uint32_t i, uint8_t **params, size_t *len, df_error_t *err)
+{
+    Dreamfleet__TrainParams *p = dreamfleet__train_params__unpack(NULL, job->params_len, job->params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "%s: parameters are not a TrainParams message", job->id);
+    p->member = i;
+    p->members = job->ntasks;
+    *len = dreamfleet__train_params__get_packed_size(p);
+    *params = malloc(*len ? *len : 1);
+    int rc = *params ? DF_OK : df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
+    if (rc == DF_OK)
+        dreamfleet__train_params__pack(p, *params);
+    dreamfleet__train_params__free_unpacked(p, NULL);
+    return rc;
+}
+
+/*  Every member that finished holds the same LoRA; the first one speaks. */
 static int train_finish(df_job *job, df_error_t *err)
 {
-    const df_task *t = &job->tasks[0];
+    const df_task *t = NULL;
+    for (uint32_t i = 0; i < job->ntasks && !t; i++)
+        if (job->tasks[i].state == DREAMFLEET__TASK_STATE__TASK_SUCCEEDED)
+            t = &job->tasks[i];
+    if (!t)
+        return df_error_set(err, DF_E_STATE, "train: no member finished");
     Dreamfleet__TrainResult *r = dreamfleet__train_result__unpack(NULL, t->output_len, t->output);
     if (!r || r->n_losses == 0)
         return df_error_set(err, DF_E_FORMAT, "train: %s returned something that is not a TrainResult", t->id);
-    char line[160];
-    snprintf(line, sizeof line, "%zu steps in %.0f s, loss %.4f at the first, %.4f at the last", r->n_losses,
-             r->seconds, r->losses[0], r->losses[r->n_losses - 1]);
+    char line[256];
+    int n = snprintf(line, sizeof line, "%zu steps in %.0f s, loss %.4f at the first, %.4f at the last", r->n_losses,
+                     r->seconds, r->losses[0], r->losses[r->n_losses - 1]);
+    if (r->rounds && n > 0 && (size_t)n < sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, "; %u worker%s at the end, %u rounds, %.2f MB to the "
+                 "coordinator a round (%.2fx smaller than f32)", r->members, r->members == 1 ? "" : "s", r->rounds,
+                 (double)r->bytes_exchanged / r->rounds / 1e6,
+                 r->bytes_exchanged ? (double)r->raw_bytes / (double)r->bytes_exchanged : 0.0);
     dreamfleet__train_result__free_unpacked(r, NULL);
     return set_summary(job, err, line);
 }
@@ -298,7 +334,7 @@ static const df_jobtype k_types[] = {
     {"generate", generate_plan, generate_task_params, generate_finish, NULL, generate_cache_key},
     {"bench", bench_plan, same_params, bench_finish, bench_device_bytes, NULL},
     {"noop", noop_plan, same_params, noop_finish, NULL, NULL},
-    {"train", train_plan, same_params, train_finish, NULL, NULL},
+    {"train", train_plan, train_task_params, train_finish, NULL, NULL},
 };
 
 const df_jobtype *df_jobtype_find(const char *name)

@@ -9,6 +9,7 @@
 #include "jobtypes.h"
 #include "log.h"
 #include "result_cache.h"
+#include "train_group.h"
 
 #define T_QUEUED DREAMFLEET__TASK_STATE__TASK_QUEUED
 #define T_ASSIGNED DREAMFLEET__TASK_STATE__TASK_ASSIGNED
@@ -93,7 +94,8 @@ static void remember(df_sched_t *self, const df_task *t)
 
 df_sched_opts df_sched_default_opts(void)
 {
-    df_sched_opts o = {.heartbeat_ms = 1000, .timeout_ms = 5000, .max_attempts = 3, .adopt_grace_ms = 0};
+    df_sched_opts o = {.heartbeat_ms = 1000, .timeout_ms = 5000, .max_attempts = 3, .adopt_grace_ms = 0,
+                       .join_grace_ms = 60000};
     return o;
 }
 
@@ -334,7 +336,10 @@ static void maybe_finish_job(df_sched_t *self, df_job *job, uint64_t now)
 {
     uint32_t ok, failed, terminal;
     df_job_counts(job, &ok, &failed, &terminal);
-    if (ok != job->ntasks || df_job_state_terminal(job->state))
+    /* Members that left a training group ended cancelled; the others
+     * finished the training for them. */
+    uint32_t done = job->group ? ok + job->n_cancelled : ok;
+    if (done != job->ntasks || ok == 0 || df_job_state_terminal(job->state))
         return;
     const df_jobtype *jt = df_jobtype_find(job->type);
     df_error_t err;
@@ -520,6 +525,8 @@ df_sched_t *df_sched_new(df_store_t *store, const char *coordinator_id, const df
         self->opts.max_attempts = 3;
     if (!self->opts.adopt_grace_ms)
         self->opts.adopt_grace_ms = self->opts.timeout_ms;
+    if (!self->opts.join_grace_ms)
+        self->opts.join_grace_ms = 60000;
     if (io)
         self->io = *io;
     snprintf(self->coordinator_id, sizeof self->coordinator_id, "%s", coordinator_id ? coordinator_id : "");
@@ -737,6 +744,9 @@ int df_sched_hello(df_sched_t *self, const uint8_t *peer, size_t peer_len, const
     return df_sched_store_status(self, err);
 }
 
+static int is_group_job(const df_job *job);
+static int drop_member(df_sched_t *self, df_task *t, const char *reason, uint64_t now);
+
 static void on_result(df_sched_t *self, df_worker *w, const Dreamfleet__TaskResult *r, uint64_t now)
 {
     df_task *t = find_task(self, r->task_id);
@@ -794,6 +804,10 @@ static void on_failure(df_sched_t *self, df_worker *w, const Dreamfleet__TaskFai
     w->tasks_failed++;
     df_set_str(&t->error, f->reason);
     df_job *job = t->job;
+    if (f->retryable && is_group_job(job) && drop_member(self, t, f->reason ? f->reason : "failed", now)) {
+        send_ack(self, w->peer, w->peer_len, f->task_id);
+        return;
+    }
     if (f->retryable && t->attempt < job->max_attempts) {
         df_info("%s failed on %s (attempt %u of %u), will retry: %s", t->id, w->name, t->attempt, job->max_attempts,
                 f->reason ? f->reason : "");
@@ -827,6 +841,125 @@ static void on_progress(df_sched_t *self, df_worker *w, const Dreamfleet__TaskPr
     }
 }
 
+/* ------------------------------------------------------ training groups */
+
+static int is_group_job(const df_job *job) { return job->ntasks > 1 && strcmp(job->type, "train") == 0; }
+
+/*  The job's training group, built on first need: members whose tasks
+ *  already ended (before a coordinator restart) are out of it. */
+static df_train_group_t *group_of(df_sched_t *self, df_job *job)
+{
+    (void)self;
+    if (job->group || !is_group_job(job))
+        return job->group;
+    Dreamfleet__TrainParams *p = dreamfleet__train_params__unpack(NULL, job->params_len, job->params);
+    if (!p)
+        return NULL;
+    uint64_t samples = (uint64_t)(p->batch ? p->batch : 1) * (p->accumulate ? p->accumulate : 1);
+    dreamfleet__train_params__free_unpacked(p, NULL);
+    df_error_t err;
+    df_error_clear(&err);
+    job->group = df_train_group_new(job->id, job->ntasks, samples, &err);
+    if (!job->group) {
+        df_warn("%s", err.msg);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < job->ntasks; i++)
+        if (df_task_state_terminal(job->tasks[i].state) && job->tasks[i].state != T_SUCCEEDED) {
+            int complete;
+            df_train_group_drop(job->group, i, &complete);
+        }
+    return job->group;
+}
+
+/*  The last round's average, to member m's worker. */
+static void send_reply(df_sched_t *self, df_job *job, uint32_t m)
+{
+    df_task *t = &job->tasks[m];
+    df_worker *w = active(t) ? find_worker(self, t->worker_id) : NULL;
+    if (!w || !w->alive)
+        return;
+    for (size_t k = 0; k < df_train_group_reply_parts(job->group); k++) {
+        const Dreamfleet__LoraDelta *d = df_train_group_reply(job->group, m, t->id, k);
+        if (d)
+            send_to(self, w, DF_MSG_LORA_DELTA, &d->base);
+    }
+}
+
+static void broadcast_reply(df_sched_t *self, df_job *job)
+{
+    for (uint32_t m = 0; m < job->ntasks; m++)
+        if (df_train_group_live(job->group, m))
+            send_reply(self, job, m);
+}
+
+/*  Takes member t out of its training group when others go on without it:
+ *  1 when it did (the task ends cancelled), 0 when it is the last. */
+static int drop_member(df_sched_t *self, df_task *t, const char *reason, uint64_t now)
+{
+    df_job *job = t->job;
+    df_train_group_t *g = group_of(self, job);
+    if (!g || !df_train_group_live(g, t->index) || df_train_group_live_count(g) < 2) {
+        if (g) /* the last member starts over: so does the group */
+            df_train_group_destroy(&job->group);
+        return 0;
+    }
+    df_info("%s leaves its training group: %s", t->id, reason);
+    if (active(t)) {
+        send_cancel(self, t, reason);
+        release(self, t);
+    }
+    unqueue(self, t);
+    df_task_set_state(t, T_CANCELLED);
+    df_set_str(&t->error, reason);
+    t->finished_ms = now;
+    persist_task(self, t);
+    int complete;
+    df_train_group_drop(g, t->index, &complete);
+    if (complete)
+        broadcast_reply(self, job);
+    maybe_finish_job(self, job, now);
+    return 1;
+}
+
+static void on_lora_delta(df_sched_t *self, df_worker *w, const Dreamfleet__LoraDelta *d, uint64_t now)
+{
+    df_task *t = d->task_id ? find_task(self, d->task_id) : NULL;
+    if (!t || !active(t) || strcmp(t->worker_id, w->id) != 0 || !is_group_job(t->job)) {
+        df_debug("ignored a LoraDelta for %s from %s", d->task_id ? d->task_id : "?", w->name);
+        return;
+    }
+    df_train_group_t *g = group_of(self, t->job);
+    if (!g)
+        return;
+    df_round_outcome outcome;
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_train_group_add(g, t->index, d, now, &outcome, &err) != DF_OK) {
+        df_warn("%s: %s", t->id, err.msg);
+        return;
+    }
+    if (outcome == DF_ROUND_COMPLETE)
+        broadcast_reply(self, t->job);
+    else if (outcome == DF_ROUND_REPEAT)
+        send_reply(self, t->job, t->index);
+}
+
+/*  Members still queued long after their group's round began (no worker
+ *  for them) leave it, so the others do not wait for ever. */
+static void drop_late_members(df_sched_t *self, df_job *job, uint64_t now)
+{
+    df_train_group_t *g = job->group;
+    uint64_t began = g ? df_train_group_round_started(g) : 0;
+    if (!began || now - began < self->opts.join_grace_ms)
+        return;
+    for (uint32_t m = 0; m < job->ntasks; m++) {
+        df_task *t = &job->tasks[m];
+        if (t->state == T_QUEUED && df_train_group_live(g, m) && !df_train_group_contributed(g, m))
+            drop_member(self, t, "no worker took it before its group went on", now);
+    }
+}
+
 int df_sched_worker_message(df_sched_t *self, const uint8_t *peer, size_t peer_len, df_msg_type type,
                             const ProtobufCMessage *msg, uint64_t now, df_error_t *err)
 {
@@ -839,6 +972,7 @@ int df_sched_worker_message(df_sched_t *self, const uint8_t *peer, size_t peer_l
     case DF_MSG_TASK_PROGRESS: on_progress(self, w, (const Dreamfleet__TaskProgress *)msg); break;
     case DF_MSG_TASK_RESULT: on_result(self, w, (const Dreamfleet__TaskResult *)msg, now); break;
     case DF_MSG_TASK_FAILURE: on_failure(self, w, (const Dreamfleet__TaskFailure *)msg, now); break;
+    case DF_MSG_LORA_DELTA: on_lora_delta(self, w, (const Dreamfleet__LoraDelta *)msg, now); break;
     case DF_MSG_GOODBYE:
         df_info("worker %s left: %s", w->name, ((const Dreamfleet__Goodbye *)msg)->reason);
         w->alive = 0;
@@ -877,12 +1011,16 @@ void df_sched_tick(df_sched_t *self, uint64_t now)
             df_job *job = self->jobs[j];
             if (df_job_state_terminal(job->state))
                 continue;
-            for (uint32_t i = 0; i < job->ntasks; i++) {
+            if (job->group)
+                drop_late_members(self, job, now);
+            for (uint32_t i = 0; i < job->ntasks && !df_job_state_terminal(job->state); i++) {
                 df_task *t = &job->tasks[i];
                 if (!active(t))
                     continue;
                 df_worker *w = find_worker(self, t->worker_id);
                 if (w && w->alive)
+                    continue;
+                if (is_group_job(job) && drop_member(self, t, "its worker was lost", now))
                     continue;
                 if (t->attempt >= job->max_attempts) {
                     char why[256];

@@ -16,6 +16,13 @@
  *  that reconnects (or finds a restarted coordinator) says hello again with
  *  the tasks it still holds, and keeps them. Tasks of workers that stay
  *  silent past the timeout go back to the queue.
+ *
+ *  Training jobs of several members (train_group.h) are the exception: a
+ *  member whose worker is lost, or that fails in a way another try could
+ *  mend, leaves the group (its task ends cancelled) while others go on,
+ *  since a member cannot join a group mid-run; the job succeeds with the
+ *  members that finished. Only the last member goes back to the queue, and
+ *  the job then starts over.
  */
 #ifndef DF_SCHED_H
 #define DF_SCHED_H
@@ -33,6 +40,8 @@ typedef struct {
     uint32_t timeout_ms;     /* silence that declares a worker lost (default 5000) */
     uint32_t max_attempts;   /* default tries per task (default 3) */
     uint32_t adopt_grace_ms; /* after start, time workers have to reclaim their tasks (default timeout_ms) */
+    uint32_t join_grace_ms;  /* a training member still queued this long after its group's round began is
+                                dropped from the group (default 60000) */
 } df_sched_opts;
 
 df_sched_opts df_sched_default_opts(void);

@@ -10,7 +10,9 @@
 #include "artifact_store.h"
 #include "dreamfleet.pb-c.h"
 #include "log.h"
+#include "train_exchange.h"
 #include "train_lora.h"
+#include "train_share.h"
 #include "vk_device.h"
 
 typedef struct {
@@ -120,6 +122,29 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     float *losses = rc == DF_OK ? calloc(p->steps ? p->steps : 1, sizeof *losses) : NULL;
     if (rc == DF_OK && !losses)
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    /* A member of a training group exchanges with the others each round. */
+    df_train_exchange_t *ex = NULL;
+    if (rc == DF_OK && p->members > 1) {
+        char job_id[64];
+        snprintf(job_id, sizeof job_id, "%s", ctx->task_id);
+        char *dot = strrchr(job_id, '.');
+        if (dot)
+            *dot = '\0';
+        int enc = df_delta_encoding_parse(p->delta_encoding && *p->delta_encoding ? p->delta_encoding : "f32");
+        df_train_exchange_opts eo = {.ctx = ctx, .job_id = job_id, .encoding = (df_delta_encoding)(enc < 0 ? 0 : enc)};
+        if (enc < 0)
+            rc = df_error_set(err, DF_E_INVALID, "train: unknown delta encoding '%s'", p->delta_encoding);
+        else if (p->member >= p->members)
+            rc = df_error_set(err, DF_E_INVALID, "train: member %u of %u", p->member, p->members);
+        else if (!(ex = df_train_exchange_new(&eo, err)))
+            rc = err && err->code ? err->code : DF_E_NOMEM;
+        if (ex) {
+            df_train_sync *sync = df_train_exchange_sync(ex);
+            uint64_t per_step = (uint64_t)(p->batch ? p->batch : 1) * (p->accumulate ? p->accumulate : 1);
+            df_train_share(p->member, p->members, per_step, &sync->first, &sync->count);
+            sync->local_steps = p->local_steps ? p->local_steps : 1;
+        }
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == DF_OK) {
@@ -132,10 +157,12 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .lr = {(df_lr_schedule)sched, p->lr, p->warmup, p->steps},
             .noise = {.seed = p->seed, .noise_offset = p->noise_offset, .min_snr_gamma = p->min_snr_gamma},
             .weights = p->weights_f32 ? DF_F32 : DF_F16,
+            .sync = ex ? df_train_exchange_sync(ex) : NULL,
         };
         progress_ctx pc = {ctx};
         rc = df_train_lora(model, dev, xfer, batch, &tp, on_step, &pc, kohya, peft, losses, err);
-        *retryable = rc == DF_E_DEVICE_MEMORY;
+        /* Out of device memory, or the group's coordinator out of reach. */
+        *retryable = rc == DF_E_DEVICE_MEMORY || (ex && rc == DF_E_IO);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     Dreamfleet__TrainResult res = DREAMFLEET__TRAIN_RESULT__INIT;
@@ -149,6 +176,11 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
         res.n_losses = p->steps;
         res.losses = losses;
         res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        if (ex) {
+            df_train_exchange_stats st = df_train_exchange_stats_get(ex);
+            res.rounds = st.rounds, res.members = st.members;
+            res.bytes_exchanged = st.group_bytes, res.raw_bytes = st.group_raw;
+        }
         *out_len = dreamfleet__train_result__get_packed_size(&res);
         if (!(*out = malloc(*out_len ? *out_len : 1)))
             rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
@@ -162,6 +194,7 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     if (peft[0] && strcmp(peft + strlen(peft) - 6, "XXXXXX") != 0)
         unlink(peft);
     free(res.lora_kohya.data), free(res.lora_peft.data), free(losses);
+    df_train_exchange_destroy(&ex);
     df_vk_batch_destroy(&batch);
     df_sdxl_destroy(&model);
     dreamfleet__train_params__free_unpacked(p, NULL);

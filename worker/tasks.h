@@ -46,6 +46,12 @@ struct df_task_ctx {
     /* A small PNG of the work so far, sent with the next progress report
      * (the daemon sends at most one a second); NULL where nobody watches. */
     void (*preview)(df_task_ctx *ctx, const uint8_t *png, size_t len);
+    /* Data-parallel training: sends a LoraDelta (packed protobuf) to the
+     * coordinator, and waits up to timeout_ms for one addressed to this task
+     * (*msg malloc'd). DF_E_IO "timed out" when none came, DF_E_STATE when
+     * the task was cancelled meanwhile. NULL where there is no coordinator. */
+    int (*send_delta)(df_task_ctx *ctx, const uint8_t *msg, size_t len, df_error_t *err);
+    int (*recv_delta)(df_task_ctx *ctx, int timeout_ms, uint8_t **msg, size_t *len, df_error_t *err);
     /* The executor's resident object (NULL where tasks run without one). */
     df_task_resident *resident;
     void *owner;

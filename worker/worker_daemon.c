@@ -33,7 +33,7 @@ typedef struct df_worker_exec exec_t;
 
 /* What executors tell the main loop. */
 typedef struct event {
-    enum { EV_PROGRESS, EV_RESULT, EV_FAILURE } kind;
+    enum { EV_PROGRESS, EV_RESULT, EV_FAILURE, EV_DELTA } kind;
     char task_id[64];
     float fraction;
     char message[128];
@@ -66,7 +66,26 @@ struct df_worker_exec {
     uint64_t last_progress_ms, last_preview_ms;
     float last_fraction;
     char last_message[128];
+    /* LoraDelta messages for the task it holds, oldest first (under lock). */
+    struct inbox_msg *inbox;
 };
+
+/* A packed LoraDelta waiting for its task. */
+typedef struct inbox_msg {
+    uint8_t *data;
+    size_t len;
+    struct inbox_msg *next;
+} inbox_msg;
+
+static void inbox_clear(exec_t *e)
+{
+    while (e->inbox) {
+        inbox_msg *m = e->inbox;
+        e->inbox = m->next;
+        free(m->data);
+        free(m);
+    }
+}
 
 /* A result or failure waiting for the coordinator's TaskAck. */
 typedef struct unacked {
@@ -332,6 +351,52 @@ static void ctx_preview(df_task_ctx *ctx, const uint8_t *png, size_t len)
     post_event(e->owner, ev);
 }
 
+/*  Hands a packed LoraDelta to the main loop, which sends it. */
+static int ctx_send_delta(df_task_ctx *ctx, const uint8_t *msg, size_t len, df_error_t *err)
+{
+    exec_t *e = ctx->owner;
+    event_t *ev = calloc(1, sizeof *ev);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!ev || !copy) {
+        free(ev), free(copy);
+        return df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    }
+    memcpy(copy, msg, len);
+    ev->kind = EV_DELTA;
+    snprintf(ev->task_id, sizeof ev->task_id, "%s", ctx->task_id);
+    ev->output = copy, ev->output_len = len;
+    post_event(e->owner, ev);
+    return DF_OK;
+}
+
+static int ctx_recv_delta(df_task_ctx *ctx, int timeout_ms, uint8_t **msg, size_t *len, df_error_t *err)
+{
+    exec_t *e = ctx->owner;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L)
+        until.tv_sec++, until.tv_nsec -= 1000000000L;
+    int rc = DF_OK;
+    pthread_mutex_lock(&e->lock);
+    while (!e->inbox && !atomic_load(&e->cancel) && !e->quit)
+        if (pthread_cond_timedwait(&e->cond, &e->lock, &until) == ETIMEDOUT)
+            break;
+    if (atomic_load(&e->cancel) || e->quit) {
+        rc = df_error_set(err, DF_E_STATE, "cancelled");
+    } else if (!e->inbox) {
+        rc = df_error_set(err, DF_E_IO, "timed out");
+    } else {
+        inbox_msg *m = e->inbox;
+        e->inbox = m->next;
+        *msg = m->data, *len = m->len;
+        free(m);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
 static void *exec_main(void *arg)
 {
     exec_t *e = arg;
@@ -351,7 +416,8 @@ static void *exec_main(void *arg)
 
         df_task_ctx ctx = {.worker_name = e->owner->name, .task_id = task_id, .attempt = attempt,
                            .cancelled = &e->cancel, .device = ctx_device, .fetch = ctx_fetch,
-                           .progress = ctx_progress, .preview = ctx_preview, .resident = &e->resident, .owner = e};
+                           .progress = ctx_progress, .preview = ctx_preview, .send_delta = ctx_send_delta,
+                           .recv_delta = ctx_recv_delta, .resident = &e->resident, .owner = e};
         event_t *ev = calloc(1, sizeof *ev);
         df_error_t err;
         df_error_clear(&err);
@@ -368,6 +434,7 @@ static void *exec_main(void *arg)
         pthread_mutex_lock(&e->lock);
         e->busy = 0;
         e->task_id[0] = '\0';
+        inbox_clear(e);
         free(e->params);
         e->params = NULL;
         pthread_mutex_unlock(&e->lock);
@@ -432,8 +499,38 @@ static void on_assign(df_worker_t *self, const Dreamfleet__TaskAssign *a)
 static void cancel_task(df_worker_t *self, const char *task_id)
 {
     exec_t *e = exec_holding(self, task_id);
-    if (e)
+    if (e) {
+        pthread_mutex_lock(&e->lock);
         atomic_store(&e->cancel, 1);
+        pthread_cond_broadcast(&e->cond); /* a task waiting for its group's average */
+        pthread_mutex_unlock(&e->lock);
+    }
+}
+
+/*  The group's average for a training task: into its executor's inbox. */
+static void on_lora_delta(df_worker_t *self, const Dreamfleet__LoraDelta *d)
+{
+    exec_t *e = d->task_id ? exec_holding(self, d->task_id) : NULL;
+    if (!e) {
+        df_debug("ignored a LoraDelta for %s: not running here", d->task_id ? d->task_id : "?");
+        return;
+    }
+    inbox_msg *m = calloc(1, sizeof *m);
+    size_t len = dreamfleet__lora_delta__get_packed_size(d);
+    uint8_t *data = m ? malloc(len ? len : 1) : NULL;
+    if (!data) {
+        free(m);
+        return;
+    }
+    dreamfleet__lora_delta__pack(d, data);
+    m->data = data, m->len = len;
+    pthread_mutex_lock(&e->lock);
+    inbox_msg **pp = &e->inbox;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = m;
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->lock);
 }
 
 static void on_ack(df_worker_t *self, const char *task_id)
@@ -487,6 +584,14 @@ static void on_events(uv_async_t *a)
                 p.preview.len = ev->output_len;
                 send_msg(self, DF_MSG_TASK_PROGRESS, &p.base);
             }
+        } else if (ev->kind == EV_DELTA) {
+            /* Not held for acknowledgement: a member that hears nothing
+             * sends its part again, and the coordinator ignores repeats. */
+            Dreamfleet__LoraDelta *d = dreamfleet__lora_delta__unpack(NULL, ev->output_len, ev->output);
+            if (d && self->ready)
+                send_msg(self, DF_MSG_LORA_DELTA, &d->base);
+            if (d)
+                dreamfleet__lora_delta__free_unpacked(d, NULL);
         } else if (ev->kind == EV_RESULT) {
             Dreamfleet__TaskResult r = DREAMFLEET__TASK_RESULT__INIT;
             r.task_id = ev->task_id;
@@ -552,6 +657,7 @@ static void on_message(df_uvzmq_t *z, zmsg_t **msgp, void *ctx)
         cancel_task(self, ((Dreamfleet__TaskCancel *)m)->task_id);
         break;
     case DF_MSG_TASK_ACK: on_ack(self, ((Dreamfleet__TaskAck *)m)->task_id); break;
+    case DF_MSG_LORA_DELTA: on_lora_delta(self, (Dreamfleet__LoraDelta *)m); break;
     case DF_MSG_PROTOCOL_ERROR: {
         Dreamfleet__ProtocolError *pe = (Dreamfleet__ProtocolError *)m;
         if (pe->status == DF_E_STATE) { /* the coordinator restarted or lost us: introduce ourselves again */
@@ -770,11 +876,12 @@ void df_worker_destroy(df_worker_t **self_p)
         pthread_mutex_lock(&e->lock);
         e->quit = 1;
         atomic_store(&e->cancel, 1);
-        pthread_cond_signal(&e->cond);
+        pthread_cond_broadcast(&e->cond);
         pthread_mutex_unlock(&e->lock);
         pthread_join(e->thread, NULL);
         pthread_mutex_destroy(&e->lock);
         pthread_cond_destroy(&e->cond);
+        inbox_clear(e);
         free(e->params);
     }
     disconnect(self);

@@ -6,6 +6,12 @@
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]
+ *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
+ *
+ *  --workers N trains data-parallel: N workers split every step's samples
+ *  and exchange through the coordinator every K steps (1: gradients before
+ *  each step, exactly as one worker with the whole batch; more: the change
+ *  of the LoRA over K local steps), encoded as --delta says.
  *
  *  DIR's PNG and JPEG photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
@@ -21,6 +27,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "delta_codec.h"
 #include "dreamfleet.pb-c.h"
 #include "fsutil.h"
 #include "loss_plot.h"
@@ -31,7 +38,8 @@ static const char k_usage[] =
     "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
-    "         [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]";
+    "         [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]\n"
+    "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]";
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -87,7 +95,8 @@ static int write_file(const char *path, const uint8_t *data, size_t n)
 int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
-           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP };
+           O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
+           O_DELTA };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -99,7 +108,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"noise-offset", required_argument, NULL, O_OFFSET}, {"min-snr-gamma", required_argument, NULL, O_SNR},
         {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
         {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
-        {"flip", no_argument, NULL, O_FLIP},
+        {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
+        {"local-steps", required_argument, NULL, O_LOCAL}, {"delta", required_argument, NULL, O_DELTA},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
@@ -119,6 +129,13 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case O_TARGETS: p.targets = optarg; break;
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
+        case O_DELTA:
+            if (df_delta_encoding_parse(optarg) < 0) {
+                df_cli_error("--delta: f32, f16, bf16 or int8, not '%s'", optarg);
+                return DF_EXIT_USAGE;
+            }
+            p.delta_encoding = optarg;
+            break;
         case O_SCHED:
             if (df_lr_schedule_parse(optarg) < 0) {
                 df_cli_error("--lr-schedule: constant, constant_with_warmup or cosine, not '%s'", optarg);
@@ -142,7 +159,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                         {O_RANK, "--rank", 1, 1024},        {O_ALPHA, "--alpha", 0, 1e6}, {O_LR, "--lr", 1e-8, 0.5},
                         {O_WARMUP, "--warmup", 0, 1e6},     {O_SEED, "--seed", 0, 9007199254740991.0},
                         {O_OFFSET, "--noise-offset", 0, 1}, {O_SNR, "--min-snr-gamma", 0, 100},
-                        {O_ACCUM, "--grad-accum", 1, 1024}};
+                        {O_ACCUM, "--grad-accum", 1, 1024}, {O_WORKERS, "--workers", 1, 64},
+                        {O_LOCAL, "--local-steps", 1, 64}};
             size_t k = 0;
             while (k < sizeof nums / sizeof nums[0] && nums[k].opt != c)
                 k++;
@@ -163,6 +181,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             case O_SEED: p.seed = (uint64_t)v; break;
             case O_OFFSET: p.noise_offset = (float)v; break;
             case O_ACCUM: p.accumulate = (uint32_t)v; break;
+            case O_WORKERS: p.members = (uint32_t)v; break;
+            case O_LOCAL: p.local_steps = (uint32_t)v; break;
             default: p.min_snr_gamma = (float)v; break;
             }
         }
@@ -249,10 +269,12 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     if (rc == DF_EXIT_OK)
         rc = df_cli_get_job(cli, id, 1, &rep);
     if (rc == DF_EXIT_OK) {
-        Dreamfleet__TrainResult *r = rep->job->n_tasks
-                                         ? dreamfleet__train_result__unpack(NULL, rep->job->tasks[0]->output.len,
-                                                                            rep->job->tasks[0]->output.data)
-                                         : NULL;
+        /* Every member that finished holds the same LoRA: the first one's. */
+        Dreamfleet__TrainResult *r = NULL;
+        for (size_t i = 0; i < rep->job->n_tasks && !r; i++)
+            if (rep->job->tasks[i]->output.len)
+                r = dreamfleet__train_result__unpack(NULL, rep->job->tasks[i]->output.len,
+                                                     rep->job->tasks[i]->output.data);
         df_error_t err;
         char path[PATH_MAX];
         if (!r) {

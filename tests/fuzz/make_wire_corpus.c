@@ -83,13 +83,16 @@ int main(int argc, char **argv)
     rep.request_id = 1, rep.status = -8, rep.error = "no such job";
     save(dir, "reply_error", DF_MSG_REPLY, &rep.base, 4096);
 
-    uint64_t shape[2] = {16, 320};
-    Dreamfleet__Tensor t = DREAMFLEET__TENSOR__INIT;
-    t.name = "lora_unet_down.lora_down.weight", t.n_shape = 2, t.shape = shape;
+    float scales[2] = {1.0f, 0.5f};
+    Dreamfleet__DeltaTensor t = DREAMFLEET__DELTA_TENSOR__INIT;
+    t.rows = 2, t.cols = 16, t.n_row_scales = 2, t.row_scales = scales;
     t.data.data = blob, t.data.len = sizeof blob;
-    Dreamfleet__Tensor *ts[1] = {&t};
+    Dreamfleet__DeltaTensor *ts[1] = {&t};
+    float losses[1] = {0.25f};
     Dreamfleet__LoraDelta ld = DREAMFLEET__LORA_DELTA__INIT;
-    ld.job_id = "j-1", ld.round = 3, ld.worker_id = "w-1", ld.samples = 4, ld.n_tensors = 1, ld.tensors = ts;
+    ld.job_id = "j-1", ld.round = 3, ld.worker_id = "w-1", ld.task_id = "j-1.0", ld.samples = 4;
+    ld.encoding = "int8", ld.tensor_count = 1, ld.n_tensors = 1, ld.tensors = ts;
+    ld.n_losses = 1, ld.losses = losses;
     save(dir, "lora_delta_lz4", DF_MSG_LORA_DELTA, &ld.base, 64);
     return 0;
 }

@@ -227,6 +227,52 @@ int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr
     return rc;
 }
 
+size_t df_lora_trainer_tensor_count(const df_lora_trainer_t *self) { return 2 * self->n; }
+
+void df_lora_trainer_tensor_shape(const df_lora_trainer_t *self, size_t i, uint32_t *rows, uint32_t *cols)
+{
+    const trained *t = &self->items[i / 2];
+    uint32_t out = (uint32_t)t->w->shape[0], fan_in = (uint32_t)(t->w->nelem / out);
+    *rows = i % 2 ? out : t->a->rank;
+    *cols = i % 2 ? t->a->rank : fan_in;
+}
+
+/*  Tensor i of the exchange vector on the device. */
+static df_tensor exchanged(const df_lora_trainer_t *self, size_t i, df_lora_values which)
+{
+    const df_weight_adapter *a = self->items[i / 2].a;
+    if (which == DF_LORA_FACTORS)
+        return i % 2 ? a->up : a->down;
+    return i % 2 ? a->grad_up : a->grad_down;
+}
+
+static int move_values(df_lora_trainer_t *self, df_lora_values which, float *host, int up, df_error_t *err)
+{
+    uint64_t at = 0;
+    for (size_t i = 0; i < 2 * self->n; i++) {
+        uint32_t rows, cols;
+        df_lora_trainer_tensor_shape(self, i, &rows, &cols);
+        df_tensor t = exchanged(self, i, which);
+        uint64_t bytes = (uint64_t)rows * cols * 4;
+        int rc = up ? df_vk_upload(self->xfer, (df_vk_buffer_t *)t.ref.buf, t.ref.offset, host + at, bytes, err)
+                    : df_vk_download(self->xfer, t.ref.buf, t.ref.offset, host + at, bytes, err);
+        if (rc)
+            return rc;
+        at += (uint64_t)rows * cols;
+    }
+    return DF_OK;
+}
+
+int df_lora_trainer_download(df_lora_trainer_t *self, df_lora_values which, float *host, df_error_t *err)
+{
+    return move_values(self, which, host, 0, err);
+}
+
+int df_lora_trainer_upload(df_lora_trainer_t *self, df_lora_values which, const float *host, df_error_t *err)
+{
+    return move_values(self, which, (float *)host, 1, err);
+}
+
 int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_format format, int half,
                          const char *const *metadata, df_error_t *err)
 {

@@ -55,6 +55,21 @@ int df_lora_trainer_accumulate(df_lora_trainer_t *self, df_vk_batch_t *batch, co
  *  which the schedule sets), then the gradients are zeroed. */
 int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr, df_error_t *err);
 
+/*  The trainable values seen as one vector, for exchanging them between
+ *  workers: tensor 2i is adapter i's down factor, 2i + 1 its up factor,
+ *  laid end to end (df_lora_trainer_params values in all). */
+size_t df_lora_trainer_tensor_count(const df_lora_trainer_t *self);
+/*  Tensor i's shape as a matrix: rank x fan-in for a down factor, outputs x
+ *  rank for an up one. */
+void df_lora_trainer_tensor_shape(const df_lora_trainer_t *self, size_t i, uint32_t *rows, uint32_t *cols);
+
+typedef enum { DF_LORA_FACTORS, DF_LORA_GRADIENTS } df_lora_values;
+
+/*  Copies the factors (or their accumulated gradients) to host (params
+ *  floats), or replaces them from host. */
+int df_lora_trainer_download(df_lora_trainer_t *self, df_lora_values which, float *host, df_error_t *err);
+int df_lora_trainer_upload(df_lora_trainer_t *self, df_lora_values which, const float *host, df_error_t *err);
+
 /*  Optimiser steps taken. */
 uint64_t df_lora_trainer_steps(const df_lora_trainer_t *self);
 

@@ -147,7 +147,48 @@ static int check(const df_sdxl_config *c, const df_train_params *p, df_error_t *
         return df_error_set(err, DF_E_INVALID, "train: %u micro-batches per step: at most 1024", p->accumulate);
     if (!(p->lr.lr > 0 && p->lr.lr < 1))
         return df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr.lr);
+    const uint64_t global = (uint64_t)p->batch * (p->accumulate ? p->accumulate : 1);
+    if (p->sync && (!p->sync->exchange || (uint64_t)p->sync->first + p->sync->count > global))
+        return df_error_set(err, DF_E_INVALID, "train: share %u+%u of a step's %llu samples", p->sync->first,
+                            p->sync->count, (unsigned long long)global);
     return DF_OK;
+}
+
+/*  Photo order: a permutation of the photos per epoch (Fisher-Yates on
+ *  Philox draws), so global sample `at` is photo order[at % count] of
+ *  epoch at / count. */
+static void epoch_order(const df_train_params *p, uint64_t e, uint32_t *order)
+{
+    for (uint32_t i = 0; i < p->count; i++)
+        order[i] = i;
+    for (uint32_t i = p->count - 1; i > 0; i--) {
+        float u;
+        df_philox_fill_uniform(&u, 1, p->lora.seed ^ 0x5eedull, (e << 20) | i, 0.0f, 1.0f);
+        uint32_t j = (uint32_t)(u * (float)(i + 1));
+        j = j > i ? i : j;
+        uint32_t tmp = order[i];
+        order[i] = order[j], order[j] = tmp;
+    }
+}
+
+/*  One round's exchange: gradients before a shared step (local_steps 1), or
+ *  the change of the factors since the round began (base). */
+static int exchange_round(df_train_sync *sync, df_lora_trainer_t *tr, uint64_t round, int gradient, float *values,
+                          const float *base, uint64_t n, uint64_t samples, float *round_losses, uint32_t n_steps,
+                          df_error_t *err)
+{
+    int rc = df_lora_trainer_download(tr, gradient ? DF_LORA_GRADIENTS : DF_LORA_FACTORS, values, err);
+    if (rc == DF_OK && !gradient)
+        for (uint64_t i = 0; i < n; i++)
+            values[i] -= base[i];
+    if (rc == DF_OK)
+        rc = sync->exchange(sync, tr, round, gradient, values, n, samples, round_losses, n_steps, err);
+    if (rc == DF_OK && !gradient)
+        for (uint64_t i = 0; i < n; i++)
+            values[i] += base[i];
+    if (rc == DF_OK)
+        rc = df_lora_trainer_upload(tr, gradient ? DF_LORA_GRADIENTS : DF_LORA_FACTORS, values, err);
+    return rc;
 }
 
 int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
@@ -186,27 +227,35 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
     uint64_t epoch = UINT64_MAX;
     const uint32_t A = p->accumulate ? p->accumulate : 1;
-    for (uint64_t step = tr ? df_lora_trainer_steps(tr) : 0; rc == DF_OK && step < p->steps; step++) {
+    const uint64_t G = (uint64_t)B * A; /* samples per step, over the whole group */
+    /* Data parallel: this member's share, the round's first step, and the
+     * values exchanged (with the factors at the round's start for deltas). */
+    df_train_sync *sync = p->sync;
+    const uint32_t K = sync ? (sync->local_steps ? sync->local_steps : 1) : 1;
+    const int gradient = K == 1;
+    uint32_t first = sync ? sync->first : 0, count = sync ? sync->count : (uint32_t)G;
+    const uint64_t nvals = tr ? df_lora_trainer_params(tr) : 0;
+    float *values = NULL, *base = NULL, round_losses[64];
+    uint64_t round_start = tr ? df_lora_trainer_steps(tr) : 0, round_samples = 0;
+    if (rc == DF_OK && sync && K > 64)
+        rc = df_error_set(err, DF_E_INVALID, "train: %u local steps per round: at most 64", K);
+    if (rc == DF_OK && sync &&
+        (!(values = malloc(nvals * sizeof *values)) || (!gradient && !(base = malloc(nvals * sizeof *base)))))
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    if (rc == DF_OK && base)
+        rc = df_lora_trainer_download(tr, DF_LORA_FACTORS, base, err);
+    for (uint64_t step = round_start; rc == DF_OK && step < p->steps; step++) {
         float lr = df_lr_at(&p->lr, step), loss = 0;
-        for (uint32_t mb = 0; rc == DF_OK && mb < A; mb++) {
-            /* This micro-batch's photos: global samples step * B * A + mb * B
-             * + k of a permutation of the photos per epoch (Fisher-Yates on
-             * Philox draws). */
-            for (uint32_t k = 0; k < B; k++) {
-                uint64_t at = (step * A + mb) * B + k, e = at / p->count;
-                if (e != epoch) {
-                    epoch = e;
-                    for (uint32_t i = 0; i < p->count; i++)
-                        order[i] = i;
-                    for (uint32_t i = p->count - 1; i > 0; i--) {
-                        float u;
-                        df_philox_fill_uniform(&u, 1, p->lora.seed ^ 0x5eedull, (e << 20) | i, 0.0f, 1.0f);
-                        uint32_t j = (uint32_t)(u * (float)(i + 1));
-                        j = j > i ? i : j;
-                        uint32_t tmp = order[i];
-                        order[i] = order[j], order[j] = tmp;
-                    }
-                }
+        /* This step's samples: global indices first .. first + count - 1 of
+         * the step's G, in micro-batches of at most B whose gradients are
+         * weighted by their share of the samples (so they add up to the
+         * mean over all of them). */
+        for (uint32_t done = 0; rc == DF_OK && done < count;) {
+            const uint32_t b = count - done < B ? count - done : B, s0 = first + done;
+            for (uint32_t k = 0; k < b; k++) {
+                uint64_t at = step * G + s0 + k, e = at / p->count;
+                if (e != epoch)
+                    epoch_order(p, epoch = e, order);
                 uint32_t img = order[at % p->count];
                 float coin = 1;
                 if (d.flipped) /* each sample of each step: mirrored half the time */
@@ -220,28 +269,55 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                                       d.P * 4ull, err);
             }
             /* Noise and timesteps by global sample index: the same whatever
-             * the split into micro-batches. */
-            df_train_noise_batch(&p->noise, step, mb * B, B, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, B * per * 4, err);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, B * per * 4, err);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, B * 4, err);
-            df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), B, C, lat, lat};
+             * the split into micro-batches and members. */
+            df_train_noise_batch(&p->noise, step, s0, b, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, b * per * 4, err);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, b * per * 4, err);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, b * 4, err);
+            df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), b, C, lat, lat};
             df_unet_inputs in = {.sample = &sample, .timesteps = ts, .context = df_tensor_at(bufs[3], 0, DF_F32),
                                  .context_len = d.ctx_len, .text_embeds = df_tensor_at(bufs[4], 0, DF_F32),
                                  .time_ids = ids};
+            const float share = (float)b / (float)count;
             float part = 0;
             if (rc == DF_OK)
                 rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
-                                                df_tensor_at(bufs[2], 0, DF_F32), 1.0f / (float)A,
+                                                df_tensor_at(bufs[2], 0, DF_F32), share,
                                                 df_tensor_at(bufs[5], 0, DF_F32), err);
             if (rc == DF_OK)
                 rc = df_vk_download(xfer, bufs[5], 0, &part, 4, err);
-            loss += part / (float)A;
+            loss += part * share;
+            done += b;
+        }
+        const uint32_t in_round = (uint32_t)(step - round_start);
+        if (sync) {
+            round_losses[in_round] = loss;
+            round_samples += count;
+        }
+        const int round_ends = sync && (in_round + 1 == K || step + 1 == p->steps);
+        if (rc == DF_OK && round_ends && gradient) { /* the group's mean gradient, then the same step everywhere */
+            rc = exchange_round(sync, tr, step / K + 1, 1, values, NULL, nvals, round_samples, round_losses, 1, err);
+            first = sync->first, count = sync->count;
         }
         if (rc == DF_OK)
             rc = df_lora_trainer_step(tr, batch, lr, err);
-        if (rc == DF_OK && losses)
+        if (rc == DF_OK && round_ends && !gradient) { /* the round's start plus the group's mean change */
+            rc = exchange_round(sync, tr, step / K + 1, 0, values, base, nvals, round_samples, round_losses,
+                                in_round + 1, err);
+            memcpy(base, values, nvals * sizeof *base);
+            first = sync->first, count = sync->count;
+        }
+        if (round_ends) {
+            /* The group's losses replace this member's for the round's steps. */
+            for (uint32_t i = 0; losses && i <= in_round; i++)
+                losses[round_start + i] = round_losses[i];
+            round_start = step + 1;
+            round_samples = 0;
+        } else if (!sync && losses) {
             losses[step] = loss;
+        }
+        if (round_ends)
+            loss = round_losses[in_round];
         if (rc == DF_OK && !isfinite(loss))
             rc = df_error_set(err, DF_E_RANGE, "train: the loss became %g at step %llu (learning rate too high?)", loss,
                               (unsigned long long)step + 1);
@@ -250,6 +326,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         if (rc == DF_OK && progress && progress(ctx, step + 1, p->steps, loss, lr))
             rc = df_error_set(err, DF_E_STATE, "train: cancelled at step %llu", (unsigned long long)step + 1);
     }
+    free(values), free(base);
     char steps_s[32], count_s[32], res_s[32];
     snprintf(steps_s, sizeof steps_s, "%u", p->steps);
     snprintf(count_s, sizeof count_s, "%u", p->count);

@@ -36,7 +36,31 @@ typedef struct {
     const char *checkpoint;      /* written at the end (and every checkpoint_every steps); NULL: none */
     uint32_t checkpoint_every;
     const char *resume;          /* a checkpoint to go on from; NULL: a fresh LoRA */
+    struct df_train_sync *sync;  /* data parallel (below); NULL: this run takes every sample */
 } df_train_params;
+
+/*  Data-parallel training: this run is one member of a group that splits
+ *  each step's batch x accumulate samples (global sample indices, so the
+ *  same photos, noise and timesteps whichever member draws them). Every
+ *  local_steps steps (a round) the member calls exchange with its values,
+ *  which come back replaced by the group's average, the same for every
+ *  member:
+ *    local_steps 1: the values are the mean gradients over the member's
+ *      samples; every member feeds the average to the same AdamW step, so
+ *      the group trains exactly as one worker with the whole batch;
+ *    more: each member steps alone on its share; the values are the change
+ *      of the factors over the round, and every member continues from the
+ *      round's start plus the average change.
+ *  losses: the member's mean loss of each of the round's steps (n_steps),
+ *  replaced by the group's. *first and *count: the member's share, changed
+ *  by the group for the next round (members come and go). */
+typedef struct df_train_sync {
+    uint32_t local_steps;       /* 0: 1 */
+    uint32_t first, count;      /* this member's share in the first round */
+    int (*exchange)(struct df_train_sync *sync, const df_lora_trainer_t *tr, uint64_t round, int gradient,
+                    float *values, uint64_t n, uint64_t samples, float *losses, uint32_t n_steps, df_error_t *err);
+    void *ctx;
+} df_train_sync;
 
 /*  Called after every step; returning non-zero cancels. */
 typedef int (*df_train_progress)(void *ctx, uint64_t step, uint64_t steps, float loss, float lr);
