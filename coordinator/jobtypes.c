@@ -306,18 +306,29 @@ static int train_task_params(const df_job *job, uint32_t i, uint8_t **params, si
     return rc;
 }
 
-/*  Every member that finished holds the same LoRA; the first one speaks. */
+/*  Every member that finished holds the same LoRA; one of them (the
+ *  group's keeper) returns the files, and speaks for the job. */
 static int train_finish(df_job *job, df_error_t *err)
 {
-    const df_task *t = NULL;
-    for (uint32_t i = 0; i < job->ntasks && !t; i++)
-        if (job->tasks[i].state == DREAMFLEET__TASK_STATE__TASK_SUCCEEDED)
-            t = &job->tasks[i];
-    if (!t)
-        return df_error_set(err, DF_E_STATE, "train: no member finished");
-    Dreamfleet__TrainResult *r = dreamfleet__train_result__unpack(NULL, t->output_len, t->output);
-    if (!r || r->n_losses == 0)
-        return df_error_set(err, DF_E_FORMAT, "train: %s returned something that is not a TrainResult", t->id);
+    Dreamfleet__TrainResult *r = NULL;
+    for (uint32_t i = 0; i < job->ntasks && !r; i++) {
+        const df_task *t = &job->tasks[i];
+        if (t->state != DREAMFLEET__TASK_STATE__TASK_SUCCEEDED)
+            continue;
+        r = dreamfleet__train_result__unpack(NULL, t->output_len, t->output);
+        if (!r || r->n_losses == 0) {
+            if (r)
+                dreamfleet__train_result__free_unpacked(r, NULL);
+            return df_error_set(err, DF_E_FORMAT, "train: %s returned something that is not a TrainResult", t->id);
+        }
+        if (r->lora_kohya.len == 0) {
+            dreamfleet__train_result__free_unpacked(r, NULL);
+            r = NULL;
+        }
+    }
+    if (!r)
+        return df_error_set(err, DF_E_STATE, "train: no member returned the LoRA (the one keeping it was lost at the "
+                            "end)");
     char line[256];
     int n = snprintf(line, sizeof line, "%zu steps in %.0f s, loss %.4f at the first, %.4f at the last", r->n_losses,
                      r->seconds, r->losses[0], r->losses[r->n_losses - 1]);

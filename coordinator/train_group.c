@@ -14,7 +14,7 @@
 #define MAX_TENSOR_VALUES (1u << 28)
 #define MAX_LOCAL_STEPS 64
 /* Encoded bytes per reply part: well inside the wire's message limit. */
-#define PART_BYTES (8u << 20)
+#define PART_BYTES (512u << 10)
 
 typedef struct {
     uint32_t rows, cols;
@@ -415,6 +415,7 @@ const Dreamfleet__LoraDelta *df_train_group_reply(df_train_group_t *self, uint32
     p->members = self->reply_members;
     p->bytes_in = self->reply_bytes_in;
     p->raw_bytes = self->reply_raw;
+    p->keeper = self->live ? (uint32_t)__builtin_ctzll(self->live) : 0;
     if (part == 0) {
         p->n_losses = self->reply_steps;
         p->losses = self->reply_losses;

@@ -166,9 +166,11 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     Dreamfleet__TrainResult res = DREAMFLEET__TRAIN_RESULT__INIT;
-    if (rc == DF_OK)
+    /* Every member of a group holds the same LoRA: one returns the files. */
+    const int keeper = !ex || df_train_exchange_stats_get(ex).keeper == p->member;
+    if (rc == DF_OK && keeper)
         rc = slurp(kohya, &res.lora_kohya.data, &res.lora_kohya.len, err);
-    if (rc == DF_OK)
+    if (rc == DF_OK && keeper)
         rc = slurp(peft, &res.lora_peft.data, &res.lora_peft.len, err);
     if (rc == DF_OK) {
         res.worker = (char *)ctx->worker_name;

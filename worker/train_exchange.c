@@ -10,7 +10,7 @@
 #include "log.h"
 
 /* Encoded bytes per part: well inside the wire's message limit. */
-#define PART_BYTES (8u << 20)
+#define PART_BYTES (512u << 10)
 
 struct _df_train_exchange_t {
     df_train_exchange_opts o;
@@ -176,6 +176,7 @@ static int take_reply(df_train_exchange_t *self, const df_lora_trainer_t *tr, co
     self->sync.first = d->share_first;
     self->sync.count = d->share_count;
     self->st.members = d->members;
+    self->st.keeper = d->keeper;
     return DF_OK;
 }
 

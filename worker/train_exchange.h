@@ -36,6 +36,7 @@ df_train_sync *df_train_exchange_sync(df_train_exchange_t *self);
 typedef struct {
     uint32_t rounds;     /* completed */
     uint32_t members;    /* in the last round */
+    uint32_t keeper;     /* the member that returns the LoRA files, as the last round said */
     uint64_t bytes_sent; /* encoded bytes this member sent (its own parts, first sends) */
     uint64_t raw_bytes;  /* the same values as f32 */
     uint64_t group_bytes, group_raw; /* the same over all members, as the coordinator counted them */

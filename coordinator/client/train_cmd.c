@@ -269,12 +269,16 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     if (rc == DF_EXIT_OK)
         rc = df_cli_get_job(cli, id, 1, &rep);
     if (rc == DF_EXIT_OK) {
-        /* Every member that finished holds the same LoRA: the first one's. */
+        /* The member that returned the files (every member holds the same LoRA). */
         Dreamfleet__TrainResult *r = NULL;
         for (size_t i = 0; i < rep->job->n_tasks && !r; i++)
-            if (rep->job->tasks[i]->output.len)
-                r = dreamfleet__train_result__unpack(NULL, rep->job->tasks[i]->output.len,
-                                                     rep->job->tasks[i]->output.data);
+            if (rep->job->tasks[i]->output.len &&
+                (r = dreamfleet__train_result__unpack(NULL, rep->job->tasks[i]->output.len,
+                                                      rep->job->tasks[i]->output.data)) &&
+                r->lora_kohya.len == 0) {
+                dreamfleet__train_result__free_unpacked(r, NULL);
+                r = NULL;
+            }
         df_error_t err;
         char path[PATH_MAX];
         if (!r) {
@@ -308,8 +312,16 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                 rc = DF_EXIT_FAILED;
             }
             if (rc == DF_EXIT_OK && cli->json)
-                printf("{\"job\":\"%s\",\"dir\":\"%s\",\"steps\":%zu,\"final_loss\":%.6f}\n", id, out, r->n_losses,
-                       r->n_losses ? r->losses[r->n_losses - 1] : 0.0);
+                printf("{\"job\":\"%s\",\"dir\":\"%s\",\"steps\":%zu,\"final_loss\":%.6f,\"workers\":%u,\"rounds\":%u,"
+                       "\"bytes_per_round\":%.0f,\"compression\":%.3f}\n",
+                       id, out, r->n_losses, r->n_losses ? r->losses[r->n_losses - 1] : 0.0, r->rounds ? r->members : 1,
+                       r->rounds, r->rounds ? (double)r->bytes_exchanged / r->rounds : 0.0,
+                       r->bytes_exchanged ? (double)r->raw_bytes / (double)r->bytes_exchanged : 1.0);
+            else if (rc == DF_EXIT_OK && r->rounds)
+                fprintf(stderr, "%u worker%s at the end, %u rounds, %.2f MB to the coordinator a round (%.2fx smaller "
+                        "than f32)\n", r->members, r->members == 1 ? "" : "s", r->rounds,
+                        (double)r->bytes_exchanged / r->rounds / 1e6,
+                        r->bytes_exchanged ? (double)r->raw_bytes / (double)r->bytes_exchanged : 1.0);
         }
         if (r)
             dreamfleet__train_result__free_unpacked(r, NULL);

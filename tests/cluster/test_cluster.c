@@ -73,6 +73,14 @@ static void start_coordinator(const char *bind)
     fprintf(stderr, "coordinator did not start; see %s\n", log);
 }
 
+/* Every worker started, by name (the latest pid of each), for tests that
+ * must kill the one holding a given task. */
+static struct {
+    char name[32];
+    pid_t pid;
+} g_started[32];
+static int g_nstarted;
+
 static pid_t start_worker(const char *name, const char *keys)
 {
     char log[300], cache[300];
@@ -80,7 +88,12 @@ static pid_t start_worker(const char *name, const char *keys)
     snprintf(cache, sizeof cache, "%s/cache-%s", g_dir, name);
     char *argv[] = {(char *)g_worker_bin, "--connect", g_endpoint, "--keys", (char *)keys, "--name", (char *)name,
                     "--cache", cache, NULL};
-    return proc_start(argv, log);
+    pid_t pid = proc_start(argv, log);
+    if (g_nstarted < 32) {
+        snprintf(g_started[g_nstarted].name, sizeof g_started[g_nstarted].name, "%s", name);
+        g_started[g_nstarted++].pid = pid;
+    }
+    return pid;
 }
 
 /* Runs the client with --coordinator/--keys/--json and the given words. */
@@ -610,18 +623,10 @@ static void test_embedded_mode(void)
     CHECK(strstr(g_err, "unknown command 'teleport'") != NULL);
 }
 
-/*  Training through the cluster: photos (with a sidecar caption for one)
- *  in, LoRA files and a loss curve out, and generation takes the LoRA. */
-static void test_train(void)
+/*  Two small photos, one with a sidecar caption. */
+static void make_photos(const char *data)
 {
-    char data[300], out[300], model[300], imgs[300], path[400];
-    snprintf(data, sizeof data, "%s/photos", g_dir);
-    snprintf(out, sizeof out, "%s/trained", g_dir);
-    snprintf(imgs, sizeof imgs, "%s/images-trained", g_dir);
-    snprintf(model, sizeof model, "%s/tiny-model", g_dir); /* made by test_generate_over_workers, if it ran */
-    struct stat sb;
-    if (stat(model, &sb) != 0)
-        CHECK_EQ(client(g_keys, 60000, "model", "create-random", model, "--config", "tiny", NULL), 0);
+    char path[400];
     mkdir(data, 0755);
     df_error_t err;
     df_error_clear(&err);
@@ -640,6 +645,29 @@ static void test_train(void)
         fputs("a photo of TOK dog\n", f);
         fclose(f);
     }
+}
+
+/*  The tiny model, made once for the tests that need it. */
+static void tiny_model(char *model, size_t cap)
+{
+    snprintf(model, cap, "%s/tiny-model", g_dir);
+    struct stat sb;
+    if (stat(model, &sb) != 0)
+        CHECK_EQ(client(g_keys, 60000, "model", "create-random", model, "--config", "tiny", NULL), 0);
+}
+
+/*  Training through the cluster: photos (with a sidecar caption for one)
+ *  in, LoRA files and a loss curve out, and generation takes the LoRA. */
+static void test_train(void)
+{
+    char data[300], out[300], model[300], imgs[300], path[400];
+    snprintf(data, sizeof data, "%s/photos", g_dir);
+    snprintf(out, sizeof out, "%s/trained", g_dir);
+    snprintf(imgs, sizeof imgs, "%s/images-trained", g_dir);
+    tiny_model(model, sizeof model); /* made by test_generate_over_workers, if it ran */
+    make_photos(data);
+    df_error_t err;
+    df_error_clear(&err);
     CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--class", "dog", "--resolution", "64",
                     "--steps", "3", "--rank", "4", "--lr", "1e-3", "--seed", "2", "-o", out, NULL),
              0);
@@ -672,6 +700,135 @@ static void test_train(void)
     CHECK(strstr(g_err, "no PNG or JPEG photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--lr", "3", "-o", out, NULL), 2);
     CHECK(strstr(g_err, "--lr wants") != NULL);
+}
+
+/*  The largest difference between two LoRA files' tensors (f32), or a
+ *  negative number when they do not hold the same tensors. */
+static double lora_difference(const char *a_path, const char *b_path)
+{
+    df_error_t err;
+    df_safetensors_t *a = df_safetensors_open(a_path, &err), *b = df_safetensors_open(b_path, &err);
+    double worst = a && b && df_safetensors_count(a) == df_safetensors_count(b) ? 0 : -1;
+    for (size_t i = 0; worst >= 0 && i < df_safetensors_count(a); i++) {
+        const df_st_tensor *ta = df_safetensors_at(a, i), *tb = df_safetensors_find(b, ta->name);
+        if (!tb || tb->nelem != ta->nelem || ta->dtype != DF_F32 || tb->dtype != DF_F32) {
+            worst = -1;
+            break;
+        }
+        for (uint64_t k = 0; k < ta->nelem; k++) {
+            double d = fabs((double)((const float *)ta->data)[k] - (double)((const float *)tb->data)[k]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    df_safetensors_destroy(&a);
+    df_safetensors_destroy(&b);
+    return worst;
+}
+
+/*  The line of file holding needle, last of them. */
+static int last_line_with(const char *file, const char *needle, char *line, size_t cap)
+{
+    FILE *f = fopen(file, "r");
+    char buf[2048];
+    int found = 0;
+    while (f && fgets(buf, sizeof buf, f))
+        if (strstr(buf, needle))
+            snprintf(line, cap, "%s", buf), found = 1;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/*  Data-parallel training. Two workers, each with one of a step's two
+ *  samples, exchanging gradients every step, train the LoRA that one worker
+ *  with both trains; int8 changes every 2 steps train too, about 4x smaller
+ *  on the wire; a worker killed mid-run leaves its group and the job
+ *  finishes on the other, which takes over its samples. */
+static void test_train_data_parallel(void)
+{
+    char data[300], model[300], one[300], two[300], q8[300], lost[300], a[400], b[400];
+    snprintf(data, sizeof data, "%s/photos-dp", g_dir);
+    snprintf(one, sizeof one, "%s/dp-one", g_dir);
+    snprintf(two, sizeof two, "%s/dp-two", g_dir);
+    snprintf(q8, sizeof q8, "%s/dp-int8", g_dir);
+    snprintf(lost, sizeof lost, "%s/dp-lost", g_dir);
+    tiny_model(model, sizeof model);
+    make_photos(data);
+    CHECK_EQ(wait_workers(3), 0);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "3",
+                    "--rank", "4", "--lr", "1e-3", "--seed", "5", "--batch", "2", "-o", one, NULL),
+             0);
+    CHECK(strstr(g_out, "\"workers\":1,\"rounds\":0") != NULL);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "3",
+                    "--rank", "4", "--lr", "1e-3", "--seed", "5", "--batch", "2", "--workers", "2", "-o", two, NULL),
+             0);
+    CHECK(strstr(g_out, "\"workers\":2,\"rounds\":3") != NULL);
+    snprintf(a, sizeof a, "%s/lora.safetensors", one);
+    snprintf(b, sizeof b, "%s/lora.safetensors", two);
+    double diff = lora_difference(a, b);
+    fprintf(stderr, "  2 workers x 1 sample vs 1 worker x 2: factors within %.2g (learning rate 1e-3)\n", diff);
+    CHECK(diff >= 0 && diff < 5e-5);
+    snprintf(a, sizeof a, "%s/loss.csv", one);
+    snprintf(b, sizeof b, "%s/loss.csv", two);
+    size_t na = 0, nb = 0;
+    uint8_t *ca = slurp(a, &na), *cb = slurp(b, &nb);
+    float la[3] = {0}, lb[3] = {-1};
+    CHECK(ca && cb && sscanf((char *)ca, "step,loss\n1,%f\n2,%f\n3,%f", &la[0], &la[1], &la[2]) == 3 &&
+          sscanf((char *)cb, "step,loss\n1,%f\n2,%f\n3,%f", &lb[0], &lb[1], &lb[2]) == 3);
+    for (int i = 0; i < 3; i++)
+        CHECK(fabsf(la[i] - lb[i]) <= 1e-4f * fabsf(la[i]));
+    free(ca), free(cb);
+
+    /* int8 changes of the factors every 2 local steps. */
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "4",
+                    "--rank", "4", "--lr", "1e-3", "--seed", "5", "--batch", "2", "--workers", "2", "--local-steps",
+                    "2", "--delta", "int8", "-o", q8, NULL),
+             0);
+    /* int8 is a quarter of f32 plus a scale per row: at rank 4 the up
+     * factors' rows are 4 values long, so the whole comes to about 2.5x. */
+    const char *c = strstr(g_out, "\"compression\":");
+    CHECK(strstr(g_out, "\"workers\":2,\"rounds\":2") != NULL && c && atof(c + 14) > 2.2);
+    snprintf(b, sizeof b, "%s/lora.safetensors", q8);
+    snprintf(a, sizeof a, "%s/lora.safetensors", one);
+    CHECK(lora_difference(a, b) >= 0);
+
+    /* A member's worker killed mid-run: the other finishes alone. */
+    char clog[300], log[300], line[2048];
+    snprintf(clog, sizeof clog, "%s/coordinator.log", g_dir);
+    snprintf(log, sizeof log, "%s/train-lost.log", g_dir);
+    char *argv[] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", g_keys, "--json", "train", "--data",
+                    data, "--model", model, "--resolution", "64", "--steps", "30", "--rank", "4", "--lr", "1e-3",
+                    "--batch", "2", "--workers", "2", "-o", lost, NULL};
+    pid_t trainer = proc_start(argv, log);
+    CHECK_EQ(proc_wait_line(clog, "round 4: 2 members", NULL, 0, 300000), 0);
+    char job[64] = "", task[80];
+    if (last_line_with(clog, "round 4: 2 members", line, sizeof line)) {
+        const char *j = strstr(line, "j-");
+        if (j)
+            snprintf(job, sizeof job, "%.*s", (int)strcspn(j, " "), j);
+    }
+    snprintf(task, sizeof task, "task %s.1 (train", job);
+    int killed = -1;
+    for (int i = g_nstarted - 1; i >= 0 && killed < 0; i--) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        if (last_line_with(log, task, line, sizeof line))
+            killed = i;
+    }
+    CHECK(job[0] && killed >= 0);
+    if (killed >= 0) {
+        proc_stop(g_started[killed].pid, SIGKILL, 5000);
+        CHECK_EQ(proc_stop(trainer, 0, 600000), 0); /* signal 0: just wait for it */
+        snprintf(log, sizeof log, "%s/train-lost.log", g_dir);
+        uint8_t *out = slurp(log, &na);
+        CHECK(out && strstr((char *)out, "\"steps\":30") && strstr((char *)out, "\"workers\":1,\"rounds\":30"));
+        free(out);
+        for (int i = 0; i < g_nworkers; i++)
+            if (g_workers[i] == g_started[killed].pid)
+                g_workers[i] = start_worker(g_started[killed].name, g_keys);
+        CHECK_EQ(wait_workers(3), 0);
+    } else {
+        proc_stop(trainer, SIGKILL, 5000);
+    }
 }
 
 int main(int argc, char **argv)
@@ -715,6 +872,7 @@ int main(int argc, char **argv)
     RUN(test_generate_over_workers);
     RUN(test_generate_init_noise);
     RUN(test_train);
+    RUN(test_train_data_parallel);
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);
     RUN(test_embedded_mode);
