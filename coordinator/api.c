@@ -370,11 +370,14 @@ zmsg_t *df_api_handle(df_api *api, const uint8_t *peer, size_t peer_len, int is_
     dreamfleet__reply__init(&r->rep);
     r->rep.request_id = req->request_id;
     df_error_clear(&r->err);
+    /* Workers pull models and push outputs too large for a result message
+     * (a trained LoRA); jobs and the registry are the clients'. */
     int worker_ok = req->body_case == DREAMFLEET__REQUEST__BODY_ARTIFACT_STAT ||
                     req->body_case == DREAMFLEET__REQUEST__BODY_ARTIFACT_GET ||
+                    req->body_case == DREAMFLEET__REQUEST__BODY_ARTIFACT_PUT ||
                     req->body_case == DREAMFLEET__REQUEST__BODY_MODELS;
     if (is_worker && !worker_ok) {
-        df_error_set(&r->err, DF_E_INVALID, "workers may only fetch artifacts and list models");
+        df_error_set(&r->err, DF_E_INVALID, "workers may only fetch and store artifacts and list models");
         fail(r, DF_E_INVALID);
     } else {
         switch (req->body_case) {

@@ -321,7 +321,7 @@ static int train_finish(df_job *job, df_error_t *err)
                 dreamfleet__train_result__free_unpacked(r, NULL);
             return df_error_set(err, DF_E_FORMAT, "train: %s returned something that is not a TrainResult", t->id);
         }
-        if (r->lora_kohya.len == 0) {
+        if (r->lora_kohya.len == 0 && !(r->lora_kohya_sha256 && *r->lora_kohya_sha256)) {
             dreamfleet__train_result__free_unpacked(r, NULL);
             r = NULL;
         }

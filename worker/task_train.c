@@ -168,10 +168,18 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     Dreamfleet__TrainResult res = DREAMFLEET__TRAIN_RESULT__INIT;
     /* Every member of a group holds the same LoRA: one returns the files. */
     const int keeper = !ex || df_train_exchange_stats_get(ex).keeper == p->member;
-    if (rc == DF_OK && keeper)
+    char kohya_hex[65] = "", peft_hex[65] = "";
+    if (rc == DF_OK && keeper && ctx->upload) { /* to the artifact store: larger than a message may be */
+        rc = ctx->upload(ctx, kohya, kohya_hex, err);
+        if (rc == DF_OK)
+            rc = ctx->upload(ctx, peft, peft_hex, err);
+        *retryable = rc != DF_OK;
+        res.lora_kohya_sha256 = kohya_hex, res.lora_peft_sha256 = peft_hex;
+    } else if (rc == DF_OK && keeper) {
         rc = slurp(kohya, &res.lora_kohya.data, &res.lora_kohya.len, err);
-    if (rc == DF_OK && keeper)
-        rc = slurp(peft, &res.lora_peft.data, &res.lora_peft.len, err);
+        if (rc == DF_OK)
+            rc = slurp(peft, &res.lora_peft.data, &res.lora_peft.len, err);
+    }
     if (rc == DF_OK) {
         res.worker = (char *)ctx->worker_name;
         res.device = (char *)df_vk_device_info_of(dev)->name;

@@ -52,6 +52,10 @@ struct df_task_ctx {
      * the task was cancelled meanwhile. NULL where there is no coordinator. */
     int (*send_delta)(df_task_ctx *ctx, const uint8_t *msg, size_t len, df_error_t *err);
     int (*recv_delta)(df_task_ctx *ctx, int timeout_ms, uint8_t **msg, size_t *len, df_error_t *err);
+    /* Uploads a file to the coordinator's artifact store (outputs too large
+     * for a result message); hex gets its sha256, and the task's result
+     * lists it among its artifacts. NULL where there is no coordinator. */
+    int (*upload)(df_task_ctx *ctx, const char *path, char hex[65], df_error_t *err);
     /* The executor's resident object (NULL where tasks run without one). */
     df_task_resident *resident;
     void *owner;

@@ -41,6 +41,8 @@ typedef struct event {
     size_t output_len;
     int retryable;
     char error[DF_ERROR_MSG_MAX];
+    char **artifacts; /* a result's uploaded outputs (sha256 hex) */
+    size_t n_artifacts;
     struct event *next;
 } event_t;
 
@@ -66,6 +68,9 @@ struct df_worker_exec {
     uint64_t last_progress_ms, last_preview_ms;
     float last_fraction;
     char last_message[128];
+    /* Outputs the running task uploaded (executor thread). */
+    char **artifacts;
+    size_t n_artifacts;
     /* LoraDelta messages for the task it holds, oldest first (under lock). */
     struct inbox_msg *inbox;
 };
@@ -351,6 +356,37 @@ static void ctx_preview(df_task_ctx *ctx, const uint8_t *png, size_t len)
     post_event(e->owner, ev);
 }
 
+static int ctx_upload(df_task_ctx *ctx, const char *path, char hex[65], df_error_t *err)
+{
+    exec_t *e = ctx->owner;
+    df_worker_t *w = e->owner;
+    char **grown = realloc(e->artifacts, (e->n_artifacts + 1) * sizeof *grown);
+    if (!grown)
+        return df_error_set(err, DF_E_NOMEM, "upload: out of memory");
+    e->artifacts = grown;
+    /* A connection of its own, as for fetch: heartbeats go on meanwhile. */
+    df_rpc_opts o = {.endpoint = w->endpoint, .keys_dir = w->keys_dir, .role = DF_ROLE_WORKER,
+                     .insecure = w->opts.insecure, .timeout_ms = (int)(w->timeout_ms * 2)};
+    df_rpc_t *rpc = df_rpc_new(&o, err);
+    if (!rpc)
+        return err ? err->code : DF_E_IO;
+    int rc = df_rpc_upload(rpc, path, hex, NULL, NULL, err);
+    df_rpc_destroy(&rpc);
+    if (rc)
+        return df_error_prefix(err, "upload %s", path);
+    if (!(e->artifacts[e->n_artifacts] = strdup(hex)))
+        return df_error_set(err, DF_E_NOMEM, "upload: out of memory");
+    e->n_artifacts++;
+    return DF_OK;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
 /*  Hands a packed LoraDelta to the main loop, which sends it. */
 static int ctx_send_delta(df_task_ctx *ctx, const uint8_t *msg, size_t len, df_error_t *err)
 {
@@ -417,7 +453,8 @@ static void *exec_main(void *arg)
         df_task_ctx ctx = {.worker_name = e->owner->name, .task_id = task_id, .attempt = attempt,
                            .cancelled = &e->cancel, .device = ctx_device, .fetch = ctx_fetch,
                            .progress = ctx_progress, .preview = ctx_preview, .send_delta = ctx_send_delta,
-                           .recv_delta = ctx_recv_delta, .resident = &e->resident, .owner = e};
+                           .recv_delta = ctx_recv_delta, .upload = ctx_upload, .resident = &e->resident,
+                           .owner = e};
         event_t *ev = calloc(1, sizeof *ev);
         df_error_t err;
         df_error_clear(&err);
@@ -428,9 +465,12 @@ static void *exec_main(void *arg)
         if (rc) {
             ev->kind = EV_FAILURE;
             snprintf(ev->error, sizeof ev->error, "%s", err.msg);
+            free_list(e->artifacts, e->n_artifacts);
         } else {
             ev->kind = EV_RESULT;
+            ev->artifacts = e->artifacts, ev->n_artifacts = e->n_artifacts;
         }
+        e->artifacts = NULL, e->n_artifacts = 0;
         pthread_mutex_lock(&e->lock);
         e->busy = 0;
         e->task_id[0] = '\0';
@@ -597,6 +637,7 @@ static void on_events(uv_async_t *a)
             r.task_id = ev->task_id;
             r.output.data = ev->output;
             r.output.len = ev->output_len;
+            r.artifacts = ev->artifacts, r.n_artifacts = ev->n_artifacts;
             df_info("task %s done", ev->task_id);
             hold_until_acked(self, DF_MSG_TASK_RESULT, &r.base, ev->task_id);
         } else {
@@ -608,6 +649,7 @@ static void on_events(uv_async_t *a)
             hold_until_acked(self, DF_MSG_TASK_FAILURE, &f.base, ev->task_id);
         }
         free(ev->output);
+        free_list(ev->artifacts, ev->n_artifacts);
         free(ev);
         ev = next;
     }
@@ -890,6 +932,7 @@ void df_worker_destroy(df_worker_t **self_p)
     while (ev) {
         event_t *next = ev->next;
         free(ev->output);
+        free_list(ev->artifacts, ev->n_artifacts);
         free(ev);
         ev = next;
     }

@@ -18,14 +18,18 @@
  *  TOK WORD". OUT receives lora.safetensors (kohya's format),
  *  lora-peft.safetensors (PEFT's, for diffusers), loss.csv and loss.png.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact_store.h"
+#include "cli.h"
 #include "commands.h"
 #include "delta_codec.h"
 #include "dreamfleet.pb-c.h"
@@ -90,6 +94,38 @@ static int write_file(const char *path, const uint8_t *data, size_t n)
     if (!ok)
         df_cli_error("%s: %s", path, strerror(errno));
     return ok ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/*  A LoRA file of the result: its bytes, or the artifact they were
+ *  uploaded as (pulled through OUT/.store, as fetch does). */
+static int save_lora(df_cli *cli, const char *out, const ProtobufCBinaryData *bytes, const char *hash,
+                     const char *path)
+{
+    if (!hash || !*hash)
+        return write_file(path, bytes->data, bytes->len) ? DF_EXIT_FAILED : DF_EXIT_OK;
+    char dir[PATH_MAX], from[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/.store", out);
+    df_error_t err;
+    df_error_clear(&err);
+    df_artifacts_t *store = df_artifacts_new(dir, 0, &err);
+    int rc = store && df_rpc_download(cli->rpc, hash, store, NULL, NULL, &err) == DF_OK ? DF_EXIT_OK : DF_EXIT_FAILED;
+    if (rc == DF_EXIT_OK) {
+        df_artifacts_path(store, hash, from, sizeof from);
+        if (rename(from, path) != 0) {
+            df_cli_error("%s: %s", path, strerror(errno));
+            rc = DF_EXIT_FAILED;
+        }
+    } else {
+        df_cli_error("%s", err.msg);
+    }
+    df_artifacts_destroy(&store);
+    return rc;
 }
 
 int df_cmd_train(df_cli *cli, int argc, char **argv)
@@ -275,7 +311,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             if (rep->job->tasks[i]->output.len &&
                 (r = dreamfleet__train_result__unpack(NULL, rep->job->tasks[i]->output.len,
                                                       rep->job->tasks[i]->output.data)) &&
-                r->lora_kohya.len == 0) {
+                r->lora_kohya.len == 0 && !(r->lora_kohya_sha256 && *r->lora_kohya_sha256)) {
                 dreamfleet__train_result__free_unpacked(r, NULL);
                 r = NULL;
             }
@@ -290,14 +326,16 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         }
         if (rc == DF_EXIT_OK) {
             snprintf(path, sizeof path, "%s/lora.safetensors", out);
-            rc = write_file(path, r->lora_kohya.data, r->lora_kohya.len) ? DF_EXIT_FAILED : rc;
+            rc = save_lora(cli, out, &r->lora_kohya, r->lora_kohya_sha256, path);
             if (rc == DF_EXIT_OK && !cli->json)
                 printf("%s\n", path);
             snprintf(path, sizeof path, "%s/lora-peft.safetensors", out);
             if (rc == DF_EXIT_OK)
-                rc = write_file(path, r->lora_peft.data, r->lora_peft.len) ? DF_EXIT_FAILED : rc;
+                rc = save_lora(cli, out, &r->lora_peft, r->lora_peft_sha256, path);
             if (rc == DF_EXIT_OK && !cli->json)
                 printf("%s\n", path);
+            snprintf(path, sizeof path, "%s/.store", out); /* emptied by the downloads */
+            nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
             snprintf(path, sizeof path, "%s/loss.csv", out);
             FILE *f = rc == DF_EXIT_OK ? fopen(path, "w") : NULL;
             if (f) {
