@@ -190,6 +190,27 @@ static void test_philox_streams(void)
     CHECK(fabs(mean) < 5.0 / 256);
     CHECK(fabs(var - 1.0) < 5 * 0.0056);
     free(n);
+    /* A fill large enough to be split over threads gives, at every index,
+     * what a small fill or the formula gives: the split changes nothing. */
+    enum { BIG = (1 << 21) + 3 };
+    float *big = malloc(BIG * sizeof *big), small[1000];
+    df_philox_fill_normal(big, BIG, 9, 4);
+    df_philox_fill_normal(small, 1000, 9, 4);
+    int agree = 1;
+    for (int i = 0; i < 1000; i++)
+        agree &= big[i] == small[i];
+    for (size_t j = (BIG - 1) / 2 - 5000; j < (BIG + 1) / 2; j += 997) { /* pairs spread over the later spans */
+        double u1 = 1.0 - df_philox_uniform(df_philox_u32(9, 4, 2 * j));
+        double u2 = df_philox_uniform(df_philox_u32(9, 4, 2 * j + 1));
+        agree &= big[2 * j] == (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+    }
+    for (size_t j = 1 << 17; j < (size_t)BIG / 2; j += 65537) {
+        double u1 = 1.0 - df_philox_uniform(df_philox_u32(9, 4, 2 * j));
+        double u2 = df_philox_uniform(df_philox_u32(9, 4, 2 * j + 1));
+        agree &= big[2 * j + 1] == (float)(sqrt(-2.0 * log(u1)) * sin(2.0 * M_PI * u2));
+    }
+    CHECK(agree);
+    free(big);
 }
 
 static void test_gemm_desc_checks(void)

@@ -60,6 +60,19 @@ int df_keep_tensor(df_vk_batch_t *batch, df_keep *keep, df_tensor *t, uint64_t e
     return rc;
 }
 
+int df_keep_new(df_vk_batch_t *batch, df_keep *keep, uint64_t elems, df_dtype dtype, df_tensor *out,
+                df_error_t *err)
+{
+    if (keep->n == DF_KEEP_MAX)
+        return df_error_set(err, DF_E_RANGE, "more than %d tensors kept across steps", DF_KEEP_MAX);
+    df_vk_buffer_t *b = df_vk_buffer_new(df_vk_batch_device(batch), elems * df_dtype_size(dtype), err);
+    if (!b)
+        return err ? err->code : DF_E_DEVICE_MEMORY;
+    keep->bufs[keep->n++] = b;
+    *out = df_tensor_at(b, 0, dtype);
+    return DF_OK;
+}
+
 void df_keep_release(df_keep *keep, df_vk_batch_t *batch)
 {
     for (int i = 0; i < keep->n; i++)

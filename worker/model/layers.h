@@ -28,6 +28,10 @@ typedef struct {
  *  it (the copy is recorded in batch). */
 int df_keep_tensor(df_vk_batch_t *batch, df_keep *keep, df_tensor *t, uint64_t elems, df_error_t *err);
 
+/*  A new tensor of elems values in keep (contents undefined). */
+int df_keep_new(df_vk_batch_t *batch, df_keep *keep, uint64_t elems, df_dtype dtype, df_tensor *out,
+                df_error_t *err);
+
 /*  Frees everything in keep: at once when batch is NULL (the work using it
  *  has completed), else when batch's recorded work has (an error path, with
  *  commands still recorded). */

@@ -339,13 +339,18 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     if (rc != DF_OK)
         return rc;
     /* Forward to the last layer's output, keeping every layer's input:
-     * hs[d] (d = 0 .. depth) in one buffer. */
+     * hs[d] (d = 0 .. depth) in one buffer. A layer's own work is scratch
+     * freed by a submit after it, forward and backward, so memory holds the
+     * layers' inputs and one layer's work (SDXL's deepest blocks have ten
+     * layers). What lives across those submits is owned here, and so must
+     * be the caller's x, dy and dx. */
     char name[224], b[160];
-    df_fmap hn, dhn;
+    df_fmap hn = *x, dhn;
     df_tensor hs, dh, t, dt;
-    rc = df_fmap_new(batch, n, C, x->h, x->w, &hn, err);
-    if (rc == DF_OK) rc = df_scratch(batch, elems * (uint64_t)(depth + 1), DF_F32, &hs, err);
-    if (rc == DF_OK) rc = df_scratch(batch, elems, DF_F32, &dh, err);
+    df_keep own = {.n = 0};
+    rc = df_keep_new(batch, &own, elems, DF_F32, &hn.t, err);
+    if (rc == DF_OK) rc = df_keep_new(batch, &own, elems * (uint64_t)(depth + 1), DF_F32, &hs, err);
+    if (rc == DF_OK) rc = df_keep_new(batch, &own, elems, DF_F32, &dh, err);
     snprintf(name, sizeof name, "%s.norm", p);
     if (rc == DF_OK) rc = df_group_norm(batch, w, name, groups, 1e-6f, 0, x, &hn, err);
     if (rc == DF_OK) rc = bmm(batch, 1, 1, HW, C, C, n, (uint64_t)C * HW, 0, (uint64_t)HW * C, 1, 0, hn.t, pin->t, hs, err);
@@ -370,6 +375,8 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
         if (rc == DF_OK) rc = df_scratch(batch, elems * 4, DF_F32, &gg, err);
         if (rc == DF_OK) rc = layer_forward(w, batch, b, n, HW, heads, C, out, nrm, q, k, v, a, ff, gg, context,
                                             context_len, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_submit(batch, err);
     }
     /* Back through proj_out: out[b] = x[b] + Wout h[b]^T, so dh[b] = dy[b]^T Wout. */
     df_tensor hl = at_f32(hs, elems * (uint64_t)depth);
@@ -395,6 +402,8 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
         snprintf(b, sizeof b, "%s.transformer_blocks.%d", p, d);
         rc = layer_backward(w, batch, b, n, HW, heads, C, at_f32(hs, elems * (uint64_t)d), context, context_len, dh,
                             err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_submit(batch, err);
     }
     /* Back through proj_in: h[b] = hn[b]^T Win^T, so dhn[b] = Win^T dh[b]^T. */
     if (rc == DF_OK) rc = df_fmap_new(batch, n, C, x->h, x->w, &dhn, err);
@@ -420,5 +429,6 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     /* Through the group norm, onto the residual's dy. */
     if (rc == DF_OK) rc = df_group_norm_backward(batch, w, name, groups, 1e-6f, 0, x, &dhn, dx, err);
     if (rc == DF_OK) rc = df_add_into(batch, dy->t, dx->t, elems, err);
+    df_keep_release(&own, batch); /* freed once the work recorded so far completes */
     return rc == DF_OK ? rc : df_error_prefix(err, "%s", p);
 }

@@ -24,7 +24,9 @@ int df_transformer_forward(df_vk_batch_t *batch, const df_weights_t *w, const ch
  *  output), dx: the gradient with respect to x, written; the adapters'
  *  gradients accumulate. The block is recomputed from x, keeping each
  *  layer's input, and each layer recomputed again on the way back. The
- *  context gets no gradient. Head dims up to 128. */
+ *  context gets no gradient. Head dims up to 128. The batch is submitted
+ *  after each layer (freeing its scratch), so x, dy, dx and the context must
+ *  be buffers that outlive a submit, not scratch. */
 int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, uint32_t groups,
                             int depth, uint32_t heads, const df_fmap *x, df_tensor context, uint32_t context_len,
                             const df_fmap *dy, const df_fmap *dx, df_error_t *err);

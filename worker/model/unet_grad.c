@@ -142,32 +142,45 @@ static int unit_backward(df_unet_t *self, df_vk_batch_t *batch, const unit *u, c
         return rc == DF_OK ? df_group_norm_backward(batch, w, "conv_norm_out", g, eps, 1, &u->in, &dh, dx, err) : rc;
     }
     case U_RESNET: {
+        /* The transformer's backward pass submits between its layers: what
+         * lives across it (the concatenated input, the ResNet's output and
+         * its gradient) is owned here, not scratch. */
+        df_keep own = {.n = 0};
         df_fmap x = u->in, cat, r, dr = *dy, dcat;
         if (u->skip_in >= 0) {
             rc = concat(batch, &u->in, &skips[u->skip_in], &cat, 0, err);
+            if (rc == DF_OK && u->attn[0])
+                rc = df_keep_tensor(batch, &own, &cat.t, elems(&cat), err);
             x = cat;
         }
         if (rc == DF_OK && u->attn[0]) { /* back through the transformer on the ResNet's output */
             rc = df_resnet_block(batch, w, u->res, g, eps, &x, temb, &r, err);
             if (rc == DF_OK)
-                rc = df_fmap_new(batch, r.n, r.c, r.h, r.w, &dr, err);
+                rc = df_keep_tensor(batch, &own, &r.t, elems(&r), err);
+            dr = r;
+            if (rc == DF_OK)
+                rc = df_keep_new(batch, &own, elems(&r), DF_F32, &dr.t, err);
             if (rc == DF_OK)
                 rc = df_transformer_backward(batch, w, u->attn, g, u->depth, u->heads, &r, in->context,
                                              in->context_len, dy, &dr, err);
         }
-        if (u->skip_in < 0)
-            return rc == DF_OK ? df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, dx, err) : rc;
-        if (rc == DF_OK)
+        if (rc == DF_OK && u->skip_in < 0)
+            rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, dx, err);
+        if (rc == DF_OK && u->skip_in >= 0) {
             rc = df_fmap_new(batch, x.n, x.c, x.h, x.w, &dcat, err);
-        if (rc == DF_OK)
-            rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, &dcat, err);
-        /* Split: the running input's part to dx, the skip's added to dskip. */
-        df_fmap ds;
-        if (rc == DF_OK)
-            rc = df_fmap_new(batch, dskip->n, dskip->c, dskip->h, dskip->w, &ds, err);
-        if (rc == DF_OK)
-            rc = concat(batch, dx, &ds, &dcat, 1, err);
-        return rc == DF_OK ? df_add_into(batch, ds.t, dskip->t, elems(&ds), err) : rc;
+            if (rc == DF_OK)
+                rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, &dcat, err);
+            /* Split: the running input's part to dx, the skip's added to dskip. */
+            df_fmap ds;
+            if (rc == DF_OK)
+                rc = df_fmap_new(batch, dskip->n, dskip->c, dskip->h, dskip->w, &ds, err);
+            if (rc == DF_OK)
+                rc = concat(batch, dx, &ds, &dcat, 1, err);
+            if (rc == DF_OK)
+                rc = df_add_into(batch, ds.t, dskip->t, elems(&ds), err);
+        }
+        df_keep_release(&own, batch); /* freed once the unit's work completes */
+        return rc;
     }
     }
     return df_error_set(err, DF_E_INVALID, "unet: unknown unit");
