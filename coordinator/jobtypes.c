@@ -278,6 +278,11 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
         rc = df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr);
     else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)
         rc = df_error_set(err, DF_E_INVALID, "train: resolution %u: multiples of 8 from 64 to 2048", p->resolution);
+    else if (p->n_class_images > 10000 || p->n_class_captions != p->n_class_images)
+        rc = df_error_set(err, DF_E_INVALID, "train: %zu class images with %zu captions (at most 10000, one caption "
+                          "each)", p->n_class_images, p->n_class_captions);
+    else if (!(p->prior_weight >= 0 && p->prior_weight <= 100))
+        rc = df_error_set(err, DF_E_INVALID, "train: prior weight %g: from 0 to 100", p->prior_weight);
     else if (p->members > 64)
         rc = df_error_set(err, DF_E_INVALID, "train: %u workers: at most 64", p->members);
     else if (p->local_steps > 64)

@@ -1763,6 +1763,80 @@ static void test_lora_training_resume(void)
 /*  DreamBooth LoRA training end to end on the tiny model: photos and
  *  captions in, a LoRA out that generation loads; the same seed gives the
  *  same file; bad photos and settings are refused by name. */
+/*  Writes count w x 64 test photos photo<tag><i>.png into g_dir. */
+static void write_photos(const char *tag, int count, int shade, char paths[][256], const char **out)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    for (int i = 0; i < count; i++) {
+        const uint32_t w = 80 + 16 * i, h = 64;
+        uint8_t *rgb = malloc(w * h * 3);
+        for (uint32_t k = 0; k < w * h; k++)
+            rgb[3 * k] = (uint8_t)(k % w * 3 + 40 * i), rgb[3 * k + 1] = (uint8_t)(k / w * 4), rgb[3 * k + 2] =
+                (uint8_t)shade;
+        snprintf(paths[i], 256, "%s/photo%s%d.png", g_dir, tag, i);
+        CHECK_OK(df_png_write(paths[i], rgb, w, h, NULL, 0, &err), &err);
+        out[i] = paths[i];
+        free(rgb);
+    }
+}
+
+/*  Prior preservation: a class photo beside each sample, its loss weighted.
+ *  At a vanishing weight the run is the plain run (the class half weighs
+ *  nothing and the scaling keeps the subject's mean exact); at weight 1 the
+ *  reported loss carries the class term too, and the LoRA differs. */
+static void test_train_lora_prior(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char paths[3][256], cpaths[2][256], out[3][256];
+    const char *images[3], *classes[2];
+    const char *captions[3] = {"a photo of TOK person", "TOK person smiling", "a portrait of TOK person"};
+    const char *class_captions[2] = {"a photo of a person", "a person"};
+    write_photos("", 3, 90, paths, images);
+    write_photos("class", 2, 200, cpaths, classes);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    df_train_params p = {.images = images, .captions = captions, .count = 3, .resolution = 64, .steps = 3, .batch = 2,
+                         .lora = {.rank = 4, .alpha = 4, .seed = 7}, .lr = {DF_LR_CONSTANT, 1e-2f, 0, 3},
+                         .noise = {.seed = 7, .min_snr_gamma = 5}, .weights = DF_F32};
+    float plain[3], faint[3], full[3];
+    for (int i = 0; i < 3; i++)
+        snprintf(out[i], sizeof out[i], "%s/prior%d.safetensors", g_dir, i);
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, out[0], NULL, plain, &err), &err);
+    df_train_params q = p;
+    q.class_images = classes, q.class_captions = class_captions, q.class_count = 2, q.prior_weight = 1e-7f;
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, out[1], NULL, faint, &err), &err);
+    q.prior_weight = 1.0f;
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, out[2], NULL, full, &err), &err);
+    for (int i = 0; i < 3; i++)
+        CHECK(fabsf(plain[i] - faint[i]) <= 1e-4f * plain[i]);
+    double worst = 0, apart = 0;
+    df_safetensors_t *f[3] = {df_safetensors_open(out[0], &err), df_safetensors_open(out[1], &err),
+                              df_safetensors_open(out[2], &err)};
+    for (size_t i = 0; f[0] && f[1] && f[2] && i < df_safetensors_count(f[0]); i++) {
+        const char *name = df_safetensors_at(f[0], i)->name;
+        uint64_t n0, n1, n2;
+        float *x = golden_f32(f[0], name, &n0), *y = golden_f32(f[1], name, &n1), *z = golden_f32(f[2], name, &n2);
+        for (uint64_t k = 0; x && y && z && n0 == n1 && n0 == n2 && k < n0; k++) {
+            worst = fmax(worst, fabs(x[k] - y[k]) / p.lr.lr);
+            apart = fmax(apart, fabs(x[k] - z[k]) / p.lr.lr);
+        }
+        free(x), free(y), free(z);
+    }
+    fprintf(stderr, "  losses plain %.4f %.4f %.4f, prior weight 1: %.4f %.4f %.4f; weight 1e-7 within %.2g lr of plain, "
+            "weight 1 %.2g lr away\n", plain[0], plain[1], plain[2], full[0], full[1], full[2], worst, apart);
+    CHECK(f[0] && f[1] && f[2] && worst < 2e-2 && apart > 0.5); /* Adam: rounding-level gradients, see above */
+    CHECK(full[0] > 1.3f * plain[0]); /* the class term adds a loss of the same size */
+    for (int i = 0; i < 3; i++) {
+        df_safetensors_destroy(&f[i]);
+        unlink(out[i]);
+    }
+    df_sdxl_destroy(&m);
+}
+
 static void test_train_lora_run(void)
 {
     df_error_t err;
@@ -2046,6 +2120,7 @@ int main(int argc, char **argv)
     RUN(test_lora_training_learns);
     RUN(test_lora_training_resume);
     RUN(test_train_lora_run);
+    RUN(test_train_lora_prior);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

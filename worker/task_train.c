@@ -158,6 +158,11 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .noise = {.seed = p->seed, .noise_offset = p->noise_offset, .min_snr_gamma = p->min_snr_gamma},
             .weights = p->weights_f32 ? DF_F32 : DF_F16,
             .sync = ex ? df_train_exchange_sync(ex) : NULL,
+            .class_images = (const char *const *)p->class_images,
+            .class_captions = (const char *const *)p->class_captions, .class_count = (uint32_t)p->n_class_images,
+            .prior_weight = p->n_class_images ? (p->prior_weight > 0 ? p->prior_weight : 1.0f) : 0.0f,
+            .base_model = p->model, .base_model_identity = p->model_identity, .token = p->token,
+            .class_word = p->class_word,
         };
         progress_ctx pc = {ctx};
         rc = df_train_lora(model, dev, xfer, batch, &tp, on_step, &pc, kohya, peft, losses, err);

@@ -33,6 +33,7 @@
 #include "commands.h"
 #include "delta_codec.h"
 #include "dreamfleet.pb-c.h"
+#include "file_identity.h"
 #include "fsutil.h"
 #include "loss_plot.h"
 #include "lr_schedule.h"
@@ -283,6 +284,11 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     p.model = realpath(model, model_abs) ? model_abs : (char *)model;
     if (tokenizer)
         p.tokenizer = realpath(tokenizer, tok_abs) ? tok_abs : (char *)tokenizer;
+    p.token = (char *)token;
+    p.class_word = (char *)klass;
+    char identity[DF_SHA256_HEX] = "";
+    if (df_file_identity(p.model, identity, NULL) == DF_OK)
+        p.model_identity = identity;
     p.n_images = p.n_captions = n;
     p.images = images;
     p.captions = captions;

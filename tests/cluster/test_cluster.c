@@ -677,6 +677,15 @@ static void test_train(void)
     df_safetensors_t *st = df_safetensors_open(lora, &err);
     CHECK(st && df_safetensors_count(st) > 10);
     CHECK(st && df_safetensors_metadata(st, "ss_network_dim") && strcmp(df_safetensors_metadata(st, "ss_network_dim"), "4") == 0);
+    /* The run's facts: the base model by name and identity, the identifier and class. */
+    const char *mv = st ? df_safetensors_metadata(st, "ss_sd_model_name") : NULL;
+    CHECK(mv && strcmp(mv, "tiny-model") == 0);
+    mv = st ? df_safetensors_metadata(st, "dreamfleet.base_model_identity") : NULL;
+    CHECK(mv && strlen(mv) == 64);
+    mv = st ? df_safetensors_metadata(st, "dreamfleet.token") : NULL;
+    CHECK(mv && strcmp(mv, "TOK") == 0);
+    mv = st ? df_safetensors_metadata(st, "dreamfleet.class") : NULL;
+    CHECK(mv && strcmp(mv, "dog") == 0);
     df_safetensors_destroy(&st);
     snprintf(path, sizeof path, "%s/loss.csv", out);
     uint8_t *csv = slurp(path, &n);

@@ -154,16 +154,16 @@ static int check(const df_sdxl_config *c, const df_train_params *p, df_error_t *
     return DF_OK;
 }
 
-/*  Photo order: a permutation of the photos per epoch (Fisher-Yates on
- *  Philox draws), so global sample `at` is photo order[at % count] of
- *  epoch at / count. */
-static void epoch_order(const df_train_params *p, uint64_t e, uint32_t *order)
+/*  Photo order: a permutation of count photos per epoch (Fisher-Yates on
+ *  Philox draws from seed), so global sample `at` is photo
+ *  order[at % count] of epoch at / count. */
+static void epoch_order(uint32_t count, uint64_t seed, uint64_t e, uint32_t *order)
 {
-    for (uint32_t i = 0; i < p->count; i++)
+    for (uint32_t i = 0; i < count; i++)
         order[i] = i;
-    for (uint32_t i = p->count - 1; i > 0; i--) {
+    for (uint32_t i = count - 1; i > 0; i--) {
         float u;
-        df_philox_fill_uniform(&u, 1, p->lora.seed ^ 0x5eedull, (e << 20) | i, 0.0f, 1.0f);
+        df_philox_fill_uniform(&u, 1, seed, (e << 20) | i, 0.0f, 1.0f);
         uint32_t j = (uint32_t)(u * (float)(i + 1));
         j = j > i ? i : j;
         uint32_t tmp = order[i];
@@ -197,11 +197,25 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
 {
     const df_sdxl_config *c = df_sdxl_config_of(model);
     int rc = check(c, p, err);
-    dataset d = {.n = p->count};
+    /* Class photos (prior preservation) follow the subject's in the dataset:
+     * entries count .. count + NC - 1. */
+    const uint32_t N = p->count, NC = p->prior_weight > 0 ? p->class_count : 0, S = NC ? 2 : 1;
+    const char **all_images = malloc((N + NC + 1) * sizeof *all_images);
+    const char **all_captions = malloc((N + NC + 1) * sizeof *all_captions);
+    df_train_params all = *p;
+    if (rc == DF_OK && (!all_images || !all_captions))
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    for (uint32_t i = 0; rc == DF_OK && i < N + NC; i++) {
+        all_images[i] = i < N ? p->images[i] : p->class_images[i - N];
+        all_captions[i] = i < N ? p->captions[i] : p->class_captions[i - N];
+    }
+    all.images = all_images, all.captions = all_captions, all.count = N + NC;
+    dataset d = {.n = N + NC};
     if (rc == DF_OK)
-        rc = encode_images(model, dev, xfer, batch, p, &d, err);
+        rc = encode_images(model, dev, xfer, batch, &all, &d, err);
     if (rc == DF_OK)
-        rc = encode_captions(model, dev, xfer, batch, p, &d, err);
+        rc = encode_captions(model, dev, xfer, batch, &all, &d, err);
+    free(all_images), free(all_captions);
     df_unet_t *unet = rc == DF_OK ? df_sdxl_load_unet(model, dev, xfer, p->weights, err) : NULL;
     if (rc == DF_OK && !unet)
         rc = err && err->code ? err->code : DF_E_NOMEM;
@@ -211,21 +225,25 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                        : df_lora_trainer_new(unet, batch, xfer, &p->lora, err);
     if (rc == DF_OK && !tr)
         rc = err && err->code ? err->code : DF_E_NOMEM;
-    /* Device inputs of one step. */
-    const uint32_t B = p->batch, C = (uint32_t)c->unet.in_channels, lat = d.lat;
+    /* Device inputs of one micro-batch: b subject samples, then (prior
+     * preservation) their b class samples. */
+    const uint32_t B = p->batch, C = (uint32_t)c->unet.in_channels, lat = d.lat, SB = S * B;
     const uint64_t per = (uint64_t)C * lat * lat, cper = (uint64_t)d.ctx_len * d.D;
-    float *x0 = malloc(B * per * 4), *xt = malloc(B * per * 4), *eps = malloc(B * per * 4);
-    float *ts = malloc(B * 4), *wt = malloc(B * 4), *ids = malloc(B * 6 * 4);
-    uint32_t *order = malloc(p->count * sizeof *order);
+    float *x0 = malloc(SB * per * 4), *xt = malloc(SB * per * 4), *eps = malloc(SB * per * 4);
+    float *ts = malloc(SB * 4), *wt = malloc(SB * 4), *ids = malloc(SB * 6 * 4);
+    uint32_t *order = malloc(N * sizeof *order), *class_order = malloc((NC ? NC : 1) * sizeof *class_order);
     /* latents, noise, weights, context, pooled text, losses */
     df_vk_buffer_t *bufs[6] = {NULL};
-    const uint64_t sizes[6] = {B * per, B * per, B, B * cper, (uint64_t)B * d.P, 1 + (uint64_t)B};
+    const uint64_t sizes[6] = {SB * per, SB * per, SB, SB * cper, (uint64_t)SB * d.P, 1 + (uint64_t)SB};
     for (int i = 0; rc == DF_OK && i < 6; i++)
         if (!(bufs[i] = df_vk_buffer_new(dev, sizes[i] * 4, err)))
             rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
-    if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order))
+    if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order || !class_order))
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
-    uint64_t epoch = UINT64_MAX;
+    /* The class half draws its own noise and timesteps. */
+    df_train_noise_opts class_noise = p->noise;
+    class_noise.seed ^= 0xc1a55ull;
+    uint64_t epoch = UINT64_MAX, class_epoch = UINT64_MAX;
     const uint32_t A = p->accumulate ? p->accumulate : 1;
     const uint64_t G = (uint64_t)B * A; /* samples per step, over the whole group */
     /* Data parallel: this member's share, the round's first step, and the
@@ -252,14 +270,23 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
          * mean over all of them). */
         for (uint32_t done = 0; rc == DF_OK && done < count;) {
             const uint32_t b = count - done < B ? count - done : B, s0 = first + done;
-            for (uint32_t k = 0; k < b; k++) {
-                uint64_t at = step * G + s0 + k, e = at / p->count;
-                if (e != epoch)
-                    epoch_order(p, epoch = e, order);
-                uint32_t img = order[at % p->count];
+            for (uint32_t k = 0; k < S * b; k++) {
+                /* Slot k < b: the subject's sample; b + k: its class pair. */
+                const int cls = k >= b;
+                uint64_t at = step * G + s0 + (cls ? k - b : k);
+                uint32_t img;
+                if (!cls) {
+                    if (at / N != epoch)
+                        epoch_order(N, p->lora.seed ^ 0x5eedull, epoch = at / N, order);
+                    img = order[at % N];
+                } else {
+                    if (at / NC != class_epoch)
+                        epoch_order(NC, p->lora.seed ^ 0xc1a5ull, class_epoch = at / NC, class_order);
+                    img = N + class_order[at % NC];
+                }
                 float coin = 1;
                 if (d.flipped) /* each sample of each step: mirrored half the time */
-                    df_philox_fill_uniform(&coin, 1, p->lora.seed ^ 0xf11bull, at, 0.0f, 1.0f);
+                    df_philox_fill_uniform(&coin, 1, p->lora.seed ^ (cls ? 0xf11bcull : 0xf11bull), at, 0.0f, 1.0f);
                 memcpy(x0 + k * per, (coin < 0.5f ? d.flipped : d.latents) + img * per, per * 4);
                 memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
                 if (rc == DF_OK)
@@ -271,14 +298,23 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
             /* Noise and timesteps by global sample index: the same whatever
              * the split into micro-batches and members. */
             df_train_noise_batch(&p->noise, step, s0, b, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, b * per * 4, err);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, b * per * 4, err);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, b * 4, err);
-            df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), b, C, lat, lat};
+            if (S == 2) {
+                df_train_noise_batch(&class_noise, step, s0, b, C, (uint64_t)lat * lat, x0 + b * per, xt + b * per,
+                                     eps + b * per, ts + b, wt + b);
+                for (uint32_t k = 0; k < b; k++)
+                    wt[b + k] *= p->prior_weight;
+            }
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, S * b * per * 4, err);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, S * b * per * 4, err);
+            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, S * b * 4, err);
+            df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), S * b, C, lat, lat};
             df_unet_inputs in = {.sample = &sample, .timesteps = ts, .context = df_tensor_at(bufs[3], 0, DF_F32),
                                  .context_len = d.ctx_len, .text_embeds = df_tensor_at(bufs[4], 0, DF_F32),
                                  .time_ids = ids};
-            const float share = (float)b / (float)count;
+            /* The loss averages the micro-batch's S x b samples; the step's
+             * objective is the subject's mean plus the prior weight times the
+             * class mean, each over the step's samples. */
+            const float share = (float)(S * b) / (float)count;
             float part = 0;
             if (rc == DF_OK)
                 rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
@@ -331,9 +367,28 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     snprintf(steps_s, sizeof steps_s, "%u", p->steps);
     snprintf(count_s, sizeof count_s, "%u", p->count);
     snprintf(res_s, sizeof res_s, "%u", p->resolution);
-    const char *meta[] = {"ss_base_model_version", "sdxl_base_v1-0", "ss_resolution", res_s,
-                          "ss_num_train_images", count_s, "ss_max_train_steps", steps_s,
-                          "dreamfleet.caption.0", p->captions[0], NULL};
+    char model_name[256] = "";
+    if (p->base_model) { /* the file or folder's own name */
+        size_t len = strlen(p->base_model), start = 0;
+        while (len > 1 && p->base_model[len - 1] == '/')
+            len--;
+        for (size_t i = 0; i < len; i++)
+            if (p->base_model[i] == '/')
+                start = i + 1;
+        snprintf(model_name, sizeof model_name, "%.*s", (int)(len - start), p->base_model + start);
+    }
+    /* kohya's keys where it has one, ours beside; empty values left out. */
+    const char *pairs[][2] = {{"ss_base_model_version", "sdxl_base_v1-0"}, {"ss_resolution", res_s},
+                              {"ss_num_train_images", count_s}, {"ss_max_train_steps", steps_s},
+                              {"ss_sd_model_name", model_name}, {"dreamfleet.base_model_identity", p->base_model_identity},
+                              {"dreamfleet.token", p->token}, {"dreamfleet.class", p->class_word},
+                              {"dreamfleet.caption.0", p->captions[0]}};
+    const char *meta[2 * sizeof pairs / sizeof pairs[0] + 1];
+    size_t nm = 0;
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (pairs[i][1] && pairs[i][1][0])
+            meta[nm++] = pairs[i][0], meta[nm++] = pairs[i][1];
+    meta[nm] = NULL;
     if (rc == DF_OK && p->checkpoint)
         rc = df_lora_trainer_checkpoint(tr, p->checkpoint, NULL, err);
     if (rc == DF_OK && out_kohya)
@@ -342,7 +397,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         rc = df_lora_trainer_save(tr, out_peft, DF_LORA_PEFT, 0, meta, err);
     for (int i = 0; i < 6; i++)
         df_vk_buffer_destroy(&bufs[i]);
-    free(x0), free(xt), free(eps), free(ts), free(wt), free(ids), free(order);
+    free(x0), free(xt), free(eps), free(ts), free(wt), free(ids), free(order), free(class_order);
     df_lora_trainer_destroy(&tr);
     df_unet_destroy(&unet);
     dataset_free(&d);

@@ -37,6 +37,14 @@ typedef struct {
     uint32_t checkpoint_every;
     const char *resume;          /* a checkpoint to go on from; NULL: a fresh LoRA */
     struct df_train_sync *sync;  /* data parallel (below); NULL: this run takes every sample */
+    /* Prior preservation: class photos and captions (class_count 0: none);
+     * each sample is paired with one, whose loss counts prior_weight times. */
+    const char *const *class_images;
+    const char *const *class_captions;
+    uint32_t class_count;
+    float prior_weight;
+    /* For the LoRA files' metadata (each may be NULL). */
+    const char *base_model, *base_model_identity, *token, *class_word;
 } df_train_params;
 
 /*  Data-parallel training: this run is one member of a group that splits
