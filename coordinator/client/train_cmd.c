@@ -7,6 +7,13 @@
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
+ *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
+ *
+ *  Prior preservation (DreamBooth): --class-data DIR's photos (captions as
+ *  for --data, else --class-prompt, by default "a photo of a WORD"), or with
+ *  --class-images N and no DIR, N images the cluster generates from the
+ *  class prompt into OUT/class-images first; each sample is paired with one
+ *  whose loss counts --prior-weight times (default 1).
  *
  *  --workers N trains data-parallel: N workers split every step's samples
  *  and exchange through the coordinator every K steps (1: gradients before
@@ -44,7 +51,8 @@ static const char k_usage[] =
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]\n"
-    "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]";
+    "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
+    "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]";
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -129,11 +137,83 @@ static int save_lora(df_cli *cli, const char *out, const ProtobufCBinaryData *by
     return rc;
 }
 
+/*  Frees the first n strings of list, and list (NULL-safe). */
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/*  DIR's PNG and JPEG photos in name order (absolute paths), each with its
+ *  sidecar caption or else fallback. flag names the option in errors (NULL:
+ *  quiet). DF_EXIT_USAGE when DIR cannot be read or holds no photos. */
+static int list_photos(const char *flag, const char *dir, const char *fallback, char abs[PATH_MAX], char ***images_out,
+                       char ***captions_out, size_t *count)
+{
+    *images_out = *captions_out = NULL;
+    *count = 0;
+    if (!realpath(dir, abs)) {
+        if (flag)
+            df_cli_error("%s %s: %s", flag, dir, strerror(errno));
+        return DF_EXIT_USAGE;
+    }
+    DIR *d = opendir(abs);
+    if (!d) {
+        if (flag)
+            df_cli_error("%s %s: %s", flag, dir, strerror(errno));
+        return DF_EXIT_USAGE;
+    }
+    char **images = NULL, **captions = NULL;
+    size_t n = 0, cap = 0;
+    int rc = DF_EXIT_OK;
+    for (struct dirent *e; rc == DF_EXIT_OK && (e = readdir(d));) {
+        if (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".jpg") && !has_ext(e->d_name, ".jpeg"))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **grown = realloc(images, cap * sizeof *grown);
+            if (!grown) {
+                rc = DF_EXIT_FAILED;
+                break;
+            }
+            images = grown;
+        }
+        size_t len = strlen(abs) + strlen(e->d_name) + 2;
+        if (!(images[n] = malloc(len)))
+            rc = DF_EXIT_FAILED;
+        else
+            snprintf(images[n++], len, "%s/%s", abs, e->d_name);
+    }
+    closedir(d);
+    if (rc == DF_EXIT_OK && n == 0) {
+        if (flag)
+            df_cli_error("%s %s: no PNG or JPEG photos in it", flag, dir);
+        rc = DF_EXIT_USAGE;
+    }
+    if (rc == DF_EXIT_OK) {
+        qsort(images, n, sizeof *images, by_name);
+        captions = calloc(n, sizeof *captions);
+        for (size_t i = 0; captions && i < n; i++)
+            if (!(captions[i] = sidecar(images[i])))
+                captions[i] = strdup(fallback);
+        if (!captions)
+            rc = DF_EXIT_FAILED;
+    }
+    if (rc != DF_EXIT_OK) {
+        free_list(images, n);
+        free_list(captions, captions ? n : 0);
+        return rc;
+    }
+    *images_out = images, *captions_out = captions, *count = n;
+    return DF_EXIT_OK;
+}
+
 int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
-           O_DELTA };
+           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -147,12 +227,19 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
         {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
         {"local-steps", required_argument, NULL, O_LOCAL}, {"delta", required_argument, NULL, O_DELTA},
+        {"class-data", required_argument, NULL, O_CLASS_DATA}, {"class-prompt", required_argument, NULL, O_CLASS_PROMPT},
+        {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
+        {"prior-weight", required_argument, NULL, O_PRIOR},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
     p.resolution = 1024, p.steps = 500, p.batch = 1, p.rank = 16, p.lr = 1e-4f, p.lr_schedule = "constant";
     p.min_snr_gamma = 5;
     const char *data = NULL, *model = NULL, *out = NULL, *token = "TOK", *klass = "person", *tokenizer = NULL;
+    const char *class_data = NULL, *class_prompt = NULL;
+    size_t class_count = 0;
+    uint32_t class_steps = 25;
+    float prior_weight = 1.0f;
     double v;
     int c;
     optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
@@ -164,6 +251,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case O_CLASS: klass = optarg; break;
         case O_TOK: tokenizer = optarg; break;
         case O_TARGETS: p.targets = optarg; break;
+        case O_CLASS_DATA: class_data = optarg; break;
+        case O_CLASS_PROMPT: class_prompt = optarg; break;
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
         case O_DELTA:
@@ -197,7 +286,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                         {O_WARMUP, "--warmup", 0, 1e6},     {O_SEED, "--seed", 0, 9007199254740991.0},
                         {O_OFFSET, "--noise-offset", 0, 1}, {O_SNR, "--min-snr-gamma", 0, 100},
                         {O_ACCUM, "--grad-accum", 1, 1024}, {O_WORKERS, "--workers", 1, 64},
-                        {O_LOCAL, "--local-steps", 1, 64}};
+                        {O_LOCAL, "--local-steps", 1, 64},  {O_CLASS_IMAGES, "--class-images", 1, 10000},
+                        {O_CLASS_STEPS, "--class-steps", 1, 500}, {O_PRIOR, "--prior-weight", 0, 100}};
             size_t k = 0;
             while (k < sizeof nums / sizeof nums[0] && nums[k].opt != c)
                 k++;
@@ -220,6 +310,9 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             case O_ACCUM: p.accumulate = (uint32_t)v; break;
             case O_WORKERS: p.members = (uint32_t)v; break;
             case O_LOCAL: p.local_steps = (uint32_t)v; break;
+            case O_CLASS_IMAGES: class_count = (size_t)v; break;
+            case O_CLASS_STEPS: class_steps = (uint32_t)v; break;
+            case O_PRIOR: prior_weight = (float)v; break;
             default: p.min_snr_gamma = (float)v; break;
             }
         }
@@ -229,57 +322,64 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", k_usage);
         return DF_EXIT_USAGE;
     }
-    /* The photos, in name order, with their captions. */
     char data_abs[PATH_MAX];
-    if (!realpath(data, data_abs)) {
-        df_cli_error("--data %s: %s", data, strerror(errno));
-        return DF_EXIT_USAGE;
-    }
-    DIR *d = opendir(data_abs);
-    if (!d) {
-        df_cli_error("--data %s: %s", data, strerror(errno));
-        return DF_EXIT_USAGE;
-    }
-    char **images = NULL, **captions = NULL;
-    size_t n = 0, cap = 0;
-    int rc = DF_EXIT_OK;
-    for (struct dirent *e; rc == DF_EXIT_OK && (e = readdir(d));) {
-        if (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".jpg") && !has_ext(e->d_name, ".jpeg"))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **grown = realloc(images, cap * sizeof *grown);
-            if (!grown) {
-                rc = DF_EXIT_FAILED;
-                break;
-            }
-            images = grown;
-        }
-        size_t len = strlen(data_abs) + strlen(e->d_name) + 2;
-        if (!(images[n] = malloc(len)))
+    char **images = NULL, **captions = NULL, **class_images = NULL, **class_captions = NULL;
+    size_t n = 0, nc = 0;
+    char fallback[256], class_prompt_buf[256];
+    snprintf(fallback, sizeof fallback, "a photo of %s %s", token, klass);
+    snprintf(class_prompt_buf, sizeof class_prompt_buf, "a photo of a %s", klass);
+    if (!class_prompt)
+        class_prompt = class_prompt_buf;
+    int rc = list_photos("--data", data, fallback, data_abs, &images, &captions, &n);
+    /* Prior preservation: class photos from --class-data, or made by the
+     * cluster from the class prompt into OUT/class-images (kept: a later run
+     * makes only what is missing). */
+    char class_abs[PATH_MAX], class_dir[PATH_MAX];
+    if (rc == DF_EXIT_OK && !class_data && class_count > 0) {
+        snprintf(class_dir, sizeof class_dir, "%s/class-images", out);
+        char **have = NULL, **have_caps = NULL;
+        size_t nh = 0;
+        df_error_t err;
+        if (df_mkdirs(class_dir, &err) != DF_OK) {
+            df_cli_error("%s", err.msg);
             rc = DF_EXIT_FAILED;
-        else
-            snprintf(images[n++], len, "%s/%s", data_abs, e->d_name);
-    }
-    closedir(d);
-    if (rc == DF_EXIT_OK && n == 0) {
-        df_cli_error("--data %s: no PNG or JPEG photos in it", data);
-        rc = DF_EXIT_USAGE;
-    }
-    if (rc == DF_EXIT_OK) {
-        qsort(images, n, sizeof *images, by_name);
-        captions = calloc(n, sizeof *captions);
-        for (size_t i = 0; captions && i < n; i++) {
-            captions[i] = sidecar(images[i]);
-            if (!captions[i]) {
-                char fallback[256];
-                snprintf(fallback, sizeof fallback, "a photo of %s %s", token, klass);
-                captions[i] = strdup(fallback);
-            }
+        } else if (list_photos(NULL, class_dir, class_prompt, class_abs, &have, &have_caps, &nh) != DF_EXIT_OK) {
+            nh = 0;
         }
-        if (!captions)
-            rc = DF_EXIT_FAILED;
+        free_list(have, nh), free_list(have_caps, nh);
+        if (rc == DF_EXIT_OK && nh < class_count) {
+            char count_s[32], size_s[32], steps_s[16], seed_s[32];
+            snprintf(count_s, sizeof count_s, "%zu", class_count - nh);
+            snprintf(size_s, sizeof size_s, "%ux%u", p.resolution, p.resolution);
+            snprintf(steps_s, sizeof steps_s, "%u", class_steps);
+            snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)(p.seed + 1000003ull * (nh + 1)));
+            if (!cli->json)
+                fprintf(stderr, "making %zu class images of '%s' for prior preservation\n", class_count - nh,
+                        class_prompt);
+            char *gargv[20] = {"generate", "--prompt", (char *)class_prompt, "--model", (char *)model, "--size", size_s,
+                               "-n", count_s, "--steps", steps_s, "--seed", seed_s, "-o", class_dir};
+            int ga = 15;
+            if (tokenizer)
+                gargv[ga++] = "--tokenizer", gargv[ga++] = (char *)tokenizer;
+            gargv[ga] = NULL;
+            rc = df_cmd_generate(cli, ga, gargv);
+        }
+        class_data = class_dir;
     }
+    if (rc == DF_EXIT_OK && class_data) {
+        rc = list_photos("--class-data", class_data, class_prompt, class_abs, &class_images, &class_captions, &nc);
+        if (rc == DF_EXIT_OK && class_count > 0 && nc > class_count) { /* the first class_count, in name order */
+            free_list(class_images + class_count, nc - class_count);
+            free_list(class_captions + class_count, nc - class_count);
+            class_images = realloc(class_images, class_count * sizeof *class_images);
+            class_captions = realloc(class_captions, class_count * sizeof *class_captions);
+            nc = class_count;
+        }
+    }
+    p.n_class_images = p.n_class_captions = nc;
+    p.class_images = class_images;
+    p.class_captions = class_captions;
+    p.prior_weight = nc ? prior_weight : 0;
     char model_abs[PATH_MAX], tok_abs[PATH_MAX];
     p.model = realpath(model, model_abs) ? model_abs : (char *)model;
     if (tokenizer)
@@ -371,11 +471,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             dreamfleet__train_result__free_unpacked(r, NULL);
         df_wire_free(&rep->base);
     }
-    for (size_t i = 0; i < n; i++) {
-        free(images[i]);
-        if (captions)
-            free(captions[i]);
-    }
-    free(images), free(captions);
+    free_list(images, n), free_list(captions, captions ? n : 0);
+    free_list(class_images, nc), free_list(class_captions, class_captions ? nc : 0);
     return rc;
 }

@@ -701,12 +701,34 @@ static void test_train(void)
     CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK dog", "--model", model, "--size", "64x64",
                     "--steps", "2", "--lora", lora, "-o", imgs, NULL),
              0);
+    /* Prior preservation with class images the cluster makes first; a
+     * second run finds them and makes none. */
+    char prior[300], classes[400];
+    snprintf(prior, sizeof prior, "%s/trained-prior", g_dir);
+    snprintf(classes, sizeof classes, "%s/class-images", prior);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--class", "dog", "--resolution", "64",
+                    "--steps", "2", "--rank", "4", "--class-images", "2", "--class-steps", "2", "-o", prior, NULL),
+             0);
+    CHECK_EQ(count(g_out, "\"type\":\"generate\"") > 0, 1);
+    DIR *cd = opendir(classes);
+    int pngs = 0;
+    for (struct dirent *e; cd && (e = readdir(cd));)
+        pngs += strstr(e->d_name, ".png") != NULL;
+    if (cd)
+        closedir(cd);
+    CHECK_EQ(pngs, 2);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--class", "dog", "--resolution", "64",
+                    "--steps", "2", "--rank", "4", "--class-images", "2", "--prior-weight", "0.5", "-o", prior, NULL),
+             0);
+    CHECK_EQ(count(g_out, "\"type\":\"generate\""), 0);
     /* Refused before any work: no photos; a learning rate out of range. */
     char empty[300];
     snprintf(empty, sizeof empty, "%s/no-photos", g_dir);
     mkdir(empty, 0755);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", empty, "--model", model, "-o", out, NULL), 2);
     CHECK(strstr(g_err, "no PNG or JPEG photos") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--class-data", empty, "-o", out, NULL), 2);
+    CHECK(strstr(g_err, "--class-data") != NULL && strstr(g_err, "no PNG or JPEG photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--lr", "3", "-o", out, NULL), 2);
     CHECK(strstr(g_err, "--lr wants") != NULL);
 }
