@@ -19,6 +19,7 @@
 #include "gemm_desc.h"
 #include "half.h"
 #include "log.h"
+#include "aspect_buckets.h"
 #include "philox.h"
 #include "test.h"
 #include "png_write.h"
@@ -211,6 +212,31 @@ static void test_philox_streams(void)
     }
     CHECK(agree);
     free(big);
+}
+
+static void test_aspect_buckets(void)
+{
+    /* SDXL's published buckets at 1024 in steps of 64. */
+    static const struct {
+        uint32_t w, h, bw, bh;
+    } cases[] = {{1000, 1000, 1024, 1024}, {3000, 4000, 896, 1152}, {4000, 3000, 1152, 896},
+                 {1920, 1080, 1344, 768},  {1080, 1920, 768, 1344}, {6000, 600, 2048, 512}, {600, 6000, 512, 2048}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        df_bucket b = df_aspect_bucket(1024, 64, cases[i].w, cases[i].h);
+        if (b.width != cases[i].bw || b.height != cases[i].bh)
+            fprintf(stderr, "  %ux%u -> %ux%u, expected %ux%u\n", cases[i].w, cases[i].h, b.width, b.height,
+                    cases[i].bw, cases[i].bh);
+        CHECK(b.width == cases[i].bw && b.height == cases[i].bh);
+    }
+    /* Every answer: multiples of the step, within the area, at most 4:1. */
+    for (uint32_t w = 100; w < 5000; w += 377)
+        for (uint32_t h = 100; h < 5000; h += 411) {
+            df_bucket b = df_aspect_bucket(512, 64, w, h);
+            CHECK(b.width % 64 == 0 && b.height % 64 == 0 && (uint64_t)b.width * b.height <= 512u * 512u &&
+                  b.width <= 4 * b.height && b.height <= 4 * b.width);
+        }
+    df_bucket none = df_aspect_bucket(512, 64, 0, 10); /* no photo size: the square */
+    CHECK(none.width == 512 && none.height == 512);
 }
 
 static void test_gemm_desc_checks(void)
@@ -735,6 +761,7 @@ int main(int argc, char **argv)
     RUN(test_bf16);
     RUN(test_dtype);
     RUN(test_philox_known_answers);
+    RUN(test_aspect_buckets);
     RUN(test_philox_streams);
     RUN(test_gemm_desc_checks);
     RUN(test_gemm_reference_small);

@@ -151,7 +151,7 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
         df_train_params tp = {
             .images = (const char *const *)p->images, .captions = (const char *const *)p->captions,
             .count = (uint32_t)p->n_images, .resolution = p->resolution, .steps = p->steps,
-            .batch = p->batch ? p->batch : 1, .accumulate = p->accumulate, .flip = p->flip,
+            .batch = p->batch ? p->batch : 1, .accumulate = p->accumulate, .flip = p->flip, .buckets = p->buckets,
             .lora = {.rank = p->rank ? p->rank : 16, .alpha = p->alpha, .targets = targets, .seed = p->seed,
                      .weight_decay = 1e-2f},
             .lr = {(df_lr_schedule)sched, p->lr, p->warmup, p->steps},

@@ -5,9 +5,12 @@
  *    dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
- *        [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]
+ *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
  *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
+ *
+ *  --buckets trains each photo whole at its aspect-ratio bucket (sizes of
+ *  about resolution^2 in steps of 64 px) instead of its centre square.
  *
  *  Prior preservation (DreamBooth): --class-data DIR's photos (captions as
  *  for --data, else --class-prompt, by default "a photo of a WORD"), or with
@@ -50,7 +53,7 @@ static const char k_usage[] =
     "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
-    "         [--min-snr-gamma X] [--flip] [--dtype f16|f32] [--tokenizer DIR]\n"
+    "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]\n"
     "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
     "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]";
 
@@ -213,7 +216,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
-           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR };
+           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -229,7 +232,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"local-steps", required_argument, NULL, O_LOCAL}, {"delta", required_argument, NULL, O_DELTA},
         {"class-data", required_argument, NULL, O_CLASS_DATA}, {"class-prompt", required_argument, NULL, O_CLASS_PROMPT},
         {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
-        {"prior-weight", required_argument, NULL, O_PRIOR},
+        {"prior-weight", required_argument, NULL, O_PRIOR}, {"buckets", no_argument, NULL, O_BUCKETS},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
@@ -255,6 +258,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case O_CLASS_PROMPT: class_prompt = optarg; break;
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
+        case O_BUCKETS: p.buckets = 1; break;
         case O_DELTA:
             if (df_delta_encoding_parse(optarg) < 0) {
                 df_cli_error("--delta: f32, f16, bf16 or int8, not '%s'", optarg);

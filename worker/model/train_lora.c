@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aspect_buckets.h"
 #include "image_decode.h"
 #include "philox.h"
 #include "prompt.h"
@@ -13,9 +14,12 @@
 
 /*  What the photos and captions became, on the host. */
 typedef struct {
-    uint32_t n, lat;       /* photos; latent side */
+    uint32_t n;            /* photos */
     uint32_t ctx_len, D, P;
-    float *latents;        /* n x 4 x lat x lat, times the scaling factor */
+    uint32_t *lat_h, *lat_w; /* each photo's latent size (its bucket / 8) */
+    uint64_t *at;          /* where each photo's latents start */
+    uint64_t most;         /* the largest photo's latent values */
+    float *latents;        /* per photo 4 x lat_h x lat_w, times the scaling factor */
     float *flipped;        /* the same of the photos mirrored (random flips), or NULL */
     float *context;        /* n x ctx_len x D */
     float *pooled;         /* n x P */
@@ -25,59 +29,75 @@ typedef struct {
 static void dataset_free(dataset *d)
 {
     free(d->latents), free(d->flipped), free(d->context), free(d->pooled), free(d->time_ids);
+    free(d->lat_h), free(d->lat_w), free(d->at);
     memset(d, 0, sizeof *d);
 }
 
-/*  Step 1a: the photos through the VAE. */
+/*  Step 1a: the photos through the VAE, each at its bucket's size (the
+ *  square resolution without buckets): cropped around the centre to the
+ *  bucket's aspect and resampled. */
 static int encode_images(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
-                         const df_train_params *p, dataset *d, df_error_t *err)
+                         const df_train_params *p, uint32_t step, dataset *d, df_error_t *err)
 {
     const df_sdxl_config *c = df_sdxl_config_of(model);
     df_vae_t *vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err);
     if (!vae)
         return err && err->code ? err->code : DF_E_NOMEM;
-    const uint32_t R = p->resolution, f = df_vae_factor(vae), lat = R / f, C = (uint32_t)c->vae.latent_channels;
-    d->lat = lat;
-    uint64_t plane = (uint64_t)R * R, per = (uint64_t)C * lat * lat;
-    float *img = malloc(3 * plane * sizeof *img), *mean = malloc(per * sizeof *mean), *logvar = malloc(per * sizeof *logvar);
-    d->latents = malloc(p->count * per * sizeof *d->latents);
-    d->flipped = p->flip ? malloc(p->count * per * sizeof *d->flipped) : NULL;
+    const uint32_t R = p->resolution, f = df_vae_factor(vae), C = (uint32_t)c->vae.latent_channels;
+    /* A bucket's area is at most R x R: buffers of that size fit any. */
+    const uint64_t most_plane = (uint64_t)R * R, most_per = (uint64_t)C * (R / f) * (R / f);
+    float *img = malloc(3 * most_plane * sizeof *img), *mean = malloc(most_per * sizeof *mean);
+    float *logvar = malloc(most_per * sizeof *logvar);
+    d->lat_h = calloc(p->count, sizeof *d->lat_h);
+    d->lat_w = calloc(p->count, sizeof *d->lat_w);
+    d->at = calloc(p->count + 1ull, sizeof *d->at);
+    d->latents = malloc(p->count * most_per * sizeof *d->latents);
+    d->flipped = p->flip ? malloc(p->count * most_per * sizeof *d->flipped) : NULL;
     d->time_ids = malloc(p->count * 6 * sizeof *d->time_ids);
-    int rc = img && mean && logvar && d->latents && d->time_ids && (d->flipped || !p->flip)
+    int rc = img && mean && logvar && d->lat_h && d->lat_w && d->at && d->latents && d->time_ids &&
+                     (d->flipped || !p->flip)
                  ? DF_OK
                  : df_error_set(err, DF_E_NOMEM, "train: out of memory");
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
         df_image src, fit;
         rc = df_image_load(p->images[i], &src, err);
+        df_bucket bk = {R, R};
+        if (rc == DF_OK && p->buckets)
+            bk = df_aspect_bucket(R, step, src.width, src.height);
+        const uint32_t W = bk.width, H = bk.height, lh = H / f, lw = W / f;
+        const uint64_t plane = (uint64_t)W * H, per = (uint64_t)C * lh * lw;
         if (rc == DF_OK)
-            rc = df_image_fit(&src, R, R, &fit, err);
+            rc = df_image_fit(&src, W, H, &fit, err);
         if (rc == DF_OK) {
             /* SDXL's micro-conditioning: the photo's size, and where the
-             * square was cropped from it once scaled to cover R x R. */
-            double s = (double)R / (src.width < src.height ? src.width : src.height);
+             * bucket was cropped from it once scaled to cover W x H. */
+            double s = fmax((double)W / src.width, (double)H / src.height);
             float *t = d->time_ids + 6 * i;
             t[0] = (float)src.height, t[1] = (float)src.width;
-            t[2] = (float)lrint((src.height * s - R) / 2), t[3] = (float)lrint((src.width * s - R) / 2);
-            t[4] = (float)R, t[5] = (float)R;
+            t[2] = (float)lrint((src.height * s - H) / 2), t[3] = (float)lrint((src.width * s - W) / 2);
+            t[4] = (float)H, t[5] = (float)W;
             for (uint64_t k = 0; k < plane; k++)
                 for (int ch = 0; ch < 3; ch++)
                     img[ch * plane + k] = fit.rgb[k * 3 + ch] / 127.5f - 1.0f;
-            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, R, R, mean, logvar, err);
+            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, H, W, mean, logvar, err);
         }
+        d->lat_h[i] = lh, d->lat_w[i] = lw;
+        d->at[i + 1] = d->at[i] + per;
+        d->most = per > d->most ? per : d->most;
         for (uint64_t k = 0; rc == DF_OK && k < per; k++)
-            d->latents[i * per + k] = (float)(mean[k] * c->vae.scaling_factor);
+            d->latents[d->at[i] + k] = (float)(mean[k] * c->vae.scaling_factor);
         if (rc == DF_OK && p->flip) { /* the mirror image, encoded too: latents are cached, flips must be */
             for (uint32_t ch = 0; ch < 3; ch++)
-                for (uint32_t y = 0; y < R; y++) {
-                    float *row = img + ch * plane + (uint64_t)y * R;
-                    for (uint32_t x = 0; x < R / 2; x++) {
+                for (uint32_t y = 0; y < H; y++) {
+                    float *row = img + ch * plane + (uint64_t)y * W;
+                    for (uint32_t x = 0; x < W / 2; x++) {
                         float tmp = row[x];
-                        row[x] = row[R - 1 - x], row[R - 1 - x] = tmp;
+                        row[x] = row[W - 1 - x], row[W - 1 - x] = tmp;
                     }
                 }
-            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, R, R, mean, logvar, err);
+            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, H, W, mean, logvar, err);
             for (uint64_t k = 0; rc == DF_OK && k < per; k++)
-                d->flipped[i * per + k] = (float)(mean[k] * c->vae.scaling_factor);
+                d->flipped[d->at[i] + k] = (float)(mean[k] * c->vae.scaling_factor);
         }
         df_image_free(&src);
         df_image_free(&fit);
@@ -212,7 +232,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     all.images = all_images, all.captions = all_captions, all.count = N + NC;
     dataset d = {.n = N + NC};
     if (rc == DF_OK)
-        rc = encode_images(model, dev, xfer, batch, &all, &d, err);
+        rc = encode_images(model, dev, xfer, batch, &all, 8u << (c->unet.levels - 1), &d, err);
     if (rc == DF_OK)
         rc = encode_captions(model, dev, xfer, batch, &all, &d, err);
     free(all_images), free(all_captions);
@@ -226,19 +246,22 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     if (rc == DF_OK && !tr)
         rc = err && err->code ? err->code : DF_E_NOMEM;
     /* Device inputs of one micro-batch: b subject samples, then (prior
-     * preservation) their b class samples. */
-    const uint32_t B = p->batch, C = (uint32_t)c->unet.in_channels, lat = d.lat, SB = S * B;
-    const uint64_t per = (uint64_t)C * lat * lat, cper = (uint64_t)d.ctx_len * d.D;
+     * preservation) their b class samples; per sample up to the largest
+     * photo's latents. */
+    const uint32_t B = p->batch, C = (uint32_t)c->unet.in_channels, SB = S * B;
+    const uint64_t per = d.most, cper = (uint64_t)d.ctx_len * d.D;
     float *x0 = malloc(SB * per * 4), *xt = malloc(SB * per * 4), *eps = malloc(SB * per * 4);
     float *ts = malloc(SB * 4), *wt = malloc(SB * 4), *ids = malloc(SB * 6 * 4);
     uint32_t *order = malloc(N * sizeof *order), *class_order = malloc((NC ? NC : 1) * sizeof *class_order);
+    uint32_t *slot_img = malloc(SB * sizeof *slot_img);
+    float *slot_coin = malloc(SB * sizeof *slot_coin);
     /* latents, noise, weights, context, pooled text, losses */
     df_vk_buffer_t *bufs[6] = {NULL};
     const uint64_t sizes[6] = {SB * per, SB * per, SB, SB * cper, (uint64_t)SB * d.P, 1 + (uint64_t)SB};
     for (int i = 0; rc == DF_OK && i < 6; i++)
         if (!(bufs[i] = df_vk_buffer_new(dev, sizes[i] * 4, err)))
             rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
-    if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order || !class_order))
+    if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order || !class_order || !slot_img || !slot_coin))
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
     /* The class half draws its own noise and timesteps. */
     df_train_noise_opts class_noise = p->noise;
@@ -265,64 +288,79 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     for (uint64_t step = round_start; rc == DF_OK && step < p->steps; step++) {
         float lr = df_lr_at(&p->lr, step), loss = 0;
         /* This step's samples: global indices first .. first + count - 1 of
-         * the step's G, in micro-batches of at most B whose gradients are
-         * weighted by their share of the samples (so they add up to the
-         * mean over all of them). */
+         * the step's G, in micro-batches of at most B. */
         for (uint32_t done = 0; rc == DF_OK && done < count;) {
             const uint32_t b = count - done < B ? count - done : B, s0 = first + done;
+            /* Which photo (and side) each slot takes. Slot k < b: the
+             * subject's sample s0 + k; b + k: its class pair. */
             for (uint32_t k = 0; k < S * b; k++) {
-                /* Slot k < b: the subject's sample; b + k: its class pair. */
                 const int cls = k >= b;
                 uint64_t at = step * G + s0 + (cls ? k - b : k);
-                uint32_t img;
                 if (!cls) {
                     if (at / N != epoch)
                         epoch_order(N, p->lora.seed ^ 0x5eedull, epoch = at / N, order);
-                    img = order[at % N];
+                    slot_img[k] = order[at % N];
                 } else {
                     if (at / NC != class_epoch)
                         epoch_order(NC, p->lora.seed ^ 0xc1a5ull, class_epoch = at / NC, class_order);
-                    img = N + class_order[at % NC];
+                    slot_img[k] = N + class_order[at % NC];
                 }
-                float coin = 1;
+                slot_coin[k] = 1;
                 if (d.flipped) /* each sample of each step: mirrored half the time */
-                    df_philox_fill_uniform(&coin, 1, p->lora.seed ^ (cls ? 0xf11bcull : 0xf11bull), at, 0.0f, 1.0f);
-                memcpy(x0 + k * per, (coin < 0.5f ? d.flipped : d.latents) + img * per, per * 4);
-                memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
-                if (rc == DF_OK)
-                    rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
-                if (rc == DF_OK)
-                    rc = df_vk_upload(xfer, bufs[4], (uint64_t)k * d.P * 4, d.pooled + (uint64_t)img * d.P,
-                                      d.P * 4ull, err);
+                    df_philox_fill_uniform(&slot_coin[k], 1, p->lora.seed ^ (cls ? 0xf11bcull : 0xf11bull), at, 0.0f,
+                                           1.0f);
             }
-            /* Noise and timesteps by global sample index: the same whatever
-             * the split into micro-batches and members. */
-            df_train_noise_batch(&p->noise, step, s0, b, C, (uint64_t)lat * lat, x0, xt, eps, ts, wt);
-            if (S == 2) {
-                df_train_noise_batch(&class_noise, step, s0, b, C, (uint64_t)lat * lat, x0 + b * per, xt + b * per,
-                                     eps + b * per, ts + b, wt + b);
-                for (uint32_t k = 0; k < b; k++)
-                    wt[b + k] *= p->prior_weight;
+            /* Through the UNet in runs of slots of one latent size (one run
+             * of all of them without buckets). The loss averages a run's
+             * samples; weighted by the run's share of the step's samples,
+             * the runs add up to the step's objective: the subject's mean
+             * plus the prior weight times the class mean. */
+            for (uint32_t r0 = 0, r1; rc == DF_OK && r0 < S * b; r0 = r1) {
+                const uint32_t lh = d.lat_h[slot_img[r0]], lw = d.lat_w[slot_img[r0]];
+                for (r1 = r0 + 1; r1 < S * b && d.lat_h[slot_img[r1]] == lh && d.lat_w[slot_img[r1]] == lw; r1++)
+                    ;
+                const uint32_t m = r1 - r0;
+                const uint64_t rper = (uint64_t)C * lh * lw;
+                for (uint32_t k = 0; k < m; k++) {
+                    const uint32_t img = slot_img[r0 + k];
+                    memcpy(x0 + k * rper, (slot_coin[r0 + k] < 0.5f ? d.flipped : d.latents) + d.at[img], rper * 4);
+                    memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
+                    if (rc == DF_OK)
+                        rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
+                    if (rc == DF_OK)
+                        rc = df_vk_upload(xfer, bufs[4], (uint64_t)k * d.P * 4, d.pooled + (uint64_t)img * d.P,
+                                          d.P * 4ull, err);
+                }
+                /* Noise and timesteps by global sample index: the same
+                 * whatever the split into micro-batches, runs and members;
+                 * the run's subject slots first, then its class slots. */
+                const uint32_t subj = r0 < b ? (r1 < b ? r1 : b) - r0 : 0, hw = lh * lw;
+                if (subj)
+                    df_train_noise_batch(&p->noise, step, s0 + r0, subj, C, hw, x0, xt, eps, ts, wt);
+                if (m > subj) {
+                    const uint64_t o = (uint64_t)subj * C * hw;
+                    df_train_noise_batch(&class_noise, step, s0 + (r0 + subj - b), m - subj, C, hw, x0 + o, xt + o,
+                                         eps + o, ts + subj, wt + subj);
+                    for (uint32_t k = subj; k < m; k++)
+                        wt[k] *= p->prior_weight;
+                }
+                if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, m * rper * 4, err);
+                if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, m * rper * 4, err);
+                if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, m * 4, err);
+                df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), m, C, lh, lw};
+                df_unet_inputs in = {.sample = &sample, .timesteps = ts,
+                                     .context = df_tensor_at(bufs[3], 0, DF_F32), .context_len = d.ctx_len,
+                                     .text_embeds = df_tensor_at(bufs[4], 0, DF_F32), .time_ids = ids};
+                const float share = (float)m / (float)count;
+                float part = 0;
+                if (rc == DF_OK)
+                    rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
+                                                    df_tensor_at(bufs[2], 0, DF_F32), share,
+                                                    df_tensor_at(bufs[5], 0, DF_F32), err);
+                if (rc == DF_OK)
+                    rc = df_vk_download(xfer, bufs[5], 0, &part, 4, err);
+                loss += part * share;
             }
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[0], 0, xt, S * b * per * 4, err);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[1], 0, eps, S * b * per * 4, err);
-            if (rc == DF_OK) rc = df_vk_upload(xfer, bufs[2], 0, wt, S * b * 4, err);
-            df_fmap sample = {df_tensor_at(bufs[0], 0, DF_F32), S * b, C, lat, lat};
-            df_unet_inputs in = {.sample = &sample, .timesteps = ts, .context = df_tensor_at(bufs[3], 0, DF_F32),
-                                 .context_len = d.ctx_len, .text_embeds = df_tensor_at(bufs[4], 0, DF_F32),
-                                 .time_ids = ids};
-            /* The loss averages the micro-batch's S x b samples; the step's
-             * objective is the subject's mean plus the prior weight times the
-             * class mean, each over the step's samples. */
-            const float share = (float)(S * b) / (float)count;
-            float part = 0;
-            if (rc == DF_OK)
-                rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
-                                                df_tensor_at(bufs[2], 0, DF_F32), share,
-                                                df_tensor_at(bufs[5], 0, DF_F32), err);
-            if (rc == DF_OK)
-                rc = df_vk_download(xfer, bufs[5], 0, &part, 4, err);
-            loss += part * share;
             done += b;
         }
         const uint32_t in_round = (uint32_t)(step - round_start);
@@ -398,6 +436,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     for (int i = 0; i < 6; i++)
         df_vk_buffer_destroy(&bufs[i]);
     free(x0), free(xt), free(eps), free(ts), free(wt), free(ids), free(order), free(class_order);
+    free(slot_img), free(slot_coin);
     df_lora_trainer_destroy(&tr);
     df_unet_destroy(&unet);
     dataset_free(&d);

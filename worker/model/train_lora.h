@@ -29,6 +29,7 @@ typedef struct {
     uint32_t steps, batch;
     uint32_t accumulate;         /* micro-batches of `batch` per optimiser step (0: 1) */
     int flip;                    /* mirror each sample half the time (both sides encoded once) */
+    int buckets;                 /* each photo at its aspect-ratio bucket (aspect_buckets.h), not cropped square */
     df_lora_train_opts lora;     /* rank, alpha, targets, seed, AdamW betas / eps / weight decay */
     df_lr_desc lr;
     df_train_noise_opts noise;
