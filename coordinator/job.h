@@ -38,7 +38,8 @@ typedef struct df_task {
     char *error;                   /* last failure */
     uint8_t *output;
     size_t output_len;
-    char *artifacts;               /* output hashes, comma-separated */
+    char *artifacts;               /* output hashes, comma-separated; until the task succeeds, the
+                                      last checkpoint it reported, which a retry resumes from */
     uint8_t *preview;              /* the latest preview while running (not stored) */
     size_t preview_len;
     uint64_t queued_ms, started_ms, finished_ms;

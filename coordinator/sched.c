@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact_store.h"
 #include "jobtypes.h"
 #include "log.h"
 #include "result_cache.h"
@@ -378,6 +379,7 @@ static void assign(df_sched_t *self, df_task *t, df_worker *w, uint64_t now, int
         a.params.data = t->params;
         a.params.len = t->params_len;
         a.attempt = t->attempt;
+        a.resume = t->artifacts && df_artifacts_valid_hash(t->artifacts) ? t->artifacts : "";
         send_to(self, w, DF_MSG_TASK_ASSIGN, &a.base);
     }
 }
@@ -835,6 +837,13 @@ static void on_progress(df_sched_t *self, df_worker *w, const Dreamfleet__TaskPr
     df_set_str(&t->message, p->message);
     if (p->preview.len && p->preview.len <= DF_PREVIEW_MAX)
         df_set_bytes(&t->preview, &t->preview_len, p->preview.data, p->preview.len);
+    if (p->checkpoint && df_artifacts_valid_hash(p->checkpoint) &&
+        (!t->artifacts || strcmp(t->artifacts, p->checkpoint) != 0)) {
+        /* Stored at once: a retry after any failure goes on from here. */
+        df_set_str(&t->artifacts, p->checkpoint);
+        persist_task(self, t);
+        df_info("%s checkpoint %.12s (%s)", t->id, p->checkpoint, t->message ? t->message : "");
+    }
     if (t->state == T_ASSIGNED) { /* progress is not persisted; the state change is */
         df_task_set_state(t, T_RUNNING);
         persist_task(self, t);

@@ -33,6 +33,20 @@ static int on_step(void *vp, uint64_t step, uint64_t steps, float loss, float lr
     return 0;
 }
 
+/*  A checkpoint into the coordinator's artifact store, reported so a retry
+ *  after any failure goes on from it. */
+static int store_checkpoint(void *vctx, const char *path, uint64_t step, df_error_t *err)
+{
+    df_task_ctx *ctx = vctx;
+    char hex[65];
+    int rc = ctx->upload(ctx, path, hex, err);
+    if (rc == DF_OK) {
+        ctx->checkpoint(ctx, hex);
+        df_info("train: checkpoint at step %llu stored as %.12s", (unsigned long long)step, hex);
+    }
+    return rc;
+}
+
 /*  "attn,ff,proj,conv" to DF_LORA_* bits. */
 static int parse_targets(const char *s, unsigned *out, df_error_t *err)
 {
@@ -145,6 +159,27 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             sync->local_steps = p->local_steps ? p->local_steps : 1;
         }
     }
+    /* Checkpoints every N steps, and a retry going on from the last one. One
+     * worker only: a training group's members leave it instead of retrying. */
+    char ckpt[64] = "", resume_path[4200] = "";
+    if (rc == DF_OK && !ex && p->checkpoint_every && ctx->upload && ctx->checkpoint) {
+        snprintf(ckpt, sizeof ckpt, "/tmp/dreamfleet-ckpt-XXXXXX");
+        int fd = mkstemp(ckpt);
+        if (fd < 0)
+            ckpt[0] = '\0';
+        else
+            close(fd);
+    }
+    if (rc == DF_OK && !ex && ctx->resume && df_artifacts_valid_hash(ctx->resume)) {
+        df_error_t ferr;
+        df_error_clear(&ferr);
+        if (ctx->fetch(ctx, ctx->resume, resume_path, sizeof resume_path, &ferr) == DF_OK)
+            df_info("train: attempt %u goes on from checkpoint %.12s", ctx->attempt, ctx->resume);
+        else { /* lost with the store: start over, which gives the same LoRA, later */
+            df_warn("train: checkpoint %.12s: %s; starting over", ctx->resume, ferr.msg);
+            resume_path[0] = '\0';
+        }
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == DF_OK) {
@@ -163,6 +198,9 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .prior_weight = p->n_class_images ? (p->prior_weight > 0 ? p->prior_weight : 1.0f) : 0.0f,
             .base_model = p->model, .base_model_identity = p->model_identity, .token = p->token,
             .class_word = p->class_word,
+            .checkpoint = ckpt[0] ? ckpt : NULL, .checkpoint_every = p->checkpoint_every,
+            .on_checkpoint = ckpt[0] ? store_checkpoint : NULL, .checkpoint_ctx = ctx,
+            .resume = resume_path[0] ? resume_path : NULL,
         };
         progress_ctx pc = {ctx};
         rc = df_train_lora(model, dev, xfer, batch, &tp, on_step, &pc, kohya, peft, losses, err);
@@ -208,6 +246,8 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
         unlink(kohya);
     if (peft[0] && strcmp(peft + strlen(peft) - 6, "XXXXXX") != 0)
         unlink(peft);
+    if (ckpt[0])
+        unlink(ckpt);
     free(res.lora_kohya.data), free(res.lora_peft.data), free(losses);
     df_train_exchange_destroy(&ex);
     df_vk_batch_destroy(&batch);

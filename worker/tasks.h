@@ -56,6 +56,11 @@ struct df_task_ctx {
      * for a result message); hex gets its sha256, and the task's result
      * lists it among its artifacts. NULL where there is no coordinator. */
     int (*upload)(df_task_ctx *ctx, const char *path, char hex[65], df_error_t *err);
+    /* Resumable tasks: the checkpoint (artifact sha256) an earlier attempt
+     * reported ("" for none), and how to report one (an uploaded artifact;
+     * sent at once, not rate-limited; NULL where there is no coordinator). */
+    const char *resume;
+    void (*checkpoint)(df_task_ctx *ctx, const char *hash);
     /* The executor's resident object (NULL where tasks run without one). */
     df_task_resident *resident;
     void *owner;

@@ -43,6 +43,7 @@ typedef struct event {
     char error[DF_ERROR_MSG_MAX];
     char **artifacts; /* a result's uploaded outputs (sha256 hex) */
     size_t n_artifacts;
+    char checkpoint[65]; /* a progress report's checkpoint ("" for none) */
     struct event *next;
 } event_t;
 
@@ -59,6 +60,7 @@ struct df_worker_exec {
     uint8_t *params;
     size_t params_len;
     uint32_t attempt;
+    char resume[65]; /* the checkpoint an earlier attempt reported */
     atomic_int cancel;
     int busy;
     /* Executor-thread state. */
@@ -380,6 +382,20 @@ static int ctx_upload(df_task_ctx *ctx, const char *path, char hex[65], df_error
     return DF_OK;
 }
 
+static void ctx_checkpoint(df_task_ctx *ctx, const char *hash)
+{
+    exec_t *e = ctx->owner;
+    event_t *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return;
+    ev->kind = EV_PROGRESS;
+    snprintf(ev->task_id, sizeof ev->task_id, "%s", ctx->task_id);
+    ev->fraction = e->last_fraction;
+    snprintf(ev->message, sizeof ev->message, "%s", e->last_message);
+    snprintf(ev->checkpoint, sizeof ev->checkpoint, "%s", hash);
+    post_event(e->owner, ev);
+}
+
 static void free_list(char **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -444,8 +460,9 @@ static void *exec_main(void *arg)
             pthread_mutex_unlock(&e->lock);
             break;
         }
-        char task_id[64], type[32];
+        char task_id[64], type[32], resume[65];
         snprintf(task_id, sizeof task_id, "%s", e->task_id);
+        snprintf(resume, sizeof resume, "%s", e->resume);
         snprintf(type, sizeof type, "%s", e->type);
         uint32_t attempt = e->attempt;
         pthread_mutex_unlock(&e->lock);
@@ -453,8 +470,8 @@ static void *exec_main(void *arg)
         df_task_ctx ctx = {.worker_name = e->owner->name, .task_id = task_id, .attempt = attempt,
                            .cancelled = &e->cancel, .device = ctx_device, .fetch = ctx_fetch,
                            .progress = ctx_progress, .preview = ctx_preview, .send_delta = ctx_send_delta,
-                           .recv_delta = ctx_recv_delta, .upload = ctx_upload, .resident = &e->resident,
-                           .owner = e};
+                           .recv_delta = ctx_recv_delta, .upload = ctx_upload, .resume = resume,
+                           .checkpoint = ctx_checkpoint, .resident = &e->resident, .owner = e};
         event_t *ev = calloc(1, sizeof *ev);
         df_error_t err;
         df_error_clear(&err);
@@ -526,6 +543,7 @@ static void on_assign(df_worker_t *self, const Dreamfleet__TaskAssign *a)
         memcpy(e->params, a->params.data, a->params.len);
     e->params_len = a->params.len;
     e->attempt = a->attempt;
+    snprintf(e->resume, sizeof e->resume, "%s", a->resume && df_artifacts_valid_hash(a->resume) ? a->resume : "");
     atomic_store(&e->cancel, 0);
     e->last_progress_ms = e->last_preview_ms = 0;
     e->last_fraction = 0;
@@ -622,6 +640,7 @@ static void on_events(uv_async_t *a)
                 p.message = ev->message;
                 p.preview.data = ev->output;
                 p.preview.len = ev->output_len;
+                p.checkpoint = ev->checkpoint;
                 send_msg(self, DF_MSG_TASK_PROGRESS, &p.base);
             }
         } else if (ev->kind == EV_DELTA) {

@@ -8,6 +8,11 @@
  *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
  *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
+ *        [--checkpoint-every N]
+ *
+ *  Every N steps (default 100; 0: never) the worker stores a checkpoint in
+ *  the coordinator's artifact store; when it fails or is lost, the next
+ *  attempt goes on from the last one, with the same result.
  *
  *  --buckets trains each photo whole at its aspect-ratio bucket (sizes of
  *  about resolution^2 in steps of 64 px) instead of its centre square.
@@ -55,7 +60,8 @@ static const char k_usage[] =
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]\n"
     "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
-    "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]";
+    "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]\n"
+    "         [--checkpoint-every N]";
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -216,7 +222,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
-           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS };
+           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -233,11 +239,13 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"class-data", required_argument, NULL, O_CLASS_DATA}, {"class-prompt", required_argument, NULL, O_CLASS_PROMPT},
         {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
         {"prior-weight", required_argument, NULL, O_PRIOR}, {"buckets", no_argument, NULL, O_BUCKETS},
+        {"checkpoint-every", required_argument, NULL, O_CKPT},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
     p.resolution = 1024, p.steps = 500, p.batch = 1, p.rank = 16, p.lr = 1e-4f, p.lr_schedule = "constant";
     p.min_snr_gamma = 5;
+    p.checkpoint_every = 100;
     const char *data = NULL, *model = NULL, *out = NULL, *token = "TOK", *klass = "person", *tokenizer = NULL;
     const char *class_data = NULL, *class_prompt = NULL;
     size_t class_count = 0;
@@ -291,7 +299,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                         {O_OFFSET, "--noise-offset", 0, 1}, {O_SNR, "--min-snr-gamma", 0, 100},
                         {O_ACCUM, "--grad-accum", 1, 1024}, {O_WORKERS, "--workers", 1, 64},
                         {O_LOCAL, "--local-steps", 1, 64},  {O_CLASS_IMAGES, "--class-images", 1, 10000},
-                        {O_CLASS_STEPS, "--class-steps", 1, 500}, {O_PRIOR, "--prior-weight", 0, 100}};
+                        {O_CLASS_STEPS, "--class-steps", 1, 500}, {O_PRIOR, "--prior-weight", 0, 100},
+                        {O_CKPT, "--checkpoint-every", 0, 1e6}};
             size_t k = 0;
             while (k < sizeof nums / sizeof nums[0] && nums[k].opt != c)
                 k++;
@@ -317,6 +326,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             case O_CLASS_IMAGES: class_count = (size_t)v; break;
             case O_CLASS_STEPS: class_steps = (uint32_t)v; break;
             case O_PRIOR: prior_weight = (float)v; break;
+            case O_CKPT: p.checkpoint_every = (uint32_t)v; break;
             default: p.min_snr_gamma = (float)v; break;
             }
         }

@@ -862,6 +862,71 @@ static void test_train_data_parallel(void)
     }
 }
 
+/*  A training task whose worker is killed goes on elsewhere from its last
+ *  checkpoint in the artifact store, and ends exactly where an uninterrupted
+ *  run ends: the same loss curve, the same LoRA. */
+static void test_train_resumes_after_worker_loss(void)
+{
+    char data[300], model[300], whole[300], cut[300], a[400], b[400], clog[300], log[300], line[2048];
+    snprintf(data, sizeof data, "%s/photos-ckpt", g_dir);
+    snprintf(whole, sizeof whole, "%s/ckpt-whole", g_dir);
+    snprintf(cut, sizeof cut, "%s/ckpt-cut", g_dir);
+    snprintf(clog, sizeof clog, "%s/coordinator.log", g_dir);
+    tiny_model(model, sizeof model);
+    make_photos(data);
+    CHECK_EQ(wait_workers(3), 0);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "24",
+                    "--rank", "4", "--lr", "1e-3", "--seed", "9", "--checkpoint-every", "3", "-o", whole, NULL),
+             0);
+    char first_job[64] = "";
+    job_id(first_job, sizeof first_job);
+    snprintf(log, sizeof log, "%s/train-cut.log", g_dir);
+    char *argv[] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", g_keys, "--json", "train", "--data",
+                    data, "--model", model, "--resolution", "64", "--steps", "24", "--rank", "4", "--lr", "1e-3",
+                    "--seed", "9", "--checkpoint-every", "3", "-o", cut, NULL};
+    pid_t trainer = proc_start(argv, log);
+    /* The next job's task, once it has stored a checkpoint. */
+    char job[64], needle[96];
+    snprintf(job, sizeof job, "j-%d", first_job[0] ? atoi(first_job + 2) + 1 : 0);
+    snprintf(needle, sizeof needle, "%s.0 checkpoint", job);
+    CHECK_EQ(proc_wait_line(clog, needle, NULL, 0, 300000), 0);
+    snprintf(needle, sizeof needle, "task %s.0 (train", job);
+    int killed = -1;
+    for (int i = g_nstarted - 1; i >= 0 && killed < 0; i--) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        if (last_line_with(log, needle, line, sizeof line))
+            killed = i;
+    }
+    CHECK(killed >= 0);
+    if (killed < 0) {
+        proc_stop(trainer, SIGKILL, 5000);
+        return;
+    }
+    proc_stop(g_started[killed].pid, SIGKILL, 5000);
+    CHECK_EQ(proc_stop(trainer, 0, 600000), 0); /* signal 0: just wait for it */
+    CHECK_EQ(client(g_keys, 10000, "status", job, NULL), 0);
+    CHECK(strstr(g_out, "\"attempt\":2") != NULL && strstr(g_out, "\"state\":\"succeeded\"") != NULL);
+    int resumed = 0;
+    for (int i = 0; i < g_nstarted; i++) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        resumed += last_line_with(log, "attempt 2 goes on from checkpoint", line, sizeof line);
+    }
+    CHECK_EQ(resumed, 1);
+    snprintf(a, sizeof a, "%s/loss.csv", whole);
+    snprintf(b, sizeof b, "%s/loss.csv", cut);
+    size_t na = 0, nb = 0;
+    uint8_t *ca = slurp(a, &na), *cb = slurp(b, &nb);
+    CHECK(ca && cb && na == nb && na > 24 * 4 && memcmp(ca, cb, na) == 0);
+    free(ca), free(cb);
+    snprintf(a, sizeof a, "%s/lora.safetensors", whole);
+    snprintf(b, sizeof b, "%s/lora.safetensors", cut);
+    CHECK(lora_difference(a, b) == 0);
+    for (int i = 0; i < g_nworkers; i++)
+        if (g_workers[i] == g_started[killed].pid)
+            g_workers[i] = start_worker(g_started[killed].name, g_keys);
+    CHECK_EQ(wait_workers(3), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -904,6 +969,7 @@ int main(int argc, char **argv)
     RUN(test_generate_init_noise);
     RUN(test_train);
     RUN(test_train_data_parallel);
+    RUN(test_train_resumes_after_worker_loss);
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);
     RUN(test_embedded_mode);

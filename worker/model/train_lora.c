@@ -10,6 +10,7 @@
 #include "image_decode.h"
 #include "philox.h"
 #include "prompt.h"
+#include "safetensors.h"
 #include "vae_tiled.h"
 
 /*  What the photos and captions became, on the host. */
@@ -191,6 +192,39 @@ static void epoch_order(uint32_t count, uint64_t seed, uint64_t e, uint32_t *ord
     }
 }
 
+/*  A checkpoint of the run after `steps` steps, with their losses (when
+ *  known) in its metadata, handed to on_checkpoint. */
+static int write_checkpoint(const df_train_params *p, df_lora_trainer_t *tr, const float *losses, uint64_t steps,
+                            df_error_t *err)
+{
+    char *list = losses ? malloc(steps * 18 + 1) : NULL;
+    size_t at = 0;
+    for (uint64_t i = 0; list && i < steps; i++)
+        at += (size_t)snprintf(list + at, 18, i ? ",%.9g" : "%.9g", losses[i]);
+    if (list)
+        list[at] = '\0';
+    const char *meta[] = {"dreamfleet.losses", list, NULL};
+    int rc = df_lora_trainer_checkpoint(tr, p->checkpoint, list ? meta : NULL, err);
+    free(list);
+    if (rc == DF_OK && p->on_checkpoint && steps < p->steps) /* the last one is the result */
+        rc = p->on_checkpoint(p->checkpoint_ctx, p->checkpoint, steps, err);
+    return rc;
+}
+
+/*  The losses of the steps a resumed run did not take, from its checkpoint
+ *  (left as they are when it carries none). */
+static void resumed_losses(const char *path, float *losses, uint64_t steps)
+{
+    df_safetensors_t *st = losses ? df_safetensors_open(path, NULL) : NULL;
+    const char *list = st ? df_safetensors_metadata(st, "dreamfleet.losses") : NULL;
+    for (uint64_t i = 0; list && *list && i < steps; i++) {
+        char *end;
+        losses[i] = strtof(list, &end);
+        list = *end == ',' ? end + 1 : end;
+    }
+    df_safetensors_destroy(&st);
+}
+
 /*  One round's exchange: gradients before a shared step (local_steps 1), or
  *  the change of the factors since the round began (base). */
 static int exchange_round(df_train_sync *sync, df_lora_trainer_t *tr, uint64_t round, int gradient, float *values,
@@ -285,6 +319,8 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
     if (rc == DF_OK && base)
         rc = df_lora_trainer_download(tr, DF_LORA_FACTORS, base, err);
+    if (rc == DF_OK && p->resume)
+        resumed_losses(p->resume, losses, round_start < p->steps ? round_start : p->steps);
     for (uint64_t step = round_start; rc == DF_OK && step < p->steps; step++) {
         float lr = df_lr_at(&p->lr, step), loss = 0;
         /* This step's samples: global indices first .. first + count - 1 of
@@ -395,8 +431,9 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         if (rc == DF_OK && !isfinite(loss))
             rc = df_error_set(err, DF_E_RANGE, "train: the loss became %g at step %llu (learning rate too high?)", loss,
                               (unsigned long long)step + 1);
-        if (rc == DF_OK && p->checkpoint && p->checkpoint_every && (step + 1) % p->checkpoint_every == 0)
-            rc = df_lora_trainer_checkpoint(tr, p->checkpoint, NULL, err);
+        if (rc == DF_OK && p->checkpoint && p->checkpoint_every && (step + 1) % p->checkpoint_every == 0 &&
+            step + 1 < p->steps)
+            rc = write_checkpoint(p, tr, losses, step + 1, err);
         if (rc == DF_OK && progress && progress(ctx, step + 1, p->steps, loss, lr))
             rc = df_error_set(err, DF_E_STATE, "train: cancelled at step %llu", (unsigned long long)step + 1);
     }
@@ -428,7 +465,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
             meta[nm++] = pairs[i][0], meta[nm++] = pairs[i][1];
     meta[nm] = NULL;
     if (rc == DF_OK && p->checkpoint)
-        rc = df_lora_trainer_checkpoint(tr, p->checkpoint, NULL, err);
+        rc = write_checkpoint(p, tr, losses, p->steps, err);
     if (rc == DF_OK && out_kohya)
         rc = df_lora_trainer_save(tr, out_kohya, DF_LORA_KOHYA, 0, meta, err);
     if (rc == DF_OK && out_peft)

@@ -37,6 +37,10 @@ typedef struct {
     const char *checkpoint;      /* written at the end (and every checkpoint_every steps); NULL: none */
     uint32_t checkpoint_every;
     const char *resume;          /* a checkpoint to go on from; NULL: a fresh LoRA */
+    /* Called after each checkpoint is written (may be NULL): to store it
+     * where a later attempt finds it. Checkpoints carry the losses so far. */
+    int (*on_checkpoint)(void *ctx, const char *path, uint64_t step, df_error_t *err);
+    void *checkpoint_ctx;
     struct df_train_sync *sync;  /* data parallel (below); NULL: this run takes every sample */
     /* Prior preservation: class photos and captions (class_count 0: none);
      * each sample is paired with one, whose loss counts prior_weight times. */
