@@ -283,6 +283,13 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
                           "each)", p->n_class_images, p->n_class_captions);
     else if (!(p->prior_weight >= 0 && p->prior_weight <= 100))
         rc = df_error_set(err, DF_E_INVALID, "train: prior weight %g: from 0 to 100", p->prior_weight);
+    else if (p->n_validation_prompts > 16)
+        rc = df_error_set(err, DF_E_INVALID, "train: %zu validation prompts: at most 16", p->n_validation_prompts);
+    else if (p->n_validation_prompts && (p->validation_width % 8 || p->validation_height % 8 ||
+                                         p->validation_width > 4096 || p->validation_height > 4096 ||
+                                         p->validation_steps > 500))
+        rc = df_error_set(err, DF_E_INVALID, "train: validation size %ux%u (multiples of 8 up to 4096) or %u steps "
+                          "(at most 500)", p->validation_width, p->validation_height, p->validation_steps);
     else if (p->members > 64)
         rc = df_error_set(err, DF_E_INVALID, "train: %u workers: at most 64", p->members);
     else if (p->local_steps > 64)

@@ -1886,6 +1886,70 @@ static void test_train_lora_buckets(void)
     df_sdxl_destroy(&m);
 }
 
+/*  Validation images come from the UNet being trained: after the last step
+ *  they are what generation with the saved LoRA draws from the same seed. */
+static uint8_t g_valid_rgb[64 * 64 * 3];
+static int g_valid_calls;
+
+static int keep_validation(void *ctx, uint64_t step, uint32_t prompt, const uint8_t *rgb, uint32_t w, uint32_t h,
+                           df_error_t *err)
+{
+    (void)ctx, (void)prompt, (void)err;
+    g_valid_calls++;
+    if (step == 3 && w == 64 && h == 64)
+        memcpy(g_valid_rgb, rgb, sizeof g_valid_rgb);
+    return DF_OK;
+}
+
+static void test_train_lora_validation(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char paths[3][256], out[256];
+    const char *images[3], *captions[3] = {"a photo of TOK person", "TOK person smiling", "a portrait of TOK person"};
+    const char *prompts[2] = {"a photo of TOK person", "TOK person on a beach"};
+    write_photos("", 3, 90, paths, images);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    snprintf(out, sizeof out, "%s/validated.safetensors", g_dir);
+    df_train_params p = {.images = images, .captions = captions, .count = 3, .resolution = 64, .steps = 3, .batch = 1,
+                         .lora = {.rank = 4, .alpha = 4, .seed = 7}, .lr = {DF_LR_CONSTANT, 1e-2f, 0, 3},
+                         .noise = {.seed = 7}, .weights = DF_F32, .validation_prompts = prompts, .n_validation = 2,
+                         .validate_every = 2, .validation_steps = 3, .on_validation = keep_validation};
+    g_valid_calls = 0;
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, out, NULL, NULL, &err), &err);
+    CHECK_EQ(g_valid_calls, 4); /* after steps 2 and 3, two prompts each */
+    df_generator_t *gen = df_generator_new(m, g_dev, g_xfer, DF_F32, &err);
+    CHECK(gen != NULL);
+    if (gen) {
+        CHECK_OK(df_generator_set_lora_mode(gen, 1, &err), &err);
+        CHECK_OK(df_generator_add_lora(gen, g_batch, out, 1.0f, &err), &err);
+        df_gen_params gp = {.prompt = prompts[1], .width = 64, .height = 64, .steps = 3, .guidance = 5,
+                            .sampler = DF_SAMPLER_EULER, .seed = 7 + 1000 + 1, .count = 1};
+        static float lat[4 * 64 * 64];
+        static uint8_t rgb[64 * 64 * 3];
+        CHECK_OK(df_generate(gen, g_batch, &gp, lat, rgb, NULL, NULL, &err), &err);
+        int worst = 0;
+        for (size_t i = 0; i < sizeof rgb; i++)
+            worst = abs((int)rgb[i] - (int)g_valid_rgb[i]) > worst ? abs((int)rgb[i] - (int)g_valid_rgb[i]) : worst;
+        fprintf(stderr, "  validation image vs generation with the saved LoRA: worst %d levels\n", worst);
+        CHECK(worst <= 1);
+        /* A borrowing generator takes no LoRAs of its own. */
+        df_unet_t *unet = df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err);
+        df_generator_t *b = unet ? df_generator_borrowing(m, g_dev, g_xfer, DF_F32, unet, &err) : NULL;
+        CHECK(b != NULL);
+        if (b)
+            CHECK_FAILS(df_generator_add_lora(b, g_batch, out, 1.0f, &err), &err, DF_E_STATE, "takes no LoRAs");
+        df_generator_destroy(&b);
+        df_unet_destroy(&unet); /* still the caller's after the generator went */
+    }
+    df_generator_destroy(&gen);
+    unlink(out);
+    df_sdxl_destroy(&m);
+}
+
 static void test_train_lora_run(void)
 {
     df_error_t err;
@@ -2171,6 +2235,7 @@ int main(int argc, char **argv)
     RUN(test_train_lora_run);
     RUN(test_train_lora_prior);
     RUN(test_train_lora_buckets);
+    RUN(test_train_lora_validation);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);
     df_vk_transfer_destroy(&g_xfer);

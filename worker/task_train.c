@@ -10,6 +10,8 @@
 #include "artifact_store.h"
 #include "dreamfleet.pb-c.h"
 #include "log.h"
+#include "image_grid.h"
+#include "png_write.h"
 #include "train_exchange.h"
 #include "train_lora.h"
 #include "train_share.h"
@@ -44,6 +46,37 @@ static int store_checkpoint(void *vctx, const char *path, uint64_t step, df_erro
         ctx->checkpoint(ctx, hex);
         df_info("train: checkpoint at step %llu stored as %.12s", (unsigned long long)step, hex);
     }
+    return rc;
+}
+
+/*  Validation images: into the grid (a row per validation), and each as a
+ *  preview for whoever watches the task. */
+typedef struct {
+    df_task_ctx *ctx;
+    df_image_grid_t *grid;
+    uint32_t row;
+    uint64_t last_step;
+} validation_ctx;
+
+static int on_validation(void *vctx, uint64_t step, uint32_t prompt, const uint8_t *rgb, uint32_t width,
+                         uint32_t height, df_error_t *err)
+{
+    validation_ctx *v = vctx;
+    if (v->last_step && step != v->last_step)
+        v->row++;
+    v->last_step = step;
+    int rc = df_image_grid_put(v->grid, v->row, prompt, rgb, width, height, err);
+    uint32_t gw, gh;
+    const uint8_t *g = rc == DF_OK ? df_image_grid_rgb(v->grid, &gw, &gh) : NULL;
+    if (g && v->ctx->preview) { /* the grid's newest row */
+        uint32_t cell_h = gh / df_image_grid_rows(v->grid);
+        uint8_t *png = NULL;
+        size_t len = 0;
+        if (df_png_encode(g + 3ull * gw * cell_h * v->row, gw, cell_h, NULL, 0, &png, &len, NULL) == DF_OK)
+            v->ctx->preview(v->ctx, png, len);
+        free(png);
+    }
+    df_info("train: validation image %u after step %llu", prompt, (unsigned long long)step);
     return rc;
 }
 
@@ -180,6 +213,15 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             resume_path[0] = '\0';
         }
     }
+    /* Validation images: a single worker, or a group's first member (with one
+     * local step a round, every member holds the group's LoRA). */
+    validation_ctx vc = {.ctx = ctx};
+    const uint32_t vw = p->validation_width ? p->validation_width : p->resolution;
+    const uint32_t vh = p->validation_height ? p->validation_height : p->resolution;
+    const uint32_t cell = 256, cw = vw >= vh ? cell : cell * vw / vh, ch = vh >= vw ? cell : cell * vh / vw;
+    if (rc == DF_OK && p->n_validation_prompts && (!ex || p->member == 0) &&
+        !(vc.grid = df_image_grid_new((uint32_t)p->n_validation_prompts, cw ? cw : 1, ch ? ch : 1, err)))
+        rc = err && err->code ? err->code : DF_E_INVALID;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == DF_OK) {
@@ -201,6 +243,10 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .checkpoint = ckpt[0] ? ckpt : NULL, .checkpoint_every = p->checkpoint_every,
             .on_checkpoint = ckpt[0] ? store_checkpoint : NULL, .checkpoint_ctx = ctx,
             .resume = resume_path[0] ? resume_path : NULL,
+            .validation_prompts = vc.grid ? (const char *const *)p->validation_prompts : NULL,
+            .n_validation = vc.grid ? (uint32_t)p->n_validation_prompts : 0, .validate_every = p->validate_every,
+            .validation_steps = p->validation_steps, .validation_width = vw, .validation_height = vh,
+            .on_validation = on_validation, .validation_ctx = &vc,
         };
         progress_ctx pc = {ctx};
         rc = df_train_lora(model, dev, xfer, batch, &tp, on_step, &pc, kohya, peft, losses, err);
@@ -222,6 +268,25 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
         rc = slurp(kohya, &res.lora_kohya.data, &res.lora_kohya.len, err);
         if (rc == DF_OK)
             rc = slurp(peft, &res.lora_peft.data, &res.lora_peft.len, err);
+    }
+    /* The validation grid: to the artifact store too (a grid of large
+     * images is larger than a message may be), else inline. */
+    char grid_hex[65] = "", grid_path[64] = "";
+    uint32_t gw = 0, gh = 0;
+    const uint8_t *grid = rc == DF_OK && vc.grid ? df_image_grid_rgb(vc.grid, &gw, &gh) : NULL;
+    if (grid && ctx->upload) {
+        snprintf(grid_path, sizeof grid_path, "/tmp/dreamfleet-grid-XXXXXX");
+        int fd = mkstemp(grid_path);
+        if (fd >= 0)
+            close(fd);
+        rc = fd >= 0 ? df_png_write(grid_path, grid, gw, gh, NULL, 0, err)
+                     : df_error_set(err, DF_E_IO, "train: no temporary file in /tmp");
+        if (rc == DF_OK)
+            rc = ctx->upload(ctx, grid_path, grid_hex, err);
+        res.validation_grid_sha256 = grid_hex;
+        unlink(grid_path);
+    } else if (grid) {
+        rc = df_png_encode(grid, gw, gh, NULL, 0, &res.validation_grid.data, &res.validation_grid.len, err);
     }
     if (rc == DF_OK) {
         res.worker = (char *)ctx->worker_name;
@@ -250,6 +315,8 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
         unlink(ckpt);
     free(res.lora_kohya.data), free(res.lora_peft.data), free(losses);
     df_train_exchange_destroy(&ex);
+    df_image_grid_destroy(&vc.grid);
+    free(res.validation_grid.data);
     df_vk_batch_destroy(&batch);
     df_sdxl_destroy(&model);
     dreamfleet__train_params__free_unpacked(p, NULL);

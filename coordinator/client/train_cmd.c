@@ -8,7 +8,13 @@
  *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
  *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
- *        [--checkpoint-every N]
+ *        [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]
+ *        [--validation-size WxH]
+ *
+ *  Validation: an image of each --validation-prompt (same seed each time)
+ *  every --validate-every steps and after the last, through the LoRA as it
+ *  stands; shown as previews while the job runs (watch --previews) and
+ *  written to OUT/validation.png, a row per validation.
  *
  *  Every N steps (default 100; 0: never) the worker stores a checkpoint in
  *  the coordinator's artifact store; when it fails or is lost, the next
@@ -61,7 +67,8 @@ static const char k_usage[] =
     "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]\n"
     "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
     "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]\n"
-    "         [--checkpoint-every N]";
+    "         [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]\n"
+    "         [--validation-size WxH]";
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -120,9 +127,9 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return remove(path);
 }
 
-/*  A LoRA file of the result: its bytes, or the artifact they were
+/*  A file of the result (a LoRA, the validation grid): its bytes, or the artifact they were
  *  uploaded as (pulled through OUT/.store, as fetch does). */
-static int save_lora(df_cli *cli, const char *out, const ProtobufCBinaryData *bytes, const char *hash,
+static int save_output(df_cli *cli, const char *out, const ProtobufCBinaryData *bytes, const char *hash,
                      const char *path)
 {
     if (!hash || !*hash)
@@ -222,7 +229,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
-           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT };
+           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
+           O_VEVERY, O_VSTEPS, O_VSIZE };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -240,6 +248,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
         {"prior-weight", required_argument, NULL, O_PRIOR}, {"buckets", no_argument, NULL, O_BUCKETS},
         {"checkpoint-every", required_argument, NULL, O_CKPT},
+        {"validation-prompt", required_argument, NULL, O_VPROMPT}, {"validate-every", required_argument, NULL, O_VEVERY},
+        {"validation-steps", required_argument, NULL, O_VSTEPS}, {"validation-size", required_argument, NULL, O_VSIZE},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
@@ -251,6 +261,9 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     size_t class_count = 0;
     uint32_t class_steps = 25;
     float prior_weight = 1.0f;
+    enum { MAX_VALIDATION = 16 };
+    char *validation[MAX_VALIDATION];
+    size_t nvalidation = 0;
     double v;
     int c;
     optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
@@ -264,6 +277,21 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case O_TARGETS: p.targets = optarg; break;
         case O_CLASS_DATA: class_data = optarg; break;
         case O_CLASS_PROMPT: class_prompt = optarg; break;
+        case O_VPROMPT:
+            if (nvalidation == MAX_VALIDATION) {
+                df_cli_error("--validation-prompt: at most %d", MAX_VALIDATION);
+                return DF_EXIT_USAGE;
+            }
+            validation[nvalidation++] = optarg;
+            break;
+        case O_VSIZE:
+            if (sscanf(optarg, "%ux%u", &p.validation_width, &p.validation_height) != 2 || p.validation_width % 8 ||
+                p.validation_height % 8 || p.validation_width < 64 || p.validation_height < 64 ||
+                p.validation_width > 4096 || p.validation_height > 4096) {
+                df_cli_error("--validation-size wants WxH, multiples of 8 from 64 to 4096, not '%s'", optarg);
+                return DF_EXIT_USAGE;
+            }
+            break;
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
         case O_BUCKETS: p.buckets = 1; break;
@@ -300,7 +328,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                         {O_ACCUM, "--grad-accum", 1, 1024}, {O_WORKERS, "--workers", 1, 64},
                         {O_LOCAL, "--local-steps", 1, 64},  {O_CLASS_IMAGES, "--class-images", 1, 10000},
                         {O_CLASS_STEPS, "--class-steps", 1, 500}, {O_PRIOR, "--prior-weight", 0, 100},
-                        {O_CKPT, "--checkpoint-every", 0, 1e6}};
+                        {O_CKPT, "--checkpoint-every", 0, 1e6},  {O_VEVERY, "--validate-every", 1, 1e6},
+                        {O_VSTEPS, "--validation-steps", 1, 500}};
             size_t k = 0;
             while (k < sizeof nums / sizeof nums[0] && nums[k].opt != c)
                 k++;
@@ -327,6 +356,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             case O_CLASS_STEPS: class_steps = (uint32_t)v; break;
             case O_PRIOR: prior_weight = (float)v; break;
             case O_CKPT: p.checkpoint_every = (uint32_t)v; break;
+            case O_VEVERY: p.validate_every = (uint32_t)v; break;
+            case O_VSTEPS: p.validation_steps = (uint32_t)v; break;
             default: p.min_snr_gamma = (float)v; break;
             }
         }
@@ -390,6 +421,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             nc = class_count;
         }
     }
+    p.n_validation_prompts = nvalidation;
+    p.validation_prompts = validation;
     p.n_class_images = p.n_class_captions = nc;
     p.class_images = class_images;
     p.class_captions = class_captions;
@@ -446,13 +479,18 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         }
         if (rc == DF_EXIT_OK) {
             snprintf(path, sizeof path, "%s/lora.safetensors", out);
-            rc = save_lora(cli, out, &r->lora_kohya, r->lora_kohya_sha256, path);
+            rc = save_output(cli, out, &r->lora_kohya, r->lora_kohya_sha256, path);
             if (rc == DF_EXIT_OK && !cli->json)
                 printf("%s\n", path);
             snprintf(path, sizeof path, "%s/lora-peft.safetensors", out);
             if (rc == DF_EXIT_OK)
-                rc = save_lora(cli, out, &r->lora_peft, r->lora_peft_sha256, path);
+                rc = save_output(cli, out, &r->lora_peft, r->lora_peft_sha256, path);
             if (rc == DF_EXIT_OK && !cli->json)
+                printf("%s\n", path);
+            snprintf(path, sizeof path, "%s/validation.png", out);
+            if (rc == DF_EXIT_OK && (r->validation_grid.len || (r->validation_grid_sha256 && *r->validation_grid_sha256)))
+                rc = save_output(cli, out, &r->validation_grid, r->validation_grid_sha256, path);
+            if (rc == DF_EXIT_OK && !cli->json && (r->validation_grid.len || (r->validation_grid_sha256 && *r->validation_grid_sha256)))
                 printf("%s\n", path);
             snprintf(path, sizeof path, "%s/.store", out); /* emptied by the downloads */
             nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS);

@@ -99,12 +99,12 @@ static pid_t start_worker(const char *name, const char *keys)
 /* Runs the client with --coordinator/--keys/--json and the given words. */
 static int client(const char *keys, int timeout_ms, ...)
 {
-    char *argv[32] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", (char *)keys, "--json"};
+    char *argv[64] = {(char *)g_client_bin, "--coordinator", g_endpoint, "--keys", (char *)keys, "--json"};
     int n = 6;
     va_list ap;
     va_start(ap, timeout_ms);
     const char *a;
-    while ((a = va_arg(ap, const char *)) && n < 31)
+    while ((a = va_arg(ap, const char *)) && n < 63)
         argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
@@ -666,12 +666,24 @@ static void test_train(void)
     snprintf(imgs, sizeof imgs, "%s/images-trained", g_dir);
     tiny_model(model, sizeof model); /* made by test_generate_over_workers, if it ran */
     make_photos(data);
+    size_t n = 0;
     df_error_t err;
     df_error_clear(&err);
     CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--class", "dog", "--resolution", "64",
-                    "--steps", "3", "--rank", "4", "--lr", "1e-3", "--seed", "2", "-o", out, NULL),
+                    "--steps", "3", "--rank", "4", "--lr", "1e-3", "--seed", "2", "--validation-prompt",
+                    "a photo of TOK dog", "--validation-prompt", "TOK dog on a beach", "--validate-every", "2",
+                    "--validation-steps", "2", "-o", out, NULL),
              0);
-    size_t n = 0;
+    /* Validation after steps 2 and 3, two prompts: a 2 x 2 grid of 256 px cells. */
+    snprintf(path, sizeof path, "%s/validation.png", out);
+    uint8_t *grid = slurp(path, &n);
+    CHECK(grid && n > 24 && memcmp(grid, "\x89PNG", 4) == 0);
+    if (grid && n > 24) {
+        uint32_t gw = (uint32_t)grid[16] << 24 | (uint32_t)grid[17] << 16 | (uint32_t)grid[18] << 8 | grid[19];
+        uint32_t gh = (uint32_t)grid[20] << 24 | (uint32_t)grid[21] << 16 | (uint32_t)grid[22] << 8 | grid[23];
+        CHECK(gw == 512 && gh == 512);
+    }
+    free(grid);
     char lora[400];
     snprintf(lora, sizeof lora, "%s/lora.safetensors", out);
     df_safetensors_t *st = df_safetensors_open(lora, &err);

@@ -33,6 +33,7 @@ struct _df_generator_t {
     merged_lora *loras;
     size_t n_loras;
     int lora_unmerged; /* LoRAs attached as adapters rather than merged */
+    int unet_borrowed; /* the caller's UNet: not freed, takes no LoRAs */
     df_gen_timing timing; /* of the last call */
 };
 
@@ -54,7 +55,8 @@ void df_generator_destroy(df_generator_t **self_p)
         return;
     df_generator_t *g = *self_p;
     df_prompt_encoder_destroy(&g->text);
-    df_unet_destroy(&g->unet);
+    if (!g->unet_borrowed)
+        df_unet_destroy(&g->unet);
     df_vae_destroy(&g->vae);
     for (size_t i = 0; i < g->n_loras; i++)
         free(g->loras[i].path);
@@ -79,6 +81,27 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
     /* The VAE stays f32: SDXL's overflows in f16. */
     if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
         !(g->unet = df_sdxl_load_unet(model, dev, xfer, weights, err)) ||
+        !(g->vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err)))
+        df_generator_destroy(&g);
+    return g;
+}
+
+df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                                       df_dtype weights, df_unet_t *unet, df_error_t *err)
+{
+    df_generator_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        df_error_set(err, DF_E_NOMEM, "generator: out of memory");
+        return NULL;
+    }
+    g->model = model;
+    g->dev = dev;
+    g->xfer = xfer;
+    g->weights = weights;
+    g->keep_text = 1;
+    g->unet = unet;
+    g->unet_borrowed = 1;
+    if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
         !(g->vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err)))
         df_generator_destroy(&g);
     return g;
@@ -138,6 +161,9 @@ int df_generator_clear_loras(df_generator_t *self, df_error_t *err)
 
 int df_generator_add_lora(df_generator_t *self, df_vk_batch_t *batch, const char *path, float scale, df_error_t *err)
 {
+    if (self->unet_borrowed)
+        return df_error_set(err, DF_E_STATE, "generator: %s: this generator's UNet is another's, it takes no LoRAs",
+                            path);
     merged_lora *grown = realloc(self->loras, (self->n_loras + 1) * sizeof *grown);
     if (!grown)
         return df_error_set(err, DF_E_NOMEM, "generator: out of memory");

@@ -50,6 +50,13 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
                                  df_error_t *err);
 void df_generator_destroy(df_generator_t **self_p);
 
+/*  A generator over a UNet the caller holds (a UNet being trained, its
+ *  adapters attached: validation images), which it neither frees nor
+ *  changes; it loads the text encoders and the VAE of model. Such a
+ *  generator takes no LoRAs of its own. */
+df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                                       df_dtype weights, df_unet_t *unet, df_error_t *err);
+
 /*  keep 1 (the default): the text encoders stay loaded between calls. 0:
  *  they are released once a call's conditioning is computed and loaded again
  *  (with their LoRAs merged again) by the next call. SDXL's encoders hold

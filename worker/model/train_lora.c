@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "aspect_buckets.h"
+#include "generate.h"
 #include "image_decode.h"
 #include "philox.h"
 #include "prompt.h"
@@ -225,6 +226,34 @@ static void resumed_losses(const char *path, float *losses, uint64_t steps)
     df_safetensors_destroy(&st);
 }
 
+/*  Validation images after `step` steps: each prompt through the UNet being
+ *  trained (its LoRA attached), the same seed every time so the images show
+ *  what the training changed. The text encoders and the VAE come and go. */
+static int validate(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
+                    df_unet_t *unet, const df_train_params *p, uint64_t step, df_error_t *err)
+{
+    const uint32_t W = p->validation_width ? p->validation_width : p->resolution;
+    const uint32_t H = p->validation_height ? p->validation_height : p->resolution;
+    df_generator_t *gen = df_generator_borrowing(model, dev, xfer, p->weights, unet, err);
+    if (!gen)
+        return err && err->code ? err->code : DF_E_NOMEM;
+    df_generator_keep_text(gen, 0);
+    float *lat = malloc(4ull * W * H * sizeof *lat); /* room for any VAE factor */
+    uint8_t *rgb = malloc(3ull * W * H);
+    int rc = lat && rgb ? DF_OK : df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    for (uint32_t i = 0; rc == DF_OK && i < p->n_validation; i++) {
+        df_gen_params gp = {.prompt = p->validation_prompts[i], .width = W, .height = H,
+                            .steps = p->validation_steps ? (int)p->validation_steps : 25, .guidance = 5,
+                            .sampler = DF_SAMPLER_EULER, .seed = p->lora.seed + 1000 + i, .count = 1};
+        rc = df_generate(gen, batch, &gp, lat, rgb, NULL, NULL, err);
+        if (rc == DF_OK && p->on_validation)
+            rc = p->on_validation(p->validation_ctx, step, i, rgb, W, H, err);
+    }
+    free(lat), free(rgb);
+    df_generator_destroy(&gen);
+    return rc == DF_OK ? rc : df_error_prefix(err, "train: validation after step %llu", (unsigned long long)step);
+}
+
 /*  One round's exchange: gradients before a shared step (local_steps 1), or
  *  the change of the factors since the round began (base). */
 static int exchange_round(df_train_sync *sync, df_lora_trainer_t *tr, uint64_t round, int gradient, float *values,
@@ -431,6 +460,9 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         if (rc == DF_OK && !isfinite(loss))
             rc = df_error_set(err, DF_E_RANGE, "train: the loss became %g at step %llu (learning rate too high?)", loss,
                               (unsigned long long)step + 1);
+        if (rc == DF_OK && p->n_validation &&
+            ((p->validate_every && (step + 1) % p->validate_every == 0) || step + 1 == p->steps))
+            rc = validate(model, dev, xfer, batch, unet, p, step + 1, err);
         if (rc == DF_OK && p->checkpoint && p->checkpoint_every && (step + 1) % p->checkpoint_every == 0 &&
             step + 1 < p->steps)
             rc = write_checkpoint(p, tr, losses, step + 1, err);

@@ -48,6 +48,16 @@ typedef struct {
     const char *const *class_captions;
     uint32_t class_count;
     float prior_weight;
+    /* Validation: an image of each prompt every validate_every steps (0:
+     * only after the last step), with the LoRA as it stands, through the
+     * UNet being trained; each goes to on_validation. */
+    const char *const *validation_prompts;
+    uint32_t n_validation;
+    uint32_t validate_every, validation_steps; /* 0 steps: 25 */
+    uint32_t validation_width, validation_height; /* 0: the resolution */
+    int (*on_validation)(void *ctx, uint64_t step, uint32_t prompt, const uint8_t *rgb, uint32_t width,
+                         uint32_t height, df_error_t *err);
+    void *validation_ctx;
     /* For the LoRA files' metadata (each may be NULL). */
     const char *base_model, *base_model_identity, *token, *class_word;
 } df_train_params;
