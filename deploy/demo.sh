@@ -9,8 +9,8 @@
 # The main job today, through the embedded coordinator and worker (the path
 # a cluster uses): the engine's self-test on the Vulkan device; photos of a
 # subject (until issue 8 bundles real ones, the model draws them itself);
-# a DreamBooth LoRA trained on them; images from a prompt with and without
-# that LoRA. Data preparation joins as it lands (see README).
+# a DreamBooth LoRA trained on them (aspect buckets, validation images every
+# 10 steps); images from a prompt with and without that LoRA. Data preparation joins as it lands (see README).
 set -eu
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -39,9 +39,10 @@ res="${size%%x*}"
     --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 4 --seed 1 -o "$out/photos"
 # shellcheck disable=SC2086
 "$cli" train --data "$out/photos" --model "$model" $tok --token TOK --class person --resolution "$res" \
-    --steps "${DF_DEMO_TRAIN_STEPS:-20}" --rank 8 --lr 1e-3 --seed 1 -o "$out/lora"
+    --steps "${DF_DEMO_TRAIN_STEPS:-20}" --rank 8 --lr 1e-3 --seed 1 --buckets \
+    --validation-prompt "a photo of TOK person" --validate-every 10 --validation-steps "$steps" -o "$out/lora"
 # shellcheck disable=SC2086
 "$cli" generate --prompt "a photo of TOK person, portrait, studio lighting" --model "$model" $tok \
     --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 2 --seed 1 --lora "$out/lora/lora.safetensors" \
     -o "$out/images"
-echo "demo: photos in $out/photos, the LoRA in $out/lora, images in $out/images"
+echo "demo: photos in $out/photos, the LoRA in $out/lora (validation.png, loss.png), images in $out/images"
