@@ -367,6 +367,12 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", k_usage);
         return DF_EXIT_USAGE;
     }
+    if (p.members > 1 && !cli->coordinator) {
+        df_cli_error("--workers %u: with no coordinator configured, one embedded worker trains; configure a "
+                     "coordinator with workers (--coordinator or DREAMFLEET_COORDINATOR) to train on several",
+                     p.members);
+        return DF_EXIT_USAGE;
+    }
     char data_abs[PATH_MAX];
     char **images = NULL, **captions = NULL, **class_images = NULL, **class_captions = NULL;
     size_t n = 0, nc = 0;

@@ -618,6 +618,10 @@ static void test_embedded_mode(void)
     char *argv2[] = {(char *)g_client_bin, "--json", "jobs", NULL};
     CHECK_EQ(proc_run(argv2, g_out, OUT_CAP, g_err, sizeof g_err, 60000), 0);
     CHECK(strstr(g_out, "\"job\":\"j-1\"") != NULL); /* the history persists */
+    char *argv4[] = {(char *)g_client_bin, "train", "--data", g_dir, "--model", g_dir, "--workers", "2", "-o", g_dir,
+                     NULL};
+    CHECK_EQ(proc_run(argv4, g_out, OUT_CAP, g_err, sizeof g_err, 60000), 2);
+    CHECK(strstr(g_err, "--workers 2: with no coordinator configured") != NULL);
     char *argv3[] = {(char *)g_client_bin, "teleport", NULL};
     CHECK_EQ(proc_run(argv3, g_out, OUT_CAP, g_err, sizeof g_err, 10000), 2);
     CHECK(strstr(g_err, "unknown command 'teleport'") != NULL);
