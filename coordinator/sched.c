@@ -952,6 +952,8 @@ static void on_lora_delta(df_sched_t *self, df_worker *w, const Dreamfleet__Lora
         broadcast_reply(self, t->job);
     else if (outcome == DF_ROUND_REPEAT)
         send_reply(self, t->job, t->index);
+    else if (outcome == DF_ROUND_LOST)
+        drop_member(self, t, "its round's average was lost with a coordinator restart", now);
 }
 
 /*  Members still queued long after their group's round began (no worker

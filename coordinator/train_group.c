@@ -352,8 +352,32 @@ int df_train_group_add(df_train_group_t *self, uint32_t member, const Dreamfleet
         *outcome = DF_ROUND_REPEAT;
         return DF_OK;
     }
-    if (d->round < self->round)
+    if (d->round < self->round) {
+        /* Older than the last answered round, or one a rebuilt group never
+         * answered: its average is gone, and the member with it. */
+        if (d->round + 1 < self->round || !self->nparts)
+            *outcome = DF_ROUND_LOST;
         return DF_OK;
+    }
+    if (d->round > self->round && self->completed == 0 && !self->nparts) {
+        /* A group rebuilt after a restart met a member that is a round ahead
+         * (it got the last average, others did not): the group goes with it,
+         * and those behind are lost when they ask again. */
+        df_info("%s: member %u is at round %u, the rebuilt group at %u: going on from %u", self->job_id, member,
+                d->round, self->round, d->round);
+        for (uint32_t i = 0; i < self->ntensors; i++) {
+            group_tensor *g = &self->tensors[i];
+            if (g->sum)
+                memset(g->sum, 0, (size_t)g->rows * g->cols * sizeof *g->sum);
+            g->weight = 0;
+        }
+        if (self->got)
+            memset(self->got, 0, (size_t)self->members * self->ntensors);
+        memset(self->got_count, 0, sizeof self->got_count);
+        memset(self->loss_sum, 0, sizeof self->loss_sum);
+        self->loss_weight = 0, self->n_steps = 0, self->bytes_in = self->raw_bytes = 0, self->round_started_ms = 0;
+        self->round = d->round;
+    }
     if (d->round > self->round)
         return df_error_set(err, DF_E_STATE, "%s: member %u sent round %u; the group is at round %u", self->job_id,
                             member, d->round, self->round);

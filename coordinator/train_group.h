@@ -35,6 +35,8 @@ typedef enum {
     DF_ROUND_COMPLETE, /* this completed the round: send the reply to every live member */
     DF_ROUND_REPEAT,   /* a member asking again for the round just completed: send it the reply again */
     DF_ROUND_STALE,    /* a repeat of something already counted, or from a dropped member: ignore */
+    DF_ROUND_LOST,     /* a round the group can no longer answer (a coordinator restarted between two
+                          members' rounds): the member cannot go on with the others, drop it */
 } df_round_outcome;
 
 /*  Takes member's part of a round. Errors (DF_E_FORMAT, DF_E_RANGE,

@@ -239,6 +239,31 @@ static void test_rebuilt_group_joins_the_members_round(void)
     CHECK(df_train_group_reply(g, 0, "j-6.0", 0)->round == 7);
     free_part(&a), free_part(&b);
     df_train_group_destroy(&g);
+    /* One member got round 7's average before the restart, the other did
+     * not: the rebuilt group goes on with the one ahead, and the one behind
+     * is lost (the scheduler drops it) rather than waiting for ever. */
+    g = df_train_group_new("j-7", 3, 3, &err);
+    make_part(&b, "j-7.1", 7, 1, 3.0f, 0, 1, 1, DF_DELTA_F32);
+    make_part(&a, "j-7.0", 8, 1, 1.0f, 0, 1, 1, DF_DELTA_F32);
+    CHECK_OK(df_train_group_add(g, 1, &b.d, 1, &o, &err), &err);
+    CHECK_EQ(o, DF_ROUND_WAITING);
+    CHECK_OK(df_train_group_add(g, 0, &a.d, 2, &o, &err), &err);
+    CHECK_EQ(o, DF_ROUND_WAITING);
+    CHECK_OK(df_train_group_add(g, 1, &b.d, 3, &o, &err), &err);
+    CHECK_EQ(o, DF_ROUND_LOST);
+    int complete = 0;
+    df_train_group_drop(g, 1, &complete);
+    CHECK_EQ(complete, 0); /* member 2 has not sent round 8 yet */
+    part c;
+    make_part(&c, "j-7.2", 8, 1, 5.0f, 0, 1, 1, DF_DELTA_F32);
+    CHECK_OK(df_train_group_add(g, 2, &c.d, 4, &o, &err), &err);
+    CHECK_EQ(o, DF_ROUND_COMPLETE);
+    float v[6];
+    uint32_t first, count;
+    CHECK_OK(reply_tensor(g, 0, 0, v, &first, &count), NULL);
+    CHECK(v[0] == 3.0f && df_train_group_reply(g, 0, "j-7.0", 0)->round == 8); /* members 0 and 2 only */
+    free_part(&a), free_part(&b), free_part(&c);
+    df_train_group_destroy(&g);
 }
 
 int main(int argc, char **argv)
