@@ -14,6 +14,7 @@
 
 struct _df_train_exchange_t {
     df_train_exchange_opts o;
+    char job_id[64]; /* o.job_id's text, which the caller need not keep */
     df_train_sync sync;
     uint64_t n;
     float *residual; /* error feedback of lossy encodings */
@@ -255,6 +256,8 @@ df_train_exchange_t *df_train_exchange_new(const df_train_exchange_opts *opts, d
         return NULL;
     }
     self->o = *opts;
+    snprintf(self->job_id, sizeof self->job_id, "%s", opts->job_id ? opts->job_id : "");
+    self->o.job_id = self->job_id;
     self->sync.exchange = exchange_round;
     self->sync.ctx = self;
     return self;

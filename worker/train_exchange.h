@@ -18,7 +18,7 @@
 
 typedef struct {
     df_task_ctx *ctx;           /* send_delta and recv_delta */
-    const char *job_id;
+    const char *job_id;         /* copied */
     df_delta_encoding encoding;
     uint32_t resend_ms;         /* 0: 5000 */
     uint32_t give_up_ms;        /* 0: 30 minutes */
