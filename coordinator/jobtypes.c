@@ -285,6 +285,11 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
         rc = df_error_set(err, DF_E_INVALID, "train: prior weight %g: from 0 to 100", p->prior_weight);
     else if (p->n_validation_prompts > 16)
         rc = df_error_set(err, DF_E_INVALID, "train: %zu validation prompts: at most 16", p->n_validation_prompts);
+    else if (p->n_validation_prompts &&
+             ((p->validate_every ? p->steps / p->validate_every : 0) + 1) * p->n_validation_prompts > 1024)
+        rc = df_error_set(err, DF_E_INVALID, "train: %u steps with validation every %u steps and %zu prompts make "
+                          "more than 1024 validation images; validate less often", p->steps, p->validate_every,
+                          p->n_validation_prompts);
     else if (p->n_validation_prompts && (p->validation_width % 8 || p->validation_height % 8 ||
                                          p->validation_width > 4096 || p->validation_height > 4096 ||
                                          p->validation_steps > 500))

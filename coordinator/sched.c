@@ -273,6 +273,10 @@ static void send_ack(df_sched_t *self, const uint8_t *peer, size_t peer_len, con
 
 static int active(const df_task *t) { return t->state == T_ASSIGNED || t->state == T_RUNNING; }
 
+/* Training groups (below). */
+static int is_group_job(const df_job *job);
+static int drop_member(df_sched_t *self, df_task *t, const char *reason, uint64_t now);
+
 /* Frees the task's slot on its worker. */
 static void release(df_sched_t *self, df_task *t)
 {
@@ -339,7 +343,7 @@ static void maybe_finish_job(df_sched_t *self, df_job *job, uint64_t now)
     df_job_counts(job, &ok, &failed, &terminal);
     /* Members that left a training group ended cancelled; the others
      * finished the training for them. */
-    uint32_t done = job->group ? ok + job->n_cancelled : ok;
+    uint32_t done = is_group_job(job) ? ok + job->n_cancelled : ok;
     if (done != job->ntasks || ok == 0 || df_job_state_terminal(job->state))
         return;
     const df_jobtype *jt = df_jobtype_find(job->type);
@@ -746,9 +750,6 @@ int df_sched_hello(df_sched_t *self, const uint8_t *peer, size_t peer_len, const
     return df_sched_store_status(self, err);
 }
 
-static int is_group_job(const df_job *job);
-static int drop_member(df_sched_t *self, df_task *t, const char *reason, uint64_t now);
-
 static void on_result(df_sched_t *self, df_worker *w, const Dreamfleet__TaskResult *r, uint64_t now)
 {
     df_task *t = find_task(self, r->task_id);
@@ -873,8 +874,9 @@ static df_train_group_t *group_of(df_sched_t *self, df_job *job)
         df_warn("%s", err.msg);
         return NULL;
     }
+    /* Members that ended (a restart rebuilds the group) send nothing more. */
     for (uint32_t i = 0; i < job->ntasks; i++)
-        if (df_task_state_terminal(job->tasks[i].state) && job->tasks[i].state != T_SUCCEEDED) {
+        if (df_task_state_terminal(job->tasks[i].state)) {
             int complete;
             df_train_group_drop(job->group, i, &complete);
         }
@@ -908,7 +910,12 @@ static int drop_member(df_sched_t *self, df_task *t, const char *reason, uint64_
 {
     df_job *job = t->job;
     df_train_group_t *g = group_of(self, job);
-    if (!g || !df_train_group_live(g, t->index) || df_train_group_live_count(g) < 2) {
+    /* Others that still run (or wait to) go on without it; members that
+     * already finished cannot. */
+    uint32_t others = 0;
+    for (uint32_t m = 0; g && m < job->ntasks; m++)
+        others += m != t->index && df_train_group_live(g, m) && !df_task_state_terminal(job->tasks[m].state);
+    if (!g || !df_train_group_live(g, t->index) || others == 0) {
         if (g) /* the last member starts over: so does the group */
             df_train_group_destroy(&job->group);
         return 0;
@@ -950,7 +957,7 @@ static void on_lora_delta(df_sched_t *self, df_worker *w, const Dreamfleet__Lora
     }
     if (outcome == DF_ROUND_COMPLETE)
         broadcast_reply(self, t->job);
-    else if (outcome == DF_ROUND_REPEAT)
+    else if (outcome == DF_ROUND_REPEAT && d->first_tensor == 0) /* once per resend, not once per part */
         send_reply(self, t->job, t->index);
     else if (outcome == DF_ROUND_LOST)
         drop_member(self, t, "its round's average was lost with a coordinator restart", now);

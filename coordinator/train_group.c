@@ -47,6 +47,7 @@ struct _df_train_group_t {
     size_t nparts;
     float reply_losses[MAX_LOCAL_STEPS];
     uint32_t reply_round, reply_members, reply_steps;
+    uint32_t share_first[MAX_MEMBERS], share_count[MAX_MEMBERS]; /* each member's next share, as the round ended */
     uint64_t reply_samples, reply_bytes_in, reply_raw;
     char reply_task_id[64];
 };
@@ -253,12 +254,15 @@ static int complete_round(df_train_group_t *self, df_error_t *err)
         uint64_t n = (uint64_t)g->rows * g->cols;
         if (!g->sum) /* no live member sent it (all dropped mid-round): no change */
             n = 0;
-        if (n) {
-            for (uint64_t k = 0; k < n; k++)
-                g->sum[k] = g->weight > 0 ? (float)(g->sum[k] / g->weight) : 0.0f;
-            if (lossy && !g->residual && !(g->residual = calloc(n, sizeof *g->residual)))
-                rc = df_error_set(err, DF_E_NOMEM, "%s: out of memory", self->job_id);
-        }
+        /* The average in a buffer of its own: a failure leaves the sums as
+         * they were, for the next try to divide once. */
+        float *avg = n ? malloc(n * sizeof *avg) : NULL;
+        if (n && !avg)
+            rc = df_error_set(err, DF_E_NOMEM, "%s: out of memory", self->job_id);
+        for (uint64_t k = 0; avg && k < n; k++)
+            avg[k] = g->weight > 0 ? (float)(g->sum[k] / g->weight) : 0.0f;
+        if (rc == DF_OK && n && lossy && !g->residual && !(g->residual = calloc(n, sizeof *g->residual)))
+            rc = df_error_set(err, DF_E_NOMEM, "%s: out of memory", self->job_id);
         Dreamfleet__DeltaTensor *o = &g->out;
         dreamfleet__delta_tensor__init(o);
         o->rows = g->rows, o->cols = g->cols;
@@ -269,8 +273,9 @@ static int complete_round(df_train_group_t *self, df_error_t *err)
         }
         size_t len = 0;
         if (rc == DF_OK && n)
-            rc = df_delta_encode((df_delta_encoding)self->encoding, g->sum, g->rows, g->cols, g->residual,
+            rc = df_delta_encode((df_delta_encoding)self->encoding, avg, g->rows, g->cols, g->residual,
                                  o->row_scales, &o->data.data, &len, err);
+        free(avg);
         o->data.len = len;
         self->part_tensors[i] = o;
         /* A new part when this one is full. */
@@ -298,6 +303,12 @@ static int complete_round(df_train_group_t *self, df_error_t *err)
         return rc;
     self->reply_round = self->round;
     self->reply_members = df_train_group_live_count(self);
+    for (uint32_t m = 0, rank = 0; m < self->members; m++) {
+        self->share_first[m] = self->share_count[m] = 0;
+        if (self->live >> m & 1)
+            df_train_share(rank++, self->reply_members, self->samples_per_step, &self->share_first[m],
+                           &self->share_count[m]);
+    }
     self->reply_samples = (uint64_t)self->loss_weight;
     self->reply_bytes_in = self->bytes_in, self->reply_raw = self->raw_bytes;
     self->reply_steps = self->n_steps;
@@ -423,10 +434,10 @@ const Dreamfleet__LoraDelta *df_train_group_reply(df_train_group_t *self, uint32
     if (part >= self->nparts)
         return NULL;
     Dreamfleet__LoraDelta *p = &self->parts[part];
-    uint32_t rank = 0;
-    for (uint32_t m = 0; m < member && m < self->members; m++)
-        rank += (uint32_t)(self->live >> m & 1);
-    df_train_share(rank, df_train_group_live_count(self), self->samples_per_step, &p->share_first, &p->share_count);
+    /* The split as the round ended: the same for every member asking, also
+     * when one leaves between the first answer and a repeat. */
+    p->share_first = member < self->members ? self->share_first[member] : 0;
+    p->share_count = member < self->members ? self->share_count[member] : 0;
     snprintf(self->reply_task_id, sizeof self->reply_task_id, "%s", task_id ? task_id : "");
     p->task_id = self->reply_task_id;
     p->job_id = self->job_id;

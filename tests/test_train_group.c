@@ -107,6 +107,14 @@ static void test_average_weighted_by_samples(void)
     /* Asking again for round 1 gets its average again; older rounds are stale. */
     CHECK_OK(df_train_group_add(g, 0, &a.d, 20, &o, &err), &err);
     CHECK_EQ(o, DF_ROUND_REPEAT);
+    /* A member leaving after the round ended changes nothing of its answer:
+     * a repeat carries the split every member got. */
+    int complete = 1;
+    df_train_group_drop(g, 1, &complete);
+    CHECK_EQ(complete, 0);
+    CHECK_OK(reply_tensor(g, 0, 0, v, &first, &count), NULL);
+    CHECK_EQ(first, 0);
+    CHECK_EQ(count, 2);
     free_part(&a), free_part(&b1), free_part(&b2);
     make_part(&a, "j-1.0", 3, 1, 1.0f, 0, 2, 2, DF_DELTA_F32);
     CHECK_FAILS(df_train_group_add(g, 0, &a.d, 21, &o, &err), &err, DF_E_STATE, "sent round 3; the group is at round 2");

@@ -234,7 +234,8 @@ static int exchange_round(df_train_sync *sync, const df_lora_trainer_t *tr, uint
             df_warn("train: ignored a reply that is not a LoraDelta");
             continue;
         }
-        if (d->round == round)
+        /* Only this task's average of this round: anything else is late. */
+        if (d->round == round && d->task_id && strcmp(d->task_id, self->o.ctx->task_id) == 0)
             rc = take_reply(self, tr, d, offsets, seen, &got, values, losses, n_steps, err);
         dreamfleet__lora_delta__free_unpacked(d, NULL);
     }

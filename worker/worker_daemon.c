@@ -543,6 +543,7 @@ static void on_assign(df_worker_t *self, const Dreamfleet__TaskAssign *a)
         memcpy(e->params, a->params.data, a->params.len);
     e->params_len = a->params.len;
     e->attempt = a->attempt;
+    inbox_clear(e);
     snprintf(e->resume, sizeof e->resume, "%s", a->resume && df_artifacts_valid_hash(a->resume) ? a->resume : "");
     atomic_store(&e->cancel, 0);
     e->last_progress_ms = e->last_preview_ms = 0;
@@ -583,6 +584,11 @@ static void on_lora_delta(df_worker_t *self, const Dreamfleet__LoraDelta *d)
     dreamfleet__lora_delta__pack(d, data);
     m->data = data, m->len = len;
     pthread_mutex_lock(&e->lock);
+    if (strcmp(e->task_id, d->task_id) != 0) { /* the task ended meanwhile */
+        pthread_mutex_unlock(&e->lock);
+        free(data), free(m);
+        return;
+    }
     inbox_msg **pp = &e->inbox;
     while (*pp)
         pp = &(*pp)->next;

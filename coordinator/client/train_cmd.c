@@ -382,6 +382,9 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     if (!class_prompt)
         class_prompt = class_prompt_buf;
     int rc = list_photos("--data", data, fallback, data_abs, &images, &captions, &n);
+    /* --prior-weight 0: no prior preservation, whatever else was asked. */
+    if (prior_weight == 0)
+        class_data = NULL, class_count = 0;
     /* Prior preservation: class photos from --class-data, or made by the
      * cluster from the class prompt into OUT/class-images (kept: a later run
      * makes only what is missing). */
@@ -420,11 +423,9 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     if (rc == DF_EXIT_OK && class_data) {
         rc = list_photos("--class-data", class_data, class_prompt, class_abs, &class_images, &class_captions, &nc);
         if (rc == DF_EXIT_OK && class_count > 0 && nc > class_count) { /* the first class_count, in name order */
-            free_list(class_images + class_count, nc - class_count);
-            free_list(class_captions + class_count, nc - class_count);
-            class_images = realloc(class_images, class_count * sizeof *class_images);
-            class_captions = realloc(class_captions, class_count * sizeof *class_captions);
-            nc = class_count;
+            for (size_t i = class_count; i < nc; i++)
+                free(class_images[i]), free(class_captions[i]);
+            nc = class_count; /* the arrays keep their size: only the count shrinks */
         }
     }
     p.n_validation_prompts = nvalidation;

@@ -394,8 +394,10 @@ static uint8_t *slurp(const char *path, size_t *n)
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     rewind(f);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
+    uint8_t *b = malloc(len > 0 ? (size_t)len + 1 : 1); /* NUL-terminated: text files are searched */
     *n = b ? fread(b, 1, (size_t)len, f) : 0;
+    if (b)
+        b[*n] = '\0';
     fclose(f);
     return b;
 }
