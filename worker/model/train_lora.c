@@ -341,6 +341,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     const uint64_t nvals = tr ? df_lora_trainer_params(tr) : 0;
     float *values = NULL, *base = NULL, round_losses[64];
     uint64_t round_start = tr ? df_lora_trainer_steps(tr) : 0, round_samples = 0;
+    int validation_due = 0;
     if (rc == DF_OK && sync && K > 64)
         rc = df_error_set(err, DF_E_INVALID, "train: %u local steps per round: at most 64", K);
     if (rc == DF_OK && sync &&
@@ -460,9 +461,14 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         if (rc == DF_OK && !isfinite(loss))
             rc = df_error_set(err, DF_E_RANGE, "train: the loss became %g at step %llu (learning rate too high?)", loss,
                               (unsigned long long)step + 1);
-        if (rc == DF_OK && p->n_validation &&
-            ((p->validate_every && (step + 1) % p->validate_every == 0) || step + 1 == p->steps))
+        /* Validation when due; with local steps, at the round's end, when the
+         * factors are the group's again. */
+        validation_due |= p->n_validation &&
+                          ((p->validate_every && (step + 1) % p->validate_every == 0) || step + 1 == p->steps);
+        if (rc == DF_OK && validation_due && (!sync || gradient || round_ends)) {
             rc = validate(model, dev, xfer, batch, unet, p, step + 1, err);
+            validation_due = 0;
+        }
         if (rc == DF_OK && p->checkpoint && p->checkpoint_every && (step + 1) % p->checkpoint_every == 0 &&
             step + 1 < p->steps)
             rc = write_checkpoint(p, tr, losses, step + 1, err);
