@@ -6,6 +6,7 @@
 
 #define TAG_EXIF_IFD 0x8769
 #define TAG_USER_COMMENT 0x9286
+#define TAG_ORIENTATION 0x0112
 #define TYPE_LONG 4
 #define TYPE_UNDEFINED 7
 
@@ -128,6 +129,20 @@ static int find_entry(const tiff *t, size_t off, unsigned tag, uint32_t *count, 
         }
     }
     return 0;
+}
+
+int df_exif_orientation(const uint8_t *data, size_t len)
+{
+    tiff t = {data, len, 0};
+    if (len < 8 || !(memcmp(data, "MM\0*", 4) == 0 || memcmp(data, "II*\0", 4) == 0))
+        return 1;
+    t.big = data[0] == 'M';
+    uint32_t count;
+    size_t field;
+    if (!find_entry(&t, get32(&t, 4), TAG_ORIENTATION, &count, &field) || count != 1)
+        return 1;
+    unsigned v = get16(&t, field); /* a SHORT sits in the field's first two bytes */
+    return v >= 1 && v <= 8 ? (int)v : 1;
 }
 
 int df_exif_read_user_comment(const uint8_t *data, size_t len, char **text, df_error_t *err)

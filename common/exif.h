@@ -23,4 +23,9 @@ int df_exif_user_comment(const char *text, uint8_t **out, size_t *len, df_error_
  *  UNICODE): *text malloc'd UTF-8. DF_E_FORMAT names what is wrong. */
 int df_exif_read_user_comment(const uint8_t *tiff, size_t len, char **text, df_error_t *err);
 
+/*  The Orientation tag (0x0112) of IFD0: 1 to 8 as EXIF numbers them (how
+ *  the stored pixels turn into the picture the camera meant); 1 when the
+ *  block has none or is malformed. */
+int df_exif_orientation(const uint8_t *tiff, size_t len);
+
 #endif

@@ -11,6 +11,8 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "exif.h"
+
 void df_image_free(df_image *img)
 {
     free(img->rgb);
@@ -66,6 +68,48 @@ static void jpeg_warn(j_common_ptr c, int level)
         jpeg_fail(c);
 }
 
+/*  Turns img as EXIF orientation o says (2-8; 1 is as stored): phones store
+ *  a portrait as a landscape frame plus this tag. */
+static int apply_orientation(df_image *img, int o, df_error_t *err)
+{
+    if (o < 2 || o > 8)
+        return DF_OK;
+    const uint32_t W = img->width, H = img->height, swap = o >= 5;
+    const uint32_t ow = swap ? H : W, oh = swap ? W : H;
+    uint8_t *dst = malloc((size_t)ow * oh * 3);
+    if (!dst)
+        return df_error_set(err, DF_E_NOMEM, "image: out of memory");
+    for (uint32_t y = 0; y < oh; y++)
+        for (uint32_t x = 0; x < ow; x++) {
+            uint32_t sx, sy; /* where displayed pixel (x, y) is stored */
+            switch (o) {
+            case 2: sx = W - 1 - x, sy = y; break;         /* mirrored */
+            case 3: sx = W - 1 - x, sy = H - 1 - y; break; /* upside down */
+            case 4: sx = x, sy = H - 1 - y; break;         /* mirrored vertically */
+            case 5: sx = y, sy = x; break;                 /* transposed */
+            case 6: sx = y, sy = H - 1 - x; break;         /* turn 90 degrees clockwise to view */
+            case 7: sx = W - 1 - y, sy = H - 1 - x; break; /* transverse */
+            default: sx = W - 1 - y, sy = x; break;        /* 8: turn 90 degrees counter-clockwise */
+            }
+            memcpy(dst + ((size_t)y * ow + x) * 3, img->rgb + ((size_t)sy * W + sx) * 3, 3);
+        }
+    free(img->rgb);
+    img->rgb = dst, img->width = ow, img->height = oh;
+    return DF_OK;
+}
+
+/*  The Orientation of the first EXIF APP1 segment that has one (1: none). */
+static int jpeg_orientation(struct jpeg_decompress_struct *d)
+{
+    for (jpeg_saved_marker_ptr m = d->marker_list; m; m = m->next)
+        if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+            int o = df_exif_orientation(m->data + 6, m->data_length - 6);
+            if (o != 1)
+                return o;
+        }
+    return 1;
+}
+
 static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *out, df_error_t *err)
 {
     struct jpeg_decompress_struct d;
@@ -82,6 +126,7 @@ static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *
     }
     jpeg_create_decompress(&d);
     jpeg_mem_src(&d, data, (unsigned long)n);
+    jpeg_save_markers(&d, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(&d, TRUE);
     if ((uint64_t)d.image_width * d.image_height > DF_IMAGE_MAX_PIXELS) {
         uint32_t w = d.image_width, h = d.image_height;
@@ -101,9 +146,15 @@ static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *
         jpeg_read_scanlines(&d, &row, 1);
     }
     out->width = d.output_width, out->height = d.output_height;
+    int orientation = jpeg_orientation(&d);
     jpeg_finish_decompress(&d);
     jpeg_destroy_decompress(&d);
-    return DF_OK;
+    int rc = apply_orientation(out, orientation, err);
+    if (rc != DF_OK) {
+        free(out->rgb);
+        out->rgb = NULL;
+    }
+    return rc;
 }
 
 int df_image_load(const char *path, df_image *out, df_error_t *err)

@@ -1,8 +1,9 @@
 /*  image_decode.h - photos to 8-bit RGB: PNG (libpng) and JPEG
  *  (libjpeg-turbo), gray and alpha flattened (alpha over white), 16-bit
- *  reduced. A file that is not one of them, truncated, corrupt or larger
- *  than the pixel limit (a decompression bomb) is refused with its name and
- *  the reason, before any large allocation.
+ *  reduced, a JPEG's EXIF orientation applied (the picture as the camera
+ *  meant it, not as its pixels are stored). A file that is not one of them,
+ *  truncated, corrupt or larger than the pixel limit (a decompression bomb)
+ *  is refused with its name and the reason, before any large allocation.
  */
 #ifndef DF_IMAGE_DECODE_H
 #define DF_IMAGE_DECODE_H

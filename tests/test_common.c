@@ -660,6 +660,49 @@ static void test_image_decode(void)
         df_image_free(&im);
         free(data);
     }
+    /* EXIF orientation: a 32x16 JPEG, red left half and blue right half,
+     * tagged with each orientation in an APP1 segment spliced after SOI. */
+    {
+        const uint32_t ow = 32, oh = 16;
+        uint8_t *src = malloc(ow * oh * 3);
+        for (uint32_t i = 0; i < ow * oh; i++) {
+            int left = i % ow < ow / 2, top = i / ow < oh / 2;
+            src[i * 3] = left ? 230 : 20, src[i * 3 + 1] = top ? 20 : 200, src[i * 3 + 2] = left ? 20 : 230;
+        }
+        uint8_t *jpg;
+        size_t jlen;
+        CHECK_OK(df_image_encode(DF_IMAGE_JPEG, src, ow, oh, 100, NULL, &jpg, &jlen, &err), &err);
+        /* Which quadrant (left/right, top/bottom of the stored image) shows at
+         * the displayed image's top-left corner, per orientation. */
+        static const struct {
+            int o, right, bottom;
+        } corner[] = {{1, 0, 0}, {2, 1, 0}, {3, 1, 1}, {4, 0, 1}, {5, 0, 0}, {6, 0, 1}, {7, 1, 1}, {8, 1, 0}};
+        for (size_t c = 0; c < sizeof corner / sizeof corner[0]; c++) {
+            /* FFE1, length, "Exif\0\0", big-endian TIFF with one IFD0 entry. */
+            uint8_t app1[] = {0xff, 0xe1, 0, 34, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 42, 0, 0, 0, 8,
+                              0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, (uint8_t)corner[c].o, 0, 0, 0, 0, 0, 0};
+            uint8_t *spliced = malloc(jlen + sizeof app1);
+            memcpy(spliced, jpg, 2);
+            memcpy(spliced + 2, app1, sizeof app1);
+            memcpy(spliced + 2 + sizeof app1, jpg + 2, jlen - 2);
+            snprintf(path, sizeof path, "%s/oriented%d.jpg", dir, corner[c].o);
+            write_bytes(path, spliced, jlen + sizeof app1);
+            free(spliced);
+            df_image im;
+            CHECK_OK(df_image_load(path, &im, &err), &err);
+            int swapped = corner[c].o >= 5;
+            CHECK(im.width == (swapped ? oh : ow) && im.height == (swapped ? ow : oh));
+            const uint8_t *p = im.rgb ? im.rgb + (1 * im.width + 1) * 3 : NULL; /* pixel (1, 1) */
+            int red = p && p[0] > 128, green = p && p[1] > 128;
+            if (!(red == !corner[c].right && green == corner[c].bottom))
+                fprintf(stderr, "  orientation %d: top-left pixel %d,%d,%d\n", corner[c].o, p ? p[0] : -1,
+                        p ? p[1] : -1, p ? p[2] : -1);
+            CHECK(red == !corner[c].right && green == corner[c].bottom);
+            df_image_free(&im);
+        }
+        free(jpg);
+        free(src);
+    }
     /* Gray with alpha: transparent pixels come out white. */
     png_image pi;
     memset(&pi, 0, sizeof pi);
