@@ -10,6 +10,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <webp/decode.h>
 
 #include "exif.h"
 
@@ -157,6 +158,30 @@ static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *
     return rc;
 }
 
+static int load_webp(const char *path, const uint8_t *data, size_t n, df_image *out, df_error_t *err)
+{
+    int w = 0, h = 0;
+    if (!WebPGetInfo(data, n, &w, &h))
+        return df_error_set(err, DF_E_FORMAT, "%s: not a readable WebP", path);
+    if ((uint64_t)w * (uint64_t)h > DF_IMAGE_MAX_PIXELS)
+        return df_error_set(err, DF_E_RANGE, "%s: %dx%d pixels is over the %u limit", path, w, h, DF_IMAGE_MAX_PIXELS);
+    /* Alpha over white, as for PNG. */
+    uint8_t *rgba = WebPDecodeRGBA(data, n, &w, &h);
+    if (!rgba)
+        return df_error_set(err, DF_E_FORMAT, "%s: corrupt WebP", path);
+    out->rgb = malloc((size_t)w * h * 3);
+    if (!out->rgb) {
+        WebPFree(rgba);
+        return df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < (size_t)w * h; i++)
+        for (int c = 0; c < 3; c++)
+            out->rgb[i * 3 + c] = (uint8_t)((rgba[i * 4 + c] * rgba[i * 4 + 3] + 255 * (255 - rgba[i * 4 + 3]) + 127) / 255);
+    WebPFree(rgba);
+    out->width = (uint32_t)w, out->height = (uint32_t)h;
+    return DF_OK;
+}
+
 int df_image_load(const char *path, df_image *out, df_error_t *err)
 {
     memset(out, 0, sizeof *out);
@@ -182,8 +207,10 @@ int df_image_load(const char *path, df_image *out, df_error_t *err)
             rc = load_png(path, data, (size_t)len, out, err);
         else if (len >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
             rc = load_jpeg(path, data, (size_t)len, out, err);
+        else if (len >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0)
+            rc = load_webp(path, data, (size_t)len, out, err);
         else
-            rc = df_error_set(err, DF_E_FORMAT, "%s: not a PNG or JPEG image", path);
+            rc = df_error_set(err, DF_E_FORMAT, "%s: not a PNG, JPEG or WebP image", path);
     }
     free(data);
     return rc;

@@ -1,5 +1,5 @@
-/*  image_decode.h - photos to 8-bit RGB: PNG (libpng) and JPEG
- *  (libjpeg-turbo), gray and alpha flattened (alpha over white), 16-bit
+/*  image_decode.h - photos to 8-bit RGB: PNG (libpng), JPEG (libjpeg-turbo)
+ *  and WebP (libwebp), gray and alpha flattened (alpha over white), 16-bit
  *  reduced, a JPEG's EXIF orientation applied (the picture as the camera
  *  meant it, not as its pixels are stored). A file that is not one of them,
  *  truncated, corrupt or larger than the pixel limit (a decompression bomb)

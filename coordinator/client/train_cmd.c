@@ -34,7 +34,7 @@
  *  each step, exactly as one worker with the whole batch; more: the change
  *  of the LoRA over K local steps), encoded as --delta says.
  *
- *  DIR's PNG and JPEG photos, in name order, each with its caption from a
+ *  DIR's PNG, JPEG and WebP photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
  *  TOK WORD". OUT receives lora.safetensors (kohya's format),
  *  lora-peft.safetensors (PEFT's, for diffusers), loss.csv and loss.png.
@@ -161,7 +161,7 @@ static void free_list(char **list, size_t n)
     free(list);
 }
 
-/*  DIR's PNG and JPEG photos in name order (absolute paths), each with its
+/*  DIR's PNG, JPEG and WebP photos in name order (absolute paths), each with its
  *  sidecar caption or else fallback. flag names the option in errors (NULL:
  *  quiet). DF_EXIT_USAGE when DIR cannot be read or holds no photos. */
 static int list_photos(const char *flag, const char *dir, const char *fallback, char abs[PATH_MAX], char ***images_out,
@@ -184,7 +184,8 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
     size_t n = 0, cap = 0;
     int rc = DF_EXIT_OK;
     for (struct dirent *e; rc == DF_EXIT_OK && (e = readdir(d));) {
-        if (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".jpg") && !has_ext(e->d_name, ".jpeg"))
+        if (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".jpg") && !has_ext(e->d_name, ".jpeg") &&
+            !has_ext(e->d_name, ".webp"))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -204,7 +205,7 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
     closedir(d);
     if (rc == DF_EXIT_OK && n == 0) {
         if (flag)
-            df_cli_error("%s %s: no PNG or JPEG photos in it", flag, dir);
+            df_cli_error("%s %s: no PNG, JPEG or WebP photos in it", flag, dir);
         rc = DF_EXIT_USAGE;
     }
     if (rc == DF_EXIT_OK) {

@@ -744,9 +744,9 @@ static void test_train(void)
     snprintf(empty, sizeof empty, "%s/no-photos", g_dir);
     mkdir(empty, 0755);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", empty, "--model", model, "-o", out, NULL), 2);
-    CHECK(strstr(g_err, "no PNG or JPEG photos") != NULL);
+    CHECK(strstr(g_err, "no PNG, JPEG or WebP photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--class-data", empty, "-o", out, NULL), 2);
-    CHECK(strstr(g_err, "--class-data") != NULL && strstr(g_err, "no PNG or JPEG photos") != NULL);
+    CHECK(strstr(g_err, "--class-data") != NULL && strstr(g_err, "no PNG, JPEG or WebP photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--lr", "3", "-o", out, NULL), 2);
     CHECK(strstr(g_err, "--lr wants") != NULL);
 }

@@ -22,7 +22,7 @@
 #include "train_noise.h"
 
 typedef struct {
-    const char *const *images;   /* photo paths (PNG or JPEG) */
+    const char *const *images;   /* photo paths (PNG, JPEG or WebP) */
     const char *const *captions; /* one per photo */
     uint32_t count;
     uint32_t resolution;         /* square side in pixels */
