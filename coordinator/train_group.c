@@ -238,6 +238,24 @@ static int count_part(df_train_group_t *self, uint32_t member, const Dreamfleet_
     return rc;
 }
 
+/*  Forgets the contributions to the round in progress. */
+static void clear_round(df_train_group_t *self)
+{
+    for (uint32_t i = 0; i < self->ntensors; i++) {
+        group_tensor *g = &self->tensors[i];
+        if (g->sum)
+            memset(g->sum, 0, (size_t)g->rows * g->cols * sizeof *g->sum);
+        g->weight = 0;
+    }
+    if (self->got)
+        memset(self->got, 0, (size_t)self->members * self->ntensors);
+    memset(self->got_count, 0, sizeof self->got_count);
+    memset(self->loss_sum, 0, sizeof self->loss_sum);
+    self->loss_weight = 0, self->n_steps = 0;
+    self->bytes_in = self->raw_bytes = 0;
+    self->round_started_ms = 0;
+}
+
 /*  The average, encoded once for everyone, in parts. */
 static int complete_round(df_train_group_t *self, df_error_t *err)
 {
@@ -319,20 +337,7 @@ static int complete_round(df_train_group_t *self, df_error_t *err)
             (unsigned long long)self->reply_samples, (double)self->bytes_in / 1e6,
             self->bytes_in ? (double)self->raw_bytes / (double)self->bytes_in : 0.0,
             self->n_steps ? self->reply_losses[self->n_steps - 1] : 0.0f);
-    /* The next round starts empty. */
-    for (uint32_t i = 0; i < self->ntensors; i++) {
-        group_tensor *g = &self->tensors[i];
-        if (g->sum)
-            memset(g->sum, 0, (size_t)g->rows * g->cols * sizeof *g->sum);
-        g->weight = 0;
-    }
-    memset(self->got, 0, (size_t)self->members * self->ntensors);
-    memset(self->got_count, 0, sizeof self->got_count);
-    memset(self->loss_sum, 0, sizeof self->loss_sum);
-    self->loss_weight = 0;
-    self->n_steps = 0;
-    self->bytes_in = self->raw_bytes = 0;
-    self->round_started_ms = 0;
+    clear_round(self); /* the next round starts empty */
     self->completed++;
     self->round++;
     return DF_OK;
@@ -376,17 +381,7 @@ int df_train_group_add(df_train_group_t *self, uint32_t member, const Dreamfleet
          * and those behind are lost when they ask again. */
         df_info("%s: member %u is at round %u, the rebuilt group at %u: going on from %u", self->job_id, member,
                 d->round, self->round, d->round);
-        for (uint32_t i = 0; i < self->ntensors; i++) {
-            group_tensor *g = &self->tensors[i];
-            if (g->sum)
-                memset(g->sum, 0, (size_t)g->rows * g->cols * sizeof *g->sum);
-            g->weight = 0;
-        }
-        if (self->got)
-            memset(self->got, 0, (size_t)self->members * self->ntensors);
-        memset(self->got_count, 0, sizeof self->got_count);
-        memset(self->loss_sum, 0, sizeof self->loss_sum);
-        self->loss_weight = 0, self->n_steps = 0, self->bytes_in = self->raw_bytes = 0, self->round_started_ms = 0;
+        clear_round(self);
         self->round = d->round;
     }
     if (d->round > self->round)

@@ -788,6 +788,27 @@ static int last_line_with(const char *file, const char *needle, char *line, size
     return found;
 }
 
+/*  The started worker (index in g_started) whose log says it took the task
+ *  named in needle ("task j-3.1 (train"), or -1. */
+static int worker_holding(const char *needle)
+{
+    char log[300], line[2048];
+    for (int i = g_nstarted - 1; i >= 0; i--) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        if (last_line_with(log, needle, line, sizeof line))
+            return i;
+    }
+    return -1;
+}
+
+/*  Starts a killed worker again under its name, where g_workers held it. */
+static void restart_worker(int started)
+{
+    for (int i = 0; i < g_nworkers; i++)
+        if (g_workers[i] == g_started[started].pid)
+            g_workers[i] = start_worker(g_started[started].name, g_keys);
+}
+
 /*  Data-parallel training. Two workers, each with one of a step's two
  *  samples, exchanging gradients every step, train the LoRA that one worker
  *  with both trains; int8 changes every 2 steps train too, about 4x smaller
@@ -857,12 +878,7 @@ static void test_train_data_parallel(void)
             snprintf(job, sizeof job, "%.*s", (int)strcspn(j, " "), j);
     }
     snprintf(task, sizeof task, "task %s.1 (train", job);
-    int killed = -1;
-    for (int i = g_nstarted - 1; i >= 0 && killed < 0; i--) {
-        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
-        if (last_line_with(log, task, line, sizeof line))
-            killed = i;
-    }
+    int killed = worker_holding(task);
     CHECK(job[0] && killed >= 0);
     if (killed >= 0) {
         proc_stop(g_started[killed].pid, SIGKILL, 5000);
@@ -871,9 +887,7 @@ static void test_train_data_parallel(void)
         uint8_t *out = slurp(log, &na);
         CHECK(out && strstr((char *)out, "\"steps\":30") && strstr((char *)out, "\"workers\":1,\"rounds\":30"));
         free(out);
-        for (int i = 0; i < g_nworkers; i++)
-            if (g_workers[i] == g_started[killed].pid)
-                g_workers[i] = start_worker(g_started[killed].name, g_keys);
+        restart_worker(killed);
         CHECK_EQ(wait_workers(3), 0);
     } else {
         proc_stop(trainer, SIGKILL, 5000);
@@ -909,12 +923,7 @@ static void test_train_resumes_after_worker_loss(void)
     snprintf(needle, sizeof needle, "%s.0 checkpoint", job);
     CHECK_EQ(proc_wait_line(clog, needle, NULL, 0, 300000), 0);
     snprintf(needle, sizeof needle, "task %s.0 (train", job);
-    int killed = -1;
-    for (int i = g_nstarted - 1; i >= 0 && killed < 0; i--) {
-        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
-        if (last_line_with(log, needle, line, sizeof line))
-            killed = i;
-    }
+    int killed = worker_holding(needle);
     CHECK(killed >= 0);
     if (killed < 0) {
         proc_stop(trainer, SIGKILL, 5000);
@@ -939,9 +948,7 @@ static void test_train_resumes_after_worker_loss(void)
     snprintf(a, sizeof a, "%s/lora.safetensors", whole);
     snprintf(b, sizeof b, "%s/lora.safetensors", cut);
     CHECK(lora_difference(a, b) == 0);
-    for (int i = 0; i < g_nworkers; i++)
-        if (g_workers[i] == g_started[killed].pid)
-            g_workers[i] = start_worker(g_started[killed].name, g_keys);
+    restart_worker(killed);
     CHECK_EQ(wait_workers(3), 0);
 }
 

@@ -65,29 +65,10 @@ void df_generator_destroy(df_generator_t **self_p)
     *self_p = NULL;
 }
 
-df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_dtype weights,
-                                 df_error_t *err)
-{
-    df_generator_t *g = calloc(1, sizeof *g);
-    if (!g) {
-        df_error_set(err, DF_E_NOMEM, "generator: out of memory");
-        return NULL;
-    }
-    g->model = model;
-    g->dev = dev;
-    g->xfer = xfer;
-    g->weights = weights;
-    g->keep_text = 1;
-    /* The VAE stays f32: SDXL's overflows in f16. */
-    if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
-        !(g->unet = df_sdxl_load_unet(model, dev, xfer, weights, err)) ||
-        !(g->vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err)))
-        df_generator_destroy(&g);
-    return g;
-}
-
-df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
-                                       df_dtype weights, df_unet_t *unet, df_error_t *err)
+/*  A generator over unet (NULL: its own, loaded from model), with the text
+ *  encoders and the VAE of model. */
+static df_generator_t *generator_over(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                                      df_dtype weights, df_unet_t *unet, df_error_t *err)
 {
     df_generator_t *g = calloc(1, sizeof *g);
     if (!g) {
@@ -100,11 +81,25 @@ df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df
     g->weights = weights;
     g->keep_text = 1;
     g->unet = unet;
-    g->unet_borrowed = 1;
+    g->unet_borrowed = unet != NULL;
+    /* The VAE stays f32: SDXL's overflows in f16. */
     if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
+        (!g->unet && !(g->unet = df_sdxl_load_unet(model, dev, xfer, weights, err))) ||
         !(g->vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err)))
         df_generator_destroy(&g);
     return g;
+}
+
+df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_dtype weights,
+                                 df_error_t *err)
+{
+    return generator_over(model, dev, xfer, weights, NULL, err);
+}
+
+df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                                       df_dtype weights, df_unet_t *unet, df_error_t *err)
+{
+    return generator_over(model, dev, xfer, weights, unet, err);
 }
 
 void df_generator_keep_text(df_generator_t *self, int keep)

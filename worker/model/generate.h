@@ -50,7 +50,7 @@ df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_tr
                                  df_error_t *err);
 void df_generator_destroy(df_generator_t **self_p);
 
-/*  A generator over a UNet the caller holds (a UNet being trained, its
+/*  A generator over a UNet the caller holds (not NULL; a UNet being trained, its
  *  adapters attached: validation images), which it neither frees nor
  *  changes; it loads the text encoders and the VAE of model. Such a
  *  generator takes no LoRAs of its own. */
