@@ -856,6 +856,44 @@ static void test_train_plan_checks(void)
             CHECK(job && job->ntasks == 1);
         }
     }
+    /* The training-group, prior and validation fields, one bad at a time
+     * on otherwise good parameters. */
+    char *classes[1] = {"/photos/c.png"}, *prompts[2] = {"a photo of TOK dog", "TOK dog on a beach"};
+    for (int c = 0; c < 8; c++) {
+        Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
+        p.model = "/m", p.n_images = p.n_captions = 2, p.images = images, p.captions = captions;
+        p.steps = 10, p.resolution = 512, p.lr = 1e-4f, p.rank = 4;
+        const char *needle = NULL;
+        switch (c) {
+        case 0: p.members = 65, needle = "65 workers: at most 64"; break;
+        case 1: p.local_steps = 65, needle = "65 local steps"; break;
+        case 2: p.delta_encoding = "int4", needle = "delta encoding 'int4'"; break;
+        case 3: p.n_class_images = 1, p.class_images = classes, needle = "1 class images with 0 captions"; break;
+        case 4:
+            p.n_class_images = p.n_class_captions = 1, p.class_images = p.class_captions = classes;
+            p.prior_weight = 101, needle = "prior weight 101";
+            break;
+        case 5: p.n_validation_prompts = 2, p.validation_prompts = prompts, p.validation_width = 100,
+                needle = "validation size 100x0"; break;
+        case 6: p.n_validation_prompts = 2, p.validation_prompts = prompts, p.steps = 1000, p.validate_every = 1,
+                needle = "more than 1024 validation images"; break;
+        default: p.members = 3; break; /* good: a group of three */
+        }
+        uint8_t buf[512];
+        Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+        sj.type = "train";
+        sj.params.data = buf;
+        sj.params.len = dreamfleet__train_params__pack(&p, buf);
+        df_error_t err;
+        df_error_clear(&err);
+        const df_job *job = NULL;
+        if (needle)
+            CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, needle);
+        else {
+            CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
+            CHECK(job && job->ntasks == 3);
+        }
+    }
     df_sched_destroy(&s);
     clear_sent();
 }

@@ -749,6 +749,12 @@ static void test_train(void)
     CHECK(strstr(g_err, "--class-data") != NULL && strstr(g_err, "no PNG, JPEG or WebP photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--lr", "3", "-o", out, NULL), 2);
     CHECK(strstr(g_err, "--lr wants") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--delta", "int4", "-o", out, NULL), 2);
+    CHECK(strstr(g_err, "--delta: f32, f16, bf16 or int8, not 'int4'") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--validation-size", "100x64", "-o", out,
+                    NULL),
+             2);
+    CHECK(strstr(g_err, "--validation-size wants WxH") != NULL);
 }
 
 /*  The largest difference between two LoRA files' tensors (f32), or a
