@@ -9,7 +9,7 @@ static const struct {
 } s_dtypes[DF_DTYPE_COUNT] = {
     [DF_F32] = {"f32", 4}, [DF_F16] = {"f16", 2}, [DF_BF16] = {"bf16", 2},
     [DF_I32] = {"i32", 4}, [DF_U8] = {"u8", 1},
-    [DF_I64] = {"i64", 8}, [DF_BOOL] = {"bool", 1},
+    [DF_I64] = {"i64", 8}, [DF_BOOL] = {"bool", 1}, [DF_I8] = {"i8", 1},
 };
 
 size_t df_dtype_size(df_dtype t)

@@ -12,6 +12,7 @@ typedef enum {
     DF_U8 = 4,
     DF_I64 = 5,  /* only in files (e.g. CLIP's position_ids); no op computes with it */
     DF_BOOL = 6, /* ditto */
+    DF_I8 = 7,   /* 8-bit weights (quant8.h): stored, never computed with */
     DF_DTYPE_COUNT
 } df_dtype;
 

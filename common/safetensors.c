@@ -495,6 +495,7 @@ static const char *st_dtype_name(df_dtype t)
     case DF_I32: return "I32";
     case DF_I64: return "I64";
     case DF_U8: return "U8";
+    case DF_I8: return "I8";
     case DF_BOOL: return "BOOL";
     default: return "?";
     }

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "aspect_buckets.h"
 #include "philox.h"
+#include "quant8.h"
 #include "test.h"
 #include "png_write.h"
 #include <jpeglib.h>
@@ -143,6 +144,51 @@ static void test_dtype(void)
     CHECK_EQ(df_dtype_parse("F64"), -1);
     CHECK(strcmp(df_dtype_name(DF_F16), "f16") == 0);
     CHECK(strcmp(df_dtype_name((df_dtype)-1), "?") == 0);
+    CHECK_EQ(df_dtype_parse("I8"), DF_I8);
+    CHECK_EQ(df_dtype_size(DF_I8), 1);
+}
+
+/* Row-wise 8-bit weights: each value within half a step of its row's scale,
+ * the row's largest magnitude exact, -128 never used, a zero row all zero. */
+static void test_quant8(void)
+{
+    enum { ROWS = 5, COLS = 33 };
+    float w[ROWS * COLS], back[ROWS * COLS], scale[ROWS];
+    int8_t q[ROWS * COLS];
+    df_philox_fill_normal(w, ROWS * COLS, 7, 1);
+    for (int c = 0; c < COLS; c++) {
+        w[1 * COLS + c] = 0;      /* a zero row */
+        w[2 * COLS + c] *= 1e-4f; /* a row of small weights keeps its precision */
+    }
+    w[3 * COLS + 4] = -9.0f; /* the row's extreme is negative */
+    df_quant8_rows(w, ROWS, COLS, COLS, q, scale);
+    df_dequant8_rows(q, scale, ROWS, COLS, COLS, back);
+    CHECK_EQ(scale[1], 0.0f);
+    CHECK(scale[3] == 9.0f / 127.0f);
+    CHECK_EQ(q[3 * COLS + 4], -127);
+    int worst_ok = 1, no_min = 1;
+    for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < COLS; c++) {
+            worst_ok &= fabsf(back[r * COLS + c] - w[r * COLS + c]) <= 0.5001f * scale[r];
+            no_min &= q[r * COLS + c] != -128;
+        }
+    CHECK(worst_ok);
+    CHECK(no_min);
+    /* In blocks of 8 along the rows (5 per row, the last of one value):
+     * every block's extreme is exact, and the error stays within half its
+     * own block's step. */
+    float bscale[ROWS * 5];
+    CHECK_EQ(df_quant8_blocks(COLS, 8), 5);
+    CHECK_EQ(df_quant8_blocks(COLS, 64), 1);
+    df_quant8_rows(w, ROWS, COLS, 8, q, bscale);
+    df_dequant8_rows(q, bscale, ROWS, COLS, 8, back);
+    CHECK(bscale[3 * 5 + 0] == 9.0f / 127.0f);
+    CHECK(bscale[0 * 5 + 4] == fabsf(w[32]) / 127.0f);
+    int block_ok = 1;
+    for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < COLS; c++)
+            block_ok &= fabsf(back[r * COLS + c] - w[r * COLS + c]) <= 0.5001f * bscale[r * 5 + c / 8];
+    CHECK(block_ok);
 }
 
 static void test_philox_known_answers(void)
@@ -809,6 +855,7 @@ int main(int argc, char **argv)
     RUN(test_half_rounding);
     RUN(test_bf16);
     RUN(test_dtype);
+    RUN(test_quant8);
     RUN(test_philox_known_answers);
     RUN(test_aspect_buckets);
     RUN(test_philox_streams);

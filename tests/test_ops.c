@@ -27,6 +27,7 @@ static const op_entry k_table[] = {
     {"norm_errors", test_op_norm_errors},
     {"geglu", test_op_geglu},
     {"copy2d", test_op_copy2d},
+    {"dequant", test_op_dequant},
     {"upsample", test_op_upsample},
     {"timestep", test_op_timestep},
     {"mse", test_op_mse},

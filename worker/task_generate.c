@@ -112,7 +112,9 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
     snprintf(path, sizeof path, "%s", p->model);
     if (rc == DF_OK && is_hash(p->model) && (rc = ctx->fetch(ctx, p->model, path, sizeof path, err)) != DF_OK)
         *retryable = rc == DF_E_IO;
-    df_dtype weights = p->weights_f32 ? DF_F32 : DF_F16;
+    df_dtype weights = p->weights_int8 ? DF_I8 : p->weights_f32 ? DF_F32 : DF_F16;
+    /* 8-bit weights take LoRAs beside them only (nothing to merge into). */
+    const int unmerged = p->lora_unmerged || weights == DF_I8;
     /* The LoRAs: local paths, artifacts fetched like models. */
     char (*lora_paths)[4200] = p->n_loras ? calloc(p->n_loras, sizeof *lora_paths) : NULL;
     if (rc == DF_OK && p->n_loras && !lora_paths)
@@ -127,11 +129,11 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
      * attached (unmerged) LoRAs are swapped on the loaded model instead. */
     char key[sizeof ((df_task_resident *)0)->key], loras[sizeof ((loaded *)0)->loras] = "";
     size_t kl = rc == DF_OK ? (size_t)snprintf(key, sizeof key, "%s|%s|%s|%s", path, p->tokenizer ? p->tokenizer : "",
-                                               df_dtype_name(weights), p->lora_unmerged ? "attach" : "merge")
+                                               df_dtype_name(weights), unmerged ? "attach" : "merge")
                             : 0, ll = 0;
     for (size_t i = 0; rc == DF_OK && i < p->n_loras && ll < sizeof loras; i++)
         ll += (size_t)snprintf(loras + ll, sizeof loras - ll, "|%s:%g", lora_paths[i], p->loras[i]->scale);
-    if (rc == DF_OK && !p->lora_unmerged && kl < sizeof key)
+    if (rc == DF_OK && !unmerged && kl < sizeof key)
         kl += (size_t)snprintf(key + kl, sizeof key - kl, "%s", loras);
     if (rc == DF_OK && (kl >= sizeof key || ll >= sizeof loras))
         rc = df_error_set(err, DF_E_INVALID, "generate: model, tokenizer and LoRA paths are too long");
@@ -140,7 +142,7 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
         df_task_resident *r = ctx->resident;
         if (r && r->obj && strcmp(r->key, key) == 0) {
             l = r->obj;
-            if (p->lora_unmerged && strcmp(l->loras, loras) != 0) { /* other LoRAs: swap them */
+            if (unmerged && strcmp(l->loras, loras) != 0) { /* other LoRAs: swap them */
                 df_info("generate: %zu LoRA%s swapped in on the resident model", p->n_loras, p->n_loras == 1 ? "" : "s");
                 l->loras[0] = '\0';
                 rc = df_generator_clear_loras(l->gen, err);
@@ -158,7 +160,7 @@ int df_task_run_generate(df_task_ctx *ctx, const uint8_t *params, size_t len, ui
             if (!l)
                 rc = err && err->code ? err->code : DF_E_INVALID;
             if (rc == DF_OK)
-                rc = df_generator_set_lora_mode(l->gen, p->lora_unmerged, err);
+                rc = df_generator_set_lora_mode(l->gen, unmerged, err);
             for (size_t i = 0; rc == DF_OK && i < p->n_loras; i++)
                 rc = df_generator_add_lora(l->gen, l->batch, lora_paths[i], p->loras[i]->scale, err);
             if (rc == DF_OK)

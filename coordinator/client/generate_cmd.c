@@ -3,7 +3,7 @@
  *
  *    dreamfleet generate --prompt TEXT [--negative-prompt TEXT] --model PATH [--tokenizer DIR]
  *        [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT]
- *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--lora-mode merged|unmerged]
+ *        [--original-size WxH] [--crop X,Y] [--dtype f16|f32|int8] [--lora FILE[:SCALE]]... [--lora-mode merged|unmerged]
  *        [--init-noise FILE]
  *        [--save-latents FILE] [--format png|jpeg|webp] [--quality N] [--no-cache] [--previews DIR] -o DIR
  *
@@ -31,7 +31,7 @@
 static const char k_usage[] =
     "usage: dreamfleet generate --prompt TEXT --model PATH -o DIR [--negative-prompt TEXT] [--tokenizer DIR]\n"
     "         [--size WxH] [--steps N] [--cfg X] [--sampler NAME] [--seed N] [-n COUNT] [--original-size WxH]\n"
-    "         [--crop X,Y] [--dtype f16|f32] [--lora FILE[:SCALE]]... [--lora-mode merged|unmerged]\n"
+    "         [--crop X,Y] [--dtype f16|f32|int8] [--lora FILE[:SCALE]]... [--lora-mode merged|unmerged]\n"
     "         [--init-noise FILE] [--save-latents FILE]\n"
     "         [--format png|jpeg|webp] [--quality 1-100] [--shards N] [--no-cache] [--previews DIR]\n"
     "  samplers: euler (default), euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim";
@@ -199,6 +199,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     Dreamfleet__LoraRef lora_refs[MAX_LORAS], *lora_ptrs[MAX_LORAS];
     char lora_abs[MAX_LORAS][PATH_MAX], lora_ids[MAX_LORAS][DF_SHA256_HEX];
     size_t nlora = 0;
+    int lora_mode_merged = 0;
     optind = 0; /* 0, not 1: glibc then re-reads the option string (the top level used "+") */
     while ((c = getopt_long(argc, argv, "n:o:", o, NULL)) != -1) {
         switch (c) {
@@ -250,11 +251,12 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
                 return DF_EXIT_USAGE;
             break;
         case O_DTYPE:
-            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
-                df_cli_error("--dtype wants f16 or f32");
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32") && strcmp(optarg, "int8")) {
+                df_cli_error("--dtype wants f16, f32 or int8, not '%s'", optarg);
                 return DF_EXIT_USAGE;
             }
             p.weights_f32 = strcmp(optarg, "f32") == 0;
+            p.weights_int8 = strcmp(optarg, "int8") == 0;
             break;
         case O_LATENTS:
             latents = optarg;
@@ -274,6 +276,7 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
                 return DF_EXIT_USAGE;
             }
             p.lora_unmerged = strcmp(optarg, "unmerged") == 0;
+            lora_mode_merged = !p.lora_unmerged;
             break;
         case O_FORMAT: {
             df_image_format f;
@@ -331,6 +334,11 @@ int df_cmd_generate(df_cli *cli, int argc, char **argv)
     }
     if (optind != argc || !p.prompt || !model || !out_dir) {
         df_cli_error("%s", k_usage);
+        return DF_EXIT_USAGE;
+    }
+    if (lora_mode_merged && p.weights_int8) {
+        df_cli_error("--lora-mode merged cannot go with --dtype int8: a LoRA cannot merge into 8-bit weights, "
+                     "it runs beside them (unmerged)");
         return DF_EXIT_USAGE;
     }
     p.n_loras = nlora;

@@ -5,7 +5,7 @@
  *    dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
- *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]
+ *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
  *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
  *        [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]
@@ -64,7 +64,7 @@ static const char k_usage[] =
     "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
-    "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32] [--tokenizer DIR]\n"
+    "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--tokenizer DIR]\n"
     "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
     "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]\n"
     "         [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]\n"
@@ -311,11 +311,12 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             p.lr_schedule = optarg;
             break;
         case O_DTYPE:
-            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
-                df_cli_error("--dtype wants f16 or f32");
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32") && strcmp(optarg, "int8")) {
+                df_cli_error("--dtype wants f16, f32 or int8, not '%s'", optarg);
                 return DF_EXIT_USAGE;
             }
-            p.weights_f32 = optarg[1] == '3';
+            p.weights_f32 = strcmp(optarg, "f32") == 0;
+            p.weights_int8 = strcmp(optarg, "int8") == 0;
             break;
         default: {
             static const struct {

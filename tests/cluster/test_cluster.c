@@ -719,6 +719,29 @@ static void test_train(void)
     CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK dog", "--model", model, "--size", "64x64",
                     "--steps", "2", "--lora", lora, "-o", imgs, NULL),
              0);
+    /* 8-bit UNet weights on the workers: the LoRA runs beside them (a merge
+     * is refused up front), and training takes them too. */
+    char imgs8[300], out8[300];
+    snprintf(imgs8, sizeof imgs8, "%s/images-int8", g_dir);
+    snprintf(out8, sizeof out8, "%s/trained-int8", g_dir);
+    CHECK_EQ(client(g_keys, 300000, "generate", "--prompt", "a photo of TOK dog", "--model", model, "--size", "64x64",
+                    "--steps", "2", "--lora", lora, "--dtype", "int8", "-o", imgs8, NULL),
+             0);
+    CHECK(strstr(g_out, "1 image") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "a dog", "--model", model, "--dtype", "int8", "--lora-mode",
+                    "merged", "-o", imgs8, NULL),
+             2);
+    CHECK(strstr(g_err, "cannot merge into 8-bit weights") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "generate", "--prompt", "a dog", "--model", model, "--dtype", "int4", "-o", imgs8,
+                    NULL),
+             2);
+    CHECK(strstr(g_err, "--dtype wants f16, f32 or int8, not 'int4'") != NULL);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "2",
+                    "--rank", "4", "--dtype", "int8", "-o", out8, NULL),
+             0);
+    snprintf(path, sizeof path, "%s/lora.safetensors", out8);
+    struct stat st8;
+    CHECK(stat(path, &st8) == 0 && st8.st_size > 1000);
     /* Prior preservation with class images the cluster makes first; a
      * second run finds them and makes none. */
     char prior[300], classes[400];

@@ -33,7 +33,9 @@ int df_conv_named(df_vk_batch_t *batch, const df_weights_t *w, const char *prefi
         return df_error_set(err, DF_E_INVALID, "%s: a %ux%ux%u input does not fit weights [%lld,%lld,%lld,%lld]",
                             prefix, x->c, x->h, x->w, (long long)wt->shape[0], (long long)wt->shape[1],
                             (long long)wt->shape[2], (long long)wt->shape[3]);
-    rc = df_conv2d_forward(batch, &d, x->t, wt->t, b->t, y->t, accumulate, err);
+    df_tensor wv;
+    if ((rc = df_weight_values(batch, wt, &wv, err)) == DF_OK)
+        rc = df_conv2d_forward(batch, &d, x->t, wv, b->t, y->t, accumulate, err);
     /* Adapters (LoRA unmerged): the same kernel into rank channels, then
      * scale times a 1x1 convolution back out (a GEMM per sample), added to y. */
     for (const df_weight_adapter *a = wt->adapters; a && rc == DF_OK; a = a->next) {
@@ -240,11 +242,14 @@ int df_pixel_attention(df_vk_batch_t *batch, const df_weights_t *w, const char *
         rc = df_scratch(batch, (uint64_t)x->n * HW * C, DF_F32, &qkv[i], err);
         if (rc != DF_OK)
             break;
+        df_tensor wv;
+        if ((rc = df_weight_values(batch, wt[i], &wv, err)) != DF_OK)
+            break;
         df_gemm_desc g = df_gemm_desc_packed(1, 1, HW, C, C, x->n);
         g.stride_b = 0;
-        g.type_b = wt[i]->t.dtype;
+        g.type_b = wv.dtype;
         df_gemm_epilogue ep = {.bias = bs[i]->t, .act = DF_ELT_COPY};
-        rc = df_gemm_ex(batch, &g, hn.t.ref, wt[i]->t.ref, qkv[i].ref, &ep, DF_GEMM_AUTO, NULL, err);
+        rc = df_gemm_ex(batch, &g, hn.t.ref, wv.ref, qkv[i].ref, &ep, DF_GEMM_AUTO, NULL, err);
     }
     if (rc == DF_OK)
         rc = df_scratch(batch, (uint64_t)x->n * HW * C, DF_F32, &o, err);
@@ -253,14 +258,15 @@ int df_pixel_attention(df_vk_batch_t *batch, const df_weights_t *w, const char *
         rc = df_attention_any(batch, &ad, qkv[0], qkv[1], qkv[2], o, err);
     }
     /* Back to NCHW through the output projection, onto the residual. */
-    if (rc == DF_OK) {
+    df_tensor wo;
+    if (rc == DF_OK && (rc = df_weight_values(batch, wt[3], &wo, err)) == DF_OK) {
         df_gemm_desc g = df_gemm_desc_packed(0, 1, C, HW, C, x->n);
         g.stride_a = 0;
         g.stride_b = (uint64_t)HW * C;
         g.beta = 1;
-        g.type_a = wt[3]->t.dtype;
+        g.type_a = wo.dtype;
         df_gemm_epilogue ep = {.bias = bs[3]->t, .bias_per_row = 1, .act = DF_ELT_COPY};
-        rc = df_gemm_ex(batch, &g, wt[3]->t.ref, o.ref, x->t.ref, &ep, DF_GEMM_AUTO, NULL, err);
+        rc = df_gemm_ex(batch, &g, wo.ref, o.ref, x->t.ref, &ep, DF_GEMM_AUTO, NULL, err);
     }
     return rc == DF_OK ? rc : df_error_prefix(err, "%s", prefix);
 }

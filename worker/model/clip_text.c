@@ -64,6 +64,10 @@ df_clip_text_t *df_clip_text_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, c
 {
     df_arch_list arch = {0};
     df_weights_t *w = NULL;
+    /* 8-bit is for the UNet's matrices, the bulk of a step's memory; the
+     * text towers run once per prompt and keep f16. */
+    if (store == DF_I8)
+        store = DF_F16;
     if (df_arch_clip_text(cfg, &arch, err) == DF_OK)
         w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
     df_arch_list_free(&arch);

@@ -82,6 +82,8 @@ static df_generator_t *generator_over(df_sdxl_t *model, df_vk_device_t *dev, df_
     g->keep_text = 1;
     g->unet = unet;
     g->unet_borrowed = unet != NULL;
+    /* LoRAs cannot merge into bytes: with 8-bit weights they run beside them. */
+    g->lora_unmerged = weights == DF_I8;
     /* The VAE stays f32: SDXL's overflows in f16. */
     if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
         (!g->unet && !(g->unet = df_sdxl_load_unet(model, dev, xfer, weights, err))) ||
@@ -137,6 +139,9 @@ int df_generator_set_lora_mode(df_generator_t *self, int unmerged, df_error_t *e
 {
     if (self->n_loras && unmerged != self->lora_unmerged)
         return df_error_set(err, DF_E_STATE, "generator: LoRAs are already %s", self->lora_unmerged ? "attached" : "merged");
+    if (!unmerged && self->weights == DF_I8)
+        return df_error_set(err, DF_E_UNSUPPORTED, "generator: LoRAs cannot be merged into 8-bit weights; they "
+                            "apply beside them (unmerged)");
     self->lora_unmerged = unmerged;
     return DF_OK;
 }

@@ -140,10 +140,14 @@ int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight 
               df_tensor y, float beta, df_elt_op act, df_error_t *err)
 {
     uint32_t out = (uint32_t)w->shape[0], in = (uint32_t)w->shape[1];
+    df_tensor wv;
+    int rc = df_weight_values(batch, w, &wv, err);
+    if (rc != DF_OK)
+        return rc;
     df_gemm_desc d = df_gemm_desc_packed(0, 1, rows, out, in, 1);
     d.beta = beta;
     d.type_a = x.dtype;
-    d.type_b = w->t.dtype;
+    d.type_b = wv.dtype;
     d.type_c = y.dtype;
     /* With adapters the activation waits until their terms are added. */
     int adapted = w->adapters != NULL, late_act = adapted && act != DF_ELT_COPY;
@@ -152,7 +156,7 @@ int df_linear(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight 
                             "its activation", w->name);
     df_gemm_epilogue ep = {.bias = bias ? bias->t : (df_tensor){{NULL, 0}, DF_F32},
                            .act = late_act ? DF_ELT_COPY : act};
-    int rc = df_gemm_ex(batch, &d, x.ref, w->t.ref, y.ref, &ep, DF_GEMM_AUTO, NULL, err);
+    rc = df_gemm_ex(batch, &d, x.ref, wv.ref, y.ref, &ep, DF_GEMM_AUTO, NULL, err);
     if (rc == DF_OK && adapted)
         rc = linear_adapters(batch, x, rows, w, y, err);
     if (rc == DF_OK && late_act) {

@@ -34,8 +34,9 @@ int df_linear_backward(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const d
 {
     const uint32_t out = (uint32_t)w->shape[0], in = (uint32_t)(w->nelem / w->shape[0]);
     int rc = DF_OK;
-    if (dx.ref.buf) /* dx = dy W: W is stored [out, in] */
-        rc = mm(batch, 0, 0, rows, in, out, 1, dx_beta, dy, w->t, dx, err);
+    df_tensor wv;
+    if (dx.ref.buf && (rc = df_weight_values(batch, w, &wv, err)) == DF_OK) /* dx = dy W: W is stored [out, in] */
+        rc = mm(batch, 0, 0, rows, in, out, 1, dx_beta, dy, wv, dx, err);
     /* y += s up (down x): with t = down x and dt = s up^T dy,
      * d up = s dy t^T, d down = dt x^T, dx += down^T dt (row-major: the
      * transposes of those). */
@@ -69,8 +70,9 @@ int df_conv_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *pr
     df_conv2d_desc d = {.n = x->n, .in_c = x->c, .in_h = x->h, .in_w = x->w, .out_c = (uint32_t)wt->shape[0],
                         .kh = (uint32_t)wt->shape[2], .kw = (uint32_t)wt->shape[3], .stride = stride,
                         .pad_t = pad[0], .pad_l = pad[1], .pad_b = pad[2], .pad_r = pad[3], .layout = DF_CONV_OIHW};
-    if (dx && dx->t.ref.buf)
-        rc = df_conv2d_backward_data(batch, &d, dy->t, wt->t, dx->t, accumulate, err);
+    df_tensor wv;
+    if (dx && dx->t.ref.buf && (rc = df_weight_values(batch, wt, &wv, err)) == DF_OK)
+        rc = df_conv2d_backward_data(batch, &d, dy->t, wv, dx->t, accumulate, err);
     const uint32_t hw = dy->h * dy->w, out = dy->c;
     /* y[n] += s up t[n] with t = conv(x, down): d up = s sum_n dy[n] t[n]^T,
      * dt[n] = s up^T dy[n], then down's and x's gradients through the

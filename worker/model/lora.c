@@ -116,6 +116,9 @@ static int merge_one(df_vk_batch_t *batch, df_vk_transfer_t *xfer, const df_weig
                      df_error_t *err)
 {
     uint64_t out = (uint64_t)w->shape[0], cols = w->nelem / out, r = (uint64_t)m->down->shape[0];
+    if (w->t.dtype == DF_I8)
+        return df_error_set(err, DF_E_UNSUPPORTED, "lora: %s is stored as 8-bit; a LoRA applies beside it "
+                            "(unmerged), it cannot be merged into it", w->name);
     float *up = malloc(m->up->nelem * sizeof *up), *down = malloc(m->down->nelem * sizeof *down);
     df_vk_buffer_t *ub = NULL, *db = NULL;
     int rc = up && down ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora: out of memory");

@@ -31,6 +31,8 @@ void df_sdxl_destroy(df_sdxl_t **self_p);
 df_sdxl_layout df_sdxl_layout_of(const df_sdxl_t *self);
 const df_sdxl_config *df_sdxl_config_of(const df_sdxl_t *self);
 
+/*  store: DF_F32, DF_F16, or DF_I8 (the UNet's matrices as 8-bit, see
+ *  df_weights_load; the text encoders and the VAE then load as f16). */
 df_unet_t *df_sdxl_load_unet(df_sdxl_t *self, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_dtype store,
                              df_error_t *err);
 df_vae_t *df_sdxl_load_vae(df_sdxl_t *self, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_dtype store,

@@ -151,12 +151,13 @@ int df_transformer_forward(df_vk_batch_t *batch, const df_weights_t *w, const ch
     snprintf(name, sizeof name, "%s.norm", p);
     if (rc == DF_OK) rc = df_group_norm(batch, w, name, groups, 1e-6f, 0, x, &hn, err);
     /* proj_in straight from NCHW: the map is the transposed left operand. */
-    if (rc == DF_OK) {
+    df_tensor wv;
+    if (rc == DF_OK && (rc = df_weight_values(batch, pin, &wv, err)) == DF_OK) {
         df_gemm_desc g = df_gemm_desc_packed(1, 1, HW, C, C, n);
         g.stride_b = 0;
-        g.type_b = pin->t.dtype;
+        g.type_b = wv.dtype;
         df_gemm_epilogue ep = {.bias = pinb->t, .act = DF_ELT_COPY};
-        rc = df_gemm_ex(batch, &g, hn.t.ref, pin->t.ref, h.ref, &ep, DF_GEMM_AUTO, NULL, err);
+        rc = df_gemm_ex(batch, &g, hn.t.ref, wv.ref, h.ref, &ep, DF_GEMM_AUTO, NULL, err);
     }
     if (rc == DF_OK && pin->adapters)
         rc = proj_in_adapters(batch, pin, &hn, h, err);
@@ -166,14 +167,14 @@ int df_transformer_forward(df_vk_batch_t *batch, const df_weights_t *w, const ch
         rc = layer_forward(w, batch, b, n, HW, heads, C, h, nrm, q, k, v, a, ff, gg, context, L, err);
     }
     /* proj_out back to NCHW, added onto the block's input. */
-    if (rc == DF_OK) {
+    if (rc == DF_OK && (rc = df_weight_values(batch, pout, &wv, err)) == DF_OK) {
         df_gemm_desc g = df_gemm_desc_packed(0, 1, C, HW, C, n);
         g.stride_a = 0;
         g.stride_b = (uint64_t)HW * C;
         g.beta = 1;
-        g.type_a = pout->t.dtype;
+        g.type_a = wv.dtype;
         df_gemm_epilogue ep = {.bias = poutb->t, .bias_per_row = 1, .act = DF_ELT_COPY};
-        rc = df_gemm_ex(batch, &g, pout->t.ref, h.ref, x->t.ref, &ep, DF_GEMM_AUTO, NULL, err);
+        rc = df_gemm_ex(batch, &g, wv.ref, h.ref, x->t.ref, &ep, DF_GEMM_AUTO, NULL, err);
     }
     if (rc == DF_OK && pout->adapters)
         rc = proj_out_adapters(batch, pout, h, x, err);
@@ -353,7 +354,9 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     if (rc == DF_OK) rc = df_keep_new(batch, &own, elems, DF_F32, &dh, err);
     snprintf(name, sizeof name, "%s.norm", p);
     if (rc == DF_OK) rc = df_group_norm(batch, w, name, groups, 1e-6f, 0, x, &hn, err);
-    if (rc == DF_OK) rc = bmm(batch, 1, 1, HW, C, C, n, (uint64_t)C * HW, 0, (uint64_t)HW * C, 1, 0, hn.t, pin->t, hs, err);
+    df_tensor wv;
+    if (rc == DF_OK) rc = df_weight_values(batch, pin, &wv, err);
+    if (rc == DF_OK) rc = bmm(batch, 1, 1, HW, C, C, n, (uint64_t)C * HW, 0, (uint64_t)HW * C, 1, 0, hn.t, wv, hs, err);
     if (rc == DF_OK) { /* the bias, broadcast over the rows */
         df_elt_desc e = {.op = DF_ELT_AXPBY, .n = elems, .alpha = 1, .beta = 1, .b_inner = 1, .b_count = C};
         rc = df_eltwise(batch, &e, hs, pinb->t, hs, err);
@@ -380,8 +383,9 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     }
     /* Back through proj_out: out[b] = x[b] + Wout h[b]^T, so dh[b] = dy[b]^T Wout. */
     df_tensor hl = at_f32(hs, elems * (uint64_t)depth);
+    if (rc == DF_OK) rc = df_weight_values(batch, pout, &wv, err);
     if (rc == DF_OK)
-        rc = bmm(batch, 1, 0, HW, C, C, n, (uint64_t)C * HW, 0, (uint64_t)HW * C, 1, 0, dy->t, pout->t, dh, err);
+        rc = bmm(batch, 1, 0, HW, C, C, n, (uint64_t)C * HW, 0, (uint64_t)HW * C, 1, 0, dy->t, wv, dh, err);
     for (const df_weight_adapter *a = pout->adapters; a && rc == DF_OK; a = a->next) {
         /* x[b] += s up t[b]^T with t = h down^T. */
         rc = df_scratch(batch, (uint64_t)rows * a->rank, DF_F32, &t, err);
@@ -407,8 +411,9 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     }
     /* Back through proj_in: h[b] = hn[b]^T Win^T, so dhn[b] = Win^T dh[b]^T. */
     if (rc == DF_OK) rc = df_fmap_new(batch, n, C, x->h, x->w, &dhn, err);
+    if (rc == DF_OK) rc = df_weight_values(batch, pin, &wv, err);
     if (rc == DF_OK)
-        rc = bmm(batch, 1, 1, C, HW, C, n, 0, (uint64_t)HW * C, (uint64_t)C * HW, 1, 0, pin->t, dh, dhn.t, err);
+        rc = bmm(batch, 1, 1, C, HW, C, n, 0, (uint64_t)HW * C, (uint64_t)C * HW, 1, 0, wv, dh, dhn.t, err);
     for (const df_weight_adapter *a = pin->adapters; a && rc == DF_OK; a = a->next) {
         /* h += s t up^T with t[b] = hn[b]^T down^T. */
         rc = df_scratch(batch, (uint64_t)rows * a->rank, DF_F32, &t, err);

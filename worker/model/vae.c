@@ -35,6 +35,8 @@ df_vae_t *df_vae_from(df_vk_device_t *dev, df_vk_transfer_t *xfer, const df_vae_
 {
     df_arch_list arch = {0};
     df_weights_t *w = NULL;
+    if (store == DF_I8) /* 8-bit is for the UNet's matrices; the VAE keeps f16 */
+        store = DF_F16;
     if (df_arch_vae(cfg, &arch, err) == DF_OK)
         w = df_weights_load(dev, xfer, &arch, st, layout, store, err);
     df_arch_list_free(&arch);

@@ -5,12 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dequant.h"
 #include "half.h"
+#include "quant8.h"
 #include "strmap.h"
 
 struct _df_weights_t {
     df_weight *items;
     df_vk_buffer_t **bufs;
+    df_vk_buffer_t **scale_bufs; /* 8-bit weights' row scales */
+    df_vk_buffer_t *unpack;      /* where 8-bit weights are dequantized for use */
     char **names;
     size_t count;
     df_strmap_t *index; /* name -> position */
@@ -33,11 +37,14 @@ void df_weights_destroy(df_weights_t **self_p)
     df_weights_t *w = *self_p;
     for (size_t i = 0; i < w->count; i++) {
         df_vk_buffer_destroy(&w->bufs[i]);
+        df_vk_buffer_destroy(&w->scale_bufs[i]);
         free(w->names[i]);
     }
+    df_vk_buffer_destroy(&w->unpack);
     df_weights_detach_all(w);
     free(w->items);
     free(w->bufs);
+    free(w->scale_bufs);
     free(w->names);
     df_strmap_destroy(&w->index);
     free(w);
@@ -73,6 +80,36 @@ typedef struct {
     df_sgm_ref ref;
 } source;
 
+/*  The source's elements as host floats (transposed or cut out of a fused
+ *  tensor as the layout says); *owner is what to free. */
+static int host_values(const source *s, uint64_t nelem, float **owner, const float **vals, const char *path,
+                       df_error_t *err)
+{
+    const df_st_tensor *t = s->t;
+    uint64_t first = s->ref.part >= 0 ? (uint64_t)s->ref.part * nelem : 0;
+    float *f = malloc(t->nelem * sizeof *f);
+    float *tr = s->ref.transpose ? malloc(t->nelem * sizeof *tr) : NULL;
+    *owner = NULL;
+    if (!f || (s->ref.transpose && !tr)) {
+        free(f), free(tr);
+        return df_error_set(err, DF_E_NOMEM, "%s: no host memory to convert '%s'", path, t->name);
+    }
+    int rc = df_st_tensor_to_f32(t, f, err);
+    *vals = f + first;
+    *owner = f;
+    if (rc == DF_OK && tr) {
+        uint64_t rows = (uint64_t)t->shape[0], cols = (uint64_t)t->shape[1];
+        for (uint64_t r = 0; r < rows; r++)
+            for (uint64_t c = 0; c < cols; c++)
+                tr[c * rows + r] = f[r * cols + c];
+        free(f);
+        *vals = *owner = tr;
+    } else {
+        free(tr);
+    }
+    return rc;
+}
+
 /*  Uploads the source's elements as the storage type: directly from the
  *  mapping when the types agree and nothing is rearranged, else through one
  *  tensor's worth of host floats. */
@@ -83,25 +120,43 @@ static int upload(df_vk_transfer_t *xfer, df_vk_buffer_t *buf, const source *s, 
     uint64_t esz = df_dtype_size(t->dtype), first = s->ref.part >= 0 ? (uint64_t)s->ref.part * nelem : 0;
     if (t->dtype == store && !s->ref.transpose)
         return df_vk_upload(xfer, buf, 0, (const uint8_t *)t->data + first * esz, nelem * esz, err);
-    float *f = malloc(t->nelem * sizeof *f);
-    float *tr = s->ref.transpose ? malloc(t->nelem * sizeof *tr) : NULL;
-    if (!f || (s->ref.transpose && !tr)) {
-        free(f), free(tr);
-        return df_error_set(err, DF_E_NOMEM, "%s: no host memory to convert '%s'", path, t->name);
-    }
-    int rc = df_st_tensor_to_f32(t, f, err);
-    const float *src = f + first;
-    if (rc == DF_OK && tr) {
-        uint64_t rows = (uint64_t)t->shape[0], cols = (uint64_t)t->shape[1];
-        for (uint64_t r = 0; r < rows; r++)
-            for (uint64_t c = 0; c < cols; c++)
-                tr[c * rows + r] = f[r * cols + c];
-        src = tr;
+    float *owner;
+    const float *vals;
+    int rc = host_values(s, nelem, &owner, &vals, path, err);
+    if (rc == DF_OK)
+        rc = df_vk_upload_f32(xfer, buf, 0, vals, nelem, store, err);
+    free(owner);
+    return rc;
+}
+
+/*  Uploads a matrix of rows x (nelem / rows) as bytes into buf and its row
+ *  scales into scale_buf (common/quant8.h). */
+static int upload_quant8(df_vk_transfer_t *xfer, df_vk_buffer_t *buf, df_vk_buffer_t *scale_buf, const source *s,
+                         uint64_t nelem, uint64_t rows, const char *path, df_error_t *err)
+{
+    uint64_t nscale = rows * df_quant8_blocks(nelem / rows, DF_WEIGHT_I8_BLOCK);
+    float *owner;
+    const float *vals;
+    int rc = host_values(s, nelem, &owner, &vals, path, err);
+    int8_t *q = rc == DF_OK ? malloc(nelem) : NULL;
+    float *scale = rc == DF_OK ? malloc(nscale * sizeof *scale) : NULL;
+    if (rc == DF_OK && (!q || !scale))
+        rc = df_error_set(err, DF_E_NOMEM, "%s: no host memory to quantize '%s'", path, s->t->name);
+    if (rc == DF_OK) {
+        df_quant8_rows(vals, rows, nelem / rows, DF_WEIGHT_I8_BLOCK, q, scale);
+        rc = df_vk_upload(xfer, buf, 0, q, nelem, err);
     }
     if (rc == DF_OK)
-        rc = df_vk_upload_f32(xfer, buf, 0, src, nelem, store, err);
-    free(f), free(tr);
+        rc = df_vk_upload(xfer, scale_buf, 0, scale, nscale * sizeof *scale, err);
+    free(owner), free(q), free(scale);
     return rc;
+}
+
+/*  Whether an I8 load stores this tensor as bytes: the matrices. */
+static int quantized(const df_arch_tensor *a)
+{
+    size_t len = strlen(a->name);
+    return a->ndim >= 2 && len > 7 && strcmp(a->name + len - 7, ".weight") == 0;
 }
 
 /*  Shapes without their trailing 1s agree (a linear weight [o, i] and a 1x1
@@ -172,8 +227,8 @@ df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const
     const char *path = df_safetensors_path(st);
     if (!layout)
         layout = &identity;
-    if (store != DF_F32 && store != DF_F16) {
-        df_error_set(err, DF_E_INVALID, "%s: weights are stored as f32 or f16", path);
+    if (store != DF_F32 && store != DF_F16 && store != DF_I8) {
+        df_error_set(err, DF_E_INVALID, "%s: weights are stored as f32, f16 or i8", path);
         return NULL;
     }
     size_t nfile = df_safetensors_count(st);
@@ -183,10 +238,11 @@ df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const
     if (w) {
         w->items = calloc(arch->count ? arch->count : 1, sizeof *w->items);
         w->bufs = calloc(arch->count ? arch->count : 1, sizeof *w->bufs);
+        w->scale_bufs = calloc(arch->count ? arch->count : 1, sizeof *w->scale_bufs);
         w->names = calloc(arch->count ? arch->count : 1, sizeof *w->names);
         w->index = df_strmap_new();
     }
-    if (!w || !src || !used || !w->items || !w->bufs || !w->names || !w->index) {
+    if (!w || !src || !used || !w->items || !w->bufs || !w->scale_bufs || !w->names || !w->index) {
         df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
         goto fail;
     }
@@ -227,30 +283,56 @@ df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const
         goto fail;
     }
 
+    uint64_t unpack_elems = 0;
+    int rc;
     for (size_t i = 0; i < arch->count; i++) {
         const df_arch_tensor *a = &arch->items[i];
         uint64_t nelem = df_arch_numel(a);
         df_weight *it = &w->items[i];
+        int q8 = store == DF_I8 && quantized(a);
+        df_dtype as = q8 ? DF_I8 : store == DF_I8 ? DF_F16 : store;
+        uint64_t rows = (uint64_t)a->shape[0];
         w->names[i] = strdup(a->name);
-        w->bufs[i] = w->names[i] ? df_vk_buffer_new(dev, nelem * df_dtype_size(store), err) : NULL;
+        w->bufs[i] = w->names[i] ? df_vk_buffer_new(dev, nelem * df_dtype_size(as), err) : NULL;
+        if (w->bufs[i] && q8)
+            w->scale_bufs[i] = df_vk_buffer_new(dev, rows * df_quant8_blocks(nelem / rows, DF_WEIGHT_I8_BLOCK) * 4, err);
         w->count = i + 1;
-        if (!w->bufs[i]) {
+        if (!w->bufs[i] || (q8 && !w->scale_bufs[i])) {
             df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
             df_error_prefix(err, "%s: tensor '%s'", path, src[i].t->name);
             goto fail;
         }
         it->name = w->names[i];
-        it->t = df_tensor_at(w->bufs[i], 0, store);
+        it->t = df_tensor_at(w->bufs[i], 0, as);
         it->ndim = a->ndim;
         memcpy(it->shape, a->shape, sizeof it->shape);
         it->nelem = nelem;
         w->bytes += w->bufs[i]->padded;
-        if (upload(xfer, w->bufs[i], &src[i], nelem, store, path, err) != DF_OK)
+        if (q8) {
+            it->scale = df_tensor_at(w->scale_bufs[i], 0, DF_F32);
+            w->bytes += w->scale_bufs[i]->padded;
+            if (nelem > unpack_elems)
+                unpack_elems = nelem;
+            rc = upload_quant8(xfer, w->bufs[i], w->scale_bufs[i], &src[i], nelem, rows, path, err);
+        } else {
+            rc = upload(xfer, w->bufs[i], &src[i], nelem, as, path, err);
+        }
+        if (rc != DF_OK)
             goto fail;
         if (df_strmap_put(w->index, a->name, strlen(a->name), (int64_t)i) != 0) {
             df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
             goto fail;
         }
+    }
+    if (unpack_elems) {
+        if (!(w->unpack = df_vk_buffer_new(dev, unpack_elems * 2, err))) {
+            df_error_prefix(err, "%s: the buffer 8-bit weights are dequantized into", path);
+            goto fail;
+        }
+        w->bytes += w->unpack->padded;
+        for (size_t i = 0; i < w->count; i++)
+            if (w->items[i].t.dtype == DF_I8)
+                w->items[i].unpacked = df_tensor_at(w->unpack, 0, DF_F16);
     }
     free(src);
     free(used);
@@ -260,6 +342,19 @@ fail:
     free(used);
     df_weights_destroy(&w);
     return NULL;
+}
+
+int df_weight_values(df_vk_batch_t *batch, const df_weight *w, df_tensor *out, df_error_t *err)
+{
+    if (w->t.dtype != DF_I8) {
+        *out = w->t;
+        return DF_OK;
+    }
+    *out = w->unpacked;
+    uint32_t rows = (uint32_t)w->shape[0];
+    int rc = df_dequant_rows(batch, rows, (uint32_t)(w->nelem / rows), DF_WEIGHT_I8_BLOCK, w->t, w->scale,
+                             w->unpacked, err);
+    return rc == DF_OK ? rc : df_error_prefix(err, "%s", w->name);
 }
 
 const df_weight *df_weights_find(const df_weights_t *self, const char *name)

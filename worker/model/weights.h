@@ -41,7 +41,9 @@ typedef struct df_weight_adapter {
 
 typedef struct {
     const char *name;
-    df_tensor t;
+    df_tensor t;       /* f32, f16, or i8 for 8-bit weights (read through df_weight_values) */
+    df_tensor scale;   /* 8-bit weights: f32 per block of DF_WEIGHT_I8_BLOCK along each row (quant8.h) */
+    df_tensor unpacked; /* 8-bit weights: the component's one f16 buffer they are dequantized into */
     int ndim;
     int64_t shape[4];
     uint64_t nelem;
@@ -61,8 +63,14 @@ typedef struct {
 
 typedef struct _df_weights_t df_weights_t;
 
+/*  8-bit weights carry one scale per this many values along a row. */
+#define DF_WEIGHT_I8_BLOCK 64
+
 /*  Loads the tensors of arch from st into device memory as store_type (F32
- *  or F16). layout NULL: file names are internal names, every tensor is the
+ *  or F16; or I8: every matrix, i.e. each ".weight" of two or more
+ *  dimensions, as bytes with a scale per output row, the rest f16; a byte
+ *  per value halves an f16 model's memory for a quantization error of at
+ *  most half a step of its row). layout NULL: file names are internal names, every tensor is the
  *  component's. Shapes must match, except that a linear weight may be stored
  *  as a 1x1 convolution's. Errors name the file; a mismatch lists up to a
  *  dozen names of each kind and the counts. */
@@ -70,6 +78,13 @@ df_weights_t *df_weights_load(df_vk_device_t *dev, df_vk_transfer_t *xfer, const
                               const df_safetensors_t *st, const df_weight_layout *layout, df_dtype store_type,
                               df_error_t *err);
 void df_weights_destroy(df_weights_t **self_p);
+
+/*  The weight's values as a float tensor ops can read: w->t itself, or for
+ *  an 8-bit weight its values dequantized (recorded in batch) into the
+ *  component's unpack buffer, which the next 8-bit weight of the component
+ *  overwrites; use the result in the op recorded next. (The batch orders
+ *  the reuse: a write after a recorded read gets a barrier.) */
+int df_weight_values(df_vk_batch_t *batch, const df_weight *w, df_tensor *out, df_error_t *err);
 
 /*  The weight called name; NULL when the component has none. */
 const df_weight *df_weights_find(const df_weights_t *self, const char *name);
