@@ -22,6 +22,7 @@
 #include "aspect_buckets.h"
 #include "philox.h"
 #include "quant8.h"
+#include "adam8.h"
 #include "test.h"
 #include "png_write.h"
 #include <jpeglib.h>
@@ -146,6 +147,51 @@ static void test_dtype(void)
     CHECK(strcmp(df_dtype_name((df_dtype)-1), "?") == 0);
     CHECK_EQ(df_dtype_parse("I8"), DF_I8);
     CHECK_EQ(df_dtype_size(DF_I8), 1);
+}
+
+/* 8-bit AdamW codes: every code decodes and encodes back to itself, the
+ * decoded values rise with the code, 1 is exact, a nonzero sqrt(v) never
+ * becomes zero while a negligible m does, and a quantized state survives a
+ * trip through f32 (what checkpoints store) unchanged. */
+static void test_adam8_codes(void)
+{
+    int round_trip = 1, rising = 1;
+    for (int c = 0; c < 256; c++) {
+        round_trip &= df_adam8_encode_s(df_adam8_decode_s((uint8_t)c)) == c;
+        if (c && (c & 127))
+            round_trip &= df_adam8_encode_m(df_adam8_decode_m((uint8_t)c)) == c;
+        if (c > 0)
+            rising &= df_adam8_decode_s((uint8_t)c) > df_adam8_decode_s((uint8_t)(c - 1));
+        if (c > 0 && c < 128)
+            rising &= df_adam8_decode_m((uint8_t)c) > df_adam8_decode_m((uint8_t)(c - 1));
+    }
+    CHECK(round_trip);
+    CHECK(rising);
+    CHECK(df_adam8_decode_m(df_adam8_encode_m(1.0f)) == 1.0f);
+    CHECK(df_adam8_decode_m(df_adam8_encode_m(-1.0f)) == -1.0f);
+    CHECK(df_adam8_decode_s(df_adam8_encode_s(1.0f)) == 1.0f);
+    CHECK(df_adam8_encode_s(1e-30f) != 0);
+    CHECK(df_adam8_encode_m(1e-30f) == 0);
+    /* Relative precision: m within 1/16, sqrt(v) within 1/32, over the range. */
+    int precise = 1;
+    for (float x = 1.0f; x > 1e-4f; x *= 0.93f) {
+        precise &= fabsf(df_adam8_decode_m(df_adam8_encode_m(-x)) + x) <= x / 16 * 1.0001f;
+        precise &= fabsf(df_adam8_decode_s(df_adam8_encode_s(x)) - x) <= x / 32 * 1.0001f;
+    }
+    CHECK(precise);
+    enum { N = 600 };
+    float m[N], v[N], m2[N], v2[N], ms[3], ss[3], ms2[3], ss2[3];
+    uint8_t mq[N], sq[N], mq2[N], sq2[N];
+    df_philox_fill_normal(m, N, 3, 1);
+    df_philox_fill_normal(v, N, 3, 2);
+    for (int i = 0; i < N; i++)
+        v[i] = v[i] * v[i] * (i % 7 == 0 ? 1e-6f : 1.0f);
+    CHECK_EQ(df_adam8_blocks(N), 3);
+    df_adam8_quantize(m, v, N, mq, sq, ms, ss);
+    df_adam8_dequantize(mq, sq, ms, ss, N, m2, v2);
+    df_adam8_quantize(m2, v2, N, mq2, sq2, ms2, ss2);
+    CHECK(memcmp(mq, mq2, N) == 0 && memcmp(sq, sq2, N) == 0);
+    CHECK(memcmp(ms, ms2, sizeof ms) == 0 && memcmp(ss, ss2, sizeof ss) == 0);
 }
 
 /* Row-wise 8-bit weights: each value within half a step of its row's scale,
@@ -856,6 +902,7 @@ int main(int argc, char **argv)
     RUN(test_bf16);
     RUN(test_dtype);
     RUN(test_quant8);
+    RUN(test_adam8_codes);
     RUN(test_philox_known_answers);
     RUN(test_aspect_buckets);
     RUN(test_philox_streams);

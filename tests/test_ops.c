@@ -32,6 +32,7 @@ static const op_entry k_table[] = {
     {"timestep", test_op_timestep},
     {"mse", test_op_mse},
     {"optim", test_op_optim},
+    {"adamw8", test_op_adamw8},
     {"noise", test_op_noise},
     {"softmax", test_op_softmax},
     {"attention", test_op_attention},

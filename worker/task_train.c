@@ -136,6 +136,9 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
         rc = df_error_set(err, DF_E_INVALID, "train: %zu photos and %zu captions", p->n_images, p->n_captions);
     if (rc == DF_OK && sched < 0)
         rc = df_error_set(err, DF_E_INVALID, "train: unknown learning-rate schedule '%s'", p->lr_schedule);
+    if (rc == DF_OK && p->optimizer && *p->optimizer && strcmp(p->optimizer, "adamw") &&
+        strcmp(p->optimizer, "adamw8bit"))
+        rc = df_error_set(err, DF_E_INVALID, "train: unknown optimizer '%s' (adamw or adamw8bit)", p->optimizer);
     if (rc == DF_OK)
         rc = parse_targets(p->targets, &targets, err);
     df_vk_device_t *dev = NULL;
@@ -230,7 +233,7 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .count = (uint32_t)p->n_images, .resolution = p->resolution, .steps = p->steps,
             .batch = p->batch ? p->batch : 1, .accumulate = p->accumulate, .flip = p->flip, .buckets = p->buckets,
             .lora = {.rank = p->rank ? p->rank : 16, .alpha = p->alpha, .targets = targets, .seed = p->seed,
-                     .weight_decay = 1e-2f},
+                     .weight_decay = 1e-2f, .state8 = p->optimizer && strcmp(p->optimizer, "adamw8bit") == 0},
             .lr = {(df_lr_schedule)sched, p->lr, p->warmup, p->steps},
             .noise = {.seed = p->seed, .noise_offset = p->noise_offset, .min_snr_gamma = p->min_snr_gamma},
             .weights = p->weights_int8 ? DF_I8 : p->weights_f32 ? DF_F32 : DF_F16,

@@ -3,7 +3,7 @@
  *  measured in the same run (how long the same work would take on the CPU
  *  at sgemm's speed).
  *
- *    bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32] [--warm-up] [--device N]
+ *    bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32|int8] [--adam8] [--warm-up] [--device N]
  *
  *  Each size runs N optimiser steps (default 1) of batch 1 on random latents
  *  and conditioning (the work depends on shapes only): the UNet forward
@@ -55,7 +55,7 @@ static df_vk_buffer_t *random_buffer(df_vk_device_t *dev, df_vk_transfer_t *xfer
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32] [--warm-up] [--device N]\n");
+    fprintf(stderr, "usage: bench_train MODEL [--size PX]... [--rank R] [--steps N] [--dtype f16|f32|int8] [--adam8] [--warm-up] [--device N]\n");
     exit(2);
 }
 
@@ -67,9 +67,10 @@ int main(int argc, char **argv)
                                          {"dtype", required_argument, NULL, 't'},
                                          {"device", required_argument, NULL, 'd'},
                                          {"warm-up", no_argument, NULL, 'W'},
+                                         {"adam8", no_argument, NULL, '8'},
                                          {NULL, 0, NULL, 0}};
     uint32_t sizes[8];
-    int nsizes = 0, steps = 1, device = -1, warm_up = 0, c;
+    int nsizes = 0, steps = 1, device = -1, warm_up = 0, adam8 = 0, c;
     uint32_t rank = 16;
     df_dtype dtype = DF_F16;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -81,7 +82,8 @@ int main(int argc, char **argv)
             break;
         case 'r': rank = (uint32_t)atoi(optarg); break;
         case 'n': steps = atoi(optarg); break;
-        case 't': dtype = strcmp(optarg, "f32") == 0 ? DF_F32 : DF_F16; break;
+        case '8': adam8 = 1; break;
+        case 't': dtype = strcmp(optarg, "f32") == 0 ? DF_F32 : strcmp(optarg, "int8") == 0 ? DF_I8 : DF_F16; break;
         case 'd': device = atoi(optarg); break;
         case 'W': warm_up = 1; break;
         default: usage();
@@ -109,14 +111,15 @@ int main(int argc, char **argv)
         die("model", &err);
     double blas = df_bench_blas_gflops();
     printf("device: %s; model %s, base weights %s, LoRA rank %u on the attention projections; OpenBLAS sgemm: "
-           "%.1f GFLOPS\n", df_vk_device_info_of(dev)->name, argv[optind], df_dtype_name(dtype), rank, blas);
+           "%.1f GFLOPS; AdamW moments %s\n", df_vk_device_info_of(dev)->name, argv[optind], df_dtype_name(dtype), rank, blas,
+           adam8 ? "8-bit" : "f32");
     fflush(stdout);
     const df_sdxl_config *cfg = df_sdxl_config_of(m);
     double t0 = df_bench_now_s();
     df_unet_t *unet = df_sdxl_load_unet(m, dev, xfer, dtype, &err);
     if (!unet)
         die("unet", &err);
-    df_lora_train_opts o = {.rank = rank, .alpha = (float)rank, .seed = 1, .weight_decay = 1e-2f};
+    df_lora_train_opts o = {.rank = rank, .alpha = (float)rank, .seed = 1, .weight_decay = 1e-2f, .state8 = adam8};
     df_lora_trainer_t *tr = df_lora_trainer_new(unet, batch, xfer, &o, &err);
     if (!tr)
         die("trainer", &err);

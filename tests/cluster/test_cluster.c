@@ -720,7 +720,8 @@ static void test_train(void)
                     "--steps", "2", "--lora", lora, "-o", imgs, NULL),
              0);
     /* 8-bit UNet weights on the workers: the LoRA runs beside them (a merge
-     * is refused up front), and training takes them too. */
+     * is refused up front), and training takes them too, here with 8-bit
+     * optimiser moments as well. */
     char imgs8[300], out8[300];
     snprintf(imgs8, sizeof imgs8, "%s/images-int8", g_dir);
     snprintf(out8, sizeof out8, "%s/trained-int8", g_dir);
@@ -737,7 +738,7 @@ static void test_train(void)
              2);
     CHECK(strstr(g_err, "--dtype wants f16, f32 or int8, not 'int4'") != NULL);
     CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "2",
-                    "--rank", "4", "--dtype", "int8", "-o", out8, NULL),
+                    "--rank", "4", "--dtype", "int8", "--optimizer", "adamw8bit", "-o", out8, NULL),
              0);
     snprintf(path, sizeof path, "%s/lora.safetensors", out8);
     struct stat st8;
@@ -778,6 +779,8 @@ static void test_train(void)
                     NULL),
              2);
     CHECK(strstr(g_err, "--validation-size wants WxH") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--optimizer", "sgd", "-o", out, NULL), 2);
+    CHECK(strstr(g_err, "--optimizer: adamw or adamw8bit, not 'sgd'") != NULL);
 }
 
 /*  The largest difference between two LoRA files' tensors (f32), or a

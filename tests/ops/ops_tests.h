@@ -20,6 +20,7 @@ void test_op_norm_errors(op_env *env);
 void test_op_geglu(op_env *env);
 void test_op_copy2d(op_env *env);
 void test_op_dequant(op_env *env);
+void test_op_adamw8(op_env *env);
 void test_op_upsample(op_env *env);
 void test_op_timestep(op_env *env);
 void test_op_mse(op_env *env);

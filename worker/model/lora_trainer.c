@@ -7,15 +7,22 @@
 #include <string.h>
 
 #include "half.h"
+#include "adam8.h"
 #include "optim.h"
 #include "philox.h"
 #include "safetensors.h"
 
-/*  One adapter's optimiser state: first and second moments of each factor. */
+/*  One factor's AdamW moments: m and v in f32, or (8-bit state) the codes of
+ *  m and sqrt(v) with their blocks' scales (common/adam8.h). */
+typedef struct {
+    df_vk_buffer_t *m, *v, *m_scale, *s_scale;
+} moments;
+
+/*  One adapter's optimiser state: the moments of its down and up factors. */
 typedef struct {
     const df_weight_adapter *a;
     const df_weight *w;
-    df_vk_buffer_t *m_down, *v_down, *m_up, *v_up;
+    moments mo[2];
 } trained;
 
 struct _df_lora_trainer_t {
@@ -108,12 +115,12 @@ void df_lora_trainer_destroy(df_lora_trainer_t **self_p)
     if (!self_p || !*self_p)
         return;
     df_lora_trainer_t *t = *self_p;
-    for (size_t i = 0; i < t->n; i++) {
-        df_vk_buffer_destroy(&t->items[i].m_down);
-        df_vk_buffer_destroy(&t->items[i].v_down);
-        df_vk_buffer_destroy(&t->items[i].m_up);
-        df_vk_buffer_destroy(&t->items[i].v_up);
-    }
+    for (size_t i = 0; i < t->n; i++)
+        for (int f = 0; f < 2; f++) {
+            moments *mo = &t->items[i].mo[f];
+            df_vk_buffer_destroy(&mo->m), df_vk_buffer_destroy(&mo->v);
+            df_vk_buffer_destroy(&mo->m_scale), df_vk_buffer_destroy(&mo->s_scale);
+        }
     free(t->items);
     free(t);
     *self_p = NULL;
@@ -129,6 +136,75 @@ static df_vk_buffer_t *zeroed(df_vk_batch_t *batch, uint64_t bytes, int *rc, df_
     else
         *rc = df_vk_batch_fill(batch, b, 0, bytes, 0, err);
     return b;
+}
+
+/*  Zeroed moments for n values (zero codes and scales are the zero state). */
+static void moments_new(df_vk_batch_t *batch, uint64_t n, int state8, moments *mo, int *rc, df_error_t *err)
+{
+    if (!state8) {
+        mo->m = zeroed(batch, n * 4, rc, err);
+        mo->v = zeroed(batch, n * 4, rc, err);
+        return;
+    }
+    uint64_t codes = (n + 3) & ~3ull, blocks = df_adam8_blocks(n);
+    mo->m = zeroed(batch, codes, rc, err);
+    mo->v = zeroed(batch, codes, rc, err);
+    mo->m_scale = zeroed(batch, blocks * 4, rc, err);
+    mo->s_scale = zeroed(batch, blocks * 4, rc, err);
+}
+
+static int moments_step(df_vk_batch_t *batch, const df_adamw_desc *d, df_tensor param, df_tensor grad,
+                        const moments *mo, df_error_t *err)
+{
+    if (!mo->m_scale)
+        return df_adamw_step(batch, d, param, grad, df_tensor_at(mo->m, 0, DF_F32), df_tensor_at(mo->v, 0, DF_F32),
+                             err);
+    return df_adamw8_step(batch, d, param, grad, df_tensor_at(mo->m, 0, DF_U8), df_tensor_at(mo->v, 0, DF_U8),
+                          df_tensor_at(mo->m_scale, 0, DF_F32), df_tensor_at(mo->s_scale, 0, DF_F32), err);
+}
+
+/*  The moments of n values as f32 on the host (what checkpoints hold). */
+static int moments_read(df_vk_transfer_t *xfer, const moments *mo, uint64_t n, float *m, float *v, df_error_t *err)
+{
+    if (!mo->m_scale) {
+        int rc = df_vk_download(xfer, mo->m, 0, m, n * 4, err);
+        return rc == DF_OK ? df_vk_download(xfer, mo->v, 0, v, n * 4, err) : rc;
+    }
+    uint64_t codes = (n + 3) & ~3ull, blocks = df_adam8_blocks(n);
+    uint8_t *mq = malloc(codes), *sq = malloc(codes);
+    float *ms = malloc(blocks * 4), *ss = malloc(blocks * 4);
+    int rc = mq && sq && ms && ss ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
+    if (rc == DF_OK) rc = df_vk_download(xfer, mo->m, 0, mq, codes, err);
+    if (rc == DF_OK) rc = df_vk_download(xfer, mo->v, 0, sq, codes, err);
+    if (rc == DF_OK) rc = df_vk_download(xfer, mo->m_scale, 0, ms, blocks * 4, err);
+    if (rc == DF_OK) rc = df_vk_download(xfer, mo->s_scale, 0, ss, blocks * 4, err);
+    if (rc == DF_OK)
+        df_adam8_dequantize(mq, sq, ms, ss, n, m, v);
+    free(mq), free(sq), free(ms), free(ss);
+    return rc;
+}
+
+/*  Sets the moments of n values from f32 host values (a resumed checkpoint). */
+static int moments_write(df_vk_transfer_t *xfer, const moments *mo, uint64_t n, const float *m, const float *v,
+                         df_error_t *err)
+{
+    if (!mo->m_scale) {
+        int rc = df_vk_upload(xfer, mo->m, 0, m, n * 4, err);
+        return rc == DF_OK ? df_vk_upload(xfer, mo->v, 0, v, n * 4, err) : rc;
+    }
+    uint64_t codes = (n + 3) & ~3ull, blocks = df_adam8_blocks(n);
+    uint8_t *mq = calloc(codes, 1), *sq = calloc(codes, 1);
+    float *ms = malloc(blocks * 4), *ss = malloc(blocks * 4);
+    int rc = mq && sq && ms && ss ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
+    if (rc == DF_OK) {
+        df_adam8_quantize(m, v, n, mq, sq, ms, ss);
+        rc = df_vk_upload(xfer, mo->m, 0, mq, codes, err);
+    }
+    if (rc == DF_OK) rc = df_vk_upload(xfer, mo->v, 0, sq, codes, err);
+    if (rc == DF_OK) rc = df_vk_upload(xfer, mo->m_scale, 0, ms, blocks * 4, err);
+    if (rc == DF_OK) rc = df_vk_upload(xfer, mo->s_scale, 0, ss, blocks * 4, err);
+    free(mq), free(sq), free(ms), free(ss);
+    return rc;
 }
 
 df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
@@ -175,10 +251,8 @@ df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df
         t->a = df_weights_adapter_at(ws, i, &wname);
         t->w = df_weights_find(ws, wname);
         uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
-        t->m_down = zeroed(batch, nd * 4, &rc, err);
-        t->v_down = zeroed(batch, nd * 4, &rc, err);
-        t->m_up = zeroed(batch, nu * 4, &rc, err);
-        t->v_up = zeroed(batch, nu * 4, &rc, err);
+        moments_new(batch, nd, self->o.state8, &t->mo[0], &rc, err);
+        moments_new(batch, nu, self->o.state8, &t->mo[1], &rc, err);
         self->n = i + 1;
         self->params += nd + nu;
     }
@@ -209,12 +283,10 @@ int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr
         uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
         df_adamw_desc d = {.n = nd, .lr = lr, .beta1 = self->o.beta1, .beta2 = self->o.beta2, .eps = self->o.eps,
                            .weight_decay = self->o.weight_decay, .step = step, .grad_scale = 1};
-        rc = df_adamw_step(batch, &d, t->a->down, t->a->grad_down, df_tensor_at(t->m_down, 0, DF_F32),
-                           df_tensor_at(t->v_down, 0, DF_F32), err);
+        rc = moments_step(batch, &d, t->a->down, t->a->grad_down, &t->mo[0], err);
         d.n = nu;
         if (rc == DF_OK)
-            rc = df_adamw_step(batch, &d, t->a->up, t->a->grad_up, df_tensor_at(t->m_up, 0, DF_F32),
-                               df_tensor_at(t->v_up, 0, DF_F32), err);
+            rc = moments_step(batch, &d, t->a->up, t->a->grad_up, &t->mo[1], err);
         if (rc == DF_OK)
             rc = df_vk_batch_fill(batch, t->a->grad_down.ref.buf, t->a->grad_down.ref.offset, nd * 4, 0, err);
         if (rc == DF_OK)
@@ -355,20 +427,10 @@ int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_form
 
 /* ------------------------------------------------------------ checkpoints */
 
-/*  The six tensors of adapter i: factors and moments, by the weight's name. */
+/*  The six tensors of adapter i: factors and moments, by the weight's name.
+ *  Moments are f32 whichever way the trainer holds them, so a checkpoint
+ *  resumes with either. */
 static const char *const k_parts[6] = {"down", "up", "m_down", "v_down", "m_up", "v_up"};
-
-static df_tensor part_of(const trained *t, int part)
-{
-    switch (part) {
-    case 0: return t->a->down;
-    case 1: return t->a->up;
-    case 2: return df_tensor_at(t->m_down, 0, DF_F32);
-    case 3: return df_tensor_at(t->v_down, 0, DF_F32);
-    case 4: return df_tensor_at(t->m_up, 0, DF_F32);
-    default: return df_tensor_at(t->v_up, 0, DF_F32);
-    }
-}
 
 int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const char *const *metadata,
                                df_error_t *err)
@@ -380,20 +442,23 @@ int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const 
     for (size_t i = 0; rc == DF_OK && i < self->n; i++) {
         const trained *t = &self->items[i];
         uint64_t out = (uint64_t)t->w->shape[0], fan_in = t->w->nelem / out, r = t->a->rank;
-        for (int part = 0; rc == DF_OK && part < 6; part++) {
-            int is_down = part == 0 || part == 2 || part == 3;
-            int64_t shape[2] = {is_down ? (int64_t)r : (int64_t)out, is_down ? (int64_t)fan_in : (int64_t)r};
+        for (int f = 0; rc == DF_OK && f < 2; f++) { /* down, up: the factor, m, v */
+            int64_t shape[2] = {f ? (int64_t)out : (int64_t)r, f ? (int64_t)r : (int64_t)fan_in};
             uint64_t n = (uint64_t)shape[0] * (uint64_t)shape[1];
-            float *v = keep[nkeep++] = malloc(n * 4);
-            char name[300];
-            snprintf(name, sizeof name, "%s/%s", k_parts[part], t->w->name);
-            df_tensor src = part_of(t, part);
-            if (!v)
-                rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+            float *vals[3];
+            for (int k = 0; k < 3; k++)
+                if (!(vals[k] = keep[nkeep++] = malloc(n * 4)))
+                    rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+            df_tensor factor = f ? t->a->up : t->a->down;
             if (rc == DF_OK)
-                rc = df_vk_download(self->xfer, src.ref.buf, src.ref.offset, v, n * 4, err);
+                rc = df_vk_download(self->xfer, factor.ref.buf, factor.ref.offset, vals[0], n * 4, err);
             if (rc == DF_OK)
-                rc = df_st_writer_add(wr, name, DF_F32, 2, shape, v, err);
+                rc = moments_read(self->xfer, &t->mo[f], n, vals[1], vals[2], err);
+            for (int k = 0; rc == DF_OK && k < 3; k++) {
+                char name[300];
+                snprintf(name, sizeof name, "%s/%s", k_parts[k ? 2 * f + k + 1 : f], t->w->name);
+                rc = df_st_writer_add(wr, name, DF_F32, 2, shape, vals[k], err);
+            }
         }
         float *scale = keep[nkeep++] = malloc(sizeof *scale);
         char name[300];
@@ -405,17 +470,19 @@ int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const 
             rc = df_st_writer_add(wr, name, DF_F32, 0, NULL, scale, err);
         }
     }
-    char num[6][40];
+    char num[7][40];
     snprintf(num[0], sizeof num[0], "%llu", (unsigned long long)self->steps);
     snprintf(num[1], sizeof num[1], "%.9g", self->o.beta1);
     snprintf(num[2], sizeof num[2], "%.9g", self->o.beta2);
     snprintf(num[3], sizeof num[3], "%.9g", self->o.eps);
     snprintf(num[4], sizeof num[4], "%.9g", self->o.weight_decay);
     snprintf(num[5], sizeof num[5], "%llu", (unsigned long long)self->o.seed);
-    static const char *const keys[6] = {"dreamfleet.checkpoint.step", "dreamfleet.adamw.beta1",
+    snprintf(num[6], sizeof num[6], "%s", self->o.state8 ? "8bit" : "f32");
+    static const char *const keys[7] = {"dreamfleet.checkpoint.step", "dreamfleet.adamw.beta1",
                                         "dreamfleet.adamw.beta2", "dreamfleet.adamw.eps",
-                                        "dreamfleet.adamw.weight_decay", "dreamfleet.seed"};
-    for (int i = 0; rc == DF_OK && i < 6; i++)
+                                        "dreamfleet.adamw.weight_decay", "dreamfleet.seed",
+                                        "dreamfleet.adamw.state"};
+    for (int i = 0; rc == DF_OK && i < 7; i++)
         rc = df_st_writer_set_metadata(wr, keys[i], num[i], err);
     for (size_t i = 0; rc == DF_OK && metadata && metadata[i] && metadata[i + 1]; i += 2)
         rc = df_st_writer_set_metadata(wr, metadata[i], metadata[i + 1], err);
@@ -498,6 +565,8 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
         o.beta1 = b1 ? strtof(b1, NULL) : 0, o.beta2 = b2 ? strtof(b2, NULL) : 0;
         o.eps = ep ? strtof(ep, NULL) : 0, o.weight_decay = wd ? strtof(wd, NULL) : 0;
         o.seed = sd ? strtoull(sd, NULL, 10) : 0;
+        const char *state = df_safetensors_metadata(st, "dreamfleet.adamw.state");
+        o.state8 = state && strcmp(state, "8bit") == 0;
         if (df_weights_adapter_count(ws) == 0)
             rc = df_error_set(err, DF_E_FORMAT, "%s: no factors in the checkpoint", path);
     }
@@ -506,15 +575,24 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
         rc = err && err->code ? err->code : DF_E_NOMEM;
     /* The moments, then the step count. */
     for (size_t i = 0; rc == DF_OK && i < self->n; i++)
-        for (int part = 2; rc == DF_OK && part < 6; part++) {
-            char name[300];
-            snprintf(name, sizeof name, "%s/%s", k_parts[part], self->items[i].w->name);
-            const df_st_tensor *t = df_safetensors_find(st, name);
-            df_tensor dst = part_of(&self->items[i], part);
-            if (!t || t->nelem * 4 != ((const df_vk_buffer_t *)dst.ref.buf)->size)
-                rc = df_error_set(err, DF_E_FORMAT, "%s: '%s' is missing or mis-shaped", path, name);
-            else
-                rc = upload_tensor(xfer, t, (df_vk_buffer_t *)dst.ref.buf, dst.ref.offset, err);
+        for (int f = 0; rc == DF_OK && f < 2; f++) {
+            const trained *t = &self->items[i];
+            uint64_t n = (f ? (uint64_t)t->w->shape[0] : t->w->nelem / (uint64_t)t->w->shape[0]) * t->a->rank;
+            float *mv[2] = {malloc(n * 4), malloc(n * 4)};
+            if (!mv[0] || !mv[1])
+                rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
+            for (int k = 0; rc == DF_OK && k < 2; k++) {
+                char name[300];
+                snprintf(name, sizeof name, "%s/%s", k_parts[2 + 2 * f + k], t->w->name);
+                const df_st_tensor *mt = df_safetensors_find(st, name);
+                if (!mt || mt->nelem != n)
+                    rc = df_error_set(err, DF_E_FORMAT, "%s: '%s' is missing or mis-shaped", path, name);
+                else
+                    rc = df_st_tensor_to_f32(mt, mv[k], err);
+            }
+            if (rc == DF_OK)
+                rc = moments_write(xfer, &t->mo[f], n, mv[0], mv[1], err);
+            free(mv[0]), free(mv[1]);
         }
     if (rc == DF_OK)
         self->steps = strtoull(step, NULL, 10);

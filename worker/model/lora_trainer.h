@@ -30,6 +30,7 @@ typedef struct {
     unsigned targets;    /* DF_LORA_* bits; 0: DF_LORA_ATTN */
     uint64_t seed;       /* the down factors' initialisation */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW; 0 betas/eps: 0.9, 0.999, 1e-8 */
+    int state8;          /* AdamW's moments in 8 bits (common/adam8.h): a quarter of the memory */
 } df_lora_train_opts;
 
 typedef struct _df_lora_trainer_t df_lora_trainer_t;

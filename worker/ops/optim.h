@@ -19,6 +19,13 @@ typedef struct {
 int df_adamw_step(df_vk_batch_t *batch, const df_adamw_desc *d, df_tensor param, df_tensor grad, df_tensor m,
                   df_tensor v, df_error_t *err);
 
+/*  AdamW with 8-bit moments (common/adam8.h): m_codes and s_codes are
+ *  DF_U8 [n] (at offsets that are multiples of 4), m_scale and s_scale f32
+ *  [df_adam8_blocks(n)]; all zero is the zero state. The parameter steps with
+ *  the moments' f32 values, which are then stored encoded. */
+int df_adamw8_step(df_vk_batch_t *batch, const df_adamw_desc *d, df_tensor param, df_tensor grad, df_tensor m_codes,
+                   df_tensor s_codes, df_tensor m_scale, df_tensor s_scale, df_error_t *err);
+
 /*  param -= lr * (grad * grad_scale + weight_decay * param). */
 int df_sgd_step(df_vk_batch_t *batch, uint64_t n, float lr, float weight_decay, float grad_scale, df_tensor param,
                 df_tensor grad, df_error_t *err);
