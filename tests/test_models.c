@@ -1946,6 +1946,47 @@ static void run_training_resume(int state8, float losses[6])
     df_safetensors_destroy(&st);
 }
 
+/*  The gradients the UNet hands back to the text encoders: with respect to
+ *  the context (every cross-attention's keys and values) and to the pooled
+ *  embedding (through the added embedding and every ResNet's time
+ *  projection), against autograd through diffusers' UNet. */
+static void test_unet_text_grads(void)
+{
+    df_safetensors_t *st = open_golden("tiny_text_lora_grad.safetensors");
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_unet_t *unet = m && st ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    CHECK(unet != NULL);
+    if (unet) {
+        const df_st_tensor *smp = df_safetensors_find(st, "sample");
+        uint64_t ns, nc, np, ng, n1, n2;
+        df_vk_buffer_t *sb = upload_golden(st, "sample", &ns), *cb = upload_golden(st, "prompt_embeds", &nc);
+        df_vk_buffer_t *tb = upload_golden(st, "pooled_prompt_embeds", &np), *gb = upload_golden(st, "target", &ng);
+        df_vk_buffer_t *pb = df_vk_buffer_new(g_dev, ns * 4, &err), *lb = df_vk_buffer_new(g_dev, 2 * 4, &err);
+        df_vk_buffer_t *dcb = df_vk_buffer_new(g_dev, nc * 4, &err), *dtb = df_vk_buffer_new(g_dev, np * 4, &err);
+        float *timesteps = golden_f32(st, "timestep", &n1), *time_ids = golden_f32(st, "time_ids", &n2);
+        df_fmap sample = {df_tensor_at(sb, 0, DF_F32), (uint32_t)smp->shape[0], (uint32_t)smp->shape[1],
+                          (uint32_t)smp->shape[2], (uint32_t)smp->shape[3]};
+        df_unet_inputs in = {.sample = &sample, .timesteps = timesteps, .context = df_tensor_at(cb, 0, DF_F32),
+                             .context_len = 77, .text_embeds = df_tensor_at(tb, 0, DF_F32), .time_ids = time_ids};
+        df_unet_text_grads tg = {df_tensor_at(dcb, 0, DF_F32), df_tensor_at(dtb, 0, DF_F32)};
+        df_tensor none = {{NULL, 0}, DF_F32};
+        CHECK_OK(df_unet_lora_grad_text(unet, g_batch, &in, df_tensor_at(gb, 0, DF_F32), none, 1.0f,
+                                        df_tensor_at(pb, 0, DF_F32), df_tensor_at(lb, 0, DF_F32), &tg, &err),
+                 &err);
+        check_golden(st, "noise_pred", pb, ns, "text grads: noise_pred", 1e-4);
+        check_golden(st, "grad.prompt_embeds", dcb, nc, "gradient of the context", 1e-3);
+        check_golden(st, "grad.pooled_prompt_embeds", dtb, np, "gradient of the pooled embedding", 1e-3);
+        free(timesteps), free(time_ids);
+        df_vk_buffer_destroy(&sb), df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&tb), df_vk_buffer_destroy(&gb);
+        df_vk_buffer_destroy(&pb), df_vk_buffer_destroy(&lb), df_vk_buffer_destroy(&dcb), df_vk_buffer_destroy(&dtb);
+    }
+    df_unet_destroy(&unet);
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 static float g_resume_losses[6];
 static void test_lora_training_resume(void) { run_training_resume(0, g_resume_losses); }
 
@@ -2423,6 +2464,7 @@ int main(int argc, char **argv)
     RUN(test_lora_grad_matches_autograd);
     RUN(test_lora_grad_f16_weights);
     RUN(test_unet_int8);
+    RUN(test_unet_text_grads);
     RUN(test_lora_adamw_matches_torch);
     RUN(test_lora_training_learns);
     RUN(test_lora_training_resume);

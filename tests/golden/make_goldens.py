@@ -319,6 +319,86 @@ def lora_grad_goldens(model_dir, out_dir, gen):
                                                    "one step: adamw.* are the factors after it"})
 
 
+def text_lora_grad_goldens(model_dir, out_dir, tok):
+    """Text-encoder LoRA's reference: the gradient of every factor on both
+    text towers' attention projections (q, k, v, out), by autograd from the
+    token ids through open_clip's towers and diffusers' UNet to the MSE loss;
+    also the gradients reaching the UNet's two text inputs (the context and
+    the pooled embedding). open_clip fuses q, k and v into one in_proj
+    matrix, so each factor pair enters as W + scale up @ down folded into its
+    weight: the same function as a LoRA layer beside W. Its own generator, so
+    the files before it do not change."""
+    gen = torch.Generator().manual_seed(4321)
+    rank, alpha = 4, 2.0
+    scale = alpha / rank
+    factors = {}
+
+    def pair(key, width):
+        down = (torch.randn(rank, width, generator=gen) * 0.2).requires_grad_(True)
+        up = (torch.randn(width, rank, generator=gen) * 0.2).requires_grad_(True)
+        factors[key] = (down, up)
+        return down, up
+
+    towers = {}
+    for which, sub in ((1, "text_encoder"), (2, "text_encoder_2")):
+        tt, _ = open_clip_text(model_dir, sub)
+        tt.requires_grad_(False)
+        for i, block in enumerate(tt.transformer.resblocks):
+            attn = block.attn
+            width = attn.embed_dim
+            base_in = attn.in_proj_weight.detach().clone()
+            base_out = attn.out_proj.weight.detach().clone()
+            del attn._parameters["in_proj_weight"]
+            del attn.out_proj._parameters["weight"]
+            pre = f"lora_te{which}_text_model_encoder_layers_{i}_self_attn_"
+            qkv = [pair(pre + f"{p}_proj", width) for p in "qkv"]
+            down, up = pair(pre + "out_proj", width)
+            attn.in_proj_weight = base_in + scale * torch.cat([u @ d for d, u in qkv])
+            attn.out_proj.weight = base_out + scale * (up @ down)
+        towers[which] = tt
+
+    prompt = "a photo of TOK dog"
+    ids1 = torch.tensor([tokens(tok, prompt, tok.encoder["<|endoftext|>"])], dtype=torch.int64)
+    ids2 = torch.tensor([tokens(tok, prompt, 0)], dtype=torch.int64)
+    h1, _ = run_text.__wrapped__(towers[1], ids1)
+    h2, pooled = run_text.__wrapped__(towers[2], ids2)
+    context = torch.cat([h1, h2], dim=-1)
+    context.retain_grad()
+    pooled.retain_grad()
+
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(model_dir, "unet")).eval()
+    unet.requires_grad_(False)
+    cfg = unet.config
+    side = cfg.sample_size
+    sample = torch.randn(1, cfg.in_channels, side, side, generator=gen)
+    timestep = torch.tensor([500.0])
+    time_ids = torch.tensor([[128.0, 112.0, 0.0, 8.0, 128.0, 128.0]])
+    target = torch.randn(1, cfg.out_channels, side, side, generator=gen)
+    noise_pred = unet(sample, timestep, encoder_hidden_states=context,
+                      added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+    loss = torch.nn.functional.mse_loss(noise_pred, target, reduction="mean")
+    loss.backward()
+
+    lora = {}
+    grads = {"input_ids_1": ids1.to(torch.int32), "input_ids_2": ids2.to(torch.int32), "sample": sample,
+             "timestep": timestep, "time_ids": time_ids, "target": target,
+             "prompt_embeds": context.detach().contiguous(), "pooled_prompt_embeds": pooled.detach().contiguous(),
+             "noise_pred": noise_pred.detach().contiguous(), "loss": loss.detach().reshape(1),
+             "grad.prompt_embeds": context.grad.contiguous(), "grad.pooled_prompt_embeds": pooled.grad.contiguous()}
+    for key, (down, up) in sorted(factors.items()):
+        lora[f"{key}.lora_down.weight"] = down.detach().contiguous()
+        lora[f"{key}.lora_up.weight"] = up.detach().contiguous()
+        lora[f"{key}.alpha"] = torch.tensor(alpha)
+        # Encoder 1's last layer feeds nothing SDXL reads: no gradient, zeros.
+        grads[f"{key}.lora_down.weight"] = (down.grad if down.grad is not None else torch.zeros_like(down)).contiguous()
+        grads[f"{key}.lora_up.weight"] = (up.grad if up.grad is not None else torch.zeros_like(up)).contiguous()
+    safetensors.torch.save_file(lora, os.path.join(out_dir, "tiny_text_lora.safetensors"),
+                                metadata={"ss_network_dim": str(rank), "ss_network_alpha": str(alpha)})
+    safetensors.torch.save_file(grads, os.path.join(out_dir, "tiny_text_lora_grad.safetensors"),
+                                metadata={"prompt": prompt, "modules": str(len(factors)),
+                                          "loss": "mse, mean over all elements"})
+
+
 def main():
     model_dir, single_file, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
@@ -378,6 +458,7 @@ def main():
 
     single_sha = check_single_file(single_file, model_dir, unet, vae, te1, te2)
     lora_grad_goldens(model_dir, out_dir, gen)
+    text_lora_grad_goldens(model_dir, out_dir, tok)
 
     files = {}
     for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):

@@ -153,7 +153,8 @@ int df_layer_norm_backward(df_vk_batch_t *batch, const df_weights_t *w, const ch
 }
 
 int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, uint32_t groups, float eps,
-                       const df_fmap *x, df_tensor temb_silu, const df_fmap *dy, const df_fmap *dx, df_error_t *err)
+                       const df_fmap *x, df_tensor temb_silu, const df_fmap *dy, const df_fmap *dx,
+                       df_tensor dtemb_silu, df_error_t *err)
 {
     char n1[160], n2[160], c1[160], c2[160], sc[160], scw[170], tp[160];
     snprintf(n1, sizeof n1, "%s.norm1", prefix);
@@ -200,11 +201,12 @@ int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *
     if (rc == DF_OK)
         rc = df_group_norm_backward(batch, w, n2, groups, eps, 1, &a, &dh, &da, err);
     if (rc == DF_OK && temb_silu.ref.buf) {
-        /* Only adapters on the time projection need the gradient of its
-         * output: the per-channel sum of da over the pixels. */
+        /* Adapters on the time projection, and the time embedding's own
+         * gradient, need the gradient of its output: the per-channel sum of
+         * da over the pixels. */
         const df_weight *tw;
         rc = df_weight_at(w, tp, "weight", &tw, err);
-        if (rc == DF_OK && tw->adapters) {
+        if (rc == DF_OK && (tw->adapters || dtemb_silu.ref.buf)) {
             df_tensor ones, dproj;
             uint32_t hw = a.h * a.w;
             rc = df_scratch(batch, hw, DF_F32, &ones, err);
@@ -215,7 +217,7 @@ int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *
             if (rc == DF_OK)
                 rc = mm(batch, 0, 0, a.n * a.c, 1, hw, 1, 0, da.t, ones, dproj, err);
             if (rc == DF_OK)
-                rc = df_linear_backward(batch, temb_silu, x->n, tw, dproj, k_none, 0, err);
+                rc = df_linear_backward(batch, temb_silu, x->n, tw, dproj, dtemb_silu, 1, err);
         }
     }
     df_fmap dh1;

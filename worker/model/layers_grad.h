@@ -37,9 +37,12 @@ int df_layer_norm_backward(df_vk_batch_t *batch, const df_weights_t *w, const ch
                            uint32_t rows, float eps, df_tensor dy, df_tensor dx, df_error_t *err);
 
 /*  Of df_resnet_block: dx written (the block is recomputed from x). The
- *  time embedding gets no gradient (nothing trainable feeds it). */
+ *  gradient with respect to the (SiLU'd) time embedding accumulates in
+ *  dtemb_silu (f32 [n, temb width]) when it has a buffer: only text-encoder
+ *  training, through the pooled embedding, needs it. */
 int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, uint32_t groups, float eps,
-                       const df_fmap *x, df_tensor temb_silu, const df_fmap *dy, const df_fmap *dx, df_error_t *err);
+                       const df_fmap *x, df_tensor temb_silu, const df_fmap *dy, const df_fmap *dx,
+                       df_tensor dtemb_silu, df_error_t *err);
 
 /*  y += x (alpha 1) over n elements: the residual paths' sums. */
 int df_add_into(df_vk_batch_t *batch, df_tensor x, df_tensor y, uint64_t n, df_error_t *err);

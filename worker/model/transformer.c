@@ -10,6 +10,8 @@
 #include "layers.h"
 #include "layers_grad.h"
 
+static const df_tensor k_none = {{NULL, 0}, DF_F32};
+
 /*  An attention block's projections: q, k, v, out (and out's bias). */
 typedef struct {
     const df_weight *q, *k, *v, *o, *ob;
@@ -238,10 +240,12 @@ static int attention_keep(const df_weights_t *w, df_vk_batch_t *batch, const cha
 
 /*  dx (written) from dout, the gradient of the attention's added output;
  *  for self-attention (kv is x) the key and value paths add into dx too,
- *  for cross-attention they only feed their adapters' gradients. */
+ *  for cross-attention into dkv when it has a buffer (the text encoders are
+ *  training), else they only feed their adapters' gradients. */
 static int attention_backward(const df_weights_t *w, df_vk_batch_t *batch, const char *p, uint32_t n,
                               uint32_t tokens, uint32_t heads, df_tensor x, df_tensor kv, uint32_t kv_tokens,
-                              int self_attn, const attn_saved *s, df_tensor dout, df_tensor dx, df_error_t *err)
+                              int self_attn, const attn_saved *s, df_tensor dout, df_tensor dx, df_tensor dkv,
+                              df_error_t *err)
 {
     attn_weights aw;
     int rc = attn_weights_get(w, p, &aw, err);
@@ -258,8 +262,9 @@ static int attention_backward(const df_weights_t *w, df_vk_batch_t *batch, const
     if (rc == DF_OK) rc = df_linear_backward(batch, s->a, n * tokens, wo, dout, da, 0, err);
     if (rc == DF_OK) rc = df_attention_backward(batch, &d, s->q, s->k, s->v, s->a, s->lse, da, dq, dk, dv, err);
     if (rc == DF_OK) rc = df_linear_backward(batch, x, n * tokens, wq, dq, dx, 0, err);
-    if (rc == DF_OK) rc = df_linear_backward(batch, kv, n * kv_tokens, wk, dk, self_attn ? dx : none, 1, err);
-    if (rc == DF_OK) rc = df_linear_backward(batch, kv, n * kv_tokens, wv, dv, self_attn ? dx : none, 1, err);
+    (void)none;
+    if (rc == DF_OK) rc = df_linear_backward(batch, kv, n * kv_tokens, wk, dk, self_attn ? dx : dkv, 1, err);
+    if (rc == DF_OK) rc = df_linear_backward(batch, kv, n * kv_tokens, wv, dv, self_attn ? dx : dkv, 1, err);
     return rc == DF_OK ? rc : df_error_prefix(err, "%s (backward)", p);
 }
 
@@ -268,7 +273,7 @@ static int attention_backward(const df_weights_t *w, df_vk_batch_t *batch, const
  *  into the gradient with respect to h. */
 static int layer_backward(const df_weights_t *w, df_vk_batch_t *batch, const char *b, uint32_t n, uint32_t HW,
                           uint32_t heads, uint32_t C, df_tensor h, df_tensor context, uint32_t L, df_tensor dh,
-                          df_error_t *err)
+                          df_tensor dcontext, df_error_t *err)
 {
     const uint32_t rows = n * HW;
     const uint64_t rc_elems = (uint64_t)rows * C;
@@ -316,10 +321,10 @@ static int layer_backward(const df_weights_t *w, df_vk_batch_t *batch, const cha
     if (rc == DF_OK) rc = df_linear_backward(batch, n3, rows, f0, df, dn, 0, err);
     if (rc == DF_OK) rc = df_layer_norm_backward(batch, w, n3p, h2, rows, 1e-5f, dn, tmp, err);
     if (rc == DF_OK) rc = df_add_into(batch, tmp, dh, rc_elems, err);
-    if (rc == DF_OK) rc = attention_backward(w, batch, a2p, n, HW, heads, n2, context, L, 0, &s2, dh, dn, err);
+    if (rc == DF_OK) rc = attention_backward(w, batch, a2p, n, HW, heads, n2, context, L, 0, &s2, dh, dn, dcontext, err);
     if (rc == DF_OK) rc = df_layer_norm_backward(batch, w, n2p, h1, rows, 1e-5f, dn, tmp, err);
     if (rc == DF_OK) rc = df_add_into(batch, tmp, dh, rc_elems, err);
-    if (rc == DF_OK) rc = attention_backward(w, batch, a1p, n, HW, heads, n1, n1, HW, 1, &s1, dh, dn, err);
+    if (rc == DF_OK) rc = attention_backward(w, batch, a1p, n, HW, heads, n1, n1, HW, 1, &s1, dh, dn, k_none, err);
     if (rc == DF_OK) rc = df_layer_norm_backward(batch, w, n1p, h, rows, 1e-5f, dn, tmp, err);
     if (rc == DF_OK) rc = df_add_into(batch, tmp, dh, rc_elems, err);
     return rc;
@@ -327,7 +332,7 @@ static int layer_backward(const df_weights_t *w, df_vk_batch_t *batch, const cha
 
 int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *p, uint32_t groups,
                             int depth, uint32_t heads, const df_fmap *x, df_tensor context, uint32_t context_len,
-                            const df_fmap *dy, const df_fmap *dx, df_error_t *err)
+                            const df_fmap *dy, const df_fmap *dx, df_tensor dcontext, df_error_t *err)
 {
     const uint32_t n = x->n, C = x->c, HW = x->h * x->w, rows = n * HW;
     const uint64_t elems = (uint64_t)rows * C;
@@ -405,7 +410,7 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     for (int d = depth - 1; rc == DF_OK && d >= 0; d--) {
         snprintf(b, sizeof b, "%s.transformer_blocks.%d", p, d);
         rc = layer_backward(w, batch, b, n, HW, heads, C, at_f32(hs, elems * (uint64_t)d), context, context_len, dh,
-                            err);
+                            dcontext, err);
         if (rc == DF_OK)
             rc = df_vk_batch_submit(batch, err);
     }

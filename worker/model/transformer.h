@@ -23,12 +23,14 @@ int df_transformer_forward(df_vk_batch_t *batch, const df_weights_t *w, const ch
 /*  From x (the block's input) and dy (the gradient with respect to its
  *  output), dx: the gradient with respect to x, written; the adapters'
  *  gradients accumulate. The block is recomputed from x, keeping each
- *  layer's input, and each layer recomputed again on the way back. The
- *  context gets no gradient. Head dims up to 128. The batch is submitted
+ *  layer's input, and each layer recomputed again on the way back. Head
+ *  dims up to 128. The batch is submitted
  *  after each layer (freeing its scratch), so x, dy, dx and the context must
- *  be buffers that outlive a submit, not scratch. */
+ *  be buffers that outlive a submit, not scratch. dcontext (f32, the
+ *  context's shape; no buffer: not wanted) accumulates the gradient with
+ *  respect to the context, for training the text encoders. */
 int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *prefix, uint32_t groups,
                             int depth, uint32_t heads, const df_fmap *x, df_tensor context, uint32_t context_len,
-                            const df_fmap *dy, const df_fmap *dx, df_error_t *err);
+                            const df_fmap *dy, const df_fmap *dx, df_tensor dcontext, df_error_t *err);
 
 #endif

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "copy2d.h"
 #include "eltwise.h"
 #include "layers.h"
+#include "layers_grad.h"
 #include "sdxl_arch.h"
 #include "timestep.h"
 #include "transformer.h"
@@ -96,10 +98,18 @@ df_weights_t *df_unet_weights(df_unet_t *self) { return self->w; }
 
 /* ------------------------------------------------------------ embeddings */
 
+/*  What the embeddings' backward pass reads: add_embedding's input
+ *  [n, P], its first linear's output before the SiLU [n, T], and the summed
+ *  embedding before the last SiLU [n, T]. */
+typedef struct {
+    df_tensor add, a1, emb;
+} emb_saved;
+
 /*  silu(time_embedding(t) + add_embedding([text_embeds, time_ids])): what
- *  every ResNet block's time projection takes, [n, 4 * C0]. */
-int df_unet_embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor *temb_silu,
-                       df_error_t *err)
+ *  every ResNet block's time projection takes, [n, 4 * C0]; saved (NULL:
+ *  none) gets the internals for the backward pass. */
+static int embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor *temb_silu,
+                      emb_saved *saved, df_error_t *err)
 {
     const df_unet_config *c = &u->cfg;
     const uint32_t n = in->sample->n, c0 = (uint32_t)c->block_out[0], T = 4 * c0;
@@ -140,14 +150,61 @@ int df_unet_embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs 
             rc = df_timestep_embedding(batch, &ad, 6, t6, df_tensor_at(u->add_freqs, 0, DF_F32), dst, err);
         }
     }
-    if (rc == DF_OK) rc = df_linear(batch, add, n, a1, ab1, ah, 0, DF_ELT_SILU, err);
+    df_tensor none = {{NULL, 0}, DF_F32};
+    if (saved) { /* the SiLU on its own, keeping its input */
+        df_elt_desc e = {.op = DF_ELT_SILU, .n = (uint64_t)n * T};
+        if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &saved->a1, err);
+        if (rc == DF_OK) rc = df_linear(batch, add, n, a1, ab1, saved->a1, 0, DF_ELT_COPY, err);
+        if (rc == DF_OK) rc = df_eltwise(batch, &e, saved->a1, none, ah, err);
+        saved->add = add, saved->emb = emb;
+    } else if (rc == DF_OK) {
+        rc = df_linear(batch, add, n, a1, ab1, ah, 0, DF_ELT_SILU, err);
+    }
     if (rc == DF_OK) rc = df_linear(batch, ah, n, a2, ab2, emb, 1, DF_ELT_COPY, err); /* emb += aug */
     if (rc == DF_OK) {
         df_elt_desc e = {.op = DF_ELT_SILU, .n = (uint64_t)n * T};
-        df_tensor none = {{NULL, 0}, DF_F32};
         rc = df_eltwise(batch, &e, emb, none, *temb_silu, err);
     }
     return rc == DF_OK ? rc : df_error_prefix(err, "unet embeddings");
+}
+
+int df_unet_embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor *temb_silu,
+                       df_error_t *err)
+{
+    return embeddings(u, batch, in, temb_silu, NULL, err);
+}
+
+int df_unet_embeddings_backward(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor dtemb_silu,
+                                df_tensor dtext_embeds, df_error_t *err)
+{
+    const df_unet_config *c = &u->cfg;
+    const uint32_t n = in->sample->n, T = 4 * (uint32_t)c->block_out[0];
+    const uint32_t P = (uint32_t)c->projection_class_embeddings_input_dim;
+    const uint32_t pooled = P - 6 * (uint32_t)c->addition_time_embed_dim;
+    const df_weight *a1, *a2;
+    int rc = df_weights_get(u->w, "add_embedding.linear_1.weight", &a1, err);
+    if (rc == DF_OK) rc = df_weights_get(u->w, "add_embedding.linear_2.weight", &a2, err);
+    emb_saved s;
+    df_tensor temb_silu, demb, ah, dah, da1, dadd;
+    if (rc == DF_OK) rc = embeddings(u, batch, in, &temb_silu, &s, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &demb, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &ah, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &dah, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &da1, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * P, DF_F32, &dadd, err);
+    /* temb_silu = silu(emb), emb = time part + linear_2(silu(a1)), a1 = linear_1(add). */
+    df_elt_desc sb = {.op = DF_ELT_SILU_BWD, .n = (uint64_t)n * T, .alpha = 1};
+    df_elt_desc sf = {.op = DF_ELT_SILU, .n = (uint64_t)n * T};
+    df_tensor none = {{NULL, 0}, DF_F32};
+    if (rc == DF_OK) rc = df_eltwise(batch, &sb, s.emb, dtemb_silu, demb, err);
+    if (rc == DF_OK) rc = df_eltwise(batch, &sf, s.a1, none, ah, err);
+    if (rc == DF_OK) rc = df_linear_backward(batch, ah, n, a2, demb, dah, 0, err);
+    if (rc == DF_OK) rc = df_eltwise(batch, &sb, s.a1, dah, da1, err);
+    if (rc == DF_OK) rc = df_linear_backward(batch, s.add, n, a1, da1, dadd, 0, err);
+    /* The text's part of each row: the pooled embedding's gradient. */
+    df_copy2d_desc cd = {.rows = n, .width = pooled, .ld_x = P, .ld_y = pooled};
+    if (rc == DF_OK) rc = df_copy2d(batch, &cd, dadd, dtext_embeds, err);
+    return rc == DF_OK ? rc : df_error_prefix(err, "unet embeddings (backward)");
 }
 
 /* ----------------------------------------------------------------- blocks */

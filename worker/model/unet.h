@@ -71,4 +71,23 @@ int df_unet_embeddings(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inpu
 int df_unet_lora_grad(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor target,
                       df_tensor weights, float grad_scale, df_tensor pred, df_tensor losses, df_error_t *err);
 
+/*  The gradients with respect to the UNet's text conditioning, which
+ *  training the text encoders continues from: either may have no buffer
+ *  (not wanted). Written, scaled by grad_scale like the adapters'. */
+typedef struct {
+    df_tensor context;     /* f32, in->context's shape [n, context_len, cross_attention_dim] */
+    df_tensor text_embeds; /* f32 [n, pooled dim] */
+} df_unet_text_grads;
+
+/*  df_unet_lora_grad, also writing text_grads (NULL: none). */
+int df_unet_lora_grad_text(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor target,
+                           df_tensor weights, float grad_scale, df_tensor pred, df_tensor losses,
+                           const df_unet_text_grads *text_grads, df_error_t *err);
+
+/*  The time and added embeddings' backward pass: from the gradient with
+ *  respect to their (SiLU'd) output, the pooled text embedding's gradient
+ *  (f32 [n, pooled dim], written). Recomputes the forward pass from in. */
+int df_unet_embeddings_backward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
+                                df_tensor dtemb_silu, df_tensor dtext_embeds, df_error_t *err);
+
 #endif

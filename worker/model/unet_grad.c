@@ -105,7 +105,7 @@ static int unit_forward(df_unet_t *self, df_vk_batch_t *batch, const unit *u, co
  *  block's ResNet adds its skip's share into dskip. */
 static int unit_backward(df_unet_t *self, df_vk_batch_t *batch, const unit *u, const df_fmap *skips,
                          const df_unet_inputs *in, df_tensor temb, const df_fmap *dy, const df_fmap *dx,
-                         const df_fmap *dskip, df_error_t *err)
+                         const df_fmap *dskip, df_tensor dtemb, df_tensor dcontext, df_error_t *err)
 {
     const df_unet_config *c = df_unet_config_of(self);
     df_weights_t *w = df_unet_weights(self);
@@ -162,14 +162,14 @@ static int unit_backward(df_unet_t *self, df_vk_batch_t *batch, const unit *u, c
                 rc = df_keep_new(batch, &own, elems(&r), DF_F32, &dr.t, err);
             if (rc == DF_OK)
                 rc = df_transformer_backward(batch, w, u->attn, g, u->depth, u->heads, &r, in->context,
-                                             in->context_len, dy, &dr, err);
+                                             in->context_len, dy, &dr, dcontext, err);
         }
         if (rc == DF_OK && u->skip_in < 0)
-            rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, dx, err);
+            rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, dx, dtemb, err);
         if (rc == DF_OK && u->skip_in >= 0) {
             rc = df_fmap_new(batch, x.n, x.c, x.h, x.w, &dcat, err);
             if (rc == DF_OK)
-                rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, &dcat, err);
+                rc = df_resnet_backward(batch, w, u->res, g, eps, &x, temb, &dr, &dcat, dtemb, err);
             /* Split: the running input's part to dx, the skip's added to dskip. */
             df_fmap ds;
             if (rc == DF_OK)
@@ -268,6 +268,13 @@ static int keep_like(df_vk_batch_t *batch, df_keep *keep, const df_fmap *m, int 
 int df_unet_lora_grad(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor target,
                       df_tensor weights, float grad_scale, df_tensor pred, df_tensor losses, df_error_t *err)
 {
+    return df_unet_lora_grad_text(self, batch, in, target, weights, grad_scale, pred, losses, NULL, err);
+}
+
+int df_unet_lora_grad_text(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in, df_tensor target,
+                           df_tensor weights, float grad_scale, df_tensor pred, df_tensor losses,
+                           const df_unet_text_grads *text_grads, df_error_t *err)
+{
     const df_unet_config *c = df_unet_config_of(self);
     const df_fmap *s = in->sample;
     unit units[MAX_UNITS];
@@ -285,10 +292,22 @@ int df_unet_lora_grad(df_unet_t *self, df_vk_batch_t *batch, const df_unet_input
      * unit's input and (for down blocks) as a skip connection. */
     df_keep kept = {.n = 0};
     df_fmap skips[MAX_SKIPS], dskips[MAX_SKIPS], x = *s, out, dy;
-    df_tensor temb;
+    df_tensor temb, dtemb = {{NULL, 0}, DF_F32}, dcontext = {{NULL, 0}, DF_F32};
+    const uint64_t temb_elems = (uint64_t)s->n * 4 * (uint64_t)c->block_out[0];
     rc = df_unet_embeddings(self, batch, in, &temb, err);
     if (rc == DF_OK)
-        rc = df_keep_tensor(batch, &kept, &temb, (uint64_t)s->n * 4 * (uint64_t)c->block_out[0], err);
+        rc = df_keep_tensor(batch, &kept, &temb, temb_elems, err);
+    /* The text gradients accumulate over every block that reads the text. */
+    if (rc == DF_OK && text_grads && text_grads->context.ref.buf) {
+        dcontext = text_grads->context;
+        rc = df_vk_batch_fill(batch, dcontext.ref.buf, dcontext.ref.offset,
+                              (uint64_t)s->n * in->context_len * (uint64_t)c->cross_attention_dim * 4, 0, err);
+    }
+    if (rc == DF_OK && text_grads && text_grads->text_embeds.ref.buf) {
+        rc = df_keep_new(batch, &kept, temb_elems, DF_F32, &dtemb, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_fill(batch, dtemb.ref.buf, dtemb.ref.offset, temb_elems * 4, 0, err);
+    }
     for (int i = 0; rc == DF_OK && i < nunits; i++) {
         unit *u = &units[i];
         u->in = x;
@@ -328,7 +347,7 @@ int df_unet_lora_grad(df_unet_t *self, df_vk_batch_t *batch, const df_unet_input
         }
         if (rc == DF_OK)
             rc = unit_backward(self, batch, u, skips, in, temb, &dy, &dx, u->skip_in >= 0 ? &dskips[u->skip_in] : NULL,
-                               err);
+                               dtemb, dcontext, err);
         if (rc == DF_OK)
             rc = df_vk_batch_submit(batch, err);
         if (rc != DF_OK) {
@@ -339,6 +358,11 @@ int df_unet_lora_grad(df_unet_t *self, df_vk_batch_t *batch, const df_unet_input
         df_vk_buffer_destroy(&running);
         running = next;
         dy = dx;
+    }
+    if (rc == DF_OK && dtemb.ref.buf) {
+        rc = df_unet_embeddings_backward(self, batch, in, dtemb, text_grads->text_embeds, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_submit(batch, err);
     }
     if (running && rc != DF_OK)
         df_vk_batch_hold(batch, &running, NULL);
