@@ -1987,6 +1987,109 @@ static void test_unet_text_grads(void)
     df_safetensors_destroy(&st);
 }
 
+/*  Text-encoder LoRA gradients: both towers with adapters on every
+ *  attention projection, fed the golden's token ids; the forward outputs
+ *  (with the adapters) against open_clip's, then the backward pass from the
+ *  gradients autograd found at the UNet's text inputs, every factor's
+ *  gradient against autograd's by the LoRA file's own names. */
+static void test_text_lora_grad(void)
+{
+    df_safetensors_t *st = open_golden("tiny_text_lora_grad.safetensors");
+    char lora[600];
+    snprintf(lora, sizeof lora, "%s/tiny_text_lora.safetensors", g_golden);
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_clip_text_t *te[2] = {NULL, NULL};
+    for (int e = 0; m && st && e < 2; e++)
+        te[e] = df_sdxl_load_text_encoder(m, e + 1, g_dev, g_xfer, DF_F32, &err);
+    CHECK(te[0] && te[1]);
+    df_lora_targets t = {NULL, te[0], te[1], 0};
+    df_lora_stats stats = {{0}};
+    if (te[0] && te[1]) {
+        CHECK_OK(df_lora_attach(lora, 1.0f, df_sdxl_config_of(m), &t, g_batch, g_xfer, &stats, &err), &err);
+        CHECK(stats.modules[1] > 0 && stats.modules[2] > 0 && stats.modules[0] == 0);
+    }
+    uint64_t nc = 0, np = 0;
+    float *dctx = st ? golden_f32(st, "grad.prompt_embeds", &nc) : NULL;
+    float *ctx = st ? golden_f32(st, "prompt_embeds", &nc) : NULL;
+    float *dpool = st ? golden_f32(st, "grad.pooled_prompt_embeds", &np) : NULL;
+    const uint32_t D1 = te[0] ? (uint32_t)df_clip_text_config_of(te[0])->hidden : 0;
+    const uint32_t D2 = te[1] ? (uint32_t)df_clip_text_config_of(te[1])->hidden : 0;
+    for (int e = 0; te[0] && te[1] && ctx && dctx && dpool && e < 2; e++) {
+        df_weights_t *w = df_clip_text_weights(te[e]);
+        CHECK_OK(df_weights_adapter_grads(w, g_batch, &err), &err);
+        const int32_t *ids = (const int32_t *)df_safetensors_find(st, e ? "input_ids_2" : "input_ids_1")->data;
+        const uint32_t D = e ? D2 : D1, off = e ? D1 : 0;
+        /* This encoder's columns of the context and of its gradient. */
+        float *mine = malloc(77 * D * sizeof *mine), *dmine = malloc(77 * D * sizeof *dmine), *got = malloc(77 * D * 4);
+        for (uint32_t r = 0; r < 77; r++)
+            for (uint32_t c = 0; c < D; c++) {
+                mine[r * D + c] = ctx[r * (D1 + D2) + off + c];
+                dmine[r * D + c] = dctx[r * (D1 + D2) + off + c];
+            }
+        df_vk_buffer_t *hb = df_vk_buffer_new(g_dev, 77 * D * 4, &err), *db = df_vk_buffer_new(g_dev, 77 * D * 4, &err);
+        df_vk_buffer_t *pb = df_vk_buffer_new(g_dev, np * 4, &err);
+        df_tensor none = {{NULL, 0}, DF_F32};
+        CHECK_OK(df_clip_text_forward(te[e], g_batch, ids, 1, df_tensor_at(hb, 0, DF_F32), none, &err), &err);
+        CHECK_OK(df_vk_batch_submit(g_batch, &err), &err);
+        CHECK_OK(df_vk_download(g_xfer, hb, 0, got, 77 * D * 4, &err), &err);
+        char what[96];
+        snprintf(what, sizeof what, "encoder %d with LoRA: penultimate", e + 1);
+        check_close(what, got, mine, 77 * D, 1e-4);
+        CHECK_OK(df_vk_upload(g_xfer, db, 0, dmine, 77 * D * 4, &err), &err);
+        CHECK_OK(df_vk_upload(g_xfer, pb, 0, dpool, np * 4, &err), &err);
+        CHECK_OK(df_clip_text_backward(te[e], g_batch, ids, 1, df_tensor_at(db, 0, DF_F32),
+                                       e ? df_tensor_at(pb, 0, DF_F32) : none, &err),
+                 &err);
+        CHECK_OK(df_vk_batch_submit(g_batch, &err), &err);
+        double worst = 0;
+        size_t checked = 0;
+        for (size_t i = 0; i < df_weights_adapter_count(w); i++) {
+            const df_weight_adapter *a = df_weights_adapter_at(w, i, NULL);
+            for (int f = 0; f < 2; f++) {
+                uint64_t n;
+                float *want = golden_f32(st, f ? a->up_key : a->down_key, &n), *g = malloc(n * 4);
+                df_tensor gt = f ? a->grad_up : a->grad_down;
+                CHECK(want != NULL);
+                if (want && df_vk_download(g_xfer, gt.ref.buf, gt.ref.offset, g, n * 4, &err) == DF_OK) {
+                    double scale = 0, e2 = 0;
+                    for (uint64_t k = 0; k < n; k++) {
+                        scale = fmax(scale, fabs(want[k]));
+                        e2 = fmax(e2, fabs((double)g[k] - want[k]));
+                    }
+                    /* Encoder 1's last layer feeds nothing: zero, exactly. */
+                    double rel = scale > 0 ? e2 / scale : e2;
+                    if (rel > 1e-3)
+                        fprintf(stderr, "  %s: max err %.3g of scale %.3g\n", f ? a->up_key : a->down_key, e2, scale);
+                    CHECK(rel <= 1e-3);
+                    worst = fmax(worst, rel);
+                    checked++;
+                }
+                free(want), free(g);
+            }
+        }
+        fprintf(stderr, "  encoder %d: %zu LoRA gradients match autograd; worst %.2g of scale\n", e + 1, checked, worst);
+        CHECK(checked == 2 * df_weights_adapter_count(w) && checked > 0);
+        free(mine), free(dmine), free(got);
+        df_vk_buffer_destroy(&hb), df_vk_buffer_destroy(&db), df_vk_buffer_destroy(&pb);
+    }
+    /* A pooled gradient for the encoder without a projection is refused. */
+    if (te[0]) {
+        df_vk_buffer_t *pb = df_vk_buffer_new(g_dev, 64, &err);
+        df_tensor none = {{NULL, 0}, DF_F32};
+        const int32_t *ids = st ? (const int32_t *)df_safetensors_find(st, "input_ids_1")->data : NULL;
+        CHECK_FAILS(df_clip_text_backward(te[0], g_batch, ids, 1, none, df_tensor_at(pb, 0, DF_F32), &err), &err,
+                    DF_E_INVALID, "no projection");
+        df_vk_buffer_destroy(&pb);
+    }
+    free(dctx), free(ctx), free(dpool);
+    df_clip_text_destroy(&te[0]);
+    df_clip_text_destroy(&te[1]);
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 static float g_resume_losses[6];
 static void test_lora_training_resume(void) { run_training_resume(0, g_resume_losses); }
 
@@ -2465,6 +2568,7 @@ int main(int argc, char **argv)
     RUN(test_lora_grad_f16_weights);
     RUN(test_unet_int8);
     RUN(test_unet_text_grads);
+    RUN(test_text_lora_grad);
     RUN(test_lora_adamw_matches_torch);
     RUN(test_lora_training_learns);
     RUN(test_lora_training_resume);

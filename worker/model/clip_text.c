@@ -134,15 +134,21 @@ static int encoder_layer(const df_clip_text_t *m, df_vk_batch_t *batch, int l, u
     return rc == DF_OK ? rc : df_error_prefix(err, "text encoder layer %d", l);
 }
 
-int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
-                         df_tensor hidden, df_tensor pooled, df_error_t *err)
+uint32_t df_clip_text_eos_at(const int32_t *ids)
+{
+    uint32_t at = 0;
+    for (uint32_t t = 1; t < DF_CLIP_CONTEXT; t++)
+        if (ids[t] > ids[at])
+            at = t;
+    return at;
+}
+
+/*  Checks ids and writes token + position embeddings into hidden [rows, D]. */
+static int embed(const df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq, df_tensor hidden,
+                 df_error_t *err)
 {
     const df_clip_text_config *c = &self->cfg;
     const uint32_t T = DF_CLIP_CONTEXT, rows = nseq * T, D = (uint32_t)c->hidden;
-    if (nseq == 0 || !hidden.ref.buf || hidden.dtype != DF_F32)
-        return df_error_set(err, DF_E_INVALID, "text encoder: need sequences and an f32 output");
-    if (pooled.ref.buf && (!c->with_projection || pooled.dtype != DF_F32))
-        return df_error_set(err, DF_E_INVALID, "text encoder: no projection for a pooled output");
     if (c->max_positions < (int)T)
         return df_error_set(err, DF_E_UNSUPPORTED, "text encoder: %d positions, fewer than %u", c->max_positions, T);
     for (uint32_t i = 0; i < rows; i++)
@@ -155,11 +161,9 @@ int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32
         rc = df_weights_get(self->w, "text_model.embeddings.position_embedding.weight", &pos, err);
     if (rc != DF_OK)
         return rc;
-
-    /* Embeddings: each token's row copied out of the table (in the table's
-     * type), then converted and summed with the positions in one pass. */
+    /* Each token's row copied out of the table (in the table's type), then
+     * converted and summed with the positions in one pass. */
     df_tensor rowsbuf;
-    layer_scratch s;
     size_t esz = df_dtype_size(tok->t.dtype);
     if ((D * esz) % 4)
         return df_error_set(err, DF_E_UNSUPPORTED, "text encoder: hidden size %u in %s rows is not 4-byte aligned", D,
@@ -173,18 +177,58 @@ int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32
                          .b_count = (uint64_t)T * D};
         rc = df_eltwise(batch, &e, rowsbuf, pos->t, hidden, err);
     }
+    return rc;
+}
+
+static int scratch_new(const df_clip_text_t *self, df_vk_batch_t *batch, uint32_t rows, layer_scratch *s,
+                       df_error_t *err)
+{
+    const uint64_t n = (uint64_t)rows * (uint32_t)self->cfg.hidden;
+    int rc = df_scratch(batch, n, DF_F32, &s->h, err);
+    if (rc == DF_OK) rc = df_scratch(batch, n, DF_F32, &s->q, err);
+    if (rc == DF_OK) rc = df_scratch(batch, n, DF_F32, &s->k, err);
+    if (rc == DF_OK) rc = df_scratch(batch, n, DF_F32, &s->v, err);
+    if (rc == DF_OK) rc = df_scratch(batch, n, DF_F32, &s->a, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)rows * (uint32_t)self->cfg.intermediate, DF_F32, &s->f, err);
+    return rc;
+}
+
+int df_clip_text_forward_all(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
+                             df_tensor xs, df_error_t *err)
+{
+    const uint32_t rows = nseq * DF_CLIP_CONTEXT;
+    const uint64_t n = (uint64_t)rows * (uint32_t)self->cfg.hidden;
+    if (nseq == 0 || !xs.ref.buf || xs.dtype != DF_F32)
+        return df_error_set(err, DF_E_INVALID, "text encoder: need sequences and an f32 output");
+    int rc = embed(self, batch, ids, nseq, xs, err);
+    for (int l = 0; rc == DF_OK && l < self->cfg.layers; l++) {
+        df_tensor in = {{xs.ref.buf, xs.ref.offset + (uint64_t)l * n * 4}, DF_F32};
+        df_tensor out = {{xs.ref.buf, xs.ref.offset + (uint64_t)(l + 1) * n * 4}, DF_F32};
+        layer_scratch s;
+        rc = scratch_new(self, batch, rows, &s, err);
+        if (rc == DF_OK)
+            rc = df_vk_batch_copy(batch, in.ref.buf, in.ref.offset, out.ref.buf, out.ref.offset, n * 4, err);
+        if (rc == DF_OK)
+            rc = encoder_layer(self, batch, l, nseq, out, &s, err);
+        if (rc == DF_OK) /* one layer's scratch at a time */
+            rc = df_vk_batch_submit(batch, err);
+    }
+    return rc;
+}
+
+int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
+                         df_tensor hidden, df_tensor pooled, df_error_t *err)
+{
+    const df_clip_text_config *c = &self->cfg;
+    const uint32_t T = DF_CLIP_CONTEXT, rows = nseq * T, D = (uint32_t)c->hidden;
+    if (nseq == 0 || !hidden.ref.buf || hidden.dtype != DF_F32)
+        return df_error_set(err, DF_E_INVALID, "text encoder: need sequences and an f32 output");
+    if (pooled.ref.buf && (!c->with_projection || pooled.dtype != DF_F32))
+        return df_error_set(err, DF_E_INVALID, "text encoder: no projection for a pooled output");
+    layer_scratch s;
+    int rc = embed(self, batch, ids, nseq, hidden, err);
     if (rc == DF_OK)
-        rc = df_scratch(batch, (uint64_t)rows * D, DF_F32, &s.h, err);
-    if (rc == DF_OK)
-        rc = df_scratch(batch, (uint64_t)rows * D, DF_F32, &s.q, err);
-    if (rc == DF_OK)
-        rc = df_scratch(batch, (uint64_t)rows * D, DF_F32, &s.k, err);
-    if (rc == DF_OK)
-        rc = df_scratch(batch, (uint64_t)rows * D, DF_F32, &s.v, err);
-    if (rc == DF_OK)
-        rc = df_scratch(batch, (uint64_t)rows * D, DF_F32, &s.a, err);
-    if (rc == DF_OK)
-        rc = df_scratch(batch, (uint64_t)rows * (uint32_t)c->intermediate, DF_F32, &s.f, err);
+        rc = scratch_new(self, batch, rows, &s, err);
 
     /* Layers 0 .. L-2 leave the penultimate hidden state in `hidden`. */
     for (int l = 0; rc == DF_OK && l < c->layers - 1; l++)
@@ -207,10 +251,7 @@ int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32
     if (rc == DF_OK)
         rc = df_scratch(batch, (uint64_t)nseq * D, DF_F32, &eos_n, err);
     for (uint32_t b = 0; rc == DF_OK && b < nseq; b++) {
-        uint32_t at = 0;
-        for (uint32_t t = 1; t < T; t++)
-            if (ids[b * T + t] > ids[b * T + at])
-                at = t;
+        uint32_t at = df_clip_text_eos_at(ids + (uint64_t)b * T);
         rc = df_vk_batch_copy(batch, x.ref.buf, x.ref.offset + ((uint64_t)b * T + at) * D * 4, eos.ref.buf,
                               eos.ref.offset + (uint64_t)b * D * 4, (uint64_t)D * 4, err);
     }

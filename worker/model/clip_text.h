@@ -48,4 +48,26 @@ df_weights_t *df_clip_text_weights(df_clip_text_t *self);
 int df_clip_text_forward(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
                          df_tensor hidden, df_tensor pooled, df_error_t *err);
 
+/*  Where the pooled output is read in a sequence of DF_CLIP_CONTEXT ids: the
+ *  first end-of-text token (the highest id, as CLIP's vocabulary puts it
+ *  last). */
+uint32_t df_clip_text_eos_at(const int32_t *ids);
+
+/*  For training: the embeddings and every layer's output, xs f32
+ *  [layers + 1][nseq x 77][hidden], so xs[l] is layer l's input and
+ *  xs[layers - 1] the penultimate output. Submits after each layer (xs must
+ *  outlive submits). */
+int df_clip_text_forward_all(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
+                             df_tensor xs, df_error_t *err);
+
+/*  The backward pass of df_clip_text_forward for training text-encoder
+ *  LoRAs: from the gradients with respect to its outputs, dhidden (the
+ *  penultimate layer's, f32 [nseq x 77][hidden]) and dpooled (f32
+ *  [nseq][projection]; either may have no buffer), the adapters' gradient
+ *  buffers accumulate (df_weights_adapter_grads). The forward pass is
+ *  recomputed from ids, keeping each layer's input; each layer is computed
+ *  again on the way back. Submits as it goes (clip_text_grad.c). */
+int df_clip_text_backward(df_clip_text_t *self, df_vk_batch_t *batch, const int32_t *ids, uint32_t nseq,
+                          df_tensor dhidden, df_tensor dpooled, df_error_t *err);
+
 #endif
