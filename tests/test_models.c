@@ -2297,6 +2297,119 @@ static void test_train_lora_validation(void)
     df_sdxl_destroy(&m);
 }
 
+/*  on_checkpoint for the text-encoder test: keeps a copy of the checkpoint
+ *  written after ctx's step. */
+typedef struct {
+    uint64_t step;
+    char copy[256];
+} keep_checkpoint;
+
+static int keep_checkpoint_at(void *ctx, const char *path, uint64_t step, df_error_t *err)
+{
+    keep_checkpoint *k = ctx;
+    if (step != k->step)
+        return DF_OK;
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, k->copy);
+    return system(cmd) == 0 ? DF_OK : df_error_set(err, DF_E_IO, "could not copy %s", path);
+}
+
+/*  Whether the LoRA file holds keys starting with prefix, and whether any of
+ *  them (up factors: "lora_up" or "lora_B") is nonzero. */
+static int lora_has(const char *path, const char *prefix, int *nonzero_up)
+{
+    df_safetensors_t *st = df_safetensors_open(path, NULL);
+    int n = 0;
+    *nonzero_up = 0;
+    for (size_t i = 0; st && i < df_safetensors_count(st); i++) {
+        const df_st_tensor *t = df_safetensors_at(st, i);
+        if (strncmp(t->name, prefix, strlen(prefix)) != 0)
+            continue;
+        n++;
+        if ((strstr(t->name, "lora_up") || strstr(t->name, "lora_B")) && t->dtype == DF_F32)
+            for (uint64_t k = 0; k < t->nelem; k++)
+                *nonzero_up |= ((const float *)t->data)[k] != 0;
+    }
+    df_safetensors_destroy(&st);
+    return n;
+}
+
+/*  Training the text encoders too: both towers' adapters learn (their up
+ *  factors leave zero), the files carry them under kohya's and PEFT's keys
+ *  and load into generation, a checkpoint resumes to the same file, and a
+ *  caption too long for one chunk is refused by name. */
+static void test_train_lora_text(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char paths[2][256];
+    const char *images[2], *captions[2] = {"a photo of TOK person", "TOK person smiling"};
+    for (int i = 0; i < 2; i++) {
+        uint8_t rgb[64 * 64 * 3];
+        for (uint32_t k = 0; k < 64 * 64; k++)
+            rgb[3 * k] = (uint8_t)(k % 64 * 3 + 50 * i), rgb[3 * k + 1] = (uint8_t)(k / 64 * 4), rgb[3 * k + 2] = 70;
+        snprintf(paths[i], sizeof paths[i], "%s/te_photo%d.png", g_dir, i);
+        CHECK_OK(df_png_write(paths[i], rgb, 64, 64, NULL, 0, &err), &err);
+        images[i] = paths[i];
+    }
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    char kohya[256], peft[256], ckpt[256], again[256];
+    snprintf(kohya, sizeof kohya, "%s/te_lora.safetensors", g_dir);
+    snprintf(peft, sizeof peft, "%s/te_lora_peft.safetensors", g_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/te_checkpoint.safetensors", g_dir);
+    snprintf(again, sizeof again, "%s/te_lora_resumed.safetensors", g_dir);
+    keep_checkpoint kc = {.step = 2};
+    snprintf(kc.copy, sizeof kc.copy, "%s/te_checkpoint_2.safetensors", g_dir);
+    df_train_params p = {.images = images, .captions = captions, .count = 2, .resolution = 64, .steps = 4, .batch = 2,
+                         .lora = {.rank = 4, .alpha = 4, .seed = 3}, .lr = {DF_LR_CONSTANT, 1e-2f, 0, 4},
+                         .noise = {.seed = 3}, .weights = DF_F32, .train_text = 1, .checkpoint = ckpt,
+                         .checkpoint_every = 2, .on_checkpoint = keep_checkpoint_at, .checkpoint_ctx = &kc};
+    float lt[4], lu[4], lr4[4];
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, kohya, peft, lt, &err), &err);
+    int nz1 = 0, nz2 = 0, nzu = 0, nzp = 0;
+    CHECK(lora_has(kohya, "lora_te1_", &nz1) == 4 * 3 * 3); /* down, up, alpha of q, k, v, out in 3 layers */
+    CHECK(lora_has(kohya, "lora_te2_", &nz2) > 0);
+    CHECK(lora_has(kohya, "lora_unet_", &nzu) > 0);
+    CHECK(nz1 && nz2 && nzu);
+    CHECK(lora_has(peft, "text_encoder.", &nzp) > 0 && nzp);
+    CHECK(lora_has(peft, "text_encoder_2.", &nzp) > 0 && nzp);
+    /* The same run without the text encoders: the first step's loss is the
+     * same (every up factor starts at zero), later ones are not. */
+    df_train_params u = p;
+    u.train_text = 0, u.checkpoint = NULL, u.on_checkpoint = NULL;
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &u, NULL, NULL, NULL, NULL, lu, &err), &err);
+    fprintf(stderr, "  losses with the text encoders %.5f %.5f %.5f %.5f, without %.5f %.5f %.5f %.5f\n", lt[0], lt[1],
+            lt[2], lt[3], lu[0], lu[1], lu[2], lu[3]);
+    CHECK(lt[0] == lu[0] && memcmp(lt + 1, lu + 1, 3 * sizeof *lt) != 0);
+    /* Resumed from the checkpoint after step 2: the same file. */
+    df_train_params r = p;
+    r.resume = kc.copy, r.checkpoint = NULL, r.on_checkpoint = NULL;
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &r, NULL, NULL, again, NULL, lr4, &err), &err);
+    CHECK(lora_files_apart(kohya, again, 1e-2) == 0);
+    CHECK(memcmp(lt, lr4, sizeof lt) == 0);
+    /* Generation takes the text encoders' part. */
+    df_generator_t *gen = df_generator_new(m, g_dev, g_xfer, DF_F32, &err);
+    CHECK(gen != NULL);
+    if (gen)
+        CHECK_OK(df_generator_add_lora(gen, g_batch, kohya, 1.0f, &err), &err);
+    df_generator_destroy(&gen);
+    /* A caption of two chunks. */
+    char longc[800] = "";
+    for (int i = 0; i < 80; i++)
+        strcat(longc, "word ");
+    const char *long_captions[2] = {captions[0], longc};
+    df_train_params q = p;
+    q.captions = long_captions, q.checkpoint = NULL, q.on_checkpoint = NULL;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "caption 2 is longer than 75 tokens");
+    unlink(kohya), unlink(peft), unlink(ckpt), unlink(again), unlink(kc.copy);
+    unlink(paths[0]), unlink(paths[1]);
+    df_sdxl_destroy(&m);
+}
+
 static void test_train_lora_run(void)
 {
     df_error_t err;
@@ -2574,6 +2687,7 @@ int main(int argc, char **argv)
     RUN(test_lora_training_resume);
     RUN(test_lora_training_adam8);
     RUN(test_train_lora_run);
+    RUN(test_train_lora_text);
     RUN(test_train_lora_prior);
     RUN(test_train_lora_buckets);
     RUN(test_train_lora_validation);

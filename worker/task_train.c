@@ -237,6 +237,7 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .lr = {(df_lr_schedule)sched, p->lr, p->warmup, p->steps},
             .noise = {.seed = p->seed, .noise_offset = p->noise_offset, .min_snr_gamma = p->min_snr_gamma},
             .weights = p->weights_int8 ? DF_I8 : p->weights_f32 ? DF_F32 : DF_F16,
+            .train_text = p->train_text_encoder,
             .sync = ex ? df_train_exchange_sync(ex) : NULL,
             .class_images = (const char *const *)p->class_images,
             .class_captions = (const char *const *)p->class_captions, .class_count = (uint32_t)p->n_class_images,

@@ -721,7 +721,7 @@ static void test_train(void)
              0);
     /* 8-bit UNet weights on the workers: the LoRA runs beside them (a merge
      * is refused up front), and training takes them too, here with 8-bit
-     * optimiser moments as well. */
+     * optimiser moments and the text encoders training as well. */
     char imgs8[300], out8[300];
     snprintf(imgs8, sizeof imgs8, "%s/images-int8", g_dir);
     snprintf(out8, sizeof out8, "%s/trained-int8", g_dir);
@@ -738,11 +738,16 @@ static void test_train(void)
              2);
     CHECK(strstr(g_err, "--dtype wants f16, f32 or int8, not 'int4'") != NULL);
     CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "2",
-                    "--rank", "4", "--dtype", "int8", "--optimizer", "adamw8bit", "-o", out8, NULL),
+                    "--rank", "4", "--dtype", "int8", "--optimizer", "adamw8bit", "--train-text-encoder", "-o", out8,
+                    NULL),
              0);
     snprintf(path, sizeof path, "%s/lora.safetensors", out8);
-    struct stat st8;
-    CHECK(stat(path, &st8) == 0 && st8.st_size > 1000);
+    df_safetensors_t *st8 = df_safetensors_open(path, &err);
+    int te_keys = 0;
+    for (size_t i = 0; st8 && i < df_safetensors_count(st8); i++)
+        te_keys += strncmp(df_safetensors_at(st8, i)->name, "lora_te2_", 9) == 0;
+    CHECK(te_keys > 0);
+    df_safetensors_destroy(&st8);
     /* Prior preservation with class images the cluster makes first; a
      * second run finds them and makes none. */
     char prior[300], classes[400];

@@ -34,6 +34,7 @@ struct _df_generator_t {
     size_t n_loras;
     int lora_unmerged; /* LoRAs attached as adapters rather than merged */
     int unet_borrowed; /* the caller's UNet: not freed, takes no LoRAs */
+    int text_borrowed; /* the caller's text encoders: never released or freed */
     df_gen_timing timing; /* of the last call */
 };
 
@@ -54,7 +55,8 @@ void df_generator_destroy(df_generator_t **self_p)
     if (!self_p || !*self_p)
         return;
     df_generator_t *g = *self_p;
-    df_prompt_encoder_destroy(&g->text);
+    if (!g->text_borrowed)
+        df_prompt_encoder_destroy(&g->text);
     if (!g->unet_borrowed)
         df_unet_destroy(&g->unet);
     df_vae_destroy(&g->vae);
@@ -68,7 +70,7 @@ void df_generator_destroy(df_generator_t **self_p)
 /*  A generator over unet (NULL: its own, loaded from model), with the text
  *  encoders and the VAE of model. */
 static df_generator_t *generator_over(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
-                                      df_dtype weights, df_unet_t *unet, df_error_t *err)
+                                      df_dtype weights, df_unet_t *unet, df_prompt_encoder_t *text, df_error_t *err)
 {
     df_generator_t *g = calloc(1, sizeof *g);
     if (!g) {
@@ -82,10 +84,12 @@ static df_generator_t *generator_over(df_sdxl_t *model, df_vk_device_t *dev, df_
     g->keep_text = 1;
     g->unet = unet;
     g->unet_borrowed = unet != NULL;
+    g->text = text;
+    g->text_borrowed = text != NULL;
     /* LoRAs cannot merge into bytes: with 8-bit weights they run beside them. */
     g->lora_unmerged = weights == DF_I8;
     /* The VAE stays f32: SDXL's overflows in f16. */
-    if (!(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err)) ||
+    if ((!g->text && !(g->text = df_prompt_encoder_new(model, dev, xfer, weights, err))) ||
         (!g->unet && !(g->unet = df_sdxl_load_unet(model, dev, xfer, weights, err))) ||
         !(g->vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err)))
         df_generator_destroy(&g);
@@ -95,13 +99,20 @@ static df_generator_t *generator_over(df_sdxl_t *model, df_vk_device_t *dev, df_
 df_generator_t *df_generator_new(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_dtype weights,
                                  df_error_t *err)
 {
-    return generator_over(model, dev, xfer, weights, NULL, err);
+    return generator_over(model, dev, xfer, weights, NULL, NULL, err);
 }
 
 df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                                        df_dtype weights, df_unet_t *unet, df_error_t *err)
 {
-    return generator_over(model, dev, xfer, weights, unet, err);
+    return generator_over(model, dev, xfer, weights, unet, NULL, err);
+}
+
+df_generator_t *df_generator_borrowing_text(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                                            df_dtype weights, df_unet_t *unet, df_prompt_encoder_t *text,
+                                            df_error_t *err)
+{
+    return generator_over(model, dev, xfer, weights, unet, text, err);
 }
 
 void df_generator_keep_text(df_generator_t *self, int keep)
@@ -400,7 +411,7 @@ int df_generate(df_generator_t *self, df_vk_batch_t *batch, const df_gen_params 
     self->timing.text = now_s() - t0;
     /* The conditioning is computed (condition submits and waits): the text
      * encoders' memory can go to the UNet and VAE until the next call. */
-    if (rc == DF_OK && !self->keep_text)
+    if (rc == DF_OK && !self->keep_text && !self->text_borrowed)
         df_prompt_encoder_destroy(&self->text);
     uint32_t f = df_vae_factor(self->vae);
     uint64_t n = 4ull * (p->height / f) * (p->width / f), pixels = 3ull * p->width * p->height;

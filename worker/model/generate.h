@@ -56,6 +56,11 @@ void df_generator_destroy(df_generator_t **self_p);
  *  generator takes no LoRAs of its own. */
 df_generator_t *df_generator_borrowing(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                                        df_dtype weights, df_unet_t *unet, df_error_t *err);
+/*  The same over the caller's text encoders too (text encoders being
+ *  trained), which it never releases or frees. */
+df_generator_t *df_generator_borrowing_text(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                                            df_dtype weights, df_unet_t *unet, df_prompt_encoder_t *text,
+                                            df_error_t *err);
 
 /*  keep 1 (the default): the text encoders stay loaded between calls. 0:
  *  they are released once a call's conditioning is computed and loaded again

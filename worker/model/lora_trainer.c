@@ -22,11 +22,19 @@ typedef struct {
 typedef struct {
     const df_weight_adapter *a;
     const df_weight *w;
+    int comp; /* 0 the UNet, 1 text encoder 1, 2 text encoder 2 */
     moments mo[2];
 } trained;
 
+/*  The components' prefixes in kohya's keys, PEFT's keys and checkpoints
+ *  (the UNet's keep the checkpoints' earlier, unprefixed names). */
+static const char *const k_kohya[3] = {"lora_unet_", "lora_te1_", "lora_te2_"};
+static const char *const k_peft[3] = {"unet.", "text_encoder.", "text_encoder_2."};
+static const char *const k_ckpt[3] = {"", "te1/", "te2/"};
+
 struct _df_lora_trainer_t {
     df_unet_t *unet;
+    df_weights_t *comps[3]; /* the UNet's weights, and the text encoders' when they train */
     df_vk_transfer_t *xfer;
     df_lora_train_opts o;
     trained *items;
@@ -59,53 +67,76 @@ static int wanted(const df_weight *w, unsigned targets)
     return 0;
 }
 
-/*  "lora_unet_" and the module's name with '.' as '_' (kohya's key). */
-static void kohya_module(const df_weight *w, char *buf, size_t cap)
+/*  A text encoder's attention projections (q, k, v, out of every layer):
+ *  what diffusers and kohya train there. */
+static int wanted_text(const df_weight *w)
 {
-    size_t len = strlen(w->name) - strlen(".weight");
-    snprintf(buf, cap, "lora_unet_%.*s", (int)len, w->name);
-    for (char *p = buf; *p; p++)
+    const char *n = w->name;
+    return strstr(n, ".self_attn.") && (ends_with(n, ".q_proj.weight") || ends_with(n, ".k_proj.weight") ||
+                                        ends_with(n, ".v_proj.weight") || ends_with(n, ".out_proj.weight"));
+}
+
+/*  The component's prefix ("lora_unet_", ...) and the module's name with
+ *  '.' as '_' (kohya's key). */
+static void kohya_module(int comp, const df_weight *w, char *buf, size_t cap)
+{
+    size_t len = strlen(w->name) - strlen(".weight"), pre = strlen(k_kohya[comp]);
+    snprintf(buf, cap, "%s%.*s", k_kohya[comp], (int)len, w->name);
+    for (char *p = buf + pre; *p; p++)
         if (*p == '.')
             *p = '_';
 }
 
-/*  New adapters on every targeted weight, initialised as the reference does. */
+/*  One new adapter on w of component comp, initialised as the reference
+ *  does; `made` numbers it (its stream of random draws). */
+static int create_one(df_lora_trainer_t *self, df_vk_batch_t *batch, int comp, const df_weight *w, size_t made,
+                      df_error_t *err)
+{
+    df_vk_device_t *dev = df_vk_batch_device(batch);
+    uint64_t out = (uint64_t)w->shape[0], fan_in = w->nelem / out, r = self->o.rank;
+    float *down = malloc(r * fan_in * sizeof *down);
+    df_vk_buffer_t *db = NULL, *ub = NULL;
+    if (!down)
+        return df_error_set(err, DF_E_NOMEM, "lora: out of memory");
+    float bound = 1.0f / sqrtf((float)fan_in);
+    df_philox_fill_uniform(down, r * fan_in, self->o.seed, made, -bound, bound);
+    int rc = DF_OK;
+    if (!(db = df_vk_buffer_new(dev, r * fan_in * 4, err)) || !(ub = df_vk_buffer_new(dev, out * r * 4, err)))
+        rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+    if (rc == DF_OK)
+        rc = df_vk_upload(self->xfer, db, 0, down, r * fan_in * 4, err);
+    if (rc == DF_OK)
+        rc = df_vk_batch_fill(batch, ub, 0, out * r * 4, 0, err);
+    char mod[200], dk[230], uk[230];
+    kohya_module(comp, w, mod, sizeof mod);
+    snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
+    snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
+    if (rc == DF_OK)
+        rc = df_weights_attach(self->comps[comp], w->name, &db, &ub, (uint32_t)r, self->o.alpha / (float)r, dk, uk,
+                               err);
+    df_vk_buffer_destroy(&db);
+    df_vk_buffer_destroy(&ub);
+    free(down);
+    return rc;
+}
+
+/*  New adapters on every targeted weight: the UNet's first (their random
+ *  streams as before text encoders could train), then the text encoders'. */
 static int create(df_lora_trainer_t *self, df_vk_batch_t *batch, df_error_t *err)
 {
-    df_weights_t *ws = df_unet_weights(self->unet);
-    df_vk_device_t *dev = df_vk_batch_device(batch);
-    float scale = self->o.alpha / (float)self->o.rank;
     int rc = DF_OK;
-    size_t made = 0;
-    for (size_t i = 0; rc == DF_OK && i < df_weights_count(ws); i++) {
-        const df_weight *w = df_weights_at(ws, i);
-        if (!wanted(w, self->o.targets))
-            continue;
-        uint64_t out = (uint64_t)w->shape[0], fan_in = w->nelem / out, r = self->o.rank;
-        float *down = malloc(r * fan_in * sizeof *down);
-        df_vk_buffer_t *db = NULL, *ub = NULL;
-        if (!down)
-            return df_error_set(err, DF_E_NOMEM, "lora: out of memory");
-        float bound = 1.0f / sqrtf((float)fan_in);
-        df_philox_fill_uniform(down, r * fan_in, self->o.seed, made, -bound, bound);
-        if (!(db = df_vk_buffer_new(dev, r * fan_in * 4, err)) || !(ub = df_vk_buffer_new(dev, out * r * 4, err)))
-            rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
-        if (rc == DF_OK)
-            rc = df_vk_upload(self->xfer, db, 0, down, r * fan_in * 4, err);
-        if (rc == DF_OK)
-            rc = df_vk_batch_fill(batch, ub, 0, out * r * 4, 0, err);
-        char mod[200], dk[230], uk[230];
-        kohya_module(w, mod, sizeof mod);
-        snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
-        snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
-        if (rc == DF_OK)
-            rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)r, scale, dk, uk, err);
-        df_vk_buffer_destroy(&db);
-        df_vk_buffer_destroy(&ub);
-        free(down);
-        made++;
+    size_t made = 0, unet_made = 0;
+    for (int comp = 0; comp < 3; comp++) {
+        df_weights_t *ws = self->comps[comp];
+        for (size_t i = 0; ws && rc == DF_OK && i < df_weights_count(ws); i++) {
+            const df_weight *w = df_weights_at(ws, i);
+            if (comp ? !wanted_text(w) : !wanted(w, self->o.targets))
+                continue;
+            rc = create_one(self, batch, comp, w, made++, err);
+            unet_made += comp == 0;
+        }
     }
-    if (rc == DF_OK && made == 0)
+    if (rc == DF_OK && unet_made == 0)
         rc = df_error_set(err, DF_E_INVALID, "lora: no layer of this UNet matches the targets");
     return rc;
 }
@@ -210,12 +241,31 @@ static int moments_write(df_vk_transfer_t *xfer, const moments *mo, uint64_t n, 
 df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
                                        const df_lora_train_opts *opts, df_error_t *err)
 {
+    return df_lora_trainer_new_text(unet, NULL, NULL, batch, xfer, opts, err);
+}
+
+/*  Adapters attached over the trainer's components. */
+static size_t adapters_attached(const df_lora_trainer_t *self)
+{
+    size_t n = 0;
+    for (int comp = 0; comp < 3; comp++)
+        n += self->comps[comp] ? df_weights_adapter_count(self->comps[comp]) : 0;
+    return n;
+}
+
+df_lora_trainer_t *df_lora_trainer_new_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
+                                            df_vk_batch_t *batch, df_vk_transfer_t *xfer,
+                                            const df_lora_train_opts *opts, df_error_t *err)
+{
     df_lora_trainer_t *self = calloc(1, sizeof *self);
     if (!self) {
         df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
         return NULL;
     }
     self->unet = unet;
+    self->comps[0] = df_unet_weights(unet);
+    self->comps[1] = te1 ? df_clip_text_weights(te1) : NULL;
+    self->comps[2] = te2 ? df_clip_text_weights(te2) : NULL;
     self->xfer = xfer;
     self->o = *opts;
     if (!self->o.targets)
@@ -228,7 +278,7 @@ df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df
         self->o.eps = 1e-8f;
     int rc = DF_OK;
     df_weights_t *ws = df_unet_weights(unet);
-    if (df_weights_adapter_count(ws) == 0) {
+    if (adapters_attached(self) == 0) {
         if (self->o.rank < 1 || self->o.rank > 1024)
             rc = df_error_set(err, DF_E_INVALID, "lora: rank %u: from 1 to 1024", self->o.rank);
         if (rc == DF_OK && self->o.alpha == 0)
@@ -240,16 +290,20 @@ df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df
         self->o.rank = a->rank;
         self->o.alpha = a->scale * (float)a->rank;
     }
-    if (rc == DF_OK)
-        rc = df_weights_adapter_grads(ws, batch, err);
-    size_t n = df_weights_adapter_count(ws);
-    if (rc == DF_OK && !(self->items = calloc(n, sizeof *self->items)))
+    for (int comp = 0; rc == DF_OK && comp < 3; comp++)
+        if (self->comps[comp])
+            rc = df_weights_adapter_grads(self->comps[comp], batch, err);
+    size_t n = adapters_attached(self);
+    if (rc == DF_OK && !(self->items = calloc(n ? n : 1, sizeof *self->items)))
         rc = df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
-    for (size_t i = 0; rc == DF_OK && i < n; i++) {
+    for (size_t i = 0, comp = 0, k = 0; rc == DF_OK && i < n; i++, k++) {
+        while (!self->comps[comp] || k >= df_weights_adapter_count(self->comps[comp]))
+            comp++, k = 0;
         const char *wname;
         trained *t = &self->items[i];
-        t->a = df_weights_adapter_at(ws, i, &wname);
-        t->w = df_weights_find(ws, wname);
+        t->comp = (int)comp;
+        t->a = df_weights_adapter_at(self->comps[comp], k, &wname);
+        t->w = df_weights_find(self->comps[comp], wname);
         uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
         moments_new(batch, nd, self->o.state8, &t->mo[0], &rc, err);
         moments_new(batch, nu, self->o.state8, &t->mo[1], &rc, err);
@@ -272,6 +326,14 @@ int df_lora_trainer_accumulate(df_lora_trainer_t *self, df_vk_batch_t *batch, co
 {
     df_tensor none = {{NULL, 0}, DF_F32};
     return df_unet_lora_grad(self->unet, batch, in, target, weights, grad_scale, none, losses, err);
+}
+
+int df_lora_trainer_accumulate_text(df_lora_trainer_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
+                                    df_tensor target, df_tensor weights, float grad_scale, df_tensor losses,
+                                    const df_unet_text_grads *text_grads, df_error_t *err)
+{
+    df_tensor none = {{NULL, 0}, DF_F32};
+    return df_unet_lora_grad_text(self->unet, batch, in, target, weights, grad_scale, none, losses, text_grads, err);
 }
 
 int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr, df_error_t *err)
@@ -375,14 +437,14 @@ int df_lora_trainer_save(df_lora_trainer_t *self, const char *path, df_lora_form
         int64_t su[4] = {(int64_t)out, r, 1, 1};
         char mod[200], dk[240], uk[240], ak[240];
         if (format == DF_LORA_KOHYA) {
-            kohya_module(w, mod, sizeof mod);
+            kohya_module(t->comp, w, mod, sizeof mod);
             snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
             snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
             snprintf(ak, sizeof ak, "%s.alpha", mod);
         } else {
             size_t len = strlen(w->name) - strlen(".weight");
-            snprintf(dk, sizeof dk, "unet.%.*s.lora_A.weight", (int)len, w->name);
-            snprintf(uk, sizeof uk, "unet.%.*s.lora_B.weight", (int)len, w->name);
+            snprintf(dk, sizeof dk, "%s%.*s.lora_A.weight", k_peft[t->comp], (int)len, w->name);
+            snprintf(uk, sizeof uk, "%s%.*s.lora_B.weight", k_peft[t->comp], (int)len, w->name);
         }
         df_dtype dt = half ? DF_F16 : DF_F32;
         if (half) { /* in place: the halves fit in the floats' room */
@@ -456,13 +518,13 @@ int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const 
                 rc = moments_read(self->xfer, &t->mo[f], n, vals[1], vals[2], err);
             for (int k = 0; rc == DF_OK && k < 3; k++) {
                 char name[300];
-                snprintf(name, sizeof name, "%s/%s", k_parts[k ? 2 * f + k + 1 : f], t->w->name);
+                snprintf(name, sizeof name, "%s/%s%s", k_parts[k ? 2 * f + k + 1 : f], k_ckpt[t->comp], t->w->name);
                 rc = df_st_writer_add(wr, name, DF_F32, 2, shape, vals[k], err);
             }
         }
         float *scale = keep[nkeep++] = malloc(sizeof *scale);
         char name[300];
-        snprintf(name, sizeof name, "scale/%s", t->w->name);
+        snprintf(name, sizeof name, "scale/%s%s", k_ckpt[t->comp], t->w->name);
         if (!scale)
             rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
         else if (rc == DF_OK) {
@@ -509,11 +571,21 @@ static int upload_tensor(df_vk_transfer_t *xfer, const df_st_tensor *t, df_vk_bu
 df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
                                           const char *path, df_error_t *err)
 {
-    df_weights_t *ws = df_unet_weights(unet);
-    if (df_weights_adapter_count(ws)) {
-        df_error_set(err, DF_E_STATE, "%s: the UNet already carries adapters", path);
-        return NULL;
-    }
+    return df_lora_trainer_resume_text(unet, NULL, NULL, batch, xfer, path, err);
+}
+
+df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
+                                               df_vk_batch_t *batch, df_vk_transfer_t *xfer, const char *path,
+                                               df_error_t *err)
+{
+    df_weights_t *comps[3] = {df_unet_weights(unet), te1 ? df_clip_text_weights(te1) : NULL,
+                              te2 ? df_clip_text_weights(te2) : NULL};
+    static const char *const names[3] = {"the UNet", "text encoder 1", "text encoder 2"};
+    for (int comp = 0; comp < 3; comp++)
+        if (comps[comp] && df_weights_adapter_count(comps[comp])) {
+            df_error_set(err, DF_E_STATE, "%s: %s already carries adapters", path, names[comp]);
+            return NULL;
+        }
     df_safetensors_t *st = df_safetensors_open(path, err);
     if (!st)
         return NULL;
@@ -526,11 +598,18 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
         if (strncmp(d->name, "down/", 5) != 0)
             continue;
         const char *wname = d->name + 5;
+        int comp = strncmp(wname, "te1/", 4) == 0 ? 1 : strncmp(wname, "te2/", 4) == 0 ? 2 : 0;
+        if (!comps[comp]) {
+            rc = df_error_set(err, DF_E_FORMAT, "%s trains %s too; resume it with the text encoders", path,
+                              names[comp]);
+            break;
+        }
+        df_weights_t *ws = comps[comp];
         char un[300], sn[300];
         snprintf(un, sizeof un, "up/%s", wname);
         snprintf(sn, sizeof sn, "scale/%s", wname);
         const df_st_tensor *u = df_safetensors_find(st, un), *sc = df_safetensors_find(st, sn);
-        const df_weight *w = df_weights_find(ws, wname);
+        const df_weight *w = df_weights_find(ws, wname + strlen(k_ckpt[comp]));
         float scale = 0;
         if (!u || !sc || !w || d->ndim != 2 || u->ndim != 2 || (uint64_t)u->shape[0] != (uint64_t)w->shape[0] ||
             d->shape[0] != u->shape[1] || (uint64_t)d->shape[1] * (uint64_t)w->shape[0] != w->nelem ||
@@ -547,11 +626,11 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
         if (rc == DF_OK)
             rc = upload_tensor(xfer, u, ub, 0, err);
         char mod[200], dk[230], uk[230];
-        kohya_module(w, mod, sizeof mod);
+        kohya_module(comp, w, mod, sizeof mod);
         snprintf(dk, sizeof dk, "%s.lora_down.weight", mod);
         snprintf(uk, sizeof uk, "%s.lora_up.weight", mod);
         if (rc == DF_OK)
-            rc = df_weights_attach(ws, wname, &db, &ub, (uint32_t)d->shape[0], scale, dk, uk, err);
+            rc = df_weights_attach(ws, w->name, &db, &ub, (uint32_t)d->shape[0], scale, dk, uk, err);
         df_vk_buffer_destroy(&db);
         df_vk_buffer_destroy(&ub);
     }
@@ -567,10 +646,10 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
         o.seed = sd ? strtoull(sd, NULL, 10) : 0;
         const char *state = df_safetensors_metadata(st, "dreamfleet.adamw.state");
         o.state8 = state && strcmp(state, "8bit") == 0;
-        if (df_weights_adapter_count(ws) == 0)
+        if (df_weights_adapter_count(comps[0]) == 0)
             rc = df_error_set(err, DF_E_FORMAT, "%s: no factors in the checkpoint", path);
     }
-    df_lora_trainer_t *self = rc == DF_OK ? df_lora_trainer_new(unet, batch, xfer, &o, err) : NULL;
+    df_lora_trainer_t *self = rc == DF_OK ? df_lora_trainer_new_text(unet, te1, te2, batch, xfer, &o, err) : NULL;
     if (!self && rc == DF_OK)
         rc = err && err->code ? err->code : DF_E_NOMEM;
     /* The moments, then the step count. */
@@ -583,7 +662,7 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
                 rc = df_error_set(err, DF_E_NOMEM, "checkpoint: out of memory");
             for (int k = 0; rc == DF_OK && k < 2; k++) {
                 char name[300];
-                snprintf(name, sizeof name, "%s/%s", k_parts[2 + 2 * f + k], t->w->name);
+                snprintf(name, sizeof name, "%s/%s%s", k_parts[2 + 2 * f + k], k_ckpt[t->comp], t->w->name);
                 const df_st_tensor *mt = df_safetensors_find(st, name);
                 if (!mt || mt->nelem != n)
                     rc = df_error_set(err, DF_E_FORMAT, "%s: '%s' is missing or mis-shaped", path, name);
@@ -598,7 +677,9 @@ df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch,
         self->steps = strtoull(step, NULL, 10);
     if (rc != DF_OK) {
         df_lora_trainer_destroy(&self);
-        df_weights_detach_all(ws);
+        for (int comp = 0; comp < 3; comp++)
+            if (comps[comp])
+                df_weights_detach_all(comps[comp]);
     }
     df_safetensors_destroy(&st);
     return self;

@@ -14,6 +14,7 @@
 #ifndef DF_MODEL_LORA_TRAINER_H
 #define DF_MODEL_LORA_TRAINER_H
 
+#include "clip_text.h"
 #include "unet.h"
 
 /*  Which layers get adapters (bits). */
@@ -41,6 +42,17 @@ df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df
                                        const df_lora_train_opts *opts, df_error_t *err);
 void df_lora_trainer_destroy(df_lora_trainer_t **self_p);
 
+/*  df_lora_trainer_new that also trains adapters on the text encoders given
+ *  (either may be NULL): their attention projections, q, k, v and out of
+ *  every layer, as diffusers' and kohya's text-encoder training does (rank,
+ *  alpha and seed as for the UNet's). Text encoders that already carry
+ *  adapters train those. Their gradients come from df_clip_text_backward;
+ *  they take the same AdamW steps, checkpoints and files as the UNet's
+ *  (kohya's lora_te1_/lora_te2_ keys, PEFT's text_encoder./text_encoder_2.). */
+df_lora_trainer_t *df_lora_trainer_new_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
+                                            df_vk_batch_t *batch, df_vk_transfer_t *xfer,
+                                            const df_lora_train_opts *opts, df_error_t *err);
+
 /*  Trainable values (both factors of every adapter). */
 uint64_t df_lora_trainer_params(const df_lora_trainer_t *self);
 
@@ -51,6 +63,11 @@ uint64_t df_lora_trainer_params(const df_lora_trainer_t *self);
 int df_lora_trainer_accumulate(df_lora_trainer_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
                                df_tensor target, df_tensor weights, float grad_scale, df_tensor losses,
                                df_error_t *err);
+/*  The same, also writing the gradients with respect to the UNet's text
+ *  inputs (unet.h), from which the text encoders' backward passes go on. */
+int df_lora_trainer_accumulate_text(df_lora_trainer_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
+                                    df_tensor target, df_tensor weights, float grad_scale, df_tensor losses,
+                                    const df_unet_text_grads *text_grads, df_error_t *err);
 
 /*  The optimiser step on the accumulated gradients (at learning rate lr,
  *  which the schedule sets), then the gradients are zeroed. */
@@ -92,5 +109,10 @@ int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const 
  *  the file and what does not fit this UNet. */
 df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
                                           const char *path, df_error_t *err);
+/*  The same with the text encoders a checkpoint of text-encoder training
+ *  needs (NULL when it trained none: one that did is refused by name). */
+df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
+                                               df_vk_batch_t *batch, df_vk_transfer_t *xfer, const char *path,
+                                               df_error_t *err);
 
 #endif

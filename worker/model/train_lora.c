@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "aspect_buckets.h"
+#include "copy2d.h"
 #include "generate.h"
 #include "image_decode.h"
 #include "philox.h"
@@ -111,17 +112,17 @@ static int encode_images(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t
 
 /*  Step 1b: the captions through both text encoders, padded with the empty
  *  prompt's chunks to the longest caption's length. */
-static int encode_captions(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
-                           const df_train_params *p, dataset *d, df_error_t *err)
+static int encode_captions(df_prompt_encoder_t *pe, df_vk_device_t *dev, df_vk_transfer_t *xfer,
+                           df_vk_batch_t *batch, const df_train_params *p, dataset *d, df_error_t *err)
 {
-    df_prompt_encoder_t *pe = df_prompt_encoder_new(model, dev, xfer, p->weights, err);
-    if (!pe)
-        return err && err->code ? err->code : DF_E_NOMEM;
     uint32_t most = 1, chunks;
     int rc = DF_OK;
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
         rc = df_prompt_tokens(pe, p->captions[i], &chunks, err);
         most = rc == DF_OK && chunks > most ? chunks : most;
+        if (rc == DF_OK && p->train_text && chunks > 1)
+            rc = df_error_set(err, DF_E_INVALID, "train: caption %u is longer than 75 tokens, which training the "
+                              "text encoders cannot take: \"%.60s...\"", i + 1, p->captions[i]);
     }
     d->D = df_prompt_context_dim(pe), d->P = df_prompt_pooled_dim(pe), d->ctx_len = 77 * most;
     uint64_t per = (uint64_t)d->ctx_len * d->D;
@@ -149,7 +150,6 @@ static int encode_captions(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer
             rc = df_vk_download(xfer, pb, 0, d->pooled + (uint64_t)i * d->P, d->P * 4ull, err);
     }
     df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&pb), df_vk_buffer_destroy(&spare);
-    df_prompt_encoder_destroy(&pe);
     return rc;
 }
 
@@ -230,11 +230,12 @@ static void resumed_losses(const char *path, float *losses, uint64_t steps)
  *  trained (its LoRA attached), the same seed every time so the images show
  *  what the training changed. The text encoders and the VAE come and go. */
 static int validate(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
-                    df_unet_t *unet, const df_train_params *p, uint64_t step, df_error_t *err)
+                    df_unet_t *unet, df_prompt_encoder_t *text, const df_train_params *p, uint64_t step,
+                    df_error_t *err)
 {
     const uint32_t W = p->validation_width ? p->validation_width : p->resolution;
     const uint32_t H = p->validation_height ? p->validation_height : p->resolution;
-    df_generator_t *gen = df_generator_borrowing(model, dev, xfer, p->weights, unet, err);
+    df_generator_t *gen = df_generator_borrowing_text(model, dev, xfer, p->weights, unet, text, err);
     if (!gen)
         return err && err->code ? err->code : DF_E_NOMEM;
     df_generator_keep_text(gen, 0);
@@ -296,16 +297,23 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     dataset d = {.n = N + NC};
     if (rc == DF_OK)
         rc = encode_images(model, dev, xfer, batch, &all, 8u << (c->unet.levels - 1), &d, err);
+    /* The text encoders: released once the captions are encoded, unless they train. */
+    df_prompt_encoder_t *pe = rc == DF_OK ? df_prompt_encoder_new(model, dev, xfer, p->weights, err) : NULL;
+    if (rc == DF_OK && !pe)
+        rc = err && err->code ? err->code : DF_E_NOMEM;
     if (rc == DF_OK)
-        rc = encode_captions(model, dev, xfer, batch, &all, &d, err);
-    free(all_images), free(all_captions);
+        rc = encode_captions(pe, dev, xfer, batch, &all, &d, err);
+    if (!p->train_text)
+        df_prompt_encoder_destroy(&pe);
+    free(all_images);
     df_unet_t *unet = rc == DF_OK ? df_sdxl_load_unet(model, dev, xfer, p->weights, err) : NULL;
     if (rc == DF_OK && !unet)
         rc = err && err->code ? err->code : DF_E_NOMEM;
+    df_clip_text_t *te1 = pe ? df_prompt_text_encoder(pe, 1) : NULL, *te2 = pe ? df_prompt_text_encoder(pe, 2) : NULL;
     df_lora_trainer_t *tr = NULL;
     if (rc == DF_OK)
-        tr = p->resume ? df_lora_trainer_resume(unet, batch, xfer, p->resume, err)
-                       : df_lora_trainer_new(unet, batch, xfer, &p->lora, err);
+        tr = p->resume ? df_lora_trainer_resume_text(unet, te1, te2, batch, xfer, p->resume, err)
+                       : df_lora_trainer_new_text(unet, te1, te2, batch, xfer, &p->lora, err);
     if (rc == DF_OK && !tr)
         rc = err && err->code ? err->code : DF_E_NOMEM;
     /* Device inputs of one micro-batch: b subject samples, then (prior
@@ -326,6 +334,21 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
             rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
     if (rc == DF_OK && (!x0 || !xt || !eps || !ts || !wt || !ids || !order || !class_order || !slot_img || !slot_coin))
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    /* Training the text encoders: the gradients at the UNet's text inputs
+     * (context, pooled), one sample's context gradient split per encoder,
+     * and each slot's token ids. */
+    df_vk_buffer_t *tbufs[4] = {NULL};
+    int32_t **slot_ids = p->train_text ? calloc(2ull * SB, sizeof *slot_ids) : NULL;
+    const uint32_t D1 = te1 ? (uint32_t)df_clip_text_config_of(te1)->hidden : 0;
+    const uint32_t D2 = te2 ? (uint32_t)df_clip_text_config_of(te2)->hidden : 0;
+    if (rc == DF_OK && p->train_text) {
+        const uint64_t tsizes[4] = {SB * cper, (uint64_t)SB * d.P, 77ull * D1, 77ull * D2};
+        for (int i = 0; rc == DF_OK && i < 4; i++)
+            if (!(tbufs[i] = df_vk_buffer_new(dev, tsizes[i] * 4, err)))
+                rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+        if (rc == DF_OK && !slot_ids)
+            rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    }
     /* The class half draws its own noise and timesteps. */
     df_train_noise_opts class_noise = p->noise;
     class_noise.seed ^= 0xc1a55ull;
@@ -391,6 +414,13 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                     const uint32_t img = slot_img[r0 + k];
                     memcpy(x0 + k * rper, (slot_coin[r0 + k] < 0.5f ? d.flipped : d.latents) + d.at[img], rper * 4);
                     memcpy(ids + 6 * k, d.time_ids + 6 * img, 6 * 4);
+                    if (rc == DF_OK && p->train_text) { /* the caption through the encoders as they are now */
+                        uint32_t chunks;
+                        rc = df_prompt_encode(pe, batch, all_captions[img], df_tensor_at(bufs[3], k * cper * 4, DF_F32),
+                                              df_tensor_at(bufs[4], (uint64_t)k * d.P * 4, DF_F32), &slot_ids[2 * k],
+                                              &slot_ids[2 * k + 1], &chunks, err);
+                        continue;
+                    }
                     if (rc == DF_OK)
                         rc = df_vk_upload(xfer, bufs[3], k * cper * 4, d.context + img * cper, cper * 4, err);
                     if (rc == DF_OK)
@@ -419,10 +449,35 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                                      .text_embeds = df_tensor_at(bufs[4], 0, DF_F32), .time_ids = ids};
                 const float share = (float)m / (float)count;
                 float part = 0;
+                df_unet_text_grads tg = {df_tensor_at(tbufs[0], 0, DF_F32), df_tensor_at(tbufs[1], 0, DF_F32)};
                 if (rc == DF_OK)
-                    rc = df_lora_trainer_accumulate(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
-                                                    df_tensor_at(bufs[2], 0, DF_F32), share,
-                                                    df_tensor_at(bufs[5], 0, DF_F32), err);
+                    rc = df_lora_trainer_accumulate_text(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
+                                                         df_tensor_at(bufs[2], 0, DF_F32), share,
+                                                         df_tensor_at(bufs[5], 0, DF_F32), p->train_text ? &tg : NULL,
+                                                         err);
+                /* The text encoders' backward passes, a sample at a time:
+                 * its context gradient split into each encoder's columns. */
+                for (uint32_t k = 0; rc == DF_OK && p->train_text && k < m; k++) {
+                    df_copy2d_desc c1 = {.rows = 77, .width = D1, .ld_x = d.D, .ld_y = D1};
+                    df_copy2d_desc c2 = {.rows = 77, .width = D2, .ld_x = d.D, .ld_y = D2};
+                    df_tensor none = {{NULL, 0}, DF_F32};
+                    rc = df_copy2d(batch, &c1, df_tensor_at(tbufs[0], k * cper * 4, DF_F32),
+                                   df_tensor_at(tbufs[2], 0, DF_F32), err);
+                    if (rc == DF_OK)
+                        rc = df_copy2d(batch, &c2, df_tensor_at(tbufs[0], (k * cper + D1) * 4, DF_F32),
+                                       df_tensor_at(tbufs[3], 0, DF_F32), err);
+                    if (rc == DF_OK)
+                        rc = df_clip_text_backward(te1, batch, slot_ids[2 * k], 1, df_tensor_at(tbufs[2], 0, DF_F32),
+                                                   none, err);
+                    if (rc == DF_OK)
+                        rc = df_clip_text_backward(te2, batch, slot_ids[2 * k + 1], 1,
+                                                   df_tensor_at(tbufs[3], 0, DF_F32),
+                                                   df_tensor_at(tbufs[1], (uint64_t)k * d.P * 4, DF_F32), err);
+                }
+                for (uint32_t k = 0; slot_ids && k < 2 * m; k++) {
+                    free(slot_ids[k]);
+                    slot_ids[k] = NULL;
+                }
                 if (rc == DF_OK)
                     rc = df_vk_download(xfer, bufs[5], 0, &part, 4, err);
                 loss += part * share;
@@ -466,7 +521,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         validation_due |= p->n_validation &&
                           ((p->validate_every && (step + 1) % p->validate_every == 0) || step + 1 == p->steps);
         if (rc == DF_OK && validation_due && (!sync || gradient || round_ends)) {
-            rc = validate(model, dev, xfer, batch, unet, p, step + 1, err);
+            rc = validate(model, dev, xfer, batch, unet, p->train_text ? pe : NULL, p, step + 1, err);
             validation_due = 0;
         }
         if (rc == DF_OK && p->checkpoint && p->checkpoint_every && (step + 1) % p->checkpoint_every == 0 &&
@@ -510,10 +565,17 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         rc = df_lora_trainer_save(tr, out_peft, DF_LORA_PEFT, 0, meta, err);
     for (int i = 0; i < 6; i++)
         df_vk_buffer_destroy(&bufs[i]);
+    for (int i = 0; i < 4; i++)
+        df_vk_buffer_destroy(&tbufs[i]);
+    for (uint32_t k = 0; slot_ids && k < 2 * SB; k++)
+        free(slot_ids[k]);
+    free(slot_ids);
+    free(all_captions);
     free(x0), free(xt), free(eps), free(ts), free(wt), free(ids), free(order), free(class_order);
     free(slot_img), free(slot_coin);
     df_lora_trainer_destroy(&tr);
     df_unet_destroy(&unet);
+    df_prompt_encoder_destroy(&pe);
     dataset_free(&d);
     return rc;
 }

@@ -5,6 +5,9 @@
  *     resampled, and encoded once by the VAE (the latent distribution's
  *     mean, times the scaling factor); its caption once by both text
  *     encoders. Both are then released: training holds only the UNet.
+ *     Training the text encoders too (train_text) keeps them, and every
+ *     sample's caption goes through them (with their adapters) at every
+ *     step, their backward passes continuing from the UNet's.
  *  2. Each step draws batch x accumulate photos (a fresh permutation of the
  *     photos per epoch), in micro-batches of `batch` whose gradients add up, timesteps, noise and min-SNR weights (train_noise.h), with
  *     SDXL's micro-conditioning from each photo's original size and crop;
@@ -31,6 +34,7 @@ typedef struct {
     int flip;                    /* mirror each sample half the time (both sides encoded once) */
     int buckets;                 /* each photo at its aspect-ratio bucket (aspect_buckets.h), not cropped square */
     df_lora_train_opts lora;     /* rank, alpha, targets, seed, AdamW betas / eps / weight decay */
+    int train_text;              /* LoRAs on both text encoders too (captions then fit 75 tokens) */
     df_lr_desc lr;
     df_train_noise_opts noise;
     df_dtype weights;            /* the UNet's and text encoders' storage */
