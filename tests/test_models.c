@@ -2090,6 +2090,76 @@ static void test_text_lora_grad(void)
     df_safetensors_destroy(&st);
 }
 
+/*  Full fine-tuning's gradients: every weight gets a gradient buffer, and
+ *  each kind of layer's weight and bias gradients (convolutions with and
+ *  without stride, the shortcut, group and layer norms, every linear of a
+ *  transformer layer, the projections, the embeddings' MLPs, the head)
+ *  match autograd through diffusers' UNet. */
+static void test_unet_full_grads(void)
+{
+    df_safetensors_t *st = open_golden("tiny_unet_grad.safetensors");
+    df_error_t err;
+    df_error_clear(&err);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    df_unet_t *unet = m && st ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F32, &err) : NULL;
+    CHECK(unet != NULL);
+    if (unet) {
+        df_weights_t *w = df_unet_weights(unet);
+        CHECK_OK(df_weights_grads(w, g_batch, &err), &err);
+        unet_case u;
+        unet_case_load(&u, st);
+        uint64_t ns = (uint64_t)u.sample.n * u.sample.c * u.sample.h * u.sample.w;
+        df_vk_buffer_t *pb = df_vk_buffer_new(g_dev, ns * 4, &err), *lb = df_vk_buffer_new(g_dev, 3 * 4, &err);
+        df_tensor none = {{NULL, 0}, DF_F32};
+        CHECK_OK(df_unet_lora_grad(unet, g_batch, &u.in, df_tensor_at(u.gb, 0, DF_F32), none, 1.0f,
+                                   df_tensor_at(pb, 0, DF_F32), df_tensor_at(lb, 0, DF_F32), &err),
+                 &err);
+        check_golden(st, "noise_pred", pb, ns, "full grads: noise_pred", 1e-4);
+        size_t checked = 0;
+        double worst = 0;
+        char worst_name[200] = "";
+        for (size_t i = 0; i < df_safetensors_count(st); i++) {
+            const df_st_tensor *t = df_safetensors_at(st, i);
+            if (strncmp(t->name, "grad.", 5) != 0)
+                continue;
+            const df_weight *wt = df_weights_find(w, t->name + 5);
+            CHECK(wt != NULL && wt->grad.ref.buf && wt->nelem == t->nelem);
+            if (!wt || wt->nelem != t->nelem)
+                continue;
+            uint64_t nw;
+            float *want = golden_f32(st, t->name, &nw), *got = malloc(t->nelem * 4);
+            CHECK_OK(df_vk_download(g_xfer, wt->grad.ref.buf, wt->grad.ref.offset, got, t->nelem * 4, &err), &err);
+            double scale = 0, e = 0;
+            for (uint64_t k = 0; k < t->nelem; k++) {
+                scale = fmax(scale, fabs(want[k]));
+                e = fmax(e, fabs((double)got[k] - want[k]));
+            }
+            double rel = e / (scale > 0 ? scale : 1);
+            if (rel > 1e-3)
+                fprintf(stderr, "  %s: max err %.3g of scale %.3g\n", t->name + 5, e, scale);
+            CHECK(rel <= 1e-3 && scale > 0);
+            if (rel > worst) {
+                worst = rel;
+                snprintf(worst_name, sizeof worst_name, "%s", t->name + 5);
+            }
+            checked++;
+            free(want), free(got);
+        }
+        fprintf(stderr, "  %zu weight gradients match autograd; worst %.2g of scale (%s)\n", checked, worst, worst_name);
+        CHECK(checked >= 60);
+        df_vk_buffer_destroy(&pb), df_vk_buffer_destroy(&lb);
+        unet_case_free(&u);
+    }
+    /* f16 weights cannot be stepped in place: refused by name. */
+    df_unet_t *u16 = m ? df_sdxl_load_unet(m, g_dev, g_xfer, DF_F16, &err) : NULL;
+    if (u16)
+        CHECK_FAILS(df_weights_grads(df_unet_weights(u16), g_batch, &err), &err, DF_E_UNSUPPORTED, "needs f32 weights");
+    df_unet_destroy(&u16);
+    df_unet_destroy(&unet);
+    df_sdxl_destroy(&m);
+    df_safetensors_destroy(&st);
+}
+
 static float g_resume_losses[6];
 static void test_lora_training_resume(void) { run_training_resume(0, g_resume_losses); }
 
@@ -2682,6 +2752,7 @@ int main(int argc, char **argv)
     RUN(test_unet_int8);
     RUN(test_unet_text_grads);
     RUN(test_text_lora_grad);
+    RUN(test_unet_full_grads);
     RUN(test_lora_adamw_matches_torch);
     RUN(test_lora_training_learns);
     RUN(test_lora_training_resume);

@@ -399,6 +399,49 @@ def text_lora_grad_goldens(model_dir, out_dir, tok):
                                           "loss": "mse, mean over all elements"})
 
 
+# The parameters whose full-fine-tuning gradients are checked: every kind of
+# layer once (convolutions with and without stride, the shortcut, both
+# norms, every linear of a transformer layer, both projections, the
+# embeddings' MLPs, the head).
+FULL_GRAD_PREFIXES = (
+    "conv_in.", "time_embedding.", "add_embedding.", "down_blocks.0.resnets.0.", "down_blocks.0.downsamplers.",
+    "down_blocks.1.resnets.0.conv_shortcut.", "down_blocks.1.attentions.0.norm.", "down_blocks.1.attentions.0.proj_",
+    "down_blocks.1.attentions.0.transformer_blocks.0.", "mid_block.attentions.0.transformer_blocks.0.attn2.",
+    "up_blocks.0.upsamplers.", "up_blocks.2.resnets.2.", "conv_norm_out.", "conv_out.",
+)
+
+
+def full_grad_goldens(model_dir, out_dir):
+    """Full fine-tuning's reference: the gradient of every UNet parameter by
+    autograd through diffusers' UNet (those of FULL_GRAD_PREFIXES saved, a
+    representative of each kind of layer). Its own generator."""
+    gen = torch.Generator().manual_seed(2468)
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(model_dir, "unet")).eval()
+    cfg = unet.config
+    side = cfg.sample_size
+    pooled_dim = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+    sample = torch.randn(2, cfg.in_channels, side, side, generator=gen)
+    timestep = torch.tensor([650.0, 90.0])
+    context = torch.randn(2, 77, cfg.cross_attention_dim, generator=gen)
+    text_embeds = torch.randn(2, pooled_dim, generator=gen)
+    time_ids = torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0], [112.0, 144.0, 8.0, 0.0, 128.0, 128.0]])
+    target = torch.randn(2, cfg.out_channels, side, side, generator=gen)
+    noise_pred = unet(sample, timestep, encoder_hidden_states=context,
+                      added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+    loss = torch.nn.functional.mse_loss(noise_pred, target, reduction="mean")
+    loss.backward()
+    out = {"sample": sample, "timestep": timestep, "encoder_hidden_states": context, "text_embeds": text_embeds,
+           "time_ids": time_ids, "target": target, "noise_pred": noise_pred.detach().contiguous(),
+           "loss": loss.detach().reshape(1)}
+    saved = 0
+    for name, p in unet.named_parameters():
+        if name.startswith(FULL_GRAD_PREFIXES):
+            out["grad." + name] = p.grad.contiguous()
+            saved += 1
+    safetensors.torch.save_file(out, os.path.join(out_dir, "tiny_unet_grad.safetensors"),
+                                metadata={"parameters": str(saved), "loss": "mse, mean over all elements"})
+
+
 def main():
     model_dir, single_file, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
@@ -459,6 +502,7 @@ def main():
     single_sha = check_single_file(single_file, model_dir, unet, vae, te1, te2)
     lora_grad_goldens(model_dir, out_dir, gen)
     text_lora_grad_goldens(model_dir, out_dir, tok)
+    full_grad_goldens(model_dir, out_dir)
 
     files = {}
     for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):

@@ -4,16 +4,43 @@
 #include <stdio.h>
 
 #include "conv2d.h"
+#include "copy2d.h"
 #include "eltwise.h"
 #include "gemm.h"
 #include "norm.h"
 
 static const df_tensor k_none = {{NULL, 0}, DF_F32};
 
+/*  Full fine-tuning: the norm's (dgamma, dbeta) pairs per channel, written
+ *  into scratch by the norm's backward pass, taken apart and added into
+ *  gamma's and beta's gradients. */
+static int affine_into(df_vk_batch_t *batch, const df_weight *g, const df_weight *b, df_tensor affine, df_error_t *err)
+{
+    const uint32_t c = (uint32_t)g->nelem;
+    df_tensor part;
+    int rc = df_scratch(batch, c, DF_F32, &part, err);
+    for (int k = 0; rc == DF_OK && k < 2; k++) {
+        df_copy2d_desc d = {.rows = c, .width = 1, .ld_x = 2, .ld_y = 1};
+        df_tensor src = affine;
+        src.ref.offset += (uint64_t)k * 4;
+        rc = df_copy2d(batch, &d, src, part, err);
+        if (rc == DF_OK)
+            rc = df_add_into(batch, part, k ? b->grad : g->grad, c, err);
+    }
+    return rc;
+}
+
 int df_add_into(df_vk_batch_t *batch, df_tensor x, df_tensor y, uint64_t n, df_error_t *err)
 {
     df_elt_desc e = {.op = DF_ELT_AXPBY, .n = n, .alpha = 1, .beta = 1};
     return df_eltwise(batch, &e, x, y, y, err);
+}
+
+/*  n ones (f32) in a scratch tensor: summing rows or pixels is a GEMM with it. */
+static int ones(df_vk_batch_t *batch, uint64_t n, df_tensor *out, df_error_t *err)
+{
+    int rc = df_scratch(batch, n, DF_F32, out, err);
+    return rc == DF_OK ? df_vk_batch_fill(batch, out->ref.buf, out->ref.offset, n * 4, 0x3f800000u, err) : rc;
 }
 
 /*  One GEMM C (+)= alpha op(A) op(B), all f32 unless said. */
@@ -29,6 +56,30 @@ static int mm(df_vk_batch_t *batch, int ta, int tb, uint32_t m, uint32_t n, uint
     return df_gemm(batch, &d, a.ref, b.ref, c.ref, DF_GEMM_AUTO, NULL, err);
 }
 
+int df_bias_backward_rows(df_vk_batch_t *batch, const df_weight *bias, df_tensor dy, uint32_t rows, df_error_t *err)
+{
+    if (!bias || !bias->grad.ref.buf)
+        return DF_OK;
+    df_tensor one;
+    int rc = ones(batch, rows, &one, err);
+    return rc == DF_OK ? mm(batch, 0, 0, 1, (uint32_t)bias->nelem, rows, 1, 1, one, dy, bias->grad, err) : rc;
+}
+
+int df_bias_backward_maps(df_vk_batch_t *batch, const df_weight *bias, const df_fmap *dy, df_error_t *err)
+{
+    if (!bias || !bias->grad.ref.buf)
+        return DF_OK;
+    const uint32_t hw = dy->h * dy->w;
+    df_tensor one;
+    int rc = ones(batch, hw, &one, err);
+    for (uint32_t i = 0; rc == DF_OK && i < dy->n; i++) {
+        df_tensor dyi = dy->t;
+        dyi.ref.offset += (uint64_t)i * dy->c * hw * 4;
+        rc = mm(batch, 0, 0, dy->c, 1, hw, 1, 1, dyi, one, bias->grad, err);
+    }
+    return rc;
+}
+
 int df_linear_backward(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, df_tensor dy,
                        df_tensor dx, float dx_beta, df_error_t *err)
 {
@@ -37,6 +88,8 @@ int df_linear_backward(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const d
     df_tensor wv;
     if (dx.ref.buf && (rc = df_weight_values(batch, w, &wv, err)) == DF_OK) /* dx = dy W: W is stored [out, in] */
         rc = mm(batch, 0, 0, rows, in, out, 1, dx_beta, dy, wv, dx, err);
+    if (rc == DF_OK && w->grad.ref.buf) /* full fine-tuning: dW += dy^T x */
+        rc = mm(batch, 1, 0, out, in, rows, 1, 1, dy, x, w->grad, err);
     /* y += s up (down x): with t = down x and dt = s up^T dy,
      * d up = s dy t^T, d down = dt x^T, dx += down^T dt (row-major: the
      * transposes of those). */
@@ -73,6 +126,14 @@ int df_conv_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *pr
     df_tensor wv;
     if (dx && dx->t.ref.buf && (rc = df_weight_values(batch, wt, &wv, err)) == DF_OK)
         rc = df_conv2d_backward_data(batch, &d, dy->t, wv, dx->t, accumulate, err);
+    if (rc == DF_OK && wt->grad.ref.buf) { /* full fine-tuning: the kernel's and the bias's gradients */
+        char bn[224];
+        snprintf(bn, sizeof bn, "%s.bias", prefix);
+        const df_weight *bias = df_weights_find(w, bn);
+        rc = df_conv2d_backward_weight(batch, &d, x->t, dy->t, wt->grad, 1, err);
+        if (rc == DF_OK)
+            rc = df_bias_backward_maps(batch, bias, dy, err);
+    }
     const uint32_t hw = dy->h * dy->w, out = dy->c;
     /* y[n] += s up t[n] with t = conv(x, down): d up = s sum_n dy[n] t[n]^T,
      * dt[n] = s up^T dy[n], then down's and x's gradients through the
@@ -128,8 +189,13 @@ int df_group_norm_backward(df_vk_batch_t *batch, const df_weights_t *w, const ch
         rc = df_eltwise(batch, &e, y, dy->t, y, err); /* y becomes d(norm output) */
         dn = y;
     }
+    df_tensor affine = k_none;
+    if (rc == DF_OK && g->grad.ref.buf)
+        rc = df_scratch(batch, 2ull * x->c, DF_F32, &affine, err);
     if (rc == DF_OK)
-        rc = df_norm_backward(batch, &d, x->t, g->t, stats, dn, dx->t, k_none, err);
+        rc = df_norm_backward(batch, &d, x->t, g->t, stats, dn, dx->t, affine, err);
+    if (rc == DF_OK && affine.ref.buf)
+        rc = affine_into(batch, g, b, affine, err);
     return rc == DF_OK ? rc : df_error_prefix(err, "%s (backward)", prefix);
 }
 
@@ -147,8 +213,13 @@ int df_layer_norm_backward(df_vk_batch_t *batch, const df_weights_t *w, const ch
         rc = df_scratch(batch, (uint64_t)rows * d.channels, DF_F32, &y, err);
     if (rc == DF_OK)
         rc = df_norm_forward(batch, &d, x, g->t, b->t, y, stats, err);
+    df_tensor affine = k_none;
+    if (rc == DF_OK && g->grad.ref.buf)
+        rc = df_scratch(batch, 2ull * d.channels, DF_F32, &affine, err);
     if (rc == DF_OK)
-        rc = df_norm_backward(batch, &d, x, g->t, stats, dy, dx, k_none, err);
+        rc = df_norm_backward(batch, &d, x, g->t, stats, dy, dx, affine, err);
+    if (rc == DF_OK && affine.ref.buf)
+        rc = affine_into(batch, g, b, affine, err);
     return rc == DF_OK ? rc : df_error_prefix(err, "%s (backward)", prefix);
 }
 
@@ -204,9 +275,9 @@ int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *
         /* Adapters on the time projection, and the time embedding's own
          * gradient, need the gradient of its output: the per-channel sum of
          * da over the pixels. */
-        const df_weight *tw;
-        rc = df_weight_at(w, tp, "weight", &tw, err);
-        if (rc == DF_OK && (tw->adapters || dtemb_silu.ref.buf)) {
+        const df_weight *tw, *tb;
+        rc = df_weight_pair(w, tp, &tw, &tb, err);
+        if (rc == DF_OK && (tw->adapters || tw->grad.ref.buf || dtemb_silu.ref.buf)) {
             df_tensor ones, dproj;
             uint32_t hw = a.h * a.w;
             rc = df_scratch(batch, hw, DF_F32, &ones, err);
@@ -218,6 +289,8 @@ int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *
                 rc = mm(batch, 0, 0, a.n * a.c, 1, hw, 1, 0, da.t, ones, dproj, err);
             if (rc == DF_OK)
                 rc = df_linear_backward(batch, temb_silu, x->n, tw, dproj, dtemb_silu, 1, err);
+            if (rc == DF_OK)
+                rc = df_bias_backward_rows(batch, tb, dproj, x->n, err);
         }
     }
     df_fmap dh1;

@@ -15,10 +15,20 @@
 #include "layers.h"
 
 /*  Of y = x W^T (+ bias) (+ beta y) + adapters, before any activation:
- *  dx = dy W (dx_beta 0: written, 1: added; no buffer: not wanted) and the
- *  adapters' gradients. */
+ *  dx = dy W (dx_beta 0: written, 1: added; no buffer: not wanted), the
+ *  adapters' gradients, and W's own when it has a gradient buffer (full
+ *  fine-tuning; the bias's is df_bias_backward_rows). Every weight-taking
+ *  backward below likewise accumulates its weights' gradients when they
+ *  have buffers: the kernel and bias of a convolution, a norm's gamma and
+ *  beta. */
 int df_linear_backward(df_vk_batch_t *batch, df_tensor x, uint32_t rows, const df_weight *w, df_tensor dy,
                        df_tensor dx, float dx_beta, df_error_t *err);
+
+/*  Full fine-tuning (df_weights_grads): a bias's gradient accumulates the
+ *  sums of dy over its rows (token-major [rows, out]) or over each map's
+ *  pixels and the batch (NCHW). No-ops without a gradient buffer. */
+int df_bias_backward_rows(df_vk_batch_t *batch, const df_weight *bias, df_tensor dy, uint32_t rows, df_error_t *err);
+int df_bias_backward_maps(df_vk_batch_t *batch, const df_weight *bias, const df_fmap *dy, df_error_t *err);
 
 /*  Of df_conv_named: dx (accumulate 0: written, 1: added; no buffer: not
  *  wanted) and the adapters' gradients. */

@@ -260,6 +260,7 @@ static int attention_backward(const df_weights_t *w, df_vk_batch_t *batch, const
     if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * kv_tokens * C, DF_F32, &dk, err);
     if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * kv_tokens * C, DF_F32, &dv, err);
     if (rc == DF_OK) rc = df_linear_backward(batch, s->a, n * tokens, wo, dout, da, 0, err);
+    if (rc == DF_OK) rc = df_bias_backward_rows(batch, aw.ob, dout, n * tokens, err);
     if (rc == DF_OK) rc = df_attention_backward(batch, &d, s->q, s->k, s->v, s->a, s->lse, da, dq, dk, dv, err);
     if (rc == DF_OK) rc = df_linear_backward(batch, x, n * tokens, wq, dq, dx, 0, err);
     (void)none;
@@ -317,8 +318,10 @@ static int layer_backward(const df_weights_t *w, df_vk_batch_t *batch, const cha
     /* Back through the feed-forward, then each attention; each branch's
      * input gradient goes through its layer norm and onto the residual. */
     if (rc == DF_OK) rc = df_linear_backward(batch, g, rows, f2, dh, dg, 0, err);
+    if (rc == DF_OK) rc = df_bias_backward_rows(batch, f2b, dh, rows, err);
     if (rc == DF_OK) rc = df_geglu_backward(batch, rows, 4 * C, f, dg, df, err);
     if (rc == DF_OK) rc = df_linear_backward(batch, n3, rows, f0, df, dn, 0, err);
+    if (rc == DF_OK) rc = df_bias_backward_rows(batch, f0b, df, rows, err);
     if (rc == DF_OK) rc = df_layer_norm_backward(batch, w, n3p, h2, rows, 1e-5f, dn, tmp, err);
     if (rc == DF_OK) rc = df_add_into(batch, tmp, dh, rc_elems, err);
     if (rc == DF_OK) rc = attention_backward(w, batch, a2p, n, HW, heads, n2, context, L, 0, &s2, dh, dn, dcontext, err);
@@ -336,10 +339,11 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
 {
     const uint32_t n = x->n, C = x->c, HW = x->h * x->w, rows = n * HW;
     const uint64_t elems = (uint64_t)rows * C;
-    const df_weight *pin, *pinb, *pout;
+    const df_weight *pin, *pinb, *pout, *poutb;
     int rc = df_weight_at(w, p, "proj_in.weight", &pin, err);
     if (rc == DF_OK) rc = df_weight_at(w, p, "proj_in.bias", &pinb, err);
     if (rc == DF_OK) rc = df_weight_at(w, p, "proj_out.weight", &pout, err);
+    if (rc == DF_OK) rc = df_weight_at(w, p, "proj_out.bias", &poutb, err);
     if (rc == DF_OK && (pin->ndim != 2 || depth < 1 || depth > 64))
         rc = df_error_set(err, DF_E_UNSUPPORTED, "%s: linear projections and 1 to 64 layers only", p);
     if (rc != DF_OK)
@@ -391,6 +395,12 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     if (rc == DF_OK) rc = df_weight_values(batch, pout, &wv, err);
     if (rc == DF_OK)
         rc = bmm(batch, 1, 0, HW, C, C, n, (uint64_t)C * HW, 0, (uint64_t)HW * C, 1, 0, dy->t, wv, dh, err);
+    /* Full fine-tuning: dWout += sum_b dy[b] h[b]; the bias, per channel of dy. */
+    for (uint32_t i = 0; rc == DF_OK && pout->grad.ref.buf && i < n; i++)
+        rc = bmm(batch, 0, 0, C, C, HW, 1, 0, 0, 0, 1, 1, at_f32(dy->t, (uint64_t)i * C * HW),
+                 at_f32(hl, (uint64_t)i * HW * C), pout->grad, err);
+    if (rc == DF_OK)
+        rc = df_bias_backward_maps(batch, poutb, dy, err);
     for (const df_weight_adapter *a = pout->adapters; a && rc == DF_OK; a = a->next) {
         /* x[b] += s up t[b]^T with t = h down^T. */
         rc = df_scratch(batch, (uint64_t)rows * a->rank, DF_F32, &t, err);
@@ -419,6 +429,12 @@ int df_transformer_backward(df_vk_batch_t *batch, const df_weights_t *w, const c
     if (rc == DF_OK) rc = df_weight_values(batch, pin, &wv, err);
     if (rc == DF_OK)
         rc = bmm(batch, 1, 1, C, HW, C, n, 0, (uint64_t)HW * C, (uint64_t)C * HW, 1, 0, wv, dh, dhn.t, err);
+    /* Full fine-tuning: dWin += sum_b dh[b]^T hn[b]^T; the bias, over the rows. */
+    for (uint32_t i = 0; rc == DF_OK && pin->grad.ref.buf && i < n; i++)
+        rc = bmm(batch, 1, 1, C, C, HW, 1, 0, 0, 0, 1, 1, at_f32(dh, (uint64_t)i * HW * C),
+                 at_f32(hn.t, (uint64_t)i * C * HW), pin->grad, err);
+    if (rc == DF_OK)
+        rc = df_bias_backward_rows(batch, pinb, dh, rows, err);
     for (const df_weight_adapter *a = pin->adapters; a && rc == DF_OK; a = a->next) {
         /* h += s t up^T with t[b] = hn[b]^T down^T. */
         rc = df_scratch(batch, (uint64_t)rows * a->rank, DF_F32, &t, err);

@@ -103,6 +103,7 @@ df_weights_t *df_unet_weights(df_unet_t *self) { return self->w; }
  *  embedding before the last SiLU [n, T]. */
 typedef struct {
     df_tensor add, a1, emb;
+    df_tensor tsin, h1; /* the time MLP's input and its first linear's output before the SiLU */
 } emb_saved;
 
 /*  silu(time_embedding(t) + add_embedding([text_embeds, time_ids])): what
@@ -137,7 +138,16 @@ static int embeddings(df_unet_t *u, df_vk_batch_t *batch, const df_unet_inputs *
         return rc;
     df_timestep_desc td = time_desc(c, c0), ad = time_desc(c, A);
     rc = df_timestep_embedding(batch, &td, n, t, df_tensor_at(u->time_freqs, 0, DF_F32), tsin, err);
-    if (rc == DF_OK) rc = df_linear(batch, tsin, n, l1, b1, h, 0, DF_ELT_SILU, err);
+    if (saved) { /* the time MLP's SiLU on its own, keeping its input */
+        df_elt_desc e = {.op = DF_ELT_SILU, .n = (uint64_t)n * T};
+        df_tensor no = {{NULL, 0}, DF_F32};
+        saved->tsin = tsin;
+        if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &saved->h1, err);
+        if (rc == DF_OK) rc = df_linear(batch, tsin, n, l1, b1, saved->h1, 0, DF_ELT_COPY, err);
+        if (rc == DF_OK) rc = df_eltwise(batch, &e, saved->h1, no, h, err);
+    } else if (rc == DF_OK) {
+        rc = df_linear(batch, tsin, n, l1, b1, h, 0, DF_ELT_SILU, err);
+    }
     if (rc == DF_OK) rc = df_linear(batch, h, n, l2, b2, emb, 0, DF_ELT_COPY, err);
     /* [pooled text | six sinusoids] per sample: the text goes in by copy, the
      * sinusoids are written in place, each sample's six rows contiguous. */
@@ -181,29 +191,46 @@ int df_unet_embeddings_backward(df_unet_t *u, df_vk_batch_t *batch, const df_une
     const uint32_t n = in->sample->n, T = 4 * (uint32_t)c->block_out[0];
     const uint32_t P = (uint32_t)c->projection_class_embeddings_input_dim;
     const uint32_t pooled = P - 6 * (uint32_t)c->addition_time_embed_dim;
-    const df_weight *a1, *a2;
-    int rc = df_weights_get(u->w, "add_embedding.linear_1.weight", &a1, err);
-    if (rc == DF_OK) rc = df_weights_get(u->w, "add_embedding.linear_2.weight", &a2, err);
+    const df_weight *a1, *a2, *ab1, *ab2, *l1, *l2, *b1, *b2;
+    int rc = df_weight_pair(u->w, "add_embedding.linear_1", &a1, &ab1, err);
+    if (rc == DF_OK) rc = df_weight_pair(u->w, "add_embedding.linear_2", &a2, &ab2, err);
+    if (rc == DF_OK) rc = df_weight_pair(u->w, "time_embedding.linear_1", &l1, &b1, err);
+    if (rc == DF_OK) rc = df_weight_pair(u->w, "time_embedding.linear_2", &l2, &b2, err);
     emb_saved s;
-    df_tensor temb_silu, demb, ah, dah, da1, dadd;
+    df_tensor temb_silu, demb, ah, dah, da1, dadd, none = {{NULL, 0}, DF_F32};
     if (rc == DF_OK) rc = embeddings(u, batch, in, &temb_silu, &s, err);
     if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &demb, err);
     if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &ah, err);
     if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &dah, err);
     if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &da1, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * P, DF_F32, &dadd, err);
+    if (rc == DF_OK && dtext_embeds.ref.buf) rc = df_scratch(batch, (uint64_t)n * P, DF_F32, &dadd, err);
     /* temb_silu = silu(emb), emb = time part + linear_2(silu(a1)), a1 = linear_1(add). */
     df_elt_desc sb = {.op = DF_ELT_SILU_BWD, .n = (uint64_t)n * T, .alpha = 1};
     df_elt_desc sf = {.op = DF_ELT_SILU, .n = (uint64_t)n * T};
-    df_tensor none = {{NULL, 0}, DF_F32};
     if (rc == DF_OK) rc = df_eltwise(batch, &sb, s.emb, dtemb_silu, demb, err);
+    /* The added embedding: to the text (and its weights, when they train). */
     if (rc == DF_OK) rc = df_eltwise(batch, &sf, s.a1, none, ah, err);
     if (rc == DF_OK) rc = df_linear_backward(batch, ah, n, a2, demb, dah, 0, err);
+    if (rc == DF_OK) rc = df_bias_backward_rows(batch, ab2, demb, n, err);
     if (rc == DF_OK) rc = df_eltwise(batch, &sb, s.a1, dah, da1, err);
-    if (rc == DF_OK) rc = df_linear_backward(batch, s.add, n, a1, da1, dadd, 0, err);
+    if (rc == DF_OK) rc = df_linear_backward(batch, s.add, n, a1, da1, dtext_embeds.ref.buf ? dadd : none, 0, err);
+    if (rc == DF_OK) rc = df_bias_backward_rows(batch, ab1, da1, n, err);
     /* The text's part of each row: the pooled embedding's gradient. */
     df_copy2d_desc cd = {.rows = n, .width = pooled, .ld_x = P, .ld_y = pooled};
-    if (rc == DF_OK) rc = df_copy2d(batch, &cd, dadd, dtext_embeds, err);
+    if (rc == DF_OK && dtext_embeds.ref.buf) rc = df_copy2d(batch, &cd, dadd, dtext_embeds, err);
+    /* Full fine-tuning: the time MLP's weights (the timestep takes no gradient). */
+    if (rc == DF_OK && (l1->grad.ref.buf || l2->grad.ref.buf)) {
+        df_tensor hs, dhs, dh1;
+        rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &hs, err);
+        if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &dhs, err);
+        if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * T, DF_F32, &dh1, err);
+        if (rc == DF_OK) rc = df_eltwise(batch, &sf, s.h1, none, hs, err);
+        if (rc == DF_OK) rc = df_linear_backward(batch, hs, n, l2, demb, dhs, 0, err);
+        if (rc == DF_OK) rc = df_bias_backward_rows(batch, b2, demb, n, err);
+        if (rc == DF_OK) rc = df_eltwise(batch, &sb, s.h1, dhs, dh1, err);
+        if (rc == DF_OK) rc = df_linear_backward(batch, s.tsin, n, l1, dh1, none, 0, err);
+        if (rc == DF_OK) rc = df_bias_backward_rows(batch, b1, dh1, n, err);
+    }
     return rc == DF_OK ? rc : df_error_prefix(err, "unet embeddings (backward)");
 }
 

@@ -86,7 +86,9 @@ int df_unet_lora_grad_text(df_unet_t *self, df_vk_batch_t *batch, const df_unet_
 
 /*  The time and added embeddings' backward pass: from the gradient with
  *  respect to their (SiLU'd) output, the pooled text embedding's gradient
- *  (f32 [n, pooled dim], written). Recomputes the forward pass from in. */
+ *  (f32 [n, pooled dim], written; no buffer: not wanted) and, for full
+ *  fine-tuning, the MLPs' weights' gradients. Recomputes the forward pass
+ *  from in. */
 int df_unet_embeddings_backward(df_unet_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
                                 df_tensor dtemb_silu, df_tensor dtext_embeds, df_error_t *err);
 

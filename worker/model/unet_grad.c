@@ -303,7 +303,11 @@ int df_unet_lora_grad_text(df_unet_t *self, df_vk_batch_t *batch, const df_unet_
         rc = df_vk_batch_fill(batch, dcontext.ref.buf, dcontext.ref.offset,
                               (uint64_t)s->n * in->context_len * (uint64_t)c->cross_attention_dim * 4, 0, err);
     }
-    if (rc == DF_OK && text_grads && text_grads->text_embeds.ref.buf) {
+    /* The time embedding's gradient: for the pooled text, or for its own
+     * weights when they train (full fine-tuning). */
+    const df_weight *l1 = df_weights_find(df_unet_weights(self), "time_embedding.linear_1.weight");
+    const int want_text = text_grads && text_grads->text_embeds.ref.buf;
+    if (rc == DF_OK && (want_text || (l1 && l1->grad.ref.buf))) {
         rc = df_keep_new(batch, &kept, temb_elems, DF_F32, &dtemb, err);
         if (rc == DF_OK)
             rc = df_vk_batch_fill(batch, dtemb.ref.buf, dtemb.ref.offset, temb_elems * 4, 0, err);
@@ -360,7 +364,8 @@ int df_unet_lora_grad_text(df_unet_t *self, df_vk_batch_t *batch, const df_unet_
         dy = dx;
     }
     if (rc == DF_OK && dtemb.ref.buf) {
-        rc = df_unet_embeddings_backward(self, batch, in, dtemb, text_grads->text_embeds, err);
+        df_tensor none = {{NULL, 0}, DF_F32};
+        rc = df_unet_embeddings_backward(self, batch, in, dtemb, want_text ? text_grads->text_embeds : none, err);
         if (rc == DF_OK)
             rc = df_vk_batch_submit(batch, err);
     }

@@ -14,6 +14,7 @@ struct _df_weights_t {
     df_weight *items;
     df_vk_buffer_t **bufs;
     df_vk_buffer_t **scale_bufs; /* 8-bit weights' row scales */
+    df_vk_buffer_t **grad_bufs;  /* full fine-tuning's gradients (NULL until asked for) */
     df_vk_buffer_t *unpack;      /* where 8-bit weights are dequantized for use */
     char **names;
     size_t count;
@@ -38,8 +39,11 @@ void df_weights_destroy(df_weights_t **self_p)
     for (size_t i = 0; i < w->count; i++) {
         df_vk_buffer_destroy(&w->bufs[i]);
         df_vk_buffer_destroy(&w->scale_bufs[i]);
+        if (w->grad_bufs)
+            df_vk_buffer_destroy(&w->grad_bufs[i]);
         free(w->names[i]);
     }
+    free(w->grad_bufs);
     df_vk_buffer_destroy(&w->unpack);
     df_weights_detach_all(w);
     free(w->items);
@@ -411,6 +415,27 @@ int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **dow
         end = &(*end)->next_owned;
     *end = o;
     self->nadapters++;
+    return DF_OK;
+}
+
+int df_weights_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err)
+{
+    if (!self->grad_bufs && !(self->grad_bufs = calloc(self->count ? self->count : 1, sizeof *self->grad_bufs)))
+        return df_error_set(err, DF_E_NOMEM, "weights: out of memory");
+    for (size_t i = 0; i < self->count; i++) {
+        df_weight *w = &self->items[i];
+        if (self->grad_bufs[i])
+            continue;
+        if (w->t.dtype != DF_F32)
+            return df_error_set(err, DF_E_UNSUPPORTED, "weights: full fine-tuning needs f32 weights; '%s' is %s",
+                                w->name, df_dtype_name(w->t.dtype));
+        if (!(self->grad_bufs[i] = df_vk_buffer_new(df_vk_batch_device(batch), w->nelem * 4, err)))
+            return err && err->code ? err->code : DF_E_DEVICE_MEMORY;
+        w->grad = df_tensor_at(self->grad_bufs[i], 0, DF_F32);
+        int rc = df_vk_batch_fill(batch, self->grad_bufs[i], 0, w->nelem * 4, 0, err);
+        if (rc != DF_OK)
+            return rc;
+    }
     return DF_OK;
 }
 

@@ -48,6 +48,7 @@ typedef struct {
     int64_t shape[4];
     uint64_t nelem;
     const df_weight_adapter *adapters; /* NULL: none */
+    df_tensor grad; /* full fine-tuning: f32, the weight's shape, accumulated by backward passes; else no buffer */
 } df_weight;
 
 /*  How a file layout stores a component: where each internal tensor is (a
@@ -102,6 +103,11 @@ int df_weights_attach(df_weights_t *self, const char *name, df_vk_buffer_t **dow
 /*  Gives every adapter zeroed gradient buffers (once; later calls keep
  *  them). The zeroing is recorded in batch. */
 int df_weights_adapter_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err);
+/*  Full fine-tuning: gives every weight a zeroed f32 gradient buffer (once;
+ *  the zeroing recorded in batch). The weights must be stored as f32: an
+ *  optimiser steps them in place. */
+int df_weights_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err);
+
 /*  The adapters of a weight, in the order attached (NULL when none), and
  *  the i-th adapter of the whole component in the order attached. */
 const df_weight_adapter *df_weights_adapter_at(const df_weights_t *self, size_t i, const char **weight_name);
