@@ -7,23 +7,18 @@
 #include <string.h>
 
 #include "half.h"
-#include "adam8.h"
+#include "adamw_state.h"
 #include "optim.h"
 #include "philox.h"
 #include "safetensors.h"
 
-/*  One factor's AdamW moments: m and v in f32, or (8-bit state) the codes of
- *  m and sqrt(v) with their blocks' scales (common/adam8.h). */
-typedef struct {
-    df_vk_buffer_t *m, *v, *m_scale, *s_scale;
-} moments;
 
 /*  One adapter's optimiser state: the moments of its down and up factors. */
 typedef struct {
     const df_weight_adapter *a;
     const df_weight *w;
     int comp; /* 0 the UNet, 1 text encoder 1, 2 text encoder 2 */
-    moments mo[2];
+    df_adamw_state mo[2];
 } trained;
 
 /*  The components' prefixes in kohya's keys, PEFT's keys and checkpoints
@@ -148,94 +143,11 @@ void df_lora_trainer_destroy(df_lora_trainer_t **self_p)
     df_lora_trainer_t *t = *self_p;
     for (size_t i = 0; i < t->n; i++)
         for (int f = 0; f < 2; f++) {
-            moments *mo = &t->items[i].mo[f];
-            df_vk_buffer_destroy(&mo->m), df_vk_buffer_destroy(&mo->v);
-            df_vk_buffer_destroy(&mo->m_scale), df_vk_buffer_destroy(&mo->s_scale);
+            df_adamw_state_free(&t->items[i].mo[f]);
         }
     free(t->items);
     free(t);
     *self_p = NULL;
-}
-
-static df_vk_buffer_t *zeroed(df_vk_batch_t *batch, uint64_t bytes, int *rc, df_error_t *err)
-{
-    if (*rc != DF_OK)
-        return NULL;
-    df_vk_buffer_t *b = df_vk_buffer_new(df_vk_batch_device(batch), bytes, err);
-    if (!b)
-        *rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
-    else
-        *rc = df_vk_batch_fill(batch, b, 0, bytes, 0, err);
-    return b;
-}
-
-/*  Zeroed moments for n values (zero codes and scales are the zero state). */
-static void moments_new(df_vk_batch_t *batch, uint64_t n, int state8, moments *mo, int *rc, df_error_t *err)
-{
-    if (!state8) {
-        mo->m = zeroed(batch, n * 4, rc, err);
-        mo->v = zeroed(batch, n * 4, rc, err);
-        return;
-    }
-    uint64_t codes = (n + 3) & ~3ull, blocks = df_adam8_blocks(n);
-    mo->m = zeroed(batch, codes, rc, err);
-    mo->v = zeroed(batch, codes, rc, err);
-    mo->m_scale = zeroed(batch, blocks * 4, rc, err);
-    mo->s_scale = zeroed(batch, blocks * 4, rc, err);
-}
-
-static int moments_step(df_vk_batch_t *batch, const df_adamw_desc *d, df_tensor param, df_tensor grad,
-                        const moments *mo, df_error_t *err)
-{
-    if (!mo->m_scale)
-        return df_adamw_step(batch, d, param, grad, df_tensor_at(mo->m, 0, DF_F32), df_tensor_at(mo->v, 0, DF_F32),
-                             err);
-    return df_adamw8_step(batch, d, param, grad, df_tensor_at(mo->m, 0, DF_U8), df_tensor_at(mo->v, 0, DF_U8),
-                          df_tensor_at(mo->m_scale, 0, DF_F32), df_tensor_at(mo->s_scale, 0, DF_F32), err);
-}
-
-/*  The moments of n values as f32 on the host (what checkpoints hold). */
-static int moments_read(df_vk_transfer_t *xfer, const moments *mo, uint64_t n, float *m, float *v, df_error_t *err)
-{
-    if (!mo->m_scale) {
-        int rc = df_vk_download(xfer, mo->m, 0, m, n * 4, err);
-        return rc == DF_OK ? df_vk_download(xfer, mo->v, 0, v, n * 4, err) : rc;
-    }
-    uint64_t codes = (n + 3) & ~3ull, blocks = df_adam8_blocks(n);
-    uint8_t *mq = malloc(codes), *sq = malloc(codes);
-    float *ms = malloc(blocks * 4), *ss = malloc(blocks * 4);
-    int rc = mq && sq && ms && ss ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
-    if (rc == DF_OK) rc = df_vk_download(xfer, mo->m, 0, mq, codes, err);
-    if (rc == DF_OK) rc = df_vk_download(xfer, mo->v, 0, sq, codes, err);
-    if (rc == DF_OK) rc = df_vk_download(xfer, mo->m_scale, 0, ms, blocks * 4, err);
-    if (rc == DF_OK) rc = df_vk_download(xfer, mo->s_scale, 0, ss, blocks * 4, err);
-    if (rc == DF_OK)
-        df_adam8_dequantize(mq, sq, ms, ss, n, m, v);
-    free(mq), free(sq), free(ms), free(ss);
-    return rc;
-}
-
-/*  Sets the moments of n values from f32 host values (a resumed checkpoint). */
-static int moments_write(df_vk_transfer_t *xfer, const moments *mo, uint64_t n, const float *m, const float *v,
-                         df_error_t *err)
-{
-    if (!mo->m_scale) {
-        int rc = df_vk_upload(xfer, mo->m, 0, m, n * 4, err);
-        return rc == DF_OK ? df_vk_upload(xfer, mo->v, 0, v, n * 4, err) : rc;
-    }
-    uint64_t codes = (n + 3) & ~3ull, blocks = df_adam8_blocks(n);
-    uint8_t *mq = calloc(codes, 1), *sq = calloc(codes, 1);
-    float *ms = malloc(blocks * 4), *ss = malloc(blocks * 4);
-    int rc = mq && sq && ms && ss ? DF_OK : df_error_set(err, DF_E_NOMEM, "lora trainer: out of memory");
-    if (rc == DF_OK) {
-        df_adam8_quantize(m, v, n, mq, sq, ms, ss);
-        rc = df_vk_upload(xfer, mo->m, 0, mq, codes, err);
-    }
-    if (rc == DF_OK) rc = df_vk_upload(xfer, mo->v, 0, sq, codes, err);
-    if (rc == DF_OK) rc = df_vk_upload(xfer, mo->m_scale, 0, ms, blocks * 4, err);
-    if (rc == DF_OK) rc = df_vk_upload(xfer, mo->s_scale, 0, ss, blocks * 4, err);
-    free(mq), free(sq), free(ms), free(ss);
-    return rc;
 }
 
 df_lora_trainer_t *df_lora_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
@@ -305,8 +217,8 @@ df_lora_trainer_t *df_lora_trainer_new_text(df_unet_t *unet, df_clip_text_t *te1
         t->a = df_weights_adapter_at(self->comps[comp], k, &wname);
         t->w = df_weights_find(self->comps[comp], wname);
         uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
-        moments_new(batch, nd, self->o.state8, &t->mo[0], &rc, err);
-        moments_new(batch, nu, self->o.state8, &t->mo[1], &rc, err);
+        if (rc == DF_OK) rc = df_adamw_state_init(&t->mo[0], batch, nd, self->o.state8, err);
+        if (rc == DF_OK) rc = df_adamw_state_init(&t->mo[1], batch, nu, self->o.state8, err);
         self->n = i + 1;
         self->params += nd + nu;
     }
@@ -345,10 +257,10 @@ int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr
         uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
         df_adamw_desc d = {.n = nd, .lr = lr, .beta1 = self->o.beta1, .beta2 = self->o.beta2, .eps = self->o.eps,
                            .weight_decay = self->o.weight_decay, .step = step, .grad_scale = 1};
-        rc = moments_step(batch, &d, t->a->down, t->a->grad_down, &t->mo[0], err);
+        rc = df_adamw_state_step(&t->mo[0], batch, &d, t->a->down, t->a->grad_down, err);
         d.n = nu;
         if (rc == DF_OK)
-            rc = moments_step(batch, &d, t->a->up, t->a->grad_up, &t->mo[1], err);
+            rc = df_adamw_state_step(&t->mo[1], batch, &d, t->a->up, t->a->grad_up, err);
         if (rc == DF_OK)
             rc = df_vk_batch_fill(batch, t->a->grad_down.ref.buf, t->a->grad_down.ref.offset, nd * 4, 0, err);
         if (rc == DF_OK)
@@ -515,7 +427,7 @@ int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const 
             if (rc == DF_OK)
                 rc = df_vk_download(self->xfer, factor.ref.buf, factor.ref.offset, vals[0], n * 4, err);
             if (rc == DF_OK)
-                rc = moments_read(self->xfer, &t->mo[f], n, vals[1], vals[2], err);
+                rc = df_adamw_state_read(&t->mo[f], self->xfer, n, vals[1], vals[2], err);
             for (int k = 0; rc == DF_OK && k < 3; k++) {
                 char name[300];
                 snprintf(name, sizeof name, "%s/%s%s", k_parts[k ? 2 * f + k + 1 : f], k_ckpt[t->comp], t->w->name);
@@ -670,7 +582,7 @@ df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *
                     rc = df_st_tensor_to_f32(mt, mv[k], err);
             }
             if (rc == DF_OK)
-                rc = moments_write(xfer, &t->mo[f], n, mv[0], mv[1], err);
+                rc = df_adamw_state_write(&t->mo[f], xfer, n, mv[0], mv[1], err);
             free(mv[0]), free(mv[1]);
         }
     if (rc == DF_OK)
