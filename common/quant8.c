@@ -5,12 +5,12 @@
 
 uint64_t df_quant8_blocks(uint64_t cols, uint64_t block)
 {
-    return block >= cols ? 1 : (cols + block - 1) / block;
+    return block == 0 || block >= cols ? 1 : (cols + block - 1) / block;
 }
 
 void df_quant8_rows(const float *w, uint64_t rows, uint64_t cols, uint64_t block, int8_t *q, float *scale)
 {
-    if (block > cols)
+    if (block == 0 || block > cols) /* 0, like anything past the row: one scale per row */
         block = cols;
     uint64_t nb = df_quant8_blocks(cols, block);
     for (uint64_t r = 0; r < rows; r++)
@@ -33,7 +33,7 @@ void df_quant8_rows(const float *w, uint64_t rows, uint64_t cols, uint64_t block
 
 void df_dequant8_rows(const int8_t *q, const float *scale, uint64_t rows, uint64_t cols, uint64_t block, float *w)
 {
-    if (block > cols)
+    if (block == 0 || block > cols)
         block = cols;
     uint64_t nb = df_quant8_blocks(cols, block);
     for (uint64_t r = 0; r < rows; r++)

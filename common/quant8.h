@@ -21,9 +21,9 @@ uint64_t df_quant8_blocks(uint64_t cols, uint64_t block);
 
 /*  Quantizes w (row-major) into q and scale, one scale per block of
  *  `block` values along each row (the last block of a row may be short;
- *  block >= cols: one per row), scale[r * blocks + c / block]. A block of
- *  zeros gets scale 0 and zeros; non-finite values are the caller's
- *  problem (loaders reject them before). */
+ *  block >= cols or 0: one per row), scale[r * blocks + c / block]. A block of
+ *  zeros gets scale 0 and zeros; values must be finite (the weight loader
+ *  refuses a tensor that is not, naming it). */
 void df_quant8_rows(const float *w, uint64_t rows, uint64_t cols, uint64_t block, int8_t *q, float *scale);
 
 /*  w[r][c] = q[r][c] * scale[r * blocks + c / block], the product as a float

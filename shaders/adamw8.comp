@@ -40,7 +40,9 @@ uint encode(float x, uint mbits, bool underflow_to_zero)
     float fr = frexp(x, ex);
     int e = ex - 1 + 15;
     int steps = 1 << mbits;
-    int f = int(roundEven((2.0 * fr - 1.0) * float(steps)));
+    // A value a driver flushed to zero gives fr = 0: clamped, and callers
+    // send only x > 0 here.
+    int f = clamp(int(roundEven((2.0 * fr - 1.0) * float(steps))), 0, steps);
     if (f == steps) {
         f = 0;
         e++;
@@ -50,13 +52,13 @@ uint encode(float x, uint mbits, bool underflow_to_zero)
     if (e < 0)
         return underflow_to_zero ? 0u : 1u;
     uint c = (uint(e) << mbits) | uint(f);
-    return max(c, 1u);
+    return max(c, 1u) & ((1u << (mbits + 4u)) - 1u);
 }
 
 float decode_m(uint c) { float mag = decode(c & 127u, 3u); return (c & 128u) != 0u ? -mag : mag; }
 uint encode_m(float x)
 {
-    if (x == 0.0)
+    if (!(abs(x) > 0.0)) // zero, and NaN (as the host codes it): never bits beyond the byte
         return 0u;
     uint c = encode(abs(x), 3u, true);
     return c == 0u ? 0u : (x < 0.0 ? 128u | c : c);
@@ -99,8 +101,8 @@ void main()
             float v1 = p.b2 * (s0 * s0) + (1.0 - p.b2) * g * g;
             float w = prm[p.off_p + i] * (1.0 - p.lr * p.wd);
             prm[p.off_p + i] = w - p.lr * (m1 / p.c1) / (sqrt(v1 / p.c2) + p.eps);
-            om |= (am > 0.0 ? encode_m(m1 / am) : 0u) << (8u * k);
-            os |= (as > 0.0 ? encode_s(sqrt(v1) / as) : 0u) << (8u * k);
+            om |= ((am > 0.0 ? encode_m(m1 / am) : 0u) & 255u) << (8u * k);
+            os |= ((as > 0.0 ? encode_s(sqrt(v1) / as) : 0u) & 255u) << (8u * k);
         }
         mq[em] = om;
         sq[es] = os;

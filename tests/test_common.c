@@ -226,6 +226,7 @@ static void test_quant8(void)
     float bscale[ROWS * 5];
     CHECK_EQ(df_quant8_blocks(COLS, 8), 5);
     CHECK_EQ(df_quant8_blocks(COLS, 64), 1);
+    CHECK_EQ(df_quant8_blocks(COLS, 0), 1); /* 0: a scale per row, no division by zero */
     df_quant8_rows(w, ROWS, COLS, 8, q, bscale);
     df_dequant8_rows(q, bscale, ROWS, COLS, 8, back);
     CHECK(bscale[3 * 5 + 0] == 9.0f / 127.0f);

@@ -1523,7 +1523,7 @@ static void unet_case_free(unet_case *u)
  *  dequantizes to f16 right before each op. That pins the 8-bit path to the
  *  f16 path's tested numbers; a second check bounds the quantization error
  *  itself against diffusers' autograd goldens. */
-static int make_dequantized_model(const char *src, const char *dst, df_error_t *err)
+static int make_dequantized_model(const char *src, const char *dst, int poison, df_error_t *err)
 {
     char cmd[512], in[512], out[512];
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dst);
@@ -1553,6 +1553,8 @@ static int make_dequantized_model(const char *src, const char *dst, df_error_t *
             if (q && scale) {
                 df_quant8_rows(vals[i], rows, cols, DF_WEIGHT_I8_BLOCK, q, scale);
                 df_dequant8_rows(q, scale, rows, cols, DF_WEIGHT_I8_BLOCK, vals[i]);
+                if (poison && strcmp(t->name, "conv_in.weight") == 0)
+                    vals[i][5] = NAN;
             } else {
                 rc = df_error_set(err, DF_E_NOMEM, "out of memory");
             }
@@ -1639,7 +1641,7 @@ static void test_unet_int8(void)
     snprintf(dq, sizeof dq, "%s/tiny_dequantized", g_dir);
     df_error_t err;
     df_error_clear(&err);
-    CHECK_OK(make_dequantized_model(g_model, dq, &err), &err);
+    CHECK_OK(make_dequantized_model(g_model, dq, 0, &err), &err);
     uint64_t n8 = 0, n16 = 0;
     float *q8 = lora_grad_outputs(g_model, DF_I8, &n8), *f16 = lora_grad_outputs(dq, DF_F16, &n16);
     CHECK(q8 && f16 && n8 == n16 && n8 > 1000);
@@ -1691,6 +1693,16 @@ static void test_unet_int8(void)
     }
     df_safetensors_destroy(&st);
     free(h16);
+    /* A weight that is not finite cannot be quantized: refused, named. */
+    char bad[128];
+    snprintf(bad, sizeof bad, "%s/tiny_nan", g_dir);
+    CHECK_OK(make_dequantized_model(g_model, bad, 1, &err), &err);
+    df_sdxl_t *mb = df_sdxl_open(bad, NULL, &err);
+    CHECK(mb != NULL);
+    if (mb)
+        CHECK(df_sdxl_load_unet(mb, g_dev, g_xfer, DF_I8, &err) == NULL && err.code == DF_E_FORMAT &&
+              strstr(err.msg, "conv_in.weight") && strstr(err.msg, "non-finite value at element 5"));
+    df_sdxl_destroy(&mb);
     free(q8), free(f16), free(f32);
 }
 
@@ -2548,9 +2560,21 @@ static void test_train_lora_text(void)
     CHECK(lora_has(peft, "text_encoder_2.", &nzp) > 0 && nzp);
     /* The same run without the text encoders: the first step's loss is the
      * same (every up factor starts at zero), later ones are not. */
+    char uckpt[256];
+    snprintf(uckpt, sizeof uckpt, "%s/te_unet_only.safetensors", g_dir);
     df_train_params u = p;
-    u.train_text = 0, u.checkpoint = NULL, u.on_checkpoint = NULL;
+    u.train_text = 0, u.checkpoint = uckpt, u.checkpoint_every = 0, u.on_checkpoint = NULL;
     CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &u, NULL, NULL, NULL, NULL, lu, &err), &err);
+    /* A UNet-only checkpoint resumed with the text encoders training, and
+     * the other way round: refused, saying why. */
+    df_train_params mix = p;
+    mix.resume = uckpt, mix.checkpoint = NULL, mix.on_checkpoint = NULL;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &mix, NULL, NULL, NULL, NULL, NULL, &err), &err,
+                DF_E_FORMAT, "did not train the text encoders");
+    mix.resume = kc.copy, mix.train_text = 0;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &mix, NULL, NULL, NULL, NULL, NULL, &err), &err,
+                DF_E_FORMAT, "resume it with the text encoders");
+    unlink(uckpt);
     fprintf(stderr, "  losses with the text encoders %.5f %.5f %.5f %.5f, without %.5f %.5f %.5f %.5f\n", lt[0], lt[1],
             lt[2], lt[3], lu[0], lu[1], lu[2], lu[3]);
     CHECK(lt[0] == lu[0] && memcmp(lt + 1, lu + 1, 3 * sizeof *lt) != 0);

@@ -31,10 +31,8 @@ int df_adamw_state_init(df_adamw_state *self, df_vk_batch_t *batch, uint64_t n, 
         self->m_scale = zeroed(batch, blocks * 4, &rc, err);
         self->s_scale = zeroed(batch, blocks * 4, &rc, err);
     }
-    if (rc != DF_OK) /* the fills recorded so far go with the batch's buffers: hold, not free */
-        for (df_vk_buffer_t **b = &self->m; b <= &self->s_scale; b++)
-            if (*b)
-                df_vk_batch_hold(batch, b, NULL);
+    if (rc != DF_OK) /* the fills recorded so far need their buffers until the batch runs */
+        df_adamw_state_release(self, batch);
     return rc;
 }
 
@@ -42,6 +40,14 @@ void df_adamw_state_free(df_adamw_state *self)
 {
     df_vk_buffer_destroy(&self->m), df_vk_buffer_destroy(&self->v);
     df_vk_buffer_destroy(&self->m_scale), df_vk_buffer_destroy(&self->s_scale);
+}
+
+void df_adamw_state_release(df_adamw_state *self, df_vk_batch_t *batch)
+{
+    df_vk_buffer_t **bufs[4] = {&self->m, &self->v, &self->m_scale, &self->s_scale};
+    for (int i = 0; i < 4; i++)
+        if (*bufs[i] && df_vk_batch_hold(batch, bufs[i], NULL) != DF_OK)
+            df_vk_buffer_destroy(bufs[i]);
 }
 
 int df_adamw_state_step(const df_adamw_state *self, df_vk_batch_t *batch, const df_adamw_desc *d, df_tensor param,

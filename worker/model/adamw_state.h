@@ -19,6 +19,9 @@ typedef struct {
  *  is freed. */
 int df_adamw_state_init(df_adamw_state *self, df_vk_batch_t *batch, uint64_t n, int state8, df_error_t *err);
 void df_adamw_state_free(df_adamw_state *self);
+/*  Hands the buffers to batch, freed once its recorded work (their zeroing,
+ *  say) has run: the error path of a constructor that recorded work. */
+void df_adamw_state_release(df_adamw_state *self, df_vk_batch_t *batch);
 
 /*  One AdamW step of param (f32, d->n values) with grad. */
 int df_adamw_state_step(const df_adamw_state *self, df_vk_batch_t *batch, const df_adamw_desc *d, df_tensor param,

@@ -51,8 +51,11 @@ df_full_trainer_t *df_full_trainer_new(df_unet_t *unet, df_vk_batch_t *batch, df
     }
     if (rc == DF_OK)
         rc = df_vk_batch_submit(batch, err);
-    if (rc != DF_OK)
+    if (rc != DF_OK) { /* the zeroing recorded so far still needs its buffers */
+        for (size_t i = 0; i < self->n; i++)
+            df_adamw_state_release(&self->state[i], batch);
         df_full_trainer_destroy(&self);
+    }
     return self;
 }
 
@@ -63,6 +66,8 @@ void df_full_trainer_destroy(df_full_trainer_t **self_p)
     df_full_trainer_t *t = *self_p;
     for (size_t i = 0; i < t->n; i++)
         df_adamw_state_free(&t->state[i]);
+    /* The UNet trains no more: later backward passes accumulate nothing. */
+    df_weights_drop_grads(df_unet_weights(t->unet));
     free(t->state);
     free(t);
     *self_p = NULL;

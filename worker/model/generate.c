@@ -161,8 +161,10 @@ int df_generator_clear_loras(df_generator_t *self, df_error_t *err)
 {
     if (self->n_loras && !self->lora_unmerged)
         return df_error_set(err, DF_E_STATE, "generator: merged LoRAs cannot be taken out (load the model again)");
-    df_weights_detach_all(df_unet_weights(self->unet));
-    for (int which = 1; self->text && which <= 2; which++)
+    /* A borrowed UNet or text encoder's adapters are its owner's (a trainer's). */
+    if (!self->unet_borrowed)
+        df_weights_detach_all(df_unet_weights(self->unet));
+    for (int which = 1; self->text && !self->text_borrowed && which <= 2; which++)
         df_weights_detach_all(df_clip_text_weights(df_prompt_text_encoder(self->text, which)));
     for (size_t i = 0; i < self->n_loras; i++)
         free(self->loras[i].path);

@@ -224,8 +224,12 @@ df_lora_trainer_t *df_lora_trainer_new_text(df_unet_t *unet, df_clip_text_t *te1
     }
     if (rc == DF_OK)
         rc = df_vk_batch_submit(batch, err);
-    if (rc != DF_OK)
+    if (rc != DF_OK) { /* the zeroing recorded so far still needs its buffers */
+        for (size_t i = 0; i < self->n; i++)
+            for (int f = 0; f < 2; f++)
+                df_adamw_state_release(&self->items[i].mo[f], batch);
         df_lora_trainer_destroy(&self);
+    }
     return self;
 }
 
@@ -483,10 +487,10 @@ static int upload_tensor(df_vk_transfer_t *xfer, const df_st_tensor *t, df_vk_bu
 df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
                                           const char *path, df_error_t *err)
 {
-    return df_lora_trainer_resume_text(unet, NULL, NULL, batch, xfer, path, err);
+    return df_lora_trainer_resume_text(unet, NULL, NULL, -1, batch, xfer, path, err);
 }
 
-df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
+df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2, int state8,
                                                df_vk_batch_t *batch, df_vk_transfer_t *xfer, const char *path,
                                                df_error_t *err)
 {
@@ -557,9 +561,14 @@ df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *
         o.eps = ep ? strtof(ep, NULL) : 0, o.weight_decay = wd ? strtof(wd, NULL) : 0;
         o.seed = sd ? strtoull(sd, NULL, 10) : 0;
         const char *state = df_safetensors_metadata(st, "dreamfleet.adamw.state");
-        o.state8 = state && strcmp(state, "8bit") == 0;
+        /* The moments are f32 in the file: either kind of state takes them. */
+        o.state8 = state8 >= 0 ? state8 : state && strcmp(state, "8bit") == 0;
         if (df_weights_adapter_count(comps[0]) == 0)
             rc = df_error_set(err, DF_E_FORMAT, "%s: no factors in the checkpoint", path);
+        for (int comp = 1; rc == DF_OK && comp < 3; comp++)
+            if (comps[comp] && df_weights_adapter_count(comps[comp]) == 0)
+                rc = df_error_set(err, DF_E_FORMAT, "%s has no adapters for %s: it did not train the text encoders",
+                                  path, names[comp]);
     }
     df_lora_trainer_t *self = rc == DF_OK ? df_lora_trainer_new_text(unet, te1, te2, batch, xfer, &o, err) : NULL;
     if (!self && rc == DF_OK)

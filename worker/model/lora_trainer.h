@@ -110,8 +110,10 @@ int df_lora_trainer_checkpoint(df_lora_trainer_t *self, const char *path, const 
 df_lora_trainer_t *df_lora_trainer_resume(df_unet_t *unet, df_vk_batch_t *batch, df_vk_transfer_t *xfer,
                                           const char *path, df_error_t *err);
 /*  The same with the text encoders a checkpoint of text-encoder training
- *  needs (NULL when it trained none: one that did is refused by name). */
-df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
+ *  needs (NULL when it trained none; a mismatch either way is refused by
+ *  name), and the kind of AdamW state to go on with (state8 1: 8-bit, 0:
+ *  f32, -1: the checkpoint's; the file's moments are f32, either takes them). */
+df_lora_trainer_t *df_lora_trainer_resume_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2, int state8,
                                                df_vk_batch_t *batch, df_vk_transfer_t *xfer, const char *path,
                                                df_error_t *err);
 

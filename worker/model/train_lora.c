@@ -312,7 +312,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     df_clip_text_t *te1 = pe ? df_prompt_text_encoder(pe, 1) : NULL, *te2 = pe ? df_prompt_text_encoder(pe, 2) : NULL;
     df_lora_trainer_t *tr = NULL;
     if (rc == DF_OK)
-        tr = p->resume ? df_lora_trainer_resume_text(unet, te1, te2, batch, xfer, p->resume, err)
+        tr = p->resume ? df_lora_trainer_resume_text(unet, te1, te2, p->lora.state8, batch, xfer, p->resume, err)
                        : df_lora_trainer_new_text(unet, te1, te2, batch, xfer, &p->lora, err);
     if (rc == DF_OK && !tr)
         rc = err && err->code ? err->code : DF_E_NOMEM;

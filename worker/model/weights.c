@@ -1,6 +1,7 @@
 /*  weights.c - see weights.h. */
 #include "weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,10 @@ static int upload_quant8(df_vk_transfer_t *xfer, df_vk_buffer_t *buf, df_vk_buff
     float *scale = rc == DF_OK ? malloc(nscale * sizeof *scale) : NULL;
     if (rc == DF_OK && (!q || !scale))
         rc = df_error_set(err, DF_E_NOMEM, "%s: no host memory to quantize '%s'", path, s->t->name);
+    for (uint64_t i = 0; rc == DF_OK && i < nelem; i++)
+        if (!isfinite(vals[i]))
+            rc = df_error_set(err, DF_E_FORMAT, "%s: '%s' holds a non-finite value at element %llu, which 8-bit "
+                              "weights cannot represent", path, s->t->name, (unsigned long long)i);
     if (rc == DF_OK) {
         df_quant8_rows(vals, rows, nelem / rows, DF_WEIGHT_I8_BLOCK, q, scale);
         rc = df_vk_upload(xfer, buf, 0, q, nelem, err);
@@ -437,6 +442,14 @@ int df_weights_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err)
             return rc;
     }
     return DF_OK;
+}
+
+void df_weights_drop_grads(df_weights_t *self)
+{
+    for (size_t i = 0; self->grad_bufs && i < self->count; i++) {
+        df_vk_buffer_destroy(&self->grad_bufs[i]);
+        self->items[i].grad = (df_tensor){{NULL, 0}, DF_F32};
+    }
 }
 
 int df_weights_adapter_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err)

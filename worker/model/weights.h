@@ -107,6 +107,8 @@ int df_weights_adapter_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_
  *  the zeroing recorded in batch). The weights must be stored as f32: an
  *  optimiser steps them in place. */
 int df_weights_grads(df_weights_t *self, df_vk_batch_t *batch, df_error_t *err);
+/*  Frees those gradient buffers (the weights train no more). */
+void df_weights_drop_grads(df_weights_t *self);
 
 /*  The adapters of a weight, in the order attached (NULL when none), and
  *  the i-th adapter of the whole component in the order attached. */

@@ -36,6 +36,10 @@ int df_bind_rules_storage(df_vk_device_t *dev, df_dtype dtype, df_bind_rules *r,
         return df_error_set(err, DF_E_UNSUPPORTED, "%s lacks 16-bit storage for %s tensors", info->name,
                             df_dtype_name(dtype));
     r->align = info->storage_align > r->es ? info->storage_align : r->es;
+    /* Byte tensors are read as 32-bit words (four values to a word): their
+     * windows start on a word. */
+    if (r->align < 4)
+        r->align = 4;
     r->granule = 4;
     r->limit = min_u64(df_vk_device_storage_limit(dev), MAX_WINDOW_BYTES);
     r->format = VK_FORMAT_UNDEFINED;
