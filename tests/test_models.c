@@ -2584,6 +2584,34 @@ static void test_train_lora_text(void)
     CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &r, NULL, NULL, again, NULL, lr4, &err), &err);
     CHECK(lora_files_apart(kohya, again, 1e-2) == 0);
     CHECK(memcmp(lt, lr4, sizeof lt) == 0);
+    /* The text encoders at a learning rate of their own: at a ten-thousandth
+     * of the UNet's their up factors barely leave zero, while the UNet's
+     * factors train as before (the same first two losses: the encoders
+     * cannot move the first step, and barely the second). */
+    char slow[256];
+    snprintf(slow, sizeof slow, "%s/te_slow.safetensors", g_dir);
+    df_train_params sl = p;
+    sl.checkpoint = NULL, sl.on_checkpoint = NULL, sl.lora.text_lr_ratio = 1e-4f, sl.steps = 2, sl.lr.total = 2;
+    float ls[2];
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &sl, NULL, NULL, slow, NULL, ls, &err), &err);
+    double te_max[2] = {0, 0};
+    const char *files[2] = {kohya, slow};
+    for (int f = 0; f < 2; f++) {
+        df_safetensors_t *st = df_safetensors_open(files[f], &err);
+        for (size_t i = 0; st && i < df_safetensors_count(st); i++) {
+            const df_st_tensor *t = df_safetensors_at(st, i);
+            if (strncmp(t->name, "lora_te", 7) || !strstr(t->name, "lora_up"))
+                continue;
+            for (uint64_t k = 0; k < t->nelem; k++)
+                te_max[f] = fmax(te_max[f], fabs(((const float *)t->data)[k]));
+        }
+        df_safetensors_destroy(&st);
+    }
+    fprintf(stderr, "  text encoders' largest up value: %.3g at the UNet's rate, %.3g at 1e-4 of it\n", te_max[0],
+            te_max[1]);
+    CHECK(te_max[1] > 0 && te_max[1] < 1e-3 * te_max[0]);
+    CHECK(ls[0] == lt[0]);
+    unlink(slow);
     /* Generation takes the text encoders' part. */
     df_generator_t *gen = df_generator_new(m, g_dev, g_xfer, DF_F32, &err);
     CHECK(gen != NULL);

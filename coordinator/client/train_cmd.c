@@ -6,7 +6,7 @@
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]
- *        [--train-text-encoder] [--tokenizer DIR]
+ *        [--train-text-encoder [--text-encoder-lr X]] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
  *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
  *        [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]
@@ -66,7 +66,7 @@ static const char k_usage[] =
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]\n"
-    "         [--train-text-encoder] [--tokenizer DIR]\n"
+    "         [--train-text-encoder [--text-encoder-lr X]] [--tokenizer DIR]\n"
     "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
     "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]\n"
     "         [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]\n"
@@ -233,7 +233,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
            O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
-           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT };
+           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -254,6 +254,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"validation-prompt", required_argument, NULL, O_VPROMPT}, {"validate-every", required_argument, NULL, O_VEVERY},
         {"validation-steps", required_argument, NULL, O_VSTEPS}, {"validation-size", required_argument, NULL, O_VSIZE},
         {"optimizer", required_argument, NULL, O_OPTIM},  {"train-text-encoder", no_argument, NULL, O_TRAIN_TEXT},
+        {"text-encoder-lr", required_argument, NULL, O_TEXT_LR},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
@@ -314,6 +315,16 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             p.lr_schedule = optarg;
             break;
         case O_TRAIN_TEXT: p.train_text_encoder = 1; break;
+        case O_TEXT_LR: {
+            char *end;
+            double x = strtod(optarg, &end);
+            if (*end || !(x > 0 && x < 1)) {
+                df_cli_error("--text-encoder-lr wants a number above 0 and below 1, not '%s'", optarg);
+                return DF_EXIT_USAGE;
+            }
+            p.text_encoder_lr = (float)x;
+            break;
+        }
         case O_OPTIM:
             if (strcmp(optarg, "adamw") && strcmp(optarg, "adamw8bit")) {
                 df_cli_error("--optimizer: adamw or adamw8bit, not '%s'", optarg);
@@ -378,6 +389,10 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     }
     if (optind != argc || !data || !model || !out) {
         df_cli_error("%s", k_usage);
+        return DF_EXIT_USAGE;
+    }
+    if (p.text_encoder_lr > 0 && !p.train_text_encoder) {
+        df_cli_error("--text-encoder-lr goes with --train-text-encoder");
         return DF_EXIT_USAGE;
     }
     if (p.members > 1 && !cli->coordinator) {

@@ -786,6 +786,14 @@ static void test_train(void)
     CHECK(strstr(g_err, "--validation-size wants WxH") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--optimizer", "sgd", "-o", out, NULL), 2);
     CHECK(strstr(g_err, "--optimizer: adamw or adamw8bit, not 'sgd'") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--text-encoder-lr", "1e-5", "-o", out,
+                    NULL),
+             2);
+    CHECK(strstr(g_err, "--text-encoder-lr goes with --train-text-encoder") != NULL);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--train-text-encoder",
+                    "--text-encoder-lr", "2", "-o", out, NULL),
+             2);
+    CHECK(strstr(g_err, "--text-encoder-lr wants a number above 0 and below 1") != NULL);
 }
 
 /*  The largest difference between two LoRA files' tensors (f32), or a

@@ -234,6 +234,7 @@ df_lora_trainer_t *df_lora_trainer_new_text(df_unet_t *unet, df_clip_text_t *te1
 }
 
 uint64_t df_lora_trainer_params(const df_lora_trainer_t *self) { return self->params; }
+void df_lora_trainer_set_text_lr_ratio(df_lora_trainer_t *self, float ratio) { self->o.text_lr_ratio = ratio; }
 uint64_t df_lora_trainer_steps(const df_lora_trainer_t *self) { return self->steps; }
 
 int df_lora_trainer_accumulate(df_lora_trainer_t *self, df_vk_batch_t *batch, const df_unet_inputs *in,
@@ -259,7 +260,10 @@ int df_lora_trainer_step(df_lora_trainer_t *self, df_vk_batch_t *batch, float lr
     for (size_t i = 0; rc == DF_OK && i < self->n; i++) {
         trained *t = &self->items[i];
         uint64_t nd = t->w->nelem / (uint64_t)t->w->shape[0] * t->a->rank, nu = (uint64_t)t->w->shape[0] * t->a->rank;
-        df_adamw_desc d = {.n = nd, .lr = lr, .beta1 = self->o.beta1, .beta2 = self->o.beta2, .eps = self->o.eps,
+        /* The text encoders' adapters may step at a rate of their own (the
+         * schedule's shape, scaled), as diffusers' and kohya's scripts allow. */
+        float at = t->comp && self->o.text_lr_ratio > 0 ? lr * self->o.text_lr_ratio : lr;
+        df_adamw_desc d = {.n = nd, .lr = at, .beta1 = self->o.beta1, .beta2 = self->o.beta2, .eps = self->o.eps,
                            .weight_decay = self->o.weight_decay, .step = step, .grad_scale = 1};
         rc = df_adamw_state_step(&t->mo[0], batch, &d, t->a->down, t->a->grad_down, err);
         d.n = nu;

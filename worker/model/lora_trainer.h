@@ -32,6 +32,7 @@ typedef struct {
     uint64_t seed;       /* the down factors' initialisation */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW; 0 betas/eps: 0.9, 0.999, 1e-8 */
     int state8;          /* AdamW's moments in 8 bits (common/adam8.h): a quarter of the memory */
+    float text_lr_ratio; /* the text encoders' learning rate over the UNet's (0: 1, the same) */
 } df_lora_train_opts;
 
 typedef struct _df_lora_trainer_t df_lora_trainer_t;
@@ -52,6 +53,10 @@ void df_lora_trainer_destroy(df_lora_trainer_t **self_p);
 df_lora_trainer_t *df_lora_trainer_new_text(df_unet_t *unet, df_clip_text_t *te1, df_clip_text_t *te2,
                                             df_vk_batch_t *batch, df_vk_transfer_t *xfer,
                                             const df_lora_train_opts *opts, df_error_t *err);
+
+/*  The text encoders' learning rate over the UNet's from now on (0: the
+ *  same); a resumed trainer takes the caller's, not the checkpoint's. */
+void df_lora_trainer_set_text_lr_ratio(df_lora_trainer_t *self, float ratio);
 
 /*  Trainable values (both factors of every adapter). */
 uint64_t df_lora_trainer_params(const df_lora_trainer_t *self);

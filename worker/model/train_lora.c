@@ -316,6 +316,8 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                        : df_lora_trainer_new_text(unet, te1, te2, batch, xfer, &p->lora, err);
     if (rc == DF_OK && !tr)
         rc = err && err->code ? err->code : DF_E_NOMEM;
+    if (rc == DF_OK)
+        df_lora_trainer_set_text_lr_ratio(tr, p->lora.text_lr_ratio);
     /* Device inputs of one micro-batch: b subject samples, then (prior
      * preservation) their b class samples; per sample up to the largest
      * photo's latents. */
