@@ -3,7 +3,7 @@
  *  same run (how long the same floating-point work would take on the CPU at
  *  sgemm's speed).
  *
- *    bench_models MODEL [--device N] [--dtype f16|f32] [--only SECTION] [--tokenizer DIR]
+ *    bench_models MODEL [--device N] [--dtype f16|f32|int8] [--only SECTION] [--tokenizer DIR]
  *
  *  SECTION: text, unet512, unet1024, vae1024 (default: all). MODEL is a
  *  diffusers folder or a single file; for measurements, the `sdxl` random
@@ -184,14 +184,14 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = atoi(optarg); break;
-        case 't': dtype = strcmp(optarg, "f32") == 0 ? DF_F32 : DF_F16; break;
+        case 't': dtype = strcmp(optarg, "f32") == 0 ? DF_F32 : strcmp(optarg, "int8") == 0 ? DF_I8 : DF_F16; break;
         case 'o': only = optarg; break;
         case 'k': tokenizer = optarg; break;
-        default: fprintf(stderr, "usage: bench_models MODEL [--device N] [--dtype f16|f32] [--only SECTION]\n"); return 2;
+        default: fprintf(stderr, "usage: bench_models MODEL [--device N] [--dtype f16|f32|int8] [--only SECTION]\n"); return 2;
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: bench_models MODEL [--device N] [--dtype f16|f32] [--only SECTION]\n");
+        fprintf(stderr, "usage: bench_models MODEL [--device N] [--dtype f16|f32|int8] [--only SECTION]\n");
         return 2;
     }
     df_log_set_level(DF_LOG_WARN);
