@@ -2719,6 +2719,9 @@ static void test_train_lora_run(void)
     q = p, q.steps = 0;
     CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, out[0], NULL, NULL, &err), &err, DF_E_INVALID,
                 "steps 0");
+    q = p, q.full = 1, q.weights = DF_F16;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, out[0], NULL, NULL, &err), &err, DF_E_INVALID,
+                "full fine-tuning takes f32 weights");
     unlink(bad);
     for (int i = 0; i < 3; i++)
         unlink(paths[i]);

@@ -239,14 +239,16 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .noise = {.seed = p->seed, .noise_offset = p->noise_offset, .min_snr_gamma = p->min_snr_gamma},
             .weights = p->weights_int8 ? DF_I8 : p->weights_f32 ? DF_F32 : DF_F16,
             .train_text = p->train_text_encoder,
+            .full = p->full,
             .sync = ex ? df_train_exchange_sync(ex) : NULL,
             .class_images = (const char *const *)p->class_images,
             .class_captions = (const char *const *)p->class_captions, .class_count = (uint32_t)p->n_class_images,
             .prior_weight = p->n_class_images ? (p->prior_weight > 0 ? p->prior_weight : 1.0f) : 0.0f,
             .base_model = p->model, .base_model_identity = p->model_identity, .token = p->token,
             .class_word = p->class_word,
-            .checkpoint = ckpt[0] ? ckpt : NULL, .checkpoint_every = p->checkpoint_every,
-            .on_checkpoint = ckpt[0] ? store_checkpoint : NULL, .checkpoint_ctx = ctx,
+            /* Full fine-tuning keeps no checkpoints (its state is the whole model's, four times). */
+            .checkpoint = ckpt[0] && !p->full ? ckpt : NULL, .checkpoint_every = p->checkpoint_every,
+            .on_checkpoint = ckpt[0] && !p->full ? store_checkpoint : NULL, .checkpoint_ctx = ctx,
             .resume = resume_path[0] ? resume_path : NULL,
             .validation_prompts = vc.grid ? (const char *const *)p->validation_prompts : NULL,
             .n_validation = vc.grid ? (uint32_t)p->n_validation_prompts : 0, .validate_every = p->validate_every,
@@ -265,13 +267,13 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     char kohya_hex[65] = "", peft_hex[65] = "";
     if (rc == DF_OK && keeper && ctx->upload) { /* to the artifact store: larger than a message may be */
         rc = ctx->upload(ctx, kohya, kohya_hex, err);
-        if (rc == DF_OK)
+        if (rc == DF_OK && !p->full) /* full fine-tuning: the UNet in the first file, no second */
             rc = ctx->upload(ctx, peft, peft_hex, err);
         *retryable = rc != DF_OK;
         res.lora_kohya_sha256 = kohya_hex, res.lora_peft_sha256 = peft_hex;
     } else if (rc == DF_OK && keeper) {
         rc = slurp(kohya, &res.lora_kohya.data, &res.lora_kohya.len, err);
-        if (rc == DF_OK)
+        if (rc == DF_OK && !p->full)
             rc = slurp(peft, &res.lora_peft.data, &res.lora_peft.len, err);
     }
     /* The validation grid: to the artifact store too (a grid of large

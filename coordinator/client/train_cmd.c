@@ -6,7 +6,7 @@
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]
- *        [--train-text-encoder [--text-encoder-lr X]] [--tokenizer DIR]
+ *        [--train-text-encoder [--text-encoder-lr X]] [--full] [--tokenizer DIR]
  *        [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]
  *        [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]
  *        [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]
@@ -66,7 +66,7 @@ static const char k_usage[] =
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]\n"
-    "         [--train-text-encoder [--text-encoder-lr X]] [--tokenizer DIR]\n"
+    "         [--train-text-encoder [--text-encoder-lr X]] [--full] [--tokenizer DIR]\n"
     "         [--workers N] [--local-steps K] [--delta f32|f16|bf16|int8]\n"
     "         [--class-data DIR | --class-images N] [--class-prompt TEXT] [--class-steps N] [--prior-weight X]\n"
     "         [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]\n"
@@ -233,7 +233,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
            O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
-           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR };
+           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR, O_FULL };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -254,7 +254,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"validation-prompt", required_argument, NULL, O_VPROMPT}, {"validate-every", required_argument, NULL, O_VEVERY},
         {"validation-steps", required_argument, NULL, O_VSTEPS}, {"validation-size", required_argument, NULL, O_VSIZE},
         {"optimizer", required_argument, NULL, O_OPTIM},  {"train-text-encoder", no_argument, NULL, O_TRAIN_TEXT},
-        {"text-encoder-lr", required_argument, NULL, O_TEXT_LR},
+        {"text-encoder-lr", required_argument, NULL, O_TEXT_LR}, {"full", no_argument, NULL, O_FULL},
         {NULL, 0, NULL, 0},
     };
     Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
@@ -315,6 +315,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             p.lr_schedule = optarg;
             break;
         case O_TRAIN_TEXT: p.train_text_encoder = 1; break;
+        case O_FULL: p.full = 1; break;
         case O_TEXT_LR: {
             char *end;
             double x = strtod(optarg, &end);
@@ -391,6 +392,13 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", k_usage);
         return DF_EXIT_USAGE;
     }
+    if (p.full && (p.members > 1 || p.train_text_encoder || p.weights_int8)) {
+        df_cli_error("--full fine-tunes the whole UNet of a small model on one worker, in f32: not with --workers, "
+                     "--train-text-encoder or --dtype int8");
+        return DF_EXIT_USAGE;
+    }
+    if (p.full)
+        p.weights_f32 = 1;
     if (p.text_encoder_lr > 0 && !p.train_text_encoder) {
         df_cli_error("--text-encoder-lr goes with --train-text-encoder");
         return DF_EXIT_USAGE;
@@ -513,14 +521,16 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             rc = DF_EXIT_FAILED;
         }
         if (rc == DF_EXIT_OK) {
-            snprintf(path, sizeof path, "%s/lora.safetensors", out);
+            /* Full fine-tuning returns the UNet (diffusers' names, the file a
+             * model folder's unet/ holds) where a LoRA would be. */
+            snprintf(path, sizeof path, "%s/%s", out, p.full ? "unet.safetensors" : "lora.safetensors");
             rc = save_output(cli, out, &r->lora_kohya, r->lora_kohya_sha256, path);
             if (rc == DF_EXIT_OK && !cli->json)
                 printf("%s\n", path);
             snprintf(path, sizeof path, "%s/lora-peft.safetensors", out);
-            if (rc == DF_EXIT_OK)
+            if (rc == DF_EXIT_OK && !p.full)
                 rc = save_output(cli, out, &r->lora_peft, r->lora_peft_sha256, path);
-            if (rc == DF_EXIT_OK && !cli->json)
+            if (rc == DF_EXIT_OK && !cli->json && !p.full)
                 printf("%s\n", path);
             snprintf(path, sizeof path, "%s/validation.png", out);
             if (rc == DF_EXIT_OK && (r->validation_grid.len || (r->validation_grid_sha256 && *r->validation_grid_sha256)))

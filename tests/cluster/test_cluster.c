@@ -748,6 +748,25 @@ static void test_train(void)
         te_keys += strncmp(df_safetensors_at(st8, i)->name, "lora_te2_", 9) == 0;
     CHECK(te_keys > 0);
     df_safetensors_destroy(&st8);
+    /* Full fine-tuning of the tiny model: the UNet comes back, every weight
+     * under diffusers' names, in place of a LoRA. */
+    char outf[300];
+    snprintf(outf, sizeof outf, "%s/trained-full", g_dir);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "2",
+                    "--lr", "1e-4", "--full", "-o", outf, NULL),
+             0);
+    snprintf(path, sizeof path, "%s/unet.safetensors", outf);
+    df_safetensors_t *stf = df_safetensors_open(path, &err);
+    const char *fsteps = stf ? df_safetensors_metadata(stf, "dreamfleet.steps") : NULL;
+    CHECK(stf && df_safetensors_find(stf, "conv_in.weight") && df_safetensors_find(stf, "conv_out.bias") && fsteps &&
+          strcmp(fsteps, "2") == 0);
+    df_safetensors_destroy(&stf);
+    snprintf(path, sizeof path, "%s/lora-peft.safetensors", outf);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--full", "--dtype", "int8", "-o", outf,
+                    NULL),
+             2);
+    CHECK(strstr(g_err, "--full fine-tunes the whole UNet") != NULL);
     /* Prior preservation with class images the cluster makes first; a
      * second run finds them and makes none. */
     char prior[300], classes[400];

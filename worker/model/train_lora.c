@@ -8,6 +8,7 @@
 
 #include "aspect_buckets.h"
 #include "copy2d.h"
+#include "full_trainer.h"
 #include "generate.h"
 #include "image_decode.h"
 #include "philox.h"
@@ -169,6 +170,9 @@ static int check(const df_sdxl_config *c, const df_train_params *p, df_error_t *
         return df_error_set(err, DF_E_INVALID, "train: %u micro-batches per step: at most 1024", p->accumulate);
     if (!(p->lr.lr > 0 && p->lr.lr < 1))
         return df_error_set(err, DF_E_INVALID, "train: learning rate %g: above 0 and below 1", p->lr.lr);
+    if (p->full && (p->sync || p->resume || p->checkpoint || p->train_text || p->weights != DF_F32))
+        return df_error_set(err, DF_E_INVALID, "train: full fine-tuning takes f32 weights on one worker, without "
+                            "checkpoints or text-encoder training");
     const uint64_t global = (uint64_t)p->batch * (p->accumulate ? p->accumulate : 1);
     if (p->sync && (!p->sync->exchange || (uint64_t)p->sync->first + p->sync->count > global))
         return df_error_set(err, DF_E_INVALID, "train: share %u+%u of a step's %llu samples", p->sync->first,
@@ -311,13 +315,19 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
         rc = err && err->code ? err->code : DF_E_NOMEM;
     df_clip_text_t *te1 = pe ? df_prompt_text_encoder(pe, 1) : NULL, *te2 = pe ? df_prompt_text_encoder(pe, 2) : NULL;
     df_lora_trainer_t *tr = NULL;
-    if (rc == DF_OK)
+    df_full_trainer_t *full = NULL;
+    if (rc == DF_OK && p->full) {
+        df_full_train_opts fo = {.weight_decay = p->lora.weight_decay, .state8 = p->lora.state8};
+        if (!(full = df_full_trainer_new(unet, batch, xfer, &fo, err)))
+            rc = err && err->code ? err->code : DF_E_NOMEM;
+    } else if (rc == DF_OK) {
         tr = p->resume ? df_lora_trainer_resume_text(unet, te1, te2, p->lora.state8, batch, xfer, p->resume, err)
                        : df_lora_trainer_new_text(unet, te1, te2, batch, xfer, &p->lora, err);
-    if (rc == DF_OK && !tr)
-        rc = err && err->code ? err->code : DF_E_NOMEM;
-    if (rc == DF_OK)
-        df_lora_trainer_set_text_lr_ratio(tr, p->lora.text_lr_ratio);
+        if (!tr)
+            rc = err && err->code ? err->code : DF_E_NOMEM;
+        else
+            df_lora_trainer_set_text_lr_ratio(tr, p->lora.text_lr_ratio);
+    }
     /* Device inputs of one micro-batch: b subject samples, then (prior
      * preservation) their b class samples; per sample up to the largest
      * photo's latents. */
@@ -452,7 +462,11 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
                 const float share = (float)m / (float)count;
                 float part = 0;
                 df_unet_text_grads tg = {df_tensor_at(tbufs[0], 0, DF_F32), df_tensor_at(tbufs[1], 0, DF_F32)};
-                if (rc == DF_OK)
+                if (rc == DF_OK && full)
+                    rc = df_full_trainer_accumulate(full, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
+                                                    df_tensor_at(bufs[2], 0, DF_F32), share,
+                                                    df_tensor_at(bufs[5], 0, DF_F32), err);
+                else if (rc == DF_OK)
                     rc = df_lora_trainer_accumulate_text(tr, batch, &in, df_tensor_at(bufs[1], 0, DF_F32),
                                                          df_tensor_at(bufs[2], 0, DF_F32), share,
                                                          df_tensor_at(bufs[5], 0, DF_F32), p->train_text ? &tg : NULL,
@@ -497,7 +511,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
             first = sync->first, count = sync->count;
         }
         if (rc == DF_OK)
-            rc = df_lora_trainer_step(tr, batch, lr, err);
+            rc = full ? df_full_trainer_step(full, batch, lr, err) : df_lora_trainer_step(tr, batch, lr, err);
         if (rc == DF_OK && round_ends && !gradient) { /* the round's start plus the group's mean change */
             rc = exchange_round(sync, tr, step / K + 1, 0, values, base, nvals, round_samples, round_losses,
                                 in_round + 1, err);
@@ -561,9 +575,11 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     meta[nm] = NULL;
     if (rc == DF_OK && p->checkpoint)
         rc = write_checkpoint(p, tr, losses, p->steps, err);
-    if (rc == DF_OK && out_kohya)
+    if (rc == DF_OK && full && out_kohya)
+        rc = df_full_trainer_save(full, out_kohya, meta, err);
+    if (rc == DF_OK && tr && out_kohya)
         rc = df_lora_trainer_save(tr, out_kohya, DF_LORA_KOHYA, 0, meta, err);
-    if (rc == DF_OK && out_peft)
+    if (rc == DF_OK && tr && out_peft)
         rc = df_lora_trainer_save(tr, out_peft, DF_LORA_PEFT, 0, meta, err);
     for (int i = 0; i < 6; i++)
         df_vk_buffer_destroy(&bufs[i]);
@@ -576,6 +592,7 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     free(x0), free(xt), free(eps), free(ts), free(wt), free(ids), free(order), free(class_order);
     free(slot_img), free(slot_coin);
     df_lora_trainer_destroy(&tr);
+    df_full_trainer_destroy(&full);
     df_unet_destroy(&unet);
     df_prompt_encoder_destroy(&pe);
     dataset_free(&d);

@@ -35,6 +35,8 @@ typedef struct {
     int buckets;                 /* each photo at its aspect-ratio bucket (aspect_buckets.h), not cropped square */
     df_lora_train_opts lora;     /* rank, alpha, targets, seed, AdamW betas / eps / weight decay */
     int train_text;              /* LoRAs on both text encoders too (captions then fit 75 tokens) */
+    int full;                    /* full fine-tuning: every UNet weight trains (f32 weights, one worker, no
+                                  * checkpoints); out_kohya then receives the UNet, out_peft nothing */
     df_lr_desc lr;
     df_train_noise_opts noise;
     df_dtype weights;            /* the UNet's and text encoders' storage */
