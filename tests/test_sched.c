@@ -814,6 +814,26 @@ static void test_generate_from_cache(void)
     rm_tree(dir);
 }
 
+/*  Submits a train job of p: refused with needle in the message, or (needle
+ *  NULL) planned as ntasks tasks. */
+static void submit_train(df_sched_t *s, const Dreamfleet__TrainParams *p, const char *needle, uint32_t ntasks)
+{
+    uint8_t buf[512];
+    Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+    sj.type = "train";
+    sj.params.data = buf;
+    sj.params.len = dreamfleet__train_params__pack(p, buf);
+    df_error_t err;
+    df_error_clear(&err);
+    const df_job *job = NULL;
+    if (needle) {
+        CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, needle);
+    } else {
+        CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
+        CHECK(job && job->ntasks == ntasks);
+    }
+}
+
 /*  A train job's parameters are checked before it is accepted, by name. */
 static void test_train_plan_checks(void)
 {
@@ -841,20 +861,7 @@ static void test_train_plan_checks(void)
         p.n_images = cases[i].n, p.images = images;
         p.n_captions = cases[i].ncap, p.captions = captions;
         p.steps = cases[i].steps, p.resolution = cases[i].res, p.lr = cases[i].lr, p.rank = 4;
-        uint8_t buf[512];
-        Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
-        sj.type = "train";
-        sj.params.data = buf;
-        sj.params.len = dreamfleet__train_params__pack(&p, buf);
-        df_error_t err;
-        df_error_clear(&err);
-        const df_job *job = NULL;
-        if (cases[i].needle)
-            CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, cases[i].needle);
-        else {
-            CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
-            CHECK(job && job->ntasks == 1);
-        }
+        submit_train(s, &p, cases[i].needle, 1);
     }
     /* The training-group, prior and validation fields, one bad at a time
      * on otherwise good parameters. */
@@ -879,20 +886,7 @@ static void test_train_plan_checks(void)
                 needle = "more than 1024 validation images"; break;
         default: p.members = 3; break; /* good: a group of three */
         }
-        uint8_t buf[512];
-        Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
-        sj.type = "train";
-        sj.params.data = buf;
-        sj.params.len = dreamfleet__train_params__pack(&p, buf);
-        df_error_t err;
-        df_error_clear(&err);
-        const df_job *job = NULL;
-        if (needle)
-            CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, needle);
-        else {
-            CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
-            CHECK(job && job->ntasks == 3);
-        }
+        submit_train(s, &p, needle, 3);
     }
     df_sched_destroy(&s);
     clear_sent();

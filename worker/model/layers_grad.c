@@ -37,10 +37,11 @@ int df_add_into(df_vk_batch_t *batch, df_tensor x, df_tensor y, uint64_t n, df_e
 }
 
 /*  n ones (f32) in a scratch tensor: summing rows or pixels is a GEMM with it. */
-static int ones(df_vk_batch_t *batch, uint64_t n, df_tensor *out, df_error_t *err)
+static int ones_new(df_vk_batch_t *batch, uint64_t n, df_tensor *out, df_error_t *err)
 {
     int rc = df_scratch(batch, n, DF_F32, out, err);
-    return rc == DF_OK ? df_vk_batch_fill(batch, out->ref.buf, out->ref.offset, n * 4, 0x3f800000u, err) : rc;
+    return rc == DF_OK ? df_vk_batch_fill(batch, out->ref.buf, out->ref.offset, n * 4, 0x3f800000u /* 1.0f */, err)
+                       : rc;
 }
 
 /*  One GEMM C (+)= alpha op(A) op(B), all f32 unless said. */
@@ -61,7 +62,7 @@ int df_bias_backward_rows(df_vk_batch_t *batch, const df_weight *bias, df_tensor
     if (!bias || !bias->grad.ref.buf)
         return DF_OK;
     df_tensor one;
-    int rc = ones(batch, rows, &one, err);
+    int rc = ones_new(batch, rows, &one, err);
     return rc == DF_OK ? mm(batch, 0, 0, 1, (uint32_t)bias->nelem, rows, 1, 1, one, dy, bias->grad, err) : rc;
 }
 
@@ -71,7 +72,7 @@ int df_bias_backward_maps(df_vk_batch_t *batch, const df_weight *bias, const df_
         return DF_OK;
     const uint32_t hw = dy->h * dy->w;
     df_tensor one;
-    int rc = ones(batch, hw, &one, err);
+    int rc = ones_new(batch, hw, &one, err);
     for (uint32_t i = 0; rc == DF_OK && i < dy->n; i++) {
         df_tensor dyi = dy->t;
         dyi.ref.offset += (uint64_t)i * dy->c * hw * 4;
@@ -280,9 +281,7 @@ int df_resnet_backward(df_vk_batch_t *batch, const df_weights_t *w, const char *
         if (rc == DF_OK && (tw->adapters || tw->grad.ref.buf || dtemb_silu.ref.buf)) {
             df_tensor ones, dproj;
             uint32_t hw = a.h * a.w;
-            rc = df_scratch(batch, hw, DF_F32, &ones, err);
-            if (rc == DF_OK) /* 1.0f, bit for bit */
-                rc = df_vk_batch_fill(batch, ones.ref.buf, ones.ref.offset, (uint64_t)hw * 4, 0x3f800000u, err);
+            rc = ones_new(batch, hw, &ones, err);
             if (rc == DF_OK)
                 rc = df_scratch(batch, (uint64_t)a.n * a.c, DF_F32, &dproj, err);
             if (rc == DF_OK)

@@ -126,6 +126,9 @@ static int encode_captions(df_prompt_encoder_t *pe, df_vk_device_t *dev, df_vk_t
                               "text encoders cannot take: \"%.60s...\"", i + 1, p->captions[i]);
     }
     d->D = df_prompt_context_dim(pe), d->P = df_prompt_pooled_dim(pe), d->ctx_len = 77 * most;
+    /* Training the text encoders, each step encodes its captions itself. */
+    if (rc != DF_OK || p->train_text)
+        return rc;
     uint64_t per = (uint64_t)d->ctx_len * d->D;
     d->context = malloc(p->count * per * sizeof *d->context);
     d->pooled = malloc((uint64_t)p->count * d->P * sizeof *d->pooled);
