@@ -26,6 +26,7 @@
 #include "lora_trainer.h"
 #include "lr_schedule.h"
 #include "train_lora.h"
+#include "train_sample.h"
 #include "train_noise.h"
 #include "sgm_names.h"
 #include "random_model.h"
@@ -2407,6 +2408,137 @@ static void test_train_lora_buckets(void)
     df_sdxl_destroy(&m);
 }
 
+/*  The bytes of a file (NULL when it cannot be read). */
+static uint8_t *file_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    long n = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    uint8_t *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && (fseek(f, 0, SEEK_SET) != 0 || fread(b, 1, (size_t)n, f) != (size_t)n))
+        free(b), b = NULL;
+    if (f)
+        fclose(f);
+    *len = b ? (size_t)n : 0;
+    return b;
+}
+
+/*  Sample caches (the `encode` job's files) in place of encoding in the
+ *  run: the same losses and the same LoRA file to the byte, with buckets,
+ *  flips and class images. A cache that does not fit the run is refused
+ *  by name, as is anything that is not a sample cache. */
+static void test_train_lora_caches(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char paths[3][256], cpaths[2][256], caches[5][256], out[2][256], other[256], odd[256];
+    const char *images[3], *classes[2], *cache_of[3], *class_cache_of[2];
+    const char *captions[3] = {"a photo of TOK person", "TOK person smiling", "a portrait of TOK person"};
+    const char *class_captions[2] = {"a photo of a person", "a person"};
+    write_photos("", 3, 90, paths, images);
+    write_photos("class", 2, 200, cpaths, classes);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    const df_sdxl_config *c = df_sdxl_config_of(m);
+    const uint32_t step = 8u << (c->unet.levels - 1);
+    df_train_sample_opts o = {.resolution = 64, .bucket_step = step, .flip = 1, .captions = 1};
+    df_train_sample_encoder_t *enc = df_train_sample_encoder_new(m, g_dev, g_xfer, DF_F32, 1, &err);
+    CHECK(enc != NULL);
+    for (int i = 0; enc && i < 5; i++) {
+        const char *img = i < 3 ? images[i] : classes[i - 3], *cap = i < 3 ? captions[i] : class_captions[i - 3];
+        df_train_sample s;
+        snprintf(caches[i], sizeof caches[i], "%s/sample%d.safetensors", g_dir, i);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, img, cap, &o, &s, &err), &err);
+        CHECK_OK(df_train_sample_save(&s, &o, cap, "model-identity", img, caches[i], &err), &err);
+        df_train_sample_free(&s);
+        (i < 3 ? cache_of : class_cache_of)[i < 3 ? i : i - 3] = caches[i];
+    }
+    /* The same photo at another resolution, and without its mirror image. */
+    df_train_sample_opts o2 = {.resolution = 128, .bucket_step = step, .flip = 1, .captions = 1}, o3 = o;
+    o3.flip = 0;
+    df_train_sample s2, s3;
+    snprintf(other, sizeof other, "%s/sample-128.safetensors", g_dir);
+    snprintf(odd, sizeof odd, "%s/sample-noflip.safetensors", g_dir);
+    if (enc) {
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, &s2, &err), &err);
+        CHECK_OK(df_train_sample_save(&s2, &o2, captions[0], NULL, images[0], other, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o3, &s3, &err), &err);
+        CHECK_OK(df_train_sample_save(&s3, &o3, captions[0], NULL, images[0], odd, &err), &err);
+        CHECK(s3.flipped == NULL && s2.lat_h == 2 * s3.lat_h);
+        df_train_sample_free(&s2), df_train_sample_free(&s3);
+        /* A missing file, and a caption the encoders cannot take. */
+        CHECK_FAILS(df_train_sample_encode(enc, g_batch, "/nonexistent/photo.png", "x", &o, &s2, &err), &err,
+                    DF_E_NOT_FOUND, "/nonexistent/photo.png");
+    }
+    df_train_sample_encoder_destroy(&enc);
+    df_train_params p = {.images = images, .captions = captions, .count = 3, .resolution = 64, .steps = 3, .batch = 2,
+                         .buckets = 1, .flip = 1, .class_images = classes, .class_captions = class_captions,
+                         .class_count = 2, .prior_weight = 1, .lora = {.rank = 4, .alpha = 4, .seed = 7},
+                         .lr = {DF_LR_CONSTANT, 1e-2f, 0, 3}, .noise = {.seed = 7, .min_snr_gamma = 5},
+                         .weights = DF_F32, .base_model_identity = "model-identity"};
+    float fresh[3], cached[3];
+    for (int i = 0; i < 2; i++)
+        snprintf(out[i], sizeof out[i], "%s/cached%d.safetensors", g_dir, i);
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, out[0], NULL, fresh, &err), &err);
+    df_train_params q = p;
+    q.caches = cache_of, q.class_caches = class_cache_of;
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, out[1], NULL, cached, &err), &err);
+    size_t la, lb;
+    uint8_t *a = file_bytes(out[0], &la), *b = file_bytes(out[1], &lb);
+    CHECK(memcmp(fresh, cached, sizeof fresh) == 0);
+    CHECK(a && b && la == lb && memcmp(a, b, la) == 0);
+    fprintf(stderr, "  losses encoding in the run %.5f %.5f %.5f, from sample caches %.5f %.5f %.5f; LoRA files %s\n",
+            fresh[0], fresh[1], fresh[2], cached[0], cached[1], cached[2],
+            a && b && la == lb && memcmp(a, b, la) == 0 ? "identical" : "DIFFER");
+    free(a), free(b);
+    /* Caches that do not fit this run. */
+    const char *wrong[3] = {other, caches[1], caches[2]};
+    q.caches = wrong;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "was made at 128 px with buckets, this run trains at 64 px");
+    wrong[0] = odd;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "has no mirrored latents");
+    q.caches = cache_of;
+    const char *recaptioned[3] = {"a photo of TOK dog", captions[1], captions[2]};
+    q.captions = recaptioned;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "was made from caption \"a photo of TOK person\"");
+    q.captions = captions;
+    q.base_model_identity = "another-model";
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "was made with another model");
+    q.base_model_identity = p.base_model_identity;
+    q.class_caches = NULL;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "not for the class images");
+    /* Files that are not sample caches: a LoRA, a photo, a truncated cache. */
+    q.class_caches = class_cache_of;
+    wrong[0] = out[0];
+    q.caches = wrong;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_FORMAT,
+                "not a sample cache");
+    wrong[0] = images[0];
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_FORMAT,
+                images[0]);
+    size_t n;
+    uint8_t *whole = file_bytes(caches[0], &n);
+    FILE *f = fopen(odd, "wb");
+    if (f && whole)
+        fwrite(whole, 1, n - 100, f);
+    if (f)
+        fclose(f);
+    free(whole);
+    wrong[0] = odd;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_FORMAT,
+                odd);
+    for (int i = 0; i < 5; i++)
+        unlink(caches[i]);
+    unlink(out[0]), unlink(out[1]), unlink(other), unlink(odd);
+    df_sdxl_destroy(&m);
+}
+
 /*  Validation images come from the UNet being trained: after the last step
  *  they are what generation with the saved LoRA draws from the same seed. */
 static uint8_t g_valid_rgb[64 * 64 * 3];
@@ -2909,6 +3041,7 @@ int main(int argc, char **argv)
     RUN(test_train_lora_text);
     RUN(test_train_lora_prior);
     RUN(test_train_lora_buckets);
+    RUN(test_train_lora_caches);
     RUN(test_train_lora_validation);
     uint32_t verr = df_vk_instance_validation_errors(inst);
     df_vk_batch_destroy(&g_batch);

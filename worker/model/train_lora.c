@@ -14,7 +14,7 @@
 #include "philox.h"
 #include "prompt.h"
 #include "safetensors.h"
-#include "vae_tiled.h"
+#include "train_sample.h"
 
 /*  What the photos and captions became, on the host. */
 typedef struct {
@@ -37,124 +37,138 @@ static void dataset_free(dataset *d)
     memset(d, 0, sizeof *d);
 }
 
-/*  Step 1a: the photos through the VAE, each at its bucket's size (the
- *  square resolution without buckets): cropped around the centre to the
- *  bucket's aspect and resampled. */
-static int encode_images(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
-                         const df_train_params *p, uint32_t step, dataset *d, df_error_t *err)
+/*  Step 1: every entry's sample, from its cache or encoded here, then laid
+ *  out side by side: latents at their own sizes, contexts padded with the
+ *  empty prompt's chunk to the longest caption's. */
+static int check_cache(const df_train_params *p, uint32_t i, const df_train_sample_opts *want,
+                       const df_train_sample *s, const df_train_sample_meta *m, df_error_t *err)
 {
-    const df_sdxl_config *c = df_sdxl_config_of(model);
-    df_vae_t *vae = df_sdxl_load_vae(model, dev, xfer, DF_F32, err);
-    if (!vae)
-        return err && err->code ? err->code : DF_E_NOMEM;
-    const uint32_t R = p->resolution, f = df_vae_factor(vae), C = (uint32_t)c->vae.latent_channels;
-    /* A bucket's area is at most R x R: buffers of that size fit any. */
-    const uint64_t most_plane = (uint64_t)R * R, most_per = (uint64_t)C * (R / f) * (R / f);
-    float *img = malloc(3 * most_plane * sizeof *img), *mean = malloc(most_per * sizeof *mean);
-    float *logvar = malloc(most_per * sizeof *logvar);
-    d->lat_h = calloc(p->count, sizeof *d->lat_h);
-    d->lat_w = calloc(p->count, sizeof *d->lat_w);
-    d->at = calloc(p->count + 1ull, sizeof *d->at);
-    d->latents = malloc(p->count * most_per * sizeof *d->latents);
-    d->flipped = p->flip ? malloc(p->count * most_per * sizeof *d->flipped) : NULL;
-    d->time_ids = malloc(p->count * 6 * sizeof *d->time_ids);
-    int rc = img && mean && logvar && d->lat_h && d->lat_w && d->at && d->latents && d->time_ids &&
-                     (d->flipped || !p->flip)
-                 ? DF_OK
-                 : df_error_set(err, DF_E_NOMEM, "train: out of memory");
-    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
-        df_image src, fit;
-        rc = df_image_load(p->images[i], &src, err);
-        df_bucket bk = {R, R};
-        if (rc == DF_OK && p->buckets)
-            bk = df_aspect_bucket(R, step, src.width, src.height);
-        const uint32_t W = bk.width, H = bk.height, lh = H / f, lw = W / f;
-        const uint64_t plane = (uint64_t)W * H, per = (uint64_t)C * lh * lw;
-        if (rc == DF_OK)
-            rc = df_image_fit(&src, W, H, &fit, err);
-        if (rc == DF_OK) {
-            /* SDXL's micro-conditioning: the photo's size, and where the
-             * bucket was cropped from it once scaled to cover W x H. */
-            double s = fmax((double)W / src.width, (double)H / src.height);
-            float *t = d->time_ids + 6 * i;
-            t[0] = (float)src.height, t[1] = (float)src.width;
-            t[2] = (float)lrint((src.height * s - H) / 2), t[3] = (float)lrint((src.width * s - W) / 2);
-            t[4] = (float)H, t[5] = (float)W;
-            for (uint64_t k = 0; k < plane; k++)
-                for (int ch = 0; ch < 3; ch++)
-                    img[ch * plane + k] = fit.rgb[k * 3 + ch] / 127.5f - 1.0f;
-            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, H, W, mean, logvar, err);
+    const char *what = p->caches[i];
+    if (m->opts.resolution != want->resolution || m->opts.bucket_step != want->bucket_step)
+        return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) was made at %u px%s, this run trains at "
+                            "%u px%s", what, m->image, m->opts.resolution, m->opts.bucket_step ? " with buckets" : "",
+                            want->resolution, want->bucket_step ? " with buckets" : "");
+    if (want->flip && !m->opts.flip)
+        return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) has no mirrored latents, which --flip "
+                            "needs", what, m->image);
+    if (want->captions && !m->opts.captions)
+        return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) holds no caption encoding", what,
+                            m->image);
+    if (want->captions && strcmp(m->caption, p->captions[i]) != 0)
+        return df_error_set(err, DF_E_INVALID, "train: sample cache %s was made from caption \"%.60s\", not \"%.60s\"",
+                            what, m->caption, p->captions[i]);
+    if (p->base_model_identity && *p->base_model_identity && *m->model_identity &&
+        strcmp(p->base_model_identity, m->model_identity) != 0)
+        return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) was made with another model", what,
+                            m->image);
+    (void)s;
+    return DF_OK;
+}
+
+static int load_samples(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
+                        const df_train_params *p, const df_train_sample_opts *o, df_train_sample *samples,
+                        df_error_t *err)
+{
+    int rc = DF_OK;
+    if (p->caches) {
+        for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+            df_train_sample_meta m;
+            rc = df_train_sample_load(p->caches[i], &samples[i], &m, err);
+            if (rc == DF_OK)
+                rc = check_cache(p, i, o, &samples[i], &m, err);
+            df_train_sample_meta_free(&m);
         }
-        d->lat_h[i] = lh, d->lat_w[i] = lw;
-        d->at[i + 1] = d->at[i] + per;
-        d->most = per > d->most ? per : d->most;
-        for (uint64_t k = 0; rc == DF_OK && k < per; k++)
-            d->latents[d->at[i] + k] = (float)(mean[k] * c->vae.scaling_factor);
-        if (rc == DF_OK && p->flip) { /* the mirror image, encoded too: latents are cached, flips must be */
-            for (uint32_t ch = 0; ch < 3; ch++)
-                for (uint32_t y = 0; y < H; y++) {
-                    float *row = img + ch * plane + (uint64_t)y * W;
-                    for (uint32_t x = 0; x < W / 2; x++) {
-                        float tmp = row[x];
-                        row[x] = row[W - 1 - x], row[W - 1 - x] = tmp;
-                    }
-                }
-            rc = df_vae_encode_tiled(vae, batch, xfer, NULL, img, 1, H, W, mean, logvar, err);
-            for (uint64_t k = 0; rc == DF_OK && k < per; k++)
-                d->flipped[d->at[i] + k] = (float)(mean[k] * c->vae.scaling_factor);
-        }
-        df_image_free(&src);
-        df_image_free(&fit);
+        return rc;
     }
-    free(img), free(mean), free(logvar);
-    df_vae_destroy(&vae);
+    df_train_sample_encoder_t *enc = df_train_sample_encoder_new(model, dev, xfer, p->weights, o->captions, err);
+    if (!enc)
+        return err && err->code ? err->code : DF_E_NOMEM;
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++)
+        rc = df_train_sample_encode(enc, batch, p->images[i], p->captions[i], o, &samples[i], err);
+    df_train_sample_encoder_destroy(&enc);
     return rc;
 }
 
-/*  Step 1b: the captions through both text encoders, padded with the empty
- *  prompt's chunks to the longest caption's length. */
-static int encode_captions(df_prompt_encoder_t *pe, df_vk_device_t *dev, df_vk_transfer_t *xfer,
-                           df_vk_batch_t *batch, const df_train_params *p, dataset *d, df_error_t *err)
+static int build_dataset(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer, df_vk_batch_t *batch,
+                         const df_train_params *p, uint32_t bucket_step, dataset *d, df_error_t *err)
+{
+    const df_sdxl_config *c = df_sdxl_config_of(model);
+    const df_train_sample_opts o = {.resolution = p->resolution, .bucket_step = p->buckets ? bucket_step : 0,
+                                    .flip = p->flip, .captions = !p->train_text};
+    df_train_sample *samples = calloc(p->count, sizeof *samples);
+    int rc = samples ? load_samples(model, dev, xfer, batch, p, &o, samples, err)
+                     : df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    /* Every sample must fit this model: its latent channels and text widths. */
+    uint32_t most = 1;
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+        const df_train_sample *s = &samples[i];
+        if (s->lat_c != (uint32_t)c->vae.latent_channels || (o.captions && (s->D != (uint32_t)c->unet.cross_attention_dim ||
+                                                                             s->D != samples[0].D || s->P != samples[0].P)))
+            rc = df_error_set(err, DF_E_INVALID, "train: sample %u (%s) has %u latent channels and %u-wide text, which "
+                              "this model does not take", i + 1, p->caches ? p->caches[i] : p->images[i], s->lat_c,
+                              s->D);
+        most = s->chunks > most ? s->chunks : most;
+    }
+    d->D = o.captions && p->count ? samples[0].D : 0, d->P = o.captions && p->count ? samples[0].P : 0;
+    d->ctx_len = 77 * most;
+    const uint64_t cper = (uint64_t)d->ctx_len * d->D;
+    d->lat_h = calloc(p->count, sizeof *d->lat_h);
+    d->lat_w = calloc(p->count, sizeof *d->lat_w);
+    d->at = calloc(p->count + 1ull, sizeof *d->at);
+    d->time_ids = malloc(p->count * 6 * sizeof *d->time_ids);
+    for (uint32_t i = 0; rc == DF_OK && d->at && i < p->count; i++) {
+        const uint64_t per = (uint64_t)samples[i].lat_c * samples[i].lat_h * samples[i].lat_w;
+        d->at[i + 1] = d->at[i] + per;
+        d->most = per > d->most ? per : d->most;
+    }
+    if (rc == DF_OK) {
+        d->latents = malloc(d->at[p->count] * sizeof *d->latents);
+        d->flipped = p->flip ? malloc(d->at[p->count] * sizeof *d->flipped) : NULL;
+        d->context = o.captions ? malloc(p->count * cper * sizeof *d->context) : NULL;
+        d->pooled = o.captions ? malloc((uint64_t)p->count * d->P * sizeof *d->pooled) : NULL;
+        if (!d->lat_h || !d->lat_w || !d->time_ids || !d->latents || (p->flip && !d->flipped) ||
+            (o.captions && (!d->context || !d->pooled)))
+            rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    }
+    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
+        const df_train_sample *s = &samples[i];
+        const uint64_t per = d->at[i + 1] - d->at[i];
+        d->lat_h[i] = s->lat_h, d->lat_w[i] = s->lat_w;
+        memcpy(d->latents + d->at[i], s->latents, per * sizeof *s->latents);
+        if (p->flip)
+            memcpy(d->flipped + d->at[i], s->flipped, per * sizeof *s->flipped);
+        memcpy(d->time_ids + 6 * i, s->time_ids, sizeof s->time_ids);
+        if (!o.captions)
+            continue;
+        const uint64_t own = 77ull * s->chunks * d->D;
+        memcpy(d->context + i * cper, s->context, own * sizeof *s->context);
+        for (uint64_t k = own; k < cper; k += 77ull * d->D)
+            memcpy(d->context + i * cper + k, s->pad, 77ull * d->D * sizeof *s->pad);
+        memcpy(d->pooled + (uint64_t)i * d->P, s->pooled, d->P * sizeof *s->pooled);
+    }
+    for (uint32_t i = 0; samples && i < p->count; i++)
+        df_train_sample_free(&samples[i]);
+    free(samples);
+    return rc;
+}
+
+/*  Training the text encoders, each step encodes its captions itself: only
+ *  the widths and the longest caption's length are needed here, and every
+ *  caption must fit one chunk (the encoders' backward pass takes one). */
+static int caption_lengths(df_prompt_encoder_t *pe, const df_train_params *p, dataset *d, df_error_t *err)
 {
     uint32_t most = 1, chunks;
-    int rc = DF_OK;
-    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
-        rc = df_prompt_tokens(pe, p->captions[i], &chunks, err);
-        most = rc == DF_OK && chunks > most ? chunks : most;
-        if (rc == DF_OK && p->train_text && chunks > 1)
-            rc = df_error_set(err, DF_E_INVALID, "train: caption %u is longer than 75 tokens, which training the "
-                              "text encoders cannot take: \"%.60s...\"", i + 1, p->captions[i]);
+    for (uint32_t i = 0; i < p->count; i++) {
+        int rc = df_prompt_tokens(pe, p->captions[i], &chunks, err);
+        if (rc != DF_OK)
+            return rc;
+        if (chunks > 1)
+            return df_error_set(err, DF_E_INVALID, "train: caption %u is longer than 75 tokens, which training the "
+                                "text encoders cannot take: \"%.60s...\"", i + 1, p->captions[i]);
+        most = chunks > most ? chunks : most;
     }
     d->D = df_prompt_context_dim(pe), d->P = df_prompt_pooled_dim(pe), d->ctx_len = 77 * most;
-    /* Training the text encoders, each step encodes its captions itself. */
-    if (rc != DF_OK || p->train_text)
-        return rc;
-    uint64_t per = (uint64_t)d->ctx_len * d->D;
-    d->context = malloc(p->count * per * sizeof *d->context);
-    d->pooled = malloc((uint64_t)p->count * d->P * sizeof *d->pooled);
-    df_vk_buffer_t *cb = df_vk_buffer_new(dev, per * 4, err), *pb = cb ? df_vk_buffer_new(dev, d->P * 4ull, err) : NULL;
-    df_vk_buffer_t *spare = pb ? df_vk_buffer_new(dev, d->P * 4ull, err) : NULL;
-    if (rc == DF_OK && (!d->context || !d->pooled))
-        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
-    if (rc == DF_OK && !spare)
-        rc = err && err->code ? err->code : DF_E_DEVICE_MEMORY;
-    for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
-        rc = df_prompt_encode(pe, batch, p->captions[i], df_tensor_at(cb, 0, DF_F32), df_tensor_at(pb, 0, DF_F32), NULL,
-                              NULL, &chunks, err);
-        for (uint32_t k = chunks; rc == DF_OK && k < most; k++) {
-            uint32_t one;
-            rc = df_prompt_encode(pe, batch, "", df_tensor_at(cb, (uint64_t)k * 77 * d->D * 4, DF_F32),
-                                  df_tensor_at(spare, 0, DF_F32), NULL, NULL, &one, err);
-        }
-        if (rc == DF_OK)
-            rc = df_vk_batch_submit(batch, err);
-        if (rc == DF_OK)
-            rc = df_vk_download(xfer, cb, 0, d->context + i * per, per * 4, err);
-        if (rc == DF_OK)
-            rc = df_vk_download(xfer, pb, 0, d->pooled + (uint64_t)i * d->P, d->P * 4ull, err);
-    }
-    df_vk_buffer_destroy(&cb), df_vk_buffer_destroy(&pb), df_vk_buffer_destroy(&spare);
-    return rc;
+    return DF_OK;
 }
 
 static int check(const df_sdxl_config *c, const df_train_params *p, df_error_t *err)
@@ -293,25 +307,30 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     const uint32_t N = p->count, NC = p->prior_weight > 0 ? p->class_count : 0, S = NC ? 2 : 1;
     const char **all_images = malloc((N + NC + 1) * sizeof *all_images);
     const char **all_captions = malloc((N + NC + 1) * sizeof *all_captions);
+    const char **all_caches = p->caches ? malloc((N + NC + 1) * sizeof *all_caches) : NULL;
     df_train_params all = *p;
-    if (rc == DF_OK && (!all_images || !all_captions))
+    if (rc == DF_OK && (!all_images || !all_captions || (p->caches && !all_caches)))
         rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    if (rc == DF_OK && p->caches && NC && !p->class_caches)
+        rc = df_error_set(err, DF_E_INVALID, "train: sample caches for the photos but not for the class images");
     for (uint32_t i = 0; rc == DF_OK && i < N + NC; i++) {
         all_images[i] = i < N ? p->images[i] : p->class_images[i - N];
         all_captions[i] = i < N ? p->captions[i] : p->class_captions[i - N];
+        if (all_caches)
+            all_caches[i] = i < N ? p->caches[i] : p->class_caches[i - N];
     }
-    all.images = all_images, all.captions = all_captions, all.count = N + NC;
+    all.images = all_images, all.captions = all_captions, all.caches = all_caches, all.count = N + NC;
     dataset d = {.n = N + NC};
     if (rc == DF_OK)
-        rc = encode_images(model, dev, xfer, batch, &all, 8u << (c->unet.levels - 1), &d, err);
-    /* The text encoders: released once the captions are encoded, unless they train. */
-    df_prompt_encoder_t *pe = rc == DF_OK ? df_prompt_encoder_new(model, dev, xfer, p->weights, err) : NULL;
-    if (rc == DF_OK && !pe)
+        rc = build_dataset(model, dev, xfer, batch, &all, 8u << (c->unet.levels - 1), &d, err);
+    free(all_caches);
+    /* The text encoders stay when they train (each step encodes its captions). */
+    df_prompt_encoder_t *pe = rc == DF_OK && p->train_text ? df_prompt_encoder_new(model, dev, xfer, p->weights, err)
+                                                          : NULL;
+    if (rc == DF_OK && p->train_text && !pe)
         rc = err && err->code ? err->code : DF_E_NOMEM;
-    if (rc == DF_OK)
-        rc = encode_captions(pe, dev, xfer, batch, &all, &d, err);
-    if (!p->train_text)
-        df_prompt_encoder_destroy(&pe);
+    if (rc == DF_OK && p->train_text)
+        rc = caption_lengths(pe, &all, &d, err);
     free(all_images);
     df_unet_t *unet = rc == DF_OK ? df_sdxl_load_unet(model, dev, xfer, p->weights, err) : NULL;
     if (rc == DF_OK && !unet)

@@ -4,7 +4,9 @@
  *  1. Each photo is cropped to the training size around its centre,
  *     resampled, and encoded once by the VAE (the latent distribution's
  *     mean, times the scaling factor); its caption once by both text
- *     encoders. Both are then released: training holds only the UNet.
+ *     encoders (train_sample.h). Both are then released: training holds
+ *     only the UNet. With sample caches made ahead (the `encode` job), the
+ *     run reads those and loads neither.
  *     Training the text encoders too (train_text) keeps them, and every
  *     sample's caption goes through them (with their adapters) at every
  *     step, their backward passes continuing from the UNet's.
@@ -28,6 +30,11 @@ typedef struct {
     const char *const *images;   /* photo paths (PNG, JPEG or WebP) */
     const char *const *captions; /* one per photo */
     uint32_t count;
+    /* Sample caches (train_sample.h), one per photo and one per class image,
+     * in place of encoding them here; NULL: encode. Each is checked against
+     * this run's resolution, buckets, flips, captions and model. */
+    const char *const *caches;
+    const char *const *class_caches;
     uint32_t resolution;         /* square side in pixels */
     uint32_t steps, batch;
     uint32_t accumulate;         /* micro-batches of `batch` per optimiser step (0: 1) */
