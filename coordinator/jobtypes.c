@@ -8,6 +8,7 @@
 #include "dreamfleet.pb-c.h"
 #include "scheduler.h"
 #include "delta_codec.h"
+#include "artifact_store.h"
 #include "image_encode.h"
 #include "sha256.h"
 
@@ -253,6 +254,128 @@ static int generate_finish(df_job *job, df_error_t *err)
     return set_summary(job, err, line);
 }
 
+/* ---- encode ---- */
+
+/*  One task per photo: photos spread over the workers, and each one's
+ *  cache is a result of its own (the same photo in a later job with other
+ *  companions is still found in the result cache). */
+static int encode_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
+{
+    (void)shards;
+    Dreamfleet__EncodeParams *p = dreamfleet__encode_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "encode: parameters are not an EncodeParams message");
+    int rc = DF_OK;
+    if (!p->model || !*p->model)
+        rc = df_error_set(err, DF_E_INVALID, "encode: no model");
+    else if (p->n_images == 0 || p->n_images > 20000 || p->n_captions != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "encode: %zu photos with %zu captions (1 to 20000, one caption each)",
+                          p->n_images, p->n_captions);
+    else if (p->n_image_identities && p->n_image_identities != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "encode: %zu photo identities for %zu photos", p->n_image_identities,
+                          p->n_images);
+    else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)
+        rc = df_error_set(err, DF_E_INVALID, "encode: resolution %u: multiples of 8 from 64 to 2048", p->resolution);
+    *ntasks = p->n_images ? (uint32_t)p->n_images : 1;
+    dreamfleet__encode_params__free_unpacked(p, NULL);
+    return rc;
+}
+
+/*  Task i: photo i alone. */
+static int encode_task_params(const df_job *job, uint32_t i, uint8_t **params, size_t *len, df_error_t *err)
+{
+    Dreamfleet__EncodeParams *p = dreamfleet__encode_params__unpack(NULL, job->params_len, job->params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "encode: parameters are not an EncodeParams message");
+    Dreamfleet__EncodeParams one = *p;
+    one.n_images = one.n_captions = 1;
+    one.images = p->images + i, one.captions = p->captions + i;
+    one.n_image_identities = p->n_image_identities ? 1 : 0;
+    one.image_identities = p->n_image_identities ? p->image_identities + i : NULL;
+    one.first = i;
+    *len = dreamfleet__encode_params__get_packed_size(&one);
+    *params = malloc(*len ? *len : 1);
+    if (*params)
+        dreamfleet__encode_params__pack(&one, *params);
+    dreamfleet__encode_params__free_unpacked(p, NULL);
+    return *params ? DF_OK : df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
+}
+
+/*  A photo's cache depends on the model and the photo (by identity), the
+ *  caption and how it is encoded: all in the task's parameters but its
+ *  index and path, which name the same photo in any job. */
+static int encode_cache_key(const df_job *job, uint32_t i, char key[65], int *lookup)
+{
+    const df_task *t = &job->tasks[i];
+    Dreamfleet__EncodeParams *p = dreamfleet__encode_params__unpack(NULL, t->params_len, t->params);
+    if (!p)
+        return 0;
+    int ok = p->model_identity && p->model_identity[0] && p->n_image_identities == p->n_images;
+    for (size_t k = 0; ok && k < p->n_image_identities; k++)
+        ok = p->image_identities[k] && p->image_identities[k][0];
+    *lookup = !p->no_cache;
+    p->no_cache = 0, p->first = 0;
+    size_t nimages = p->n_images;
+    p->n_images = 0; /* named by identity, not path */
+    size_t len = dreamfleet__encode_params__get_packed_size(p);
+    uint8_t *buf = ok ? malloc(len + 16) : NULL;
+    if (buf) {
+        memcpy(buf, "encode 1\n", 9);
+        dreamfleet__encode_params__pack(p, buf + 9);
+        uint8_t d[DF_SHA256_BYTES];
+        df_sha256(buf, len + 9, d);
+        df_sha256_hex(d, key);
+    }
+    free(buf);
+    p->n_images = nimages;
+    dreamfleet__encode_params__free_unpacked(p, NULL);
+    return buf != NULL;
+}
+
+/*  The job's result: every task's caches in the photos' order. */
+static int encode_finish(df_job *job, df_error_t *err)
+{
+    Dreamfleet__EncodeResult **parts = calloc(job->ntasks, sizeof *parts);
+    char **all = calloc(job->ntasks + 1ull, sizeof *all);
+    Dreamfleet__EncodeResult sum = DREAMFLEET__ENCODE_RESULT__INIT;
+    int rc = parts && all ? DF_OK : df_error_set(err, DF_E_NOMEM, "encode: out of memory");
+    uint32_t cached = 0;
+    double seconds = 0;
+    for (uint32_t i = 0; rc == DF_OK && i < job->ntasks; i++) {
+        const df_task *t = &job->tasks[i];
+        parts[i] = dreamfleet__encode_result__unpack(NULL, t->output_len, t->output);
+        if (!parts[i] || parts[i]->n_samples != 1 || !df_artifacts_valid_hash(parts[i]->samples[0]))
+            rc = df_error_set(err, DF_E_FORMAT, "encode: %s returned something that is not an EncodeResult of one "
+                              "sample cache", t->id);
+        else
+            all[sum.n_samples++] = parts[i]->samples[0];
+        cached += strcmp(t->worker_id, DF_CACHE_WORKER) == 0;
+        seconds += parts[i] ? parts[i]->seconds : 0;
+    }
+    sum.samples = all;
+    sum.seconds = seconds;
+    size_t n = rc == DF_OK ? dreamfleet__encode_result__get_packed_size(&sum) : 0;
+    uint8_t *buf = rc == DF_OK ? malloc(n ? n : 1) : NULL;
+    if (rc == DF_OK && !buf)
+        rc = df_error_set(err, DF_E_NOMEM, "encode: out of memory");
+    if (rc == DF_OK) {
+        dreamfleet__encode_result__pack(&sum, buf);
+        free(job->result);
+        job->result = buf;
+        job->result_len = n;
+        char line[160];
+        int k = snprintf(line, sizeof line, "%u photo%s encoded", job->ntasks, job->ntasks == 1 ? "" : "s");
+        if (cached && k > 0 && (size_t)k < sizeof line)
+            snprintf(line + k, sizeof line - (size_t)k, " (%u from the cache)", cached);
+        rc = set_summary(job, err, line);
+    }
+    for (uint32_t i = 0; parts && i < job->ntasks; i++)
+        if (parts[i])
+            dreamfleet__encode_result__free_unpacked(parts[i], NULL);
+    free(parts), free(all);
+    return rc;
+}
+
 /* ---- train ---- */
 
 /*  One task per member of the training group (train_group.h): one alone,
@@ -301,6 +424,14 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
         rc = df_error_set(err, DF_E_INVALID, "train: %u local steps per round: at most 64", p->local_steps);
     else if (p->delta_encoding && *p->delta_encoding && df_delta_encoding_parse(p->delta_encoding) < 0)
         rc = df_error_set(err, DF_E_INVALID, "train: delta encoding '%s': f32, f16, bf16 or int8", p->delta_encoding);
+    else if ((p->n_samples && p->n_samples != p->n_images) || (p->n_class_samples != (p->n_samples ? p->n_class_images : 0)))
+        rc = df_error_set(err, DF_E_INVALID, "train: %zu sample caches for %zu photos and %zu for %zu class images (one "
+                          "each, or none)", p->n_samples, p->n_images, p->n_class_samples, p->n_class_images);
+    for (size_t k = 0; rc == DF_OK && k < p->n_samples + p->n_class_samples; k++) {
+        const char *h = k < p->n_samples ? p->samples[k] : p->class_samples[k - p->n_samples];
+        if (!df_artifacts_valid_hash(h))
+            rc = df_error_set(err, DF_E_INVALID, "train: sample cache '%.80s' is not an artifact's sha256", h);
+    }
     *ntasks = p->members > 1 ? p->members : 1;
     dreamfleet__train_params__free_unpacked(p, NULL);
     return rc;
@@ -363,6 +494,7 @@ static const df_jobtype k_types[] = {
     {"bench", bench_plan, same_params, bench_finish, bench_device_bytes, NULL},
     {"noop", noop_plan, same_params, noop_finish, NULL, NULL},
     {"train", train_plan, train_task_params, train_finish, NULL, NULL},
+    {"encode", encode_plan, encode_task_params, encode_finish, NULL, encode_cache_key},
 };
 
 const df_jobtype *df_jobtype_find(const char *name)
@@ -373,4 +505,4 @@ const df_jobtype *df_jobtype_find(const char *name)
     return NULL;
 }
 
-const char *df_jobtype_names(void) { return "bench, generate, noop, train"; }
+const char *df_jobtype_names(void) { return "bench, encode, generate, noop, train"; }

@@ -38,7 +38,7 @@ typedef struct {
 /*  The job type called name, or NULL. */
 const df_jobtype *df_jobtype_find(const char *name);
 
-/*  Names of all job types, for error messages: "bench, generate, noop, train". */
+/*  Names of all job types, for error messages: "bench, encode, generate, noop, train". */
 const char *df_jobtype_names(void);
 
 #endif

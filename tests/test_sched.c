@@ -153,7 +153,7 @@ static void test_submit_checks(void)
     df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, &err);
     Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
     sj.type = "paint";
-    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_NOT_FOUND, "unknown job type 'paint' (known: bench, generate, noop, train)");
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_NOT_FOUND, "unknown job type 'paint' (known: bench, encode, generate, noop, train)");
     sj.type = "noop";
     uint8_t junk[] = {0xff, 0xff, 0xff};
     sj.params.data = junk;

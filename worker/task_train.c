@@ -153,6 +153,24 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     if (rc == DF_OK && df_artifacts_valid_hash(p->model) &&
         (rc = ctx->fetch(ctx, p->model, path, sizeof path, err)) != DF_OK)
         *retryable = rc == DF_E_IO;
+    /* Sample caches made ahead (an encode job): fetched in place of encoding. */
+    const size_t ncache = p->n_samples + p->n_class_samples;
+    char (*cache_paths)[4200] = ncache ? calloc(ncache, sizeof *cache_paths) : NULL;
+    const char **caches = ncache ? calloc(ncache, sizeof *caches) : NULL;
+    if (rc == DF_OK && (p->n_samples != (ncache ? p->n_images : 0) ||
+                        p->n_class_samples != (ncache ? p->n_class_images : 0)))
+        rc = df_error_set(err, DF_E_INVALID, "train: %zu sample caches for %zu photos and %zu for %zu class images",
+                          p->n_samples, p->n_images, p->n_class_samples, p->n_class_images);
+    else if (rc == DF_OK && ncache && (!cache_paths || !caches))
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
+    for (size_t i = 0; rc == DF_OK && i < ncache; i++) {
+        const char *h = i < p->n_samples ? p->samples[i] : p->class_samples[i - p->n_samples];
+        if (!df_artifacts_valid_hash(h))
+            rc = df_error_set(err, DF_E_INVALID, "train: sample cache '%.80s' is not an artifact's sha256", h);
+        else if ((rc = ctx->fetch(ctx, h, cache_paths[i], sizeof cache_paths[i], err)) != DF_OK)
+            *retryable = rc == DF_E_IO;
+        caches[i] = cache_paths[i];
+    }
     df_sdxl_t *model = rc == DF_OK ? df_sdxl_open(path, p->tokenizer && *p->tokenizer ? p->tokenizer : NULL, err) : NULL;
     if (rc == DF_OK && !model)
         rc = err && err->code ? err->code : DF_E_INVALID;
@@ -246,6 +264,7 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
             .prior_weight = p->n_class_images ? (p->prior_weight > 0 ? p->prior_weight : 1.0f) : 0.0f,
             .base_model = p->model, .base_model_identity = p->model_identity, .token = p->token,
             .class_word = p->class_word,
+            .caches = ncache ? caches : NULL, .class_caches = p->n_class_samples ? caches + p->n_samples : NULL,
             /* Full fine-tuning keeps no checkpoints (its state is the whole model's, four times). */
             .checkpoint = ckpt[0] && !p->full ? ckpt : NULL, .checkpoint_every = p->checkpoint_every,
             .on_checkpoint = ckpt[0] && !p->full ? store_checkpoint : NULL, .checkpoint_ctx = ctx,
@@ -321,6 +340,7 @@ int df_task_run_train(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8
     if (ckpt[0])
         unlink(ckpt);
     free(res.lora_kohya.data), free(res.lora_peft.data), free(losses);
+    free(cache_paths), free(caches);
     df_train_exchange_destroy(&ex);
     df_image_grid_destroy(&vc.grid);
     free(res.validation_grid.data);

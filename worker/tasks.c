@@ -10,6 +10,7 @@
 #include "gemm_check.h"
 #include "sha256.h"
 #include "task_generate.h"
+#include "task_encode.h"
 #include "task_train.h"
 
 static int cancelled(df_task_ctx *ctx) { return ctx->cancelled && atomic_load(ctx->cancelled); }
@@ -139,6 +140,7 @@ static const df_task_type k_types[] = {
     {"bench", run_bench},
     {"generate", df_task_run_generate},
     {"train", df_task_run_train},
+    {"encode", df_task_run_encode},
     {"noop", run_noop},
 };
 

@@ -61,6 +61,79 @@
 #include "lr_schedule.h"
 #include "wire.h"
 
+/*  The photos and class images through the VAE and text encoders once, as
+ *  an encode job of their own (one task per photo, spread over the
+ *  workers, each photo's cache kept in the result cache for later runs);
+ *  the train job then names the sample caches in place of encoding the
+ *  photos in each of its tasks. *samples gets n + nc artifact hashes. */
+static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, char ***samples_out)
+{
+    const size_t n = t->n_images, nc = t->n_class_images, all = n + nc;
+    Dreamfleet__EncodeParams e = DREAMFLEET__ENCODE_PARAMS__INIT;
+    e.model = t->model, e.tokenizer = t->tokenizer, e.model_identity = t->model_identity;
+    e.resolution = t->resolution, e.buckets = t->buckets, e.flip = t->flip;
+    e.latents_only = t->train_text_encoder;
+    e.weights_f32 = t->weights_f32 && !t->weights_int8;
+    char **images = calloc(all, sizeof *images), **captions = calloc(all, sizeof *captions);
+    char **ids = calloc(all, sizeof *ids);
+    int rc = images && captions && ids ? DF_EXIT_OK : DF_EXIT_FAILED;
+    for (size_t i = 0; rc == DF_EXIT_OK && i < all; i++) {
+        images[i] = i < n ? t->images[i] : t->class_images[i - n];
+        captions[i] = i < n ? t->captions[i] : t->class_captions[i - n];
+        /* Without an identity the photo is encoded afresh (never wrongly reused). */
+        if ((ids[i] = calloc(1, DF_SHA256_HEX)) && df_file_identity(images[i], ids[i], NULL) != DF_OK)
+            ids[i][0] = '\0';
+        if (!ids[i])
+            rc = DF_EXIT_FAILED;
+    }
+    e.n_images = e.n_captions = e.n_image_identities = all;
+    e.images = images, e.captions = captions, e.image_identities = ids;
+    char id[128] = "";
+    size_t len = dreamfleet__encode_params__get_packed_size(&e);
+    uint8_t *buf = rc == DF_EXIT_OK ? malloc(len ? len : 1) : NULL;
+    if (rc == DF_EXIT_OK && !buf)
+        rc = DF_EXIT_FAILED;
+    if (rc == DF_EXIT_OK) {
+        dreamfleet__encode_params__pack(&e, buf);
+        if (!cli->json)
+            fprintf(stderr, "encoding %zu photo%s once for every worker\n", all, all == 1 ? "" : "s");
+        rc = df_cli_submit(cli, "encode", buf, len, 0, 1, id, sizeof id);
+    }
+    free(buf);
+    Dreamfleet__Reply *rep = NULL;
+    if (rc == DF_EXIT_OK)
+        rc = df_cli_get_job(cli, id, 0, &rep);
+    Dreamfleet__EncodeResult *r = NULL;
+    if (rc == DF_EXIT_OK && !(r = dreamfleet__encode_result__unpack(NULL, rep->job->result.len, rep->job->result.data))) {
+        df_cli_error("%s: the coordinator returned no sample caches", id);
+        rc = DF_EXIT_FAILED;
+    } else if (rc == DF_EXIT_OK && r->n_samples != all) {
+        df_cli_error("%s: %zu sample caches for %zu photos", id, r->n_samples, all);
+        rc = DF_EXIT_FAILED;
+    }
+    char **samples = rc == DF_EXIT_OK ? calloc(all + 1, sizeof *samples) : NULL;
+    for (size_t i = 0; samples && i < all; i++)
+        if (!(samples[i] = strdup(r->samples[i])))
+            rc = DF_EXIT_FAILED;
+    if (rc == DF_EXIT_OK && !samples)
+        rc = DF_EXIT_FAILED;
+    if (rc != DF_EXIT_OK && samples) {
+        for (size_t i = 0; i < all; i++)
+            free(samples[i]);
+        free(samples);
+        samples = NULL;
+    }
+    *samples_out = samples;
+    if (r)
+        dreamfleet__encode_result__free_unpacked(r, NULL);
+    if (rep)
+        df_wire_free(&rep->base);
+    for (size_t i = 0; ids && i < all; i++)
+        free(ids[i]);
+    free(images), free(captions), free(ids);
+    return rc;
+}
+
 static const char k_usage[] =
     "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
@@ -482,6 +555,13 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     p.n_images = p.n_captions = n;
     p.images = images;
     p.captions = captions;
+    char **samples = NULL;
+    if (rc == DF_EXIT_OK)
+        rc = encode_samples(cli, &p, &samples);
+    if (samples) {
+        p.n_samples = n, p.samples = samples;
+        p.n_class_samples = nc, p.class_samples = samples + n;
+    }
     char id[128] = "";
     if (rc == DF_EXIT_OK) {
         size_t len = dreamfleet__train_params__get_packed_size(&p);
@@ -568,6 +648,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             dreamfleet__train_result__free_unpacked(r, NULL);
         df_wire_free(&rep->base);
     }
+    free_list(samples, samples ? n + nc : 0);
     free_list(images, n), free_list(captions, captions ? n : 0);
     free_list(class_images, nc), free_list(class_captions, class_captions ? nc : 0);
     return rc;

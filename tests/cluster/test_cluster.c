@@ -131,7 +131,10 @@ static int wait_workers(int n)
 /* Job id from a --json submit answer. */
 static void job_id(char *id, size_t cap)
 {
-    const char *p = strstr(g_out, "\"job\":\"");
+    /* The last job named: a command's own (train watches its encode job first). */
+    const char *p = NULL;
+    for (const char *q = strstr(g_out, "\"job\":\""); q; q = strstr(q + 1, "\"job\":\""))
+        p = q;
     id[0] = '\0';
     if (p) {
         p += 7;
@@ -852,6 +855,19 @@ static int last_line_with(const char *file, const char *needle, char *line, size
     return found;
 }
 
+/*  How many lines of file hold needle. */
+static int count_lines_with(const char *file, const char *needle)
+{
+    FILE *f = fopen(file, "r");
+    char buf[2048];
+    int n = 0;
+    while (f && fgets(buf, sizeof buf, f))
+        n += strstr(buf, needle) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
 /*  The started worker (index in g_started) whose log says it took the task
  *  named in needle ("task j-3.1 (train"), or -1. */
 static int worker_holding(const char *needle)
@@ -977,6 +993,65 @@ static void test_train_data_parallel(void)
     }
 }
 
+/*  Every photo is encoded once, by an encode job whose tasks spread over
+ *  the workers; a group's members read the sample caches instead of each
+ *  encoding every photo, and a later run with the same photos finds them in
+ *  the result cache. A photo that is not one fails the run, by name. */
+static void test_train_encode_job(void)
+{
+    char data[300], model[300], out[300], again[300], bad[300], path[400], log[1500];
+    snprintf(data, sizeof data, "%s/photos-encode", g_dir);
+    snprintf(out, sizeof out, "%s/encode-one", g_dir);
+    snprintf(again, sizeof again, "%s/encode-again", g_dir);
+    snprintf(bad, sizeof bad, "%s/photos-bad", g_dir);
+    tiny_model(model, sizeof model);
+    make_photos(data);
+    CHECK_EQ(wait_workers(3), 0);
+    int before[8] = {0};
+    for (int i = 0; i < g_nstarted && i < 8; i++) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        before[i] = count_lines_with(log, "read from sample caches");
+    }
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "2",
+                    "--rank", "4", "--lr", "1e-3", "--seed", "5", "--batch", "2", "--workers", "2", "--flip", "-o", out,
+                    NULL),
+             0);
+    char train_job[64], encode_job[64];
+    job_id(train_job, sizeof train_job);
+    snprintf(encode_job, sizeof encode_job, "j-%d", atoi(train_job + 2) - 1);
+    /* The encode job: one task per photo, each on some worker. */
+    CHECK_EQ(client(g_keys, 10000, "status", encode_job, NULL), 0);
+    CHECK(strstr(g_out, "\"type\":\"encode\"") && strstr(g_out, "2 photos encoded") &&
+          !strstr(g_out, "from the cache"));
+    /* Both members read the caches; none encoded a photo itself. */
+    int readers = 0;
+    for (int i = 0; i < g_nstarted && i < 8; i++) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        readers += count_lines_with(log, "read from sample caches") > before[i];
+    }
+    CHECK_EQ(readers, 2);
+    /* Again with the same photos: their caches come from the result cache. */
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", data, "--model", model, "--resolution", "64", "--steps", "1",
+                    "--rank", "4", "--lr", "1e-3", "--seed", "6", "--flip", "-o", again, NULL),
+             0);
+    job_id(train_job, sizeof train_job);
+    snprintf(encode_job, sizeof encode_job, "j-%d", atoi(train_job + 2) - 1);
+    CHECK_EQ(client(g_keys, 10000, "status", encode_job, NULL), 0);
+    CHECK(strstr(g_out, "2 photos encoded (2 from the cache)") != NULL);
+    /* A file that is not a photo: the run fails, naming it. */
+    mkdir(bad, 0755);
+    snprintf(path, sizeof path, "%s/photo0.png", bad);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs("\x89PNG\r\n\x1a\n but not really", f);
+        fclose(f);
+    }
+    snprintf(out, sizeof out, "%s/encode-bad", g_dir);
+    CHECK(client(g_keys, 600000, "train", "--data", bad, "--model", model, "--resolution", "64", "--steps", "1",
+                 "--rank", "4", "-o", out, NULL) != 0);
+    CHECK(strstr(g_out, "photo0.png") != NULL || strstr(g_err, "photo0.png") != NULL);
+}
+
 /*  A training task whose worker is killed goes on elsewhere from its last
  *  checkpoint in the artifact store, and ends exactly where an uninterrupted
  *  run ends: the same loss curve, the same LoRA. */
@@ -1000,9 +1075,10 @@ static void test_train_resumes_after_worker_loss(void)
                     data, "--model", model, "--resolution", "64", "--steps", "24", "--rank", "4", "--lr", "1e-3",
                     "--seed", "9", "--checkpoint-every", "3", "-o", cut, NULL};
     pid_t trainer = proc_start(argv, log);
-    /* The next job's task, once it has stored a checkpoint. */
+    /* The next train job's task (after the run's encode job), once it has
+     * stored a checkpoint. */
     char job[64], needle[96];
-    snprintf(job, sizeof job, "j-%d", first_job[0] ? atoi(first_job + 2) + 1 : 0);
+    snprintf(job, sizeof job, "j-%d", first_job[0] ? atoi(first_job + 2) + 2 : 0);
     snprintf(needle, sizeof needle, "%s.0 checkpoint", job);
     CHECK_EQ(proc_wait_line(clog, needle, NULL, 0, 300000), 0);
     snprintf(needle, sizeof needle, "task %s.0 (train", job);
@@ -1077,6 +1153,7 @@ int main(int argc, char **argv)
     RUN(test_generate_init_noise);
     RUN(test_train);
     RUN(test_train_data_parallel);
+    RUN(test_train_encode_job);
     RUN(test_train_resumes_after_worker_loss);
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);

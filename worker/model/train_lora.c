@@ -11,6 +11,7 @@
 #include "full_trainer.h"
 #include "generate.h"
 #include "image_decode.h"
+#include "log.h"
 #include "philox.h"
 #include "prompt.h"
 #include "safetensors.h"
@@ -323,6 +324,8 @@ int df_train_lora(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t *xfer,
     dataset d = {.n = N + NC};
     if (rc == DF_OK)
         rc = build_dataset(model, dev, xfer, batch, &all, 8u << (c->unet.levels - 1), &d, err);
+    if (rc == DF_OK)
+        df_info("train: %u samples %s", N + NC, p->caches ? "read from sample caches" : "encoded in the run");
     free(all_caches);
     /* The text encoders stay when they train (each step encodes its captions). */
     df_prompt_encoder_t *pe = rc == DF_OK && p->train_text ? df_prompt_encoder_new(model, dev, xfer, p->weights, err)
