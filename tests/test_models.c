@@ -27,6 +27,12 @@
 #include "lr_schedule.h"
 #include "train_lora.h"
 #include "train_sample.h"
+
+/* The memorisation check's length and bar (test_full_finetune_memorises). */
+#ifndef MEMORISE_STEPS
+#define MEMORISE_STEPS 300
+#endif
+#define MEMORISE_NEAR 0.5
 #include "train_noise.h"
 #include "sgm_names.h"
 #include "random_model.h"
@@ -2539,6 +2545,100 @@ static void test_train_lora_caches(void)
     df_sdxl_destroy(&m);
 }
 
+/*  The issue's memorisation check: the tiny model's UNet fully fine-tuned
+ *  on four photos, each with its own caption, by the product's training
+ *  loop, then sampled from noise with each caption by the product's
+ *  generator. Each sample must land near its own photo's latents and far
+ *  from the other three: only a correct backward pass through every weight,
+ *  at every timestep, teaches a random network that. */
+static void test_full_finetune_memorises(void)
+{
+    enum { N = 4, SIDE = 64, LAT = 4 * 8 * 8, STEPS = MEMORISE_STEPS };
+    df_error_t err;
+    df_error_clear(&err);
+    static const char *const captions[N] = {"a photo of TOK red", "a photo of TOK blue", "a photo of TOK green",
+                                            "a photo of TOK gold"};
+    char paths[N][256], copy[256], unet_file[400], cmd[1200];
+    const char *images[N];
+    for (int i = 0; i < N; i++) { /* four different patterns of colour */
+        static uint8_t rgb[SIDE * SIDE * 3];
+        for (uint32_t k = 0; k < SIDE * SIDE; k++) {
+            const uint32_t x = k % SIDE, y = k / SIDE;
+            rgb[3 * k] = (uint8_t)(i == 0 || i == 3 ? 230 - y : 20 + x);
+            rgb[3 * k + 1] = (uint8_t)(i == 2 || i == 3 ? 200 + (x ^ y) % 40 : 30);
+            rgb[3 * k + 2] = (uint8_t)(i == 1 ? 240 - x - y : ((x / 16 + y / 16) % 2) * 120);
+        }
+        snprintf(paths[i], sizeof paths[i], "%s/memorise%d.png", g_dir, i);
+        CHECK_OK(df_png_write(paths[i], rgb, SIDE, SIDE, NULL, 0, &err), &err);
+        images[i] = paths[i];
+    }
+    snprintf(copy, sizeof copy, "%s/tiny_memorised", g_dir);
+    snprintf(unet_file, sizeof unet_file, "%s/unet/diffusion_pytorch_model.safetensors", copy);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", copy, g_model, copy);
+    CHECK(system(cmd) == 0);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Every step a batch of all four photos, fresh timesteps and noise. */
+    static float losses[STEPS];
+    df_train_params p = {.images = images, .captions = (const char *const *)captions, .count = N, .resolution = SIDE,
+                         .steps = STEPS, .batch = N, .full = 1, .lora = {.seed = 3, .weight_decay = 0},
+                         .lr = {DF_LR_CONSTANT, 1e-3f, 0, STEPS}, .noise = {.seed = 3, .min_snr_gamma = 5},
+                         .weights = DF_F32};
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, unet_file, NULL, losses, &err), &err);
+    /* The photos' latents, as training saw them. */
+    static float own[N][LAT], drawn[N][LAT];
+    df_train_sample_opts o = {.resolution = SIDE};
+    df_train_sample_encoder_t *enc = df_train_sample_encoder_new(m, g_dev, g_xfer, DF_F32, 0, &err);
+    for (int i = 0; enc && i < N; i++) {
+        df_train_sample s;
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[i], NULL, &o, &s, &err), &err);
+        if (s.latents)
+            memcpy(own[i], s.latents, sizeof own[i]);
+        df_train_sample_free(&s);
+    }
+    df_train_sample_encoder_destroy(&enc);
+    /* Sampling with each caption through the trained UNet, loaded from its file. */
+    df_sdxl_t *m2 = df_sdxl_open(copy, NULL, &err);
+    df_generator_t *gen = m2 ? df_generator_new(m2, g_dev, g_xfer, DF_F32, &err) : NULL;
+    CHECK(gen != NULL);
+    for (int i = 0; gen && i < N; i++) {
+        df_gen_params gp = {.prompt = captions[i], .width = SIDE, .height = SIDE, .steps = 30, .guidance = 1,
+                            .sampler = DF_SAMPLER_EULER, .seed = 100 + (uint64_t)i, .count = 1};
+        CHECK_OK(df_generate(gen, g_batch, &gp, drawn[i], NULL, NULL, NULL, &err), &err);
+    }
+    double first = 0, last = 0;
+    for (int k = 0; k < 20 && k < STEPS; k++)
+        first += losses[k] / 20, last += losses[STEPS - 1 - k] / 20;
+    fprintf(stderr, "  %d full fine-tuning steps of %d photos: mean loss %.3f over the first 20, %.3f over the last "
+            "20\n", STEPS, N, first, last);
+    for (int i = 0; i < N; i++) { /* each sample's distance to every photo's latents, relative to that photo's norm */
+        double d[N], norm[N];
+        for (int j = 0; j < N; j++) {
+            double e = 0, n2 = 0;
+            for (int k = 0; k < LAT; k++)
+                e += (drawn[i][k] - own[j][k]) * (double)(drawn[i][k] - own[j][k]), n2 += own[j][k] * (double)own[j][k];
+            d[j] = sqrt(e), norm[j] = sqrt(n2);
+            d[j] /= norm[j] > 0 ? norm[j] : 1;
+        }
+        double nearest_other = 1e30;
+        for (int j = 0; j < N; j++)
+            if (j != i && d[j] < nearest_other)
+                nearest_other = d[j];
+        fprintf(stderr, "  caption %d: sample within %.3f of its photo's latents, %.3f of the nearest other\n", i, d[i],
+                nearest_other);
+        CHECK(d[i] < MEMORISE_NEAR && d[i] < 0.5 * nearest_other);
+    }
+    df_generator_destroy(&gen);
+    df_sdxl_destroy(&m2);
+    df_sdxl_destroy(&m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
+    CHECK(system(cmd) == 0);
+    for (int i = 0; i < N; i++)
+        unlink(paths[i]);
+}
+
 /*  Validation images come from the UNet being trained: after the last step
  *  they are what generation with the saved LoRA draws from the same seed. */
 static uint8_t g_valid_rgb[64 * 64 * 3];
@@ -3033,6 +3133,7 @@ int main(int argc, char **argv)
     RUN(test_text_lora_grad);
     RUN(test_unet_full_grads);
     RUN(test_full_finetune);
+    RUN(test_full_finetune_memorises);
     RUN(test_lora_adamw_matches_torch);
     RUN(test_lora_training_learns);
     RUN(test_lora_training_resume);
