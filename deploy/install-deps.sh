@@ -32,6 +32,7 @@ zlib1g-dev
 libpng-dev
 libjpeg62-turbo-dev
 libwebp-dev
+libswscale-dev
 clang-14
 libclang-rt-14-dev
 "

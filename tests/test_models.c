@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clip_text.h"
@@ -27,12 +28,6 @@
 #include "lr_schedule.h"
 #include "train_lora.h"
 #include "train_sample.h"
-
-/* The memorisation check's length and bar (test_full_finetune_memorises). */
-#ifndef MEMORISE_STEPS
-#define MEMORISE_STEPS 300
-#endif
-#define MEMORISE_NEAR 0.5
 #include "train_noise.h"
 #include "sgm_names.h"
 #include "random_model.h"
@@ -2175,9 +2170,8 @@ static void test_unet_full_grads(void)
 /*  Full fine-tuning end to end on the tiny model: every weight steps, the
  *  loss of a fixed batch (timesteps and noise fixed too) falls by more than
  *  half in 20 steps, and the saved UNet, loaded as a model's own, predicts
- *  what the trained one does, to the bit. (The memorisation check of the
- *  issue, sampling back the training latents, needs ~10^3 steps: minutes on
- *  a GPU, too long for lavapipe's test run.) */
+ *  what the trained one does, to the bit. (The issue's memorisation check,
+ *  sampling back the training latents, is test_full_finetune_memorises.) */
 static void test_full_finetune(void)
 {
     enum { N = 4, C = 4, SIDE = 8, HW = SIDE * SIDE, STEPS = 20 };
@@ -2553,7 +2547,12 @@ static void test_train_lora_caches(void)
  *  at every timestep, teaches a random network that. */
 static void test_full_finetune_memorises(void)
 {
-    enum { N = 4, SIDE = 64, LAT = 4 * 8 * 8, STEPS = MEMORISE_STEPS };
+    /* 600 steps at 1e-3: on an H100 samples land within 0.26-0.38 of their
+     * own latents and 1.23-1.32 of the others' (450: 0.32-0.58; 300: caption
+     * 1 still nearer another's). About 10 minutes on lavapipe, 90 s on an
+     * H100 (bound by submissions at this size), so it runs as a test of its
+     * own (test_models_memorise). */
+    enum { N = 4, SIDE = 64, LAT = 4 * 8 * 8, STEPS = 600 };
     df_error_t err;
     df_error_clear(&err);
     static const char *const captions[N] = {"a photo of TOK red", "a photo of TOK blue", "a photo of TOK green",
@@ -2580,25 +2579,39 @@ static void test_full_finetune_memorises(void)
     CHECK(m != NULL);
     if (!m)
         return;
-    /* Every step a batch of all four photos, fresh timesteps and noise. */
-    static float losses[STEPS];
-    df_train_params p = {.images = images, .captions = (const char *const *)captions, .count = N, .resolution = SIDE,
-                         .steps = STEPS, .batch = N, .full = 1, .lora = {.seed = 3, .weight_decay = 0},
-                         .lr = {DF_LR_CONSTANT, 1e-3f, 0, STEPS}, .noise = {.seed = 3, .min_snr_gamma = 5},
-                         .weights = DF_F32};
-    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, unet_file, NULL, losses, &err), &err);
-    /* The photos' latents, as training saw them. */
+    /* The photos' encodings, their latents replaced by unit-scale random
+     * ones: a random VAE maps photos to latents of about 1e-2, all alike,
+     * where SDXL's scaled latents have about unit scale. */
     static float own[N][LAT], drawn[N][LAT];
-    df_train_sample_opts o = {.resolution = SIDE};
-    df_train_sample_encoder_t *enc = df_train_sample_encoder_new(m, g_dev, g_xfer, DF_F32, 0, &err);
+    char caches[N][300];
+    const char *cache_of[N];
+    df_train_sample_opts o = {.resolution = SIDE, .captions = 1};
+    df_train_sample_encoder_t *enc = df_train_sample_encoder_new(m, g_dev, g_xfer, DF_F32, 1, &err);
+    CHECK(enc != NULL);
+    df_philox_fill_normal(own[0], N * LAT, 99, 0);
     for (int i = 0; enc && i < N; i++) {
         df_train_sample s;
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[i], NULL, &o, &s, &err), &err);
-        if (s.latents)
-            memcpy(own[i], s.latents, sizeof own[i]);
+        snprintf(caches[i], sizeof caches[i], "%s/memorise%d.safetensors", g_dir, i);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[i], captions[i], &o, &s, &err), &err);
+        if (s.latents && s.lat_c * s.lat_h * s.lat_w == LAT)
+            memcpy(s.latents, own[i], sizeof own[i]);
+        CHECK_OK(df_train_sample_save(&s, &o, captions[i], NULL, images[i], caches[i], &err), &err);
         df_train_sample_free(&s);
+        cache_of[i] = caches[i];
     }
     df_train_sample_encoder_destroy(&enc);
+    /* Every step a batch of all four, fresh timesteps and noise. */
+    static float losses[STEPS];
+    df_train_params p = {.images = images, .captions = (const char *const *)captions, .count = N, .resolution = SIDE,
+                         .caches = cache_of, .steps = STEPS, .batch = N, .full = 1,
+                         .lora = {.seed = 3, .weight_decay = 0},
+                         .lr = {DF_LR_CONSTANT, 1e-3f, 0, STEPS}, .noise = {.seed = 3, .min_snr_gamma = 5},
+                         .weights = DF_F32};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_OK(df_train_lora(m, g_dev, g_xfer, g_batch, &p, NULL, NULL, unet_file, NULL, losses, &err), &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double train_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     /* Sampling with each caption through the trained UNet, loaded from its file. */
     df_sdxl_t *m2 = df_sdxl_open(copy, NULL, &err);
     df_generator_t *gen = m2 ? df_generator_new(m2, g_dev, g_xfer, DF_F32, &err) : NULL;
@@ -2611,8 +2624,8 @@ static void test_full_finetune_memorises(void)
     double first = 0, last = 0;
     for (int k = 0; k < 20 && k < STEPS; k++)
         first += losses[k] / 20, last += losses[STEPS - 1 - k] / 20;
-    fprintf(stderr, "  %d full fine-tuning steps of %d photos: mean loss %.3f over the first 20, %.3f over the last "
-            "20\n", STEPS, N, first, last);
+    fprintf(stderr, "  %d full fine-tuning steps of %d samples in %.1f s: mean loss %.3f over the first 20, %.3f over "
+            "the last 20\n", STEPS, N, train_s, first, last);
     for (int i = 0; i < N; i++) { /* each sample's distance to every photo's latents, relative to that photo's norm */
         double d[N], norm[N];
         for (int j = 0; j < N; j++) {
@@ -2628,7 +2641,7 @@ static void test_full_finetune_memorises(void)
                 nearest_other = d[j];
         fprintf(stderr, "  caption %d: sample within %.3f of its photo's latents, %.3f of the nearest other\n", i, d[i],
                 nearest_other);
-        CHECK(d[i] < MEMORISE_NEAR && d[i] < 0.5 * nearest_other);
+        CHECK(d[i] < 0.5 && d[i] < 0.5 * nearest_other);
     }
     df_generator_destroy(&gen);
     df_sdxl_destroy(&m2);
@@ -2636,7 +2649,7 @@ static void test_full_finetune_memorises(void)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
     CHECK(system(cmd) == 0);
     for (int i = 0; i < N; i++)
-        unlink(paths[i]);
+        unlink(paths[i]), unlink(caches[i]);
 }
 
 /*  Validation images come from the UNet being trained: after the last step
@@ -3133,7 +3146,9 @@ int main(int argc, char **argv)
     RUN(test_text_lora_grad);
     RUN(test_unet_full_grads);
     RUN(test_full_finetune);
-    RUN(test_full_finetune_memorises);
+    /* Minutes long: run only when named (ctest's test_models_memorise). */
+    if (test_filter_ && strstr("test_full_finetune_memorises", test_filter_))
+        RUN(test_full_finetune_memorises);
     RUN(test_lora_adamw_matches_torch);
     RUN(test_lora_training_learns);
     RUN(test_lora_training_resume);

@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "                                empty tasks, to test a cluster\n"
             "  generate --prompt TEXT --model PATH -o DIR [--size WxH] [--steps N] [--cfg X] [--sampler S]\n"
             "           [--seed N] [-n COUNT] [--negative-prompt TEXT] [...]   images from a prompt (generate --help)\n"
+            "  prep DIR -o OUT [--resolution PX] [--token TOK] [--class WORD] [...]\n"
+            "                                photos to a training set: checks, captions, resizing (prep --help)\n"
             "  train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--steps N] [--rank R]\n"
             "           [--lr X] [...]         a DreamBooth LoRA from the photos in DIR (train --help)\n"
             "  model add NAME PATH           upload a base model and register it\n"
@@ -125,6 +127,8 @@ int main(int argc, char **argv)
     char **cargv = argv + optind;
     if (strcmp(cargv[0], "keys") == 0)
         return df_cmd_keys(cargc, cargv);
+    if (strcmp(cargv[0], "prep") == 0) /* local: no coordinator */
+        return df_cmd_prep(cargc, cargv, cli.json);
     if (df_model_tools_handles(cargc, cargv))
         return df_model_tools_run(cargc, cargv);
     const command *cmd = NULL;

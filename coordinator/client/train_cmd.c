@@ -51,6 +51,7 @@
 #include <string.h>
 
 #include "artifact_store.h"
+#include "caption.h"
 #include "cli.h"
 #include "commands.h"
 #include "delta_codec.h"
@@ -151,38 +152,6 @@ static int has_ext(const char *name, const char *ext)
 {
     size_t n = strlen(name), e = strlen(ext);
     return n > e && strcasecmp(name + n - e, ext) == 0;
-}
-
-/*  The caption beside a photo (PHOTO.txt or PHOTO.caption, the photo's
- *  extension replaced), trimmed; NULL when there is none. */
-static char *sidecar(const char *photo)
-{
-    static const char *const exts[2] = {".txt", ".caption"};
-    const char *dot = strrchr(photo, '.');
-    size_t stem = dot ? (size_t)(dot - photo) : strlen(photo);
-    for (int i = 0; i < 2; i++) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%.*s%s", (int)stem, photo, exts[i]);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        char buf[2048];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        for (char *p = buf; *p; p++) /* one line: newlines become spaces */
-            if (*p == '\n' || *p == '\r' || *p == '\t')
-                *p = ' ';
-        char *s = buf;
-        while (*s == ' ')
-            s++;
-        size_t len = strlen(s);
-        while (len && s[len - 1] == ' ')
-            s[--len] = '\0';
-        if (len)
-            return strdup(s);
-    }
-    return NULL;
 }
 
 static int write_file(const char *path, const uint8_t *data, size_t n)
@@ -287,7 +256,7 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
         qsort(images, n, sizeof *images, by_name);
         captions = calloc(n, sizeof *captions);
         for (size_t i = 0; captions && i < n; i++)
-            if (!(captions[i] = sidecar(images[i])))
+            if (!(captions[i] = df_caption_sidecar(images[i])))
                 captions[i] = strdup(fallback);
         if (!captions)
             rc = DF_EXIT_FAILED;

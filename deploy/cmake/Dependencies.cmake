@@ -42,6 +42,7 @@ df_require_pkg(JPEG libjpeg libjpeg62-turbo-dev)
 df_require_pkg(WEBP libwebp libwebp-dev)
 df_require_pkg(WEBPMUX libwebpmux libwebp-dev)
 df_require_pkg(WEBPDEMUX libwebpdemux libwebp-dev)
+df_require_pkg(SWSCALE libswscale libswscale-dev)
 
 df_require_program(DF_GLSLANG glslangValidator glslang-tools)
 df_require_program(DF_SPIRV_VAL spirv-val spirv-tools)

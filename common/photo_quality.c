@@ -1,0 +1,122 @@
+/*  photo_quality.c - see photo_quality.h. */
+#include "photo_quality.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_resize.h"
+
+/*  Luminance (Rec. 601 weights, as JPEG's) of img resized so its long side
+ *  is `side` (or both sides `side` when square), as doubles. */
+static int luminance(const df_image *img, uint32_t w, uint32_t h, double **out, df_error_t *err)
+{
+    df_image small;
+    int rc = df_image_resize_lanczos(img, w, h, &small, err);
+    if (rc != DF_OK)
+        return rc;
+    double *y = malloc((size_t)w * h * sizeof *y);
+    if (!y) {
+        df_image_free(&small);
+        return df_error_set(err, DF_E_NOMEM, "quality: out of memory");
+    }
+    for (size_t k = 0; k < (size_t)w * h; k++) {
+        const uint8_t *p = small.rgb + 3 * k;
+        y[k] = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    }
+    df_image_free(&small);
+    *out = y;
+    return DF_OK;
+}
+
+static double clamp01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+int df_photo_score(const df_image *img, df_photo_scores *s, df_error_t *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!img->width || !img->height)
+        return df_error_set(err, DF_E_INVALID, "quality: an empty image");
+    const uint32_t longer = img->width > img->height ? img->width : img->height;
+    uint32_t w = (uint32_t)((uint64_t)img->width * DF_QUALITY_SIDE / longer);
+    uint32_t h = (uint32_t)((uint64_t)img->height * DF_QUALITY_SIDE / longer);
+    w = w < 3 ? 3 : w, h = h < 3 ? 3 : h;
+    double *y = NULL;
+    int rc = luminance(img, w, h, &y, err);
+    if (rc != DF_OK)
+        return rc;
+    const size_t n = (size_t)w * h;
+    double sum = 0, sq = 0;
+    size_t clipped = 0;
+    for (size_t k = 0; k < n; k++) {
+        sum += y[k], sq += y[k] * y[k];
+        clipped += y[k] <= 2.5 || y[k] >= 252.5;
+    }
+    s->mean = sum / n;
+    s->stddev = sqrt(fmax(0, sq / n - s->mean * s->mean));
+    s->clipped = (double)clipped / n;
+    /* The Laplacian over the interior. */
+    double ls = 0, lsq = 0;
+    size_t m = 0;
+    for (uint32_t r = 1; r + 1 < h; r++)
+        for (uint32_t c = 1; c + 1 < w; c++) {
+            const double *p = y + (size_t)r * w + c;
+            double v = p[-1] + p[1] + p[-(ptrdiff_t)w] + p[w] - 4 * p[0];
+            ls += v, lsq += v * v, m++;
+        }
+    free(y);
+    s->laplacian_var = m ? fmax(0, lsq / m - (ls / m) * (ls / m)) : 0;
+    s->sharpness = clamp01(s->laplacian_var / DF_SHARPNESS_FULL);
+    double e = s->mean < 60 ? (s->mean - 15) / 45 : s->mean > 195 ? (240 - s->mean) / 45 : 1;
+    /* Clipping beyond 5% of the frame costs linearly, all of it at 30%. */
+    double clip = s->clipped > 0.05 ? 1 - (s->clipped - 0.05) / 0.25 : 1;
+    s->exposure = clamp01(e) * clamp01(clip);
+    s->contrast = clamp01(s->stddev / 32);
+    s->quality = s->sharpness * s->exposure * s->contrast;
+    return DF_OK;
+}
+
+int df_photo_phash(const df_image *img, uint64_t *hash, df_error_t *err)
+{
+    enum { N = 32, K = 8 };
+    double *y = NULL;
+    int rc = luminance(img, N, N, &y, err);
+    if (rc != DF_OK)
+        return rc;
+    /* The 8x8 lowest frequencies of the 2-D DCT-II, as a separable product. */
+    double basis[K][N], low[K][K], tmp[K][N];
+    for (int u = 0; u < K; u++)
+        for (int x = 0; x < N; x++)
+            basis[u][x] = cos(M_PI * (2 * x + 1) * u / (2.0 * N));
+    for (int u = 0; u < K; u++)
+        for (int x = 0; x < N; x++) {
+            double a = 0;
+            for (int r = 0; r < N; r++)
+                a += basis[u][r] * y[r * N + x];
+            tmp[u][x] = a;
+        }
+    for (int u = 0; u < K; u++)
+        for (int v = 0; v < K; v++) {
+            double a = 0;
+            for (int x = 0; x < N; x++)
+                a += tmp[u][x] * basis[v][x];
+            low[u][v] = a;
+        }
+    free(y);
+    /* The median of the 63 coefficients after the DC term (which only says how bright). */
+    double sorted[K * K - 1];
+    for (int i = 1; i < K * K; i++)
+        sorted[i - 1] = low[i / K][i % K];
+    for (int i = 1; i < K * K - 1; i++) /* insertion sort: 63 values */
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            double t = sorted[j];
+            sorted[j] = sorted[j - 1], sorted[j - 1] = t;
+        }
+    const double median = sorted[(K * K - 1) / 2];
+    uint64_t h = 0;
+    for (int i = 0; i < K * K; i++)
+        h = h << 1 | (i > 0 && low[i / K][i % K] > median);
+    *hash = h;
+    return DF_OK;
+}
+
+int df_phash_distance(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }

@@ -1,0 +1,75 @@
+/*  prep.h - a folder of phone photos made into a training set the trainer
+ *  can trust, with what was rejected and why.
+ *
+ *  For each file of the folder, in name order (sidecar captions, hidden
+ *  files and folders aside):
+ *    1. decode (image_decode.h: PNG, JPEG, WebP; EXIF orientation, gray,
+ *       alpha and 16-bit handled); a file that is not a readable photo is
+ *       rejected with the decoder's reason, and the rest go on;
+ *    2. pick its aspect-ratio bucket around resolution^2 (or the square),
+ *       and reject it as too small when covering the bucket would need more
+ *       than max_upscale times enlargement;
+ *    3. score it (photo_quality.h) and reject it below min_quality, naming
+ *       the weak scores;
+ *    4. hash it (perceptual hash); of photos within dup_bits of each other
+ *       the best scored stays, the others are rejected as near-duplicates;
+ *    5. caption it: a sidecar PHOTO.txt / PHOTO.caption, cleaned, with the
+ *       identifier placed (caption.h), else the template;
+ *    6. crop it to its bucket's aspect around the centre and resample it
+ *       with Lanczos (image_resize.h) to the bucket's size.
+ *  The result, in out_dir: images/NNN-NAME.png with NNN-NAME.txt beside
+ *  each (so any trainer reading sidecars takes it), metadata.jsonl (one line
+ *  per accepted photo: file, caption, sizes, bucket, crop, scores, hash),
+ *  report.txt (every photo, accepted or rejected with its reason, and the
+ *  warnings), and contact-sheet.png (accepted photos framed green, then
+ *  rejected ones framed red, in the report's order).
+ *
+ *  Not yet: face detection and alignment for people, captioning models, and
+ *  text on the contact sheet (the report carries the words).
+ */
+#ifndef DF_PREP_H
+#define DF_PREP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "photo_quality.h"
+
+typedef struct {
+    uint32_t resolution;     /* 0: 1024 */
+    uint32_t bucket_step;    /* side multiple of buckets; 0: square crops */
+    double max_upscale;      /* largest enlargement allowed (0: 1.5) */
+    double min_quality;      /* reject below this quality (photo_quality.h); < 0: accept any */
+    int dup_bits;            /* near-duplicates: hashes at most this many bits apart (0: 6; < 0: keep all) */
+    const char *token;       /* the identifier ("TOK" when NULL) */
+    const char *class_word;  /* the subject's class ("person" when NULL) */
+} df_prep_opts;
+
+typedef struct {
+    char *source;            /* the photo's path */
+    char *file;              /* its training image, relative to out_dir ("images/000-x.png"); NULL if rejected */
+    char *reason;            /* why it was rejected; NULL if accepted */
+    char *caption;
+    const char *caption_from; /* "sidecar" or "template" */
+    uint32_t orig_w, orig_h;  /* upright, as decoded (0 when it could not be) */
+    uint32_t width, height;   /* its bucket */
+    uint32_t crop_x, crop_y;  /* where the bucket's aspect was cut from the photo */
+    df_photo_scores scores;
+    uint64_t phash;
+    int scored;               /* scores and hash were measured */
+} df_prep_item;
+
+typedef struct {
+    df_prep_item *items;     /* every file considered, in name order */
+    size_t count, accepted;
+    char warning[256];       /* "" or why the set may train badly (too few or too many photos) */
+} df_prep_report;
+
+/*  Prepares the photos of dir into out_dir (created; existing files of the
+ *  same names are replaced). Fails only when dir cannot be read or out_dir
+ *  written: bad photos are rejected in the report, not errors. */
+int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_prep_report *rep, df_error_t *err);
+void df_prep_report_free(df_prep_report *rep);
+
+#endif

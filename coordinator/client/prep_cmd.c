@@ -1,0 +1,121 @@
+/*  prep_cmd.c - `dreamfleet prep`: a folder of photos into a training set,
+ *  locally (no coordinator needed):
+ *
+ *    dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]
+ *        [--min-quality X] [--max-upscale X] [--dup-bits N]
+ *
+ *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
+ *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
+ *  --data OUT` trains on it. Prints the report's summary, or with --json one
+ *  object per photo and a final summary line.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "prep.h"
+
+static const char k_usage[] =
+    "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
+    "         [--min-quality X] [--max-upscale X] [--dup-bits N]\n";
+
+/*  A number from a flag's value within [lo, hi], or -1 after saying why. */
+static int parse_real(const char *flag, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi)) {
+        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int df_cmd_prep(int argc, char **argv, int json)
+{
+    enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP };
+    static const struct option o[] = {
+        {"output", required_argument, NULL, 'o'},      {"resolution", required_argument, NULL, O_RES},
+        {"square", no_argument, NULL, O_SQUARE},        {"token", required_argument, NULL, O_TOKEN},
+        {"class", required_argument, NULL, O_CLASS},    {"min-quality", required_argument, NULL, O_QUALITY},
+        {"max-upscale", required_argument, NULL, O_UPSCALE}, {"dup-bits", required_argument, NULL, O_DUP},
+        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
+    };
+    df_prep_opts po = {.resolution = 1024, .bucket_step = 64, .max_upscale = 1.5, .min_quality = 0.95, .dup_bits = 6,
+                       .token = "TOK", .class_word = "person"};
+    const char *out = NULL;
+    double v;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "o:h", o, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case O_SQUARE: po.bucket_step = 0; break;
+        case O_TOKEN: po.token = optarg; break;
+        case O_CLASS: po.class_word = optarg; break;
+        case O_RES:
+            if (parse_real("--resolution", optarg, 256, 4096, &v) || (uint32_t)v % 64 || v != (uint32_t)v) {
+                df_cli_error("--resolution wants a multiple of 64 from 256 to 4096");
+                return DF_EXIT_USAGE;
+            }
+            po.resolution = (uint32_t)v;
+            break;
+        case O_QUALITY:
+            if (parse_real("--min-quality", optarg, 0, 1, &po.min_quality))
+                return DF_EXIT_USAGE;
+            break;
+        case O_UPSCALE:
+            if (parse_real("--max-upscale", optarg, 1, 8, &po.max_upscale))
+                return DF_EXIT_USAGE;
+            break;
+        case O_DUP:
+            if (parse_real("--dup-bits", optarg, 0, 32, &v))
+                return DF_EXIT_USAGE;
+            po.dup_bits = v == 0 ? -1 : (int)v; /* 0: keep near-duplicates */
+            break;
+        case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
+        default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
+        }
+    }
+    if (optind + 2 != argc || !out) {
+        fputs(k_usage, stderr);
+        return DF_EXIT_USAGE;
+    }
+    const char *dir = argv[optind + 1];
+    df_prep_report rep;
+    df_error_t err;
+    df_error_clear(&err);
+    if (df_prep_dir(dir, out, &po, &rep, &err) != DF_OK) {
+        df_cli_error("%s", err.msg);
+        df_prep_report_free(&rep);
+        return DF_EXIT_FAILED;
+    }
+    for (size_t i = 0; i < rep.count; i++) {
+        const df_prep_item *it = &rep.items[i];
+        const char *name = strrchr(it->source, '/');
+        name = name ? name + 1 : it->source;
+        if (json)
+            continue;
+        if (it->reason)
+            fprintf(stderr, "rejected %s: %s\n", name, it->reason);
+        else
+            fprintf(stderr, "accepted %s (%ux%u, quality %.2f): %s\n", name, it->width, it->height,
+                    it->scores.quality, it->caption);
+    }
+    if (rep.warning[0])
+        fprintf(stderr, "warning: %s\n", rep.warning);
+    if (json)
+        printf("{\"dir\":\"%s\",\"photos\":%zu,\"accepted\":%zu,\"rejected\":%zu}\n", out, rep.count, rep.accepted,
+               rep.count - rep.accepted);
+    else
+        printf("%zu of %zu photos accepted into %s (report.txt, contact-sheet.png)\n", rep.accepted, rep.count, out);
+    int rc = rep.accepted ? DF_EXIT_OK : DF_EXIT_FAILED;
+    if (!rep.accepted)
+        df_cli_error("no photo of %s was accepted (see %s/report.txt)", dir, out);
+    df_prep_report_free(&rep);
+    return rc;
+}

@@ -1,0 +1,422 @@
+/*  test_prep.c - training-set preparation (issue 8): captions with the
+ *  identifier in place, Lanczos resampling, quality scores, perceptual
+ *  hashes, and `prep` over a folder holding a case of every rejection. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "caption.h"
+#include "image_decode.h"
+#include "image_encode.h"
+#include "image_resize.h"
+#include "philox.h"
+#include "photo_quality.h"
+#include "png_write.h"
+#include "prep.h"
+#include "test.h"
+
+static char g_dir[64];
+
+/* ---- captions ---------------------------------------------------------- */
+
+static void expect_caption(const char *text, const char *token, const char *cls, const char *want)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_caption_opts o = {token, cls};
+    char *got = NULL;
+    CHECK_OK(df_caption_place(text, &o, &got, &err), &err);
+    if (!got || strcmp(got, want) != 0) {
+        fprintf(stderr, "  caption \"%s\": got \"%s\", want \"%s\"\n", text ? text : "(null)", got ? got : "", want);
+        test_failures_++;
+    }
+    free(got);
+}
+
+static void test_caption_rules(void)
+{
+    /* The generic subject becomes the identifier with its class, article and all. */
+    expect_caption("a photo of a man smiling", NULL, NULL, "a photo of TOK person smiling");
+    expect_caption("A woman standing on a beach.", NULL, NULL, "TOK person standing on a beach");
+    expect_caption("the dog running in a park", "sks", "dog", "sks dog running in a park");
+    expect_caption("close-up of a puppy", "sks", "dog", "close-up of sks dog");
+    /* The earliest mention only; "woman" is not "man". */
+    expect_caption("a woman and her dog", NULL, NULL, "TOK person and her dog");
+    /* Already carrying the token: left where it is, only cleaned. */
+    expect_caption("  TOK person   in the rain ,, at night. ", NULL, NULL, "TOK person in the rain, at night");
+    expect_caption("@alice at the beach", "@alice", "woman", "@alice at the beach");
+    /* No subject named: the identifier goes in front. */
+    expect_caption("sunset over the sea", NULL, NULL, "TOK person, sunset over the sea");
+    /* Nothing at all: the template. */
+    expect_caption("", NULL, NULL, "a photo of TOK person");
+    expect_caption(NULL, "TOK", "cat", "a photo of TOK cat");
+    expect_caption(" \t\n ", NULL, NULL, "a photo of TOK person");
+    /* Control characters are dropped, an ellipsis kept. */
+    expect_caption("a man\x01 waiting...", NULL, NULL, "TOK person waiting...");
+}
+
+/*  Sidecars: .txt first, then .caption, on one line; none gives NULL. */
+static void test_caption_sidecar(void)
+{
+    char photo[128], side[140];
+    snprintf(photo, sizeof photo, "%s/side.v1.png", g_dir);
+    CHECK(df_caption_sidecar(photo) == NULL);
+    snprintf(side, sizeof side, "%s/side.v1.caption", g_dir);
+    FILE *f = fopen(side, "w");
+    CHECK(f != NULL);
+    if (f)
+        fputs("  a man\nin a hat \n", f), fclose(f);
+    char *got = df_caption_sidecar(photo);
+    CHECK(got && strcmp(got, "a man in a hat") == 0);
+    free(got);
+    unlink(side);
+}
+
+/* ---- pictures ---------------------------------------------------------- */
+
+/*  A w x h "photo": a lit gradient, a few discs and stripes placed by the
+ *  seed (so different seeds make different pictures), and fine texture of
+ *  amplitude `texture`, around mean level `level`. */
+static df_image make_photo(uint32_t w, uint32_t h, double level, double texture, uint64_t seed)
+{
+    df_image img = {w, h, malloc((size_t)w * h * 3)};
+    float *noise = malloc((size_t)w * h * sizeof *noise), shape[16];
+    df_philox_fill_normal(noise, (uint64_t)w * h, seed, 0);
+    df_philox_fill_uniform(shape, 16, seed, 1, 0.0f, 1.0f);
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++) {
+            const double u = (double)x / w, v = (double)y / h;
+            double base = 0.6 * (shape[0] * u + shape[1] * v - 0.5 * (shape[0] + shape[1]));
+            for (int d = 0; d < 3; d++) { /* discs, light or dark */
+                const double cx = shape[2 + 3 * d], cy = shape[3 + 3 * d], r = 0.08 + 0.15 * shape[4 + 3 * d];
+                if ((u - cx) * (u - cx) + (v - cy) * (v - cy) < r * r)
+                    base += d % 2 ? -0.5 : 0.5;
+            }
+            base += 0.25 * sin(2 * M_PI * (3 + 6 * shape[11]) * (shape[12] * u + (1 - shape[12]) * v));
+            for (int c = 0; c < 3; c++) {
+                double val = level * (1 + 1.2 * base) + texture * noise[(size_t)y * w + x] + (c - 1) * 10 * shape[13];
+                img.rgb[3 * ((size_t)y * w + x) + c] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
+            }
+        }
+    free(noise);
+    return img;
+}
+
+/*  img blurred by three passes of a box filter of radius r (about a Gaussian). */
+static void blur(df_image *img, int r)
+{
+    const uint32_t w = img->width, h = img->height;
+    uint8_t *tmp = malloc((size_t)w * h * 3);
+    for (int pass = 0; pass < 6; pass++) { /* horizontal and vertical, three times */
+        const int horiz = pass % 2 == 0;
+        for (uint32_t y = 0; y < h; y++)
+            for (uint32_t x = 0; x < w; x++)
+                for (int c = 0; c < 3; c++) {
+                    int sum = 0, n = 0;
+                    for (int d = -r; d <= r; d++) {
+                        long xx = horiz ? (long)x + d : (long)x, yy = horiz ? (long)y : (long)y + d;
+                        if (xx < 0 || yy < 0 || xx >= (long)w || yy >= (long)h)
+                            continue;
+                        sum += img->rgb[3 * ((size_t)yy * w + (size_t)xx) + c], n++;
+                    }
+                    tmp[3 * ((size_t)y * w + x) + c] = (uint8_t)(sum / n);
+                }
+        memcpy(img->rgb, tmp, (size_t)w * h * 3);
+    }
+    free(tmp);
+}
+
+static void save_png(const char *dir, const char *name, const df_image *img)
+{
+    char path[300];
+    df_error_t err;
+    df_error_clear(&err);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_OK(df_png_write(path, img->rgb, img->width, img->height, NULL, 0, &err), &err);
+}
+
+/*  Lanczos through libswscale: a flat picture stays flat; a one-pixel
+ *  checkerboard shrunk 8x comes out mid-grey (a filter as wide as the
+ *  shrink, where point sampling would keep black and white); a crop to
+ *  another aspect comes from the centre. */
+static void test_resize(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_image flat = {300, 200, malloc(300 * 200 * 3)}, out = {0};
+    memset(flat.rgb, 77, 300 * 200 * 3);
+    CHECK_OK(df_image_resize_lanczos(&flat, 123, 45, &out, &err), &err);
+    int worst = 0;
+    for (size_t k = 0; out.rgb && k < 123 * 45 * 3; k++)
+        worst = abs(out.rgb[k] - 77) > worst ? abs(out.rgb[k] - 77) : worst;
+    CHECK(out.width == 123 && out.height == 45 && worst <= 1);
+    df_image_free(&out);
+    df_image check = {1024, 1024, malloc(1024 * 1024 * 3)};
+    for (size_t k = 0; k < 1024 * 1024; k++)
+        memset(check.rgb + 3 * k, ((k % 1024) + (k / 1024)) % 2 ? 255 : 0, 3);
+    CHECK_OK(df_image_resize_lanczos(&check, 128, 128, &out, &err), &err);
+    worst = 0;
+    for (size_t k = 0; out.rgb && k < 128 * 128 * 3; k++)
+        worst = abs(out.rgb[k] - 128) > worst ? abs(out.rgb[k] - 128) : worst;
+    fprintf(stderr, "  a 1-pixel checkerboard shrunk 8x: within %d levels of mid-grey\n", worst);
+    CHECK(worst <= 8);
+    df_image_free(&out), df_image_free(&check);
+    /* A landscape cropped square: the centre, left and right bands dropped. */
+    df_image wide = {400, 100, calloc(400 * 100 * 3, 1)};
+    for (uint32_t y = 0; y < 100; y++)
+        for (uint32_t x = 150; x < 250; x++)
+            memset(wide.rgb + 3 * (y * 400 + x), 200, 3);
+    uint32_t cx = 9, cy = 9;
+    CHECK_OK(df_image_cover_lanczos(&wide, 64, 64, &out, &cx, &cy, &err), &err);
+    CHECK(cx == 150 && cy == 0 && out.rgb && out.rgb[3 * (32 * 64 + 32)] >= 198);
+    df_image_free(&out);
+    CHECK_FAILS(df_image_resize_lanczos(&wide, 0, 10, &out, &err), &err, DF_E_INVALID, "sizes from 1");
+    df_image_free(&wide), df_image_free(&flat);
+}
+
+/*  A sharp, well-exposed photo scores 1; blurring it, darkening it or
+ *  flattening it takes the matching score down. */
+static void test_scores(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_photo_scores good, blurred, dark, flat;
+    df_image img = make_photo(1200, 900, 128, 18, 1);
+    CHECK_OK(df_photo_score(&img, &good, &err), &err);
+    blur(&img, 6);
+    CHECK_OK(df_photo_score(&img, &blurred, &err), &err);
+    df_image_free(&img);
+    img = make_photo(1200, 900, 14, 2, 1);
+    CHECK_OK(df_photo_score(&img, &dark, &err), &err);
+    df_image_free(&img);
+    img = make_photo(1200, 900, 128, 18, 1);
+    for (size_t k = 0; k < 1200 * 900 * 3; k++) /* contrast squeezed into 16 levels */
+        img.rgb[k] = (uint8_t)(120 + img.rgb[k] / 16);
+    CHECK_OK(df_photo_score(&img, &flat, &err), &err);
+    df_image_free(&img);
+    fprintf(stderr, "  quality: good %.2f (Laplacian variance %.0f), blurred %.2f (%.1f), dark %.2f (mean %.0f), "
+            "flat %.2f (stddev %.1f)\n", good.quality, good.laplacian_var, blurred.quality, blurred.laplacian_var,
+            dark.quality, dark.mean, flat.quality, flat.stddev);
+    CHECK(good.quality >= 0.99);
+    CHECK(blurred.sharpness < 0.3 && blurred.exposure >= 0.99 && blurred.quality < 0.3);
+    CHECK(dark.exposure < 0.2 && dark.quality < 0.2);
+    CHECK(flat.contrast < 0.5 && flat.quality < 0.5);
+}
+
+/*  Perceptual hashes: the same photo at another size, re-encoded as JPEG or
+ *  a little brighter hashes within a few bits; another photo far away. */
+static void test_phash(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    df_image a = make_photo(800, 600, 128, 10, 3), b = make_photo(800, 600, 128, 10, 4), small = {0};
+    uint64_t ha, hb, hs, hj, hl;
+    CHECK_OK(df_photo_phash(&a, &ha, &err), &err);
+    CHECK_OK(df_photo_phash(&b, &hb, &err), &err);
+    CHECK_OK(df_image_resize_lanczos(&a, 400, 300, &small, &err), &err);
+    CHECK_OK(df_photo_phash(&small, &hs, &err), &err);
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    char path[128];
+    snprintf(path, sizeof path, "%s/hash.jpg", g_dir);
+    CHECK_OK(df_image_encode(DF_IMAGE_JPEG, a.rgb, a.width, a.height, 70, NULL, &jpg, &len, &err), &err);
+    FILE *f = fopen(path, "wb");
+    if (f)
+        fwrite(jpg, 1, len, f), fclose(f);
+    free(jpg);
+    df_image back = {0};
+    CHECK_OK(df_image_load(path, &back, &err), &err);
+    CHECK_OK(df_photo_phash(&back, &hj, &err), &err);
+    for (size_t k = 0; k < 800 * 600 * 3; k++)
+        a.rgb[k] = (uint8_t)(a.rgb[k] > 235 ? 255 : a.rgb[k] + 20);
+    CHECK_OK(df_photo_phash(&a, &hl, &err), &err);
+    fprintf(stderr, "  hash bits apart: resized %d, JPEG 70 %d, brighter %d; another photo %d\n",
+            df_phash_distance(ha, hs), df_phash_distance(ha, hj), df_phash_distance(ha, hl), df_phash_distance(ha, hb));
+    CHECK(df_phash_distance(ha, hs) <= 4 && df_phash_distance(ha, hj) <= 4 && df_phash_distance(ha, hl) <= 6);
+    CHECK(df_phash_distance(ha, hb) >= 16);
+    CHECK_EQ(df_phash_distance(0, ~0ull), 64);
+    unlink(path);
+    df_image_free(&a), df_image_free(&b), df_image_free(&small), df_image_free(&back);
+}
+
+/* ---- a whole folder ------------------------------------------------------ */
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static const df_prep_item *item_named(const df_prep_report *r, const char *name)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        const char *s = strrchr(r->items[i].source, '/');
+        if (s && strcmp(s + 1, name) == 0)
+            return &r->items[i];
+    }
+    return NULL;
+}
+
+static void expect_rejected(const df_prep_report *r, const char *name, const char *why)
+{
+    const df_prep_item *it = item_named(r, name);
+    if (!it || !it->reason || !strstr(it->reason, why)) {
+        fprintf(stderr, "  %s: expected rejection with \"%s\", got %s\n", name, why,
+                !it ? "no such item" : it->reason ? it->reason : "accepted");
+        test_failures_++;
+    }
+    test_checks_++;
+}
+
+/*  A folder with good photos (landscape, portrait, a JPEG with a sidecar
+ *  caption) and one of every kind of reject: blurred, dark, flat, too
+ *  small, a near-duplicate, corrupt, empty, and not a photo at all. */
+static void test_prep_folder(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char in[128], out[128], out2[128], path[300];
+    snprintf(in, sizeof in, "%s/photos", g_dir);
+    mkdir(in, 0755);
+    df_image img = make_photo(1200, 900, 128, 18, 1);
+    save_png(in, "a-landscape.png", &img);
+    for (size_t k = 0; k < 1200 * 900 * 3; k++) /* the same, a little brighter: a near-duplicate */
+        img.rgb[k] = (uint8_t)(img.rgb[k] > 250 ? 255 : img.rgb[k] + 5);
+    save_png(in, "b-landscape-again.png", &img);
+    blur(&img, 6);
+    save_png(in, "c-blurred.png", &img);
+    df_image_free(&img);
+    img = make_photo(900, 1200, 128, 18, 2);
+    save_png(in, "d-portrait.png", &img);
+    df_image_free(&img);
+    img = make_photo(1000, 1000, 128, 18, 5);
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    CHECK_OK(df_image_encode(DF_IMAGE_JPEG, img.rgb, img.width, img.height, 92, NULL, &jpg, &len, &err), &err);
+    snprintf(path, sizeof path, "%s/e-square.jpg", in);
+    FILE *f = fopen(path, "wb");
+    if (f)
+        fwrite(jpg, 1, len, f), fclose(f);
+    snprintf(path, sizeof path, "%s/e-square.txt", in);
+    if ((f = fopen(path, "w")))
+        fputs("a photo of a man in a red hat.\n", f), fclose(f);
+    free(jpg);
+    df_image_free(&img);
+    img = make_photo(1200, 900, 12, 2, 6);
+    save_png(in, "f-dark.png", &img);
+    df_image_free(&img);
+    img = make_photo(1200, 900, 128, 18, 7);
+    for (size_t k = 0; k < 1200 * 900 * 3; k++)
+        img.rgb[k] = (uint8_t)(120 + img.rgb[k] / 16);
+    save_png(in, "g-flat.png", &img);
+    df_image_free(&img);
+    img = make_photo(320, 240, 128, 18, 8);
+    save_png(in, "h-small.png", &img);
+    df_image_free(&img);
+    const char *junk[][2] = {{"i-corrupt.png", "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR garbage"}, {"j-empty.jpg", ""},
+                             {"k-notes.md", "# not a photo\n"}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", in, junk[i][0]);
+        if ((f = fopen(path, "wb")))
+            fwrite(junk[i][1], 1, i == 0 ? 24 : strlen(junk[i][1]), f), fclose(f);
+    }
+    snprintf(out, sizeof out, "%s/set", g_dir);
+    df_prep_opts o = {.resolution = 512, .bucket_step = 64, .max_upscale = 1.5, .min_quality = 0.95, .dup_bits = 6,
+                      .token = "TOK", .class_word = "person"};
+    df_prep_report rep;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    CHECK_EQ(rep.count, 11);
+    CHECK_EQ(rep.accepted, 3);
+    for (size_t i = 0; i < rep.count; i++) {
+        const char *name = strrchr(rep.items[i].source, '/') + 1;
+        fprintf(stderr, "  %s: %s\n", name, rep.items[i].reason ? rep.items[i].reason : rep.items[i].caption);
+    }
+    expect_rejected(&rep, "b-landscape-again.png", "near-duplicate of a-landscape.png");
+    expect_rejected(&rep, "c-blurred.png", "blurry");
+    expect_rejected(&rep, "f-dark.png", "too dark");
+    expect_rejected(&rep, "g-flat.png", "flat");
+    expect_rejected(&rep, "h-small.png", "too small: 320x240 would need");
+    expect_rejected(&rep, "i-corrupt.png", "i-corrupt.png");
+    expect_rejected(&rep, "j-empty.jpg", "j-empty.jpg");
+    expect_rejected(&rep, "k-notes.md", "k-notes.md");
+    CHECK(strstr(rep.warning, "only 3 photos") != NULL);
+    /* The accepted ones at their buckets, captions placed. */
+    const df_prep_item *land = item_named(&rep, "a-landscape.png"), *port = item_named(&rep, "d-portrait.png");
+    const df_prep_item *sq = item_named(&rep, "e-square.jpg");
+    CHECK(land && !land->reason && land->width > land->height && land->width % 64 == 0 &&
+          land->width * land->height <= 512 * 512);
+    CHECK(port && !port->reason && port->height > port->width);
+    CHECK(sq && !sq->reason && sq->width == 512 && sq->height == 512 && strcmp(sq->caption_from, "sidecar") == 0 &&
+          strcmp(sq->caption, "a photo of TOK person in a red hat") == 0);
+    CHECK(land && strcmp(land->caption, "a photo of TOK person") == 0);
+    if (land && land->file) {
+        snprintf(path, sizeof path, "%s/%s", out, land->file);
+        df_image back = {0};
+        CHECK_OK(df_image_load(path, &back, &err), &err);
+        CHECK(back.width == land->width && back.height == land->height);
+        df_image_free(&back);
+        snprintf(path, sizeof path, "%s/images/000-a-landscape.txt", out);
+        const char *t = read_text(path);
+        CHECK(t && strcmp(t, "a photo of TOK person\n") == 0);
+    }
+    snprintf(path, sizeof path, "%s/metadata.jsonl", out);
+    const char *meta = read_text(path);
+    CHECK(meta && strstr(meta, "\"file_name\":\"images/002-e-square.png\"") &&
+          strstr(meta, "\"caption\":\"a photo of TOK person in a red hat\"") && strstr(meta, "\"size\":[512,512]"));
+    snprintf(path, sizeof path, "%s/report.txt", out);
+    const char *report = read_text(path);
+    CHECK(report && strstr(report, "3 of 11 photos accepted") && strstr(report, "rejected c-blurred.png: quality"));
+    snprintf(path, sizeof path, "%s/contact-sheet.png", out);
+    df_image sheet = {0};
+    CHECK_OK(df_image_load(path, &sheet, &err), &err);
+    CHECK(sheet.width == 6 * 192 && sheet.height == 2 * 192); /* 10 thumbnails: the notes file has none */
+    df_image_free(&sheet);
+    /* The same folder again gives the same files, byte for byte. */
+    snprintf(out2, sizeof out2, "%s/set2", g_dir);
+    df_prep_report rep2;
+    CHECK_OK(df_prep_dir(in, out2, &o, &rep2, &err), &err);
+    const char *names[] = {"metadata.jsonl", "images/000-a-landscape.png", "images/001-d-portrait.png",
+                           "contact-sheet.png"};
+    for (int i = 0; i < 4; i++) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "cmp -s '%s/%s' '%s/%s'", out, names[i], out2, names[i]);
+        CHECK(system(cmd) == 0);
+    }
+    df_prep_report_free(&rep2);
+    df_prep_report_free(&rep);
+    /* A folder that is not there is an error, not a report. */
+    CHECK_FAILS(df_prep_dir("/nonexistent/photos", out, &o, &rep, &err), &err, DF_E_NOT_FOUND, "/nonexistent/photos");
+    df_prep_report_free(&rep);
+    o.resolution = 500;
+    CHECK_FAILS(df_prep_dir(in, out, &o, &rep, &err), &err, DF_E_INVALID, "resolution 500");
+    df_prep_report_free(&rep);
+}
+
+int main(int argc, char **argv)
+{
+    test_filter_ = argc > 1 ? argv[1] : NULL;
+    snprintf(g_dir, sizeof g_dir, "/tmp/df_prep_XXXXXX");
+    if (!mkdtemp(g_dir))
+        return 1;
+    RUN(test_caption_rules);
+    RUN(test_caption_sidecar);
+    RUN(test_resize);
+    RUN(test_scores);
+    RUN(test_phash);
+    RUN(test_prep_folder);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
+    return test_summary();
+}
