@@ -67,8 +67,10 @@ int df_photo_score(const df_image *img, df_photo_scores *s, df_error_t *err)
     s->laplacian_var = m ? fmax(0, lsq / m - (ls / m) * (ls / m)) : 0;
     s->sharpness = clamp01(s->laplacian_var / DF_SHARPNESS_FULL);
     double e = s->mean < 60 ? (s->mean - 15) / 45 : s->mean > 195 ? (240 - s->mean) / 45 : 1;
-    /* Clipping beyond 5% of the frame costs linearly, all of it at 30%. */
-    double clip = s->clipped > 0.05 ? 1 - (s->clipped - 0.05) / 0.25 : 1;
+    /* Clipping beyond a quarter of the frame costs linearly, all of it at
+     * 60%: a dark backdrop or a black coat clips legitimately, a blown-out
+     * or crushed photo clips most of itself. */
+    double clip = s->clipped > 0.25 ? 1 - (s->clipped - 0.25) / 0.35 : 1;
     s->exposure = clamp01(e) * clamp01(clip);
     s->contrast = clamp01(s->stddev / 32);
     s->quality = s->sharpness * s->exposure * s->contrast;

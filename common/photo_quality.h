@@ -8,7 +8,8 @@
  *               or shaken one has none
  *    exposure   1 while the mean luminance is within [60, 195] of 255,
  *               falling linearly to 0 at 15 and 240; times a penalty when
- *               more than 5% of the pixels are clipped black or white
+ *               more than 25% of the pixels are clipped black or white
+ *               (none left at 60%)
  *    contrast   the luminance's standard deviation over 32 (capped at 1)
  *    quality    the product: a photo scores 1 only when all three do
  *  The thresholds that turn these into accept / reject belong to the

@@ -93,12 +93,13 @@ static char *dupf(const char *fmt, ...)
 static char *quality_reason(const df_photo_scores *s, double min_quality)
 {
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "quality %.2f below %.2f:", s->quality, min_quality);
+    int n = snprintf(buf, sizeof buf, "quality %.3f below %.3f:", s->quality, min_quality);
     if (s->sharpness < 0.95)
         n += snprintf(buf + n, sizeof buf - (size_t)n, " blurry (sharpness %.2f)", s->sharpness);
     if (s->exposure < 0.95)
         n += snprintf(buf + n, sizeof buf - (size_t)n, " %s (exposure %.2f, mean level %.0f of 255, %.0f%% clipped)",
-                      s->mean < 128 ? "too dark" : "too bright", s->exposure, s->mean, 100 * s->clipped);
+                      s->mean < 60 ? "too dark" : s->mean > 195 ? "too bright" : "clipped", s->exposure, s->mean,
+                      100 * s->clipped);
     if (s->contrast < 0.95 && n > 0 && (size_t)n < sizeof buf)
         snprintf(buf + n, sizeof buf - (size_t)n, " flat (contrast %.2f)", s->contrast);
     return strdup(buf);

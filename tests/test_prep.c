@@ -20,6 +20,7 @@
 #include "test.h"
 
 static char g_dir[64];
+static const char *g_photos; /* tests/data/photos */
 
 /* ---- captions ---------------------------------------------------------- */
 
@@ -402,9 +403,61 @@ static void test_prep_folder(void)
     df_prep_report_free(&rep);
 }
 
+/*  Real photographs (tests/data/photos, public domain and CC0): a portrait
+ *  and a cat pass at 512 px, their captions in place for the class; the
+ *  portrait is refused at 1024 px (it would need 2x enlargement), and
+ *  refused as blurry once blurred. */
+static void test_prep_real_photos(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char in[128], out[128], src[600], path[300];
+    snprintf(in, sizeof in, "%s/real", g_dir);
+    snprintf(out, sizeof out, "%s/real-set", g_dir);
+    mkdir(in, 0755);
+    const char *names[2] = {"astronaut.png", "chelsea.png"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[1200];
+        snprintf(src, sizeof src, "%s/%s", g_photos, names[i]);
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", src, in);
+        CHECK(system(cmd) == 0);
+    }
+    df_image img = {0};
+    snprintf(path, sizeof path, "%s/astronaut.png", in);
+    CHECK_OK(df_image_load(path, &img, &err), &err);
+    if (img.rgb) {
+        blur(&img, 4);
+        save_png(in, "astronaut-blurred.png", &img);
+    }
+    df_image_free(&img);
+    df_prep_opts o = {.resolution = 512, .bucket_step = 64, .max_upscale = 1.5, .min_quality = 0.95, .dup_bits = 6,
+                      .token = "TOK", .class_word = "woman"};
+    df_prep_report rep;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    for (size_t i = 0; i < rep.count; i++)
+        fprintf(stderr, "  %s: quality %.3f (sharpness %.2f, exposure %.2f, contrast %.2f) %s\n",
+                strrchr(rep.items[i].source, '/') + 1, rep.items[i].scores.quality, rep.items[i].scores.sharpness,
+                rep.items[i].scores.exposure, rep.items[i].scores.contrast,
+                rep.items[i].reason ? rep.items[i].reason : "accepted");
+    const df_prep_item *a = item_named(&rep, "astronaut.png"), *c = item_named(&rep, "chelsea.png");
+    CHECK(a && !a->reason && a->width == 512 && a->height == 512 && strcmp(a->caption, "a photo of TOK woman") == 0);
+    CHECK(c && !c->reason && c->width > c->height);
+    expect_rejected(&rep, "astronaut-blurred.png", "blurry");
+    df_prep_report_free(&rep);
+    o.resolution = 1024;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    expect_rejected(&rep, "astronaut.png", "too small: 512x512 would need 2.0x enlargement to 1024x1024");
+    df_prep_report_free(&rep);
+}
+
 int main(int argc, char **argv)
 {
-    test_filter_ = argc > 1 ? argv[1] : NULL;
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_prep PHOTOS_DIR [filter]\n");
+        return 2;
+    }
+    g_photos = argv[1];
+    test_filter_ = argc > 2 ? argv[2] : NULL;
     snprintf(g_dir, sizeof g_dir, "/tmp/df_prep_XXXXXX");
     if (!mkdtemp(g_dir))
         return 1;
@@ -414,6 +467,7 @@ int main(int argc, char **argv)
     RUN(test_scores);
     RUN(test_phash);
     RUN(test_prep_folder);
+    RUN(test_prep_real_photos);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0)

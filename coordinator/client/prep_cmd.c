@@ -81,11 +81,11 @@ int df_cmd_prep(int argc, char **argv, int json)
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
     }
-    if (optind + 2 != argc || !out) {
+    if (optind + 1 != argc || !out) {
         fputs(k_usage, stderr);
         return DF_EXIT_USAGE;
     }
-    const char *dir = argv[optind + 1];
+    const char *dir = argv[optind];
     df_prep_report rep;
     df_error_t err;
     df_error_clear(&err);
