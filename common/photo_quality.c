@@ -36,9 +36,11 @@ int df_photo_score(const df_image *img, df_photo_scores *s, df_error_t *err)
     memset(s, 0, sizeof *s);
     if (!img->width || !img->height)
         return df_error_set(err, DF_E_INVALID, "quality: an empty image");
+    /* Shrunk to the analysis size, never enlarged (enlarging blurs). */
     const uint32_t longer = img->width > img->height ? img->width : img->height;
-    uint32_t w = (uint32_t)((uint64_t)img->width * DF_QUALITY_SIDE / longer);
-    uint32_t h = (uint32_t)((uint64_t)img->height * DF_QUALITY_SIDE / longer);
+    const uint32_t side = longer < DF_QUALITY_SIDE ? longer : DF_QUALITY_SIDE;
+    uint32_t w = (uint32_t)((uint64_t)img->width * side / longer);
+    uint32_t h = (uint32_t)((uint64_t)img->height * side / longer);
     w = w < 3 ? 3 : w, h = h < 3 ? 3 : h;
     double *y = NULL;
     int rc = luminance(img, w, h, &y, err);

@@ -1,8 +1,9 @@
 /*  photo_quality.h - how usable a photo is for a training set, as numbers.
  *
  *  Every score is measured on the photo's luminance brought to a fixed
- *  analysis size (its long side 512 px, Lanczos), so a 12 MP phone photo
- *  and a 1 MP crop of the same scene score alike:
+ *  analysis size (its long side 512 px, Lanczos; smaller photos as they
+ *  are), so a 12 MP phone photo and a 1 MP crop of the same scene score
+ *  alike:
  *    sharpness  variance of the 3x3 Laplacian, over DF_SHARPNESS_FULL
  *               (capped at 1): a focused photo has strong edges, a blurred
  *               or shaken one has none

@@ -2,7 +2,7 @@
  *  photos, trained by the cluster (or the embedded worker), written as
  *  files the rest of the SDXL world loads.
  *
- *    dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]
+ *    dreamfleet train --data DIR --model PATH -o OUT [--prep] [--token TOK] [--class WORD] [--resolution PX]
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]
@@ -37,7 +37,9 @@
  *
  *  DIR's PNG, JPEG and WebP photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
- *  TOK WORD". OUT receives lora.safetensors (kohya's format),
+ *  TOK WORD". A set `dreamfleet prep` made trains as it is (its images/
+ *  and their captions); --prep runs prep on DIR first, into OUT/dataset,
+ *  and trains on what it accepted. OUT receives lora.safetensors (kohya's format),
  *  lora-peft.safetensors (PEFT's, for diffusers), loss.csv and loss.png.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
@@ -49,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "artifact_store.h"
 #include "caption.h"
@@ -60,6 +63,7 @@
 #include "fsutil.h"
 #include "loss_plot.h"
 #include "lr_schedule.h"
+#include "prep.h"
 #include "wire.h"
 
 /*  The photos and class images through the VAE and text encoders once, as
@@ -136,7 +140,7 @@ static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, char **
 }
 
 static const char k_usage[] =
-    "usage: dreamfleet train --data DIR --model PATH -o OUT [--token TOK] [--class WORD] [--resolution PX]\n"
+    "usage: dreamfleet train --data DIR --model PATH -o OUT [--prep] [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]\n"
@@ -218,6 +222,16 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
             df_cli_error("%s %s: %s", flag, dir, strerror(errno));
         return DF_EXIT_USAGE;
     }
+    /* A set `dreamfleet prep` made: its photos and captions are in images/. */
+    char meta[PATH_MAX + 32];
+    struct stat st;
+    snprintf(meta, sizeof meta, "%s/metadata.jsonl", abs);
+    const size_t alen = strlen(abs);
+    if (stat(meta, &st) == 0 && alen + 8 < PATH_MAX) {
+        snprintf(meta, sizeof meta, "%s/images", abs);
+        if (stat(meta, &st) == 0 && S_ISDIR(st.st_mode))
+            memcpy(abs + alen, "/images", 8);
+    }
     DIR *d = opendir(abs);
     if (!d) {
         if (flag)
@@ -274,7 +288,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
 {
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
-           O_DELTA, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
+           O_DELTA, O_PREP, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
            O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR, O_FULL };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
@@ -287,7 +301,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"noise-offset", required_argument, NULL, O_OFFSET}, {"min-snr-gamma", required_argument, NULL, O_SNR},
         {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
         {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
-        {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
+        {"prep", no_argument, NULL, O_PREP},              {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
         {"local-steps", required_argument, NULL, O_LOCAL}, {"delta", required_argument, NULL, O_DELTA},
         {"class-data", required_argument, NULL, O_CLASS_DATA}, {"class-prompt", required_argument, NULL, O_CLASS_PROMPT},
         {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
@@ -304,6 +318,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     p.min_snr_gamma = 5;
     p.checkpoint_every = 100;
     const char *data = NULL, *model = NULL, *out = NULL, *token = "TOK", *klass = "person", *tokenizer = NULL;
+    int prep = 0;
     const char *class_data = NULL, *class_prompt = NULL;
     size_t class_count = 0;
     uint32_t class_steps = 25;
@@ -341,6 +356,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             break;
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
+        case O_PREP: prep = 1; break;
         case O_BUCKETS: p.buckets = 1; break;
         case O_DELTA:
             if (df_delta_encoding_parse(optarg) < 0) {
@@ -459,7 +475,31 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     snprintf(class_prompt_buf, sizeof class_prompt_buf, "a photo of a %s", klass);
     if (!class_prompt)
         class_prompt = class_prompt_buf;
-    int rc = list_photos("--data", data, fallback, data_abs, &images, &captions, &n);
+    /* --prep: the raw photos through `prep` first, into OUT/dataset. */
+    char prepared[PATH_MAX];
+    int rc = DF_EXIT_OK;
+    if (prep) {
+        snprintf(prepared, sizeof prepared, "%s/dataset", out);
+        df_prep_opts po = {.resolution = p.resolution, .bucket_step = p.buckets ? 64 : 0, .max_upscale = 1.5,
+                           .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass};
+        df_prep_report rep;
+        df_error_t err;
+        df_error_clear(&err);
+        if (df_prep_dir(data, prepared, &po, &rep, &err) != DF_OK) {
+            df_cli_error("%s", err.msg);
+            rc = DF_EXIT_FAILED;
+        } else if (!rep.accepted) {
+            df_cli_error("--prep: no photo of %s was accepted (see %s/report.txt)", data, prepared);
+            rc = DF_EXIT_FAILED;
+        } else if (!cli->json) {
+            fprintf(stderr, "prepared %zu of %zu photos into %s%s%s\n", rep.accepted, rep.count, prepared,
+                    rep.warning[0] ? "; warning: " : "", rep.warning);
+        }
+        df_prep_report_free(&rep);
+        data = prepared;
+    }
+    if (rc == DF_EXIT_OK)
+        rc = list_photos("--data", data, fallback, data_abs, &images, &captions, &n);
     /* --prior-weight 0: no prior preservation, whatever else was asked. */
     if (prior_weight == 0)
         class_data = NULL, class_count = 0;

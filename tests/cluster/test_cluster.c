@@ -1064,6 +1064,56 @@ static void test_train_encode_job(void)
     CHECK(strstr(g_out, "photo0.png") != NULL || strstr(g_err, "photo0.png") != NULL);
 }
 
+/*  train --prep: raw photos go through prep first (a broken file is
+ *  rejected and reported, the rest trains), into OUT/dataset, which a
+ *  later train takes as it is. */
+static void test_train_prep(void)
+{
+    char raw[300], model[300], out[300], again[300], path[400];
+    snprintf(raw, sizeof raw, "%s/photos-raw", g_dir);
+    snprintf(out, sizeof out, "%s/prepped", g_dir);
+    snprintf(again, sizeof again, "%s/prepped-again", g_dir);
+    tiny_model(model, sizeof model);
+    mkdir(raw, 0755);
+    df_error_t err;
+    df_error_clear(&err);
+    for (int i = 0; i < 2; i++) { /* textured, so sharp enough to pass */
+        const uint32_t w = 96 + 16 * i, h = 80;
+        uint8_t *rgb = malloc(w * h * 3);
+        for (uint32_t k = 0; k < w * h * 3; k++)
+            rgb[k] = (uint8_t)(((k * 2654435761u) >> (13 + i)) % 200 + 28);
+        snprintf(path, sizeof path, "%s/photo%d.png", raw, i);
+        CHECK_OK(df_png_write(path, rgb, w, h, NULL, 0, &err), &err);
+        free(rgb);
+    }
+    snprintf(path, sizeof path, "%s/photo0.txt", raw);
+    FILE *f = fopen(path, "w");
+    if (f)
+        fputs("a photo of a dog on grass\n", f), fclose(f);
+    snprintf(path, sizeof path, "%s/broken.png", raw);
+    if ((f = fopen(path, "w")))
+        fputs("not a png", f), fclose(f);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", raw, "--prep", "--model", model, "--class", "dog",
+                    "--resolution", "64", "--steps", "1", "--rank", "4", "-o", out, NULL),
+             0);
+    snprintf(path, sizeof path, "%s/dataset/report.txt", out);
+    size_t n = 0;
+    uint8_t *report = slurp(path, &n);
+    CHECK(report && strstr((char *)report, "2 of 3 photos accepted") && strstr((char *)report, "rejected broken.png"));
+    free(report);
+    snprintf(path, sizeof path, "%s/dataset/images/000-photo0.txt", out);
+    uint8_t *caption = slurp(path, &n);
+    CHECK(caption && strcmp((char *)caption, "a photo of TOK dog on grass\n") == 0);
+    free(caption);
+    snprintf(path, sizeof path, "%s/lora.safetensors", out);
+    CHECK(access(path, R_OK) == 0);
+    /* The prepared set, given as --data, trains as it is. */
+    snprintf(path, sizeof path, "%s/dataset", out);
+    CHECK_EQ(client(g_keys, 600000, "train", "--data", path, "--model", model, "--class", "dog", "--resolution", "64",
+                    "--steps", "1", "--rank", "4", "-o", again, NULL),
+             0);
+}
+
 /*  A training task whose worker is killed goes on elsewhere from its last
  *  checkpoint in the artifact store, and ends exactly where an uninterrupted
  *  run ends: the same loss curve, the same LoRA. */
@@ -1168,6 +1218,7 @@ int main(int argc, char **argv)
     RUN(test_train);
     RUN(test_train_data_parallel);
     RUN(test_train_encode_job);
+    RUN(test_train_prep);
     RUN(test_train_resumes_after_worker_loss);
     RUN(test_cancel);
     RUN(test_sigterm_finishes_current_task);
