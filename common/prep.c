@@ -2,6 +2,7 @@
 #include "prep.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,9 +117,56 @@ static void frame(df_image *img, uint8_t r, uint8_t g, uint8_t b)
             }
 }
 
+/*  it rejected for reason (malloc'd; NULL: out of memory). */
+static int reject(df_prep_item *it, char *reason, df_error_t *err)
+{
+    it->reason = reason;
+    return reason ? DF_OK : df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+}
+
+/*  One face, large and clear enough; with a framing, its window must not
+ *  need more enlargement than the photo would. */
+static int check_face(const df_prep_opts *o, df_face_detector_t *fd, const df_image *img, df_prep_item *it,
+                      df_error_t *err)
+{
+    df_error_t why;
+    df_error_clear(&why);
+    df_face faces[1];
+    if (df_face_detect(fd, img, faces, 1, &it->faces, &why) != DF_OK)
+        return reject(it, dupf("faces cannot be looked for: %s", why.msg), err);
+    const double min_clarity = o->min_face_clarity > 0 ? o->min_face_clarity : 0.9;
+    const double min_size = o->min_face_size > 0 ? o->min_face_size : 0.1;
+    const uint32_t shorter = img->width < img->height ? img->width : img->height;
+    if (it->faces == 0)
+        return reject(it, strdup("no face found (a photo of a person needs one, facing the camera)"), err);
+    if (it->faces > 1)
+        return reject(it, dupf("%d faces: a group shot (one person per photo)", it->faces), err);
+    it->face = faces[0];
+    if (it->face.w < min_size * shorter)
+        return reject(it, dupf("face too small: %.0f px, %.0f%% of the photo's short side (at least %.0f%%)",
+                               it->face.w, 100.0 * it->face.w / shorter, 100 * min_size), err);
+    if (it->face.clarity < min_clarity)
+        return reject(it, dupf("face not clear enough: clarity %.2f (at least %.2f)%s", it->face.clarity,
+                               min_clarity, it->face.eyes < 2 ? "; its eyes were not found" : ""), err);
+    if (!o->framing)
+        return DF_OK;
+    df_image win;
+    if (df_face_align(img, &it->face, o->framing, it->width, it->height, &win, &why) != DF_OK)
+        return reject(it, dupf("cannot be framed: %s", why.msg), err);
+    const double up = fmax((double)it->width / win.width, (double)it->height / win.height);
+    const double max_up = o->max_upscale > 0 ? o->max_upscale : 1.5;
+    int rc = DF_OK;
+    if (up > max_up)
+        rc = reject(it, dupf("too small framed around the face: a %ux%u window would need %.1fx enlargement to "
+                             "%ux%u (at most %.1fx)", win.width, win.height, up, it->width, it->height, max_up), err);
+    df_image_free(&win);
+    return rc;
+}
+
 /*  Pass 1 for one file: decode, bucket, size check, scores, hash, caption
  *  and a thumbnail. A reason rejects it; only a lack of memory is an error. */
-static int examine(const char *path, const df_prep_opts *o, df_prep_item *it, work *w, int thumb, df_error_t *err)
+static int examine(const char *path, const df_prep_opts *o, df_face_detector_t *fd, df_prep_item *it, work *w,
+                   int thumb, df_error_t *err)
 {
     df_error_t why;
     df_error_clear(&why);
@@ -149,6 +197,13 @@ static int examine(const char *path, const df_prep_opts *o, df_prep_item *it, wo
         it->scored = 1;
         if (o->min_quality >= 0 && it->scores.quality < o->min_quality)
             it->reason = quality_reason(&it->scores, o->min_quality);
+    }
+    if (!it->reason && fd) {
+        rc = check_face(o, fd, &img, it, err);
+        if (rc != DF_OK) {
+            df_image_free(&img);
+            return rc;
+        }
     }
     df_image_free(&img);
     /* The caption: the sidecar's, or the template. */
@@ -202,6 +257,14 @@ static int write_metadata(const char *out_dir, const df_prep_report *rep, df_err
                               (int)it->orig_w, (int)it->orig_h, "crop", (int)it->crop_x, (int)it->crop_y, "scores",
                               "quality", it->scores.quality, "sharpness", it->scores.sharpness, "exposure",
                               it->scores.exposure, "contrast", it->scores.contrast, "phash", hash);
+        if (j && it->faces == 1) {
+            const df_face *fc = &it->face;
+            json_t *face = json_pack("{s:[f,f,f,f], s:i, s:f, s:f}", "box", (double)fc->x, (double)fc->y,
+                                     (double)fc->w, (double)fc->h, "eyes", fc->eyes, "roll_deg", (double)fc->roll_deg,
+                                     "clarity", (double)fc->clarity);
+            if (!face || json_object_set_new(j, "face", face) != 0)
+                json_decref(j), j = NULL;
+        }
         char *line = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
         if (line)
             fprintf(f, "%s\n", line);
@@ -231,6 +294,11 @@ static int write_report(const char *out_dir, const df_prep_report *rep, df_error
         name = name ? name + 1 : it->source;
         if (it->reason)
             fprintf(f, "rejected %s: %s\n", name, it->reason);
+        else if (it->faces == 1)
+            fprintf(f, "accepted %s -> %s (%ux%u, quality %.2f: sharpness %.2f, exposure %.2f, contrast %.2f; face "
+                    "clarity %.2f, roll %.1f degrees): %s\n", name, it->file, it->width, it->height, it->scores.quality,
+                    it->scores.sharpness, it->scores.exposure, it->scores.contrast, it->face.clarity,
+                    it->face.roll_deg, it->caption);
         else
             fprintf(f, "accepted %s -> %s (%ux%u, quality %.2f: sharpness %.2f, exposure %.2f, contrast %.2f): %s\n",
                     name, it->file, it->width, it->height, it->scores.quality, it->scores.sharpness,
@@ -288,6 +356,9 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     snprintf(images, sizeof images, "%s/images", out_dir);
     if (rc == DF_OK)
         rc = df_mkdirs(images, err);
+    df_face_detector_t *fd = rc == DF_OK && o->person ? df_face_detector_new(o->cascades, err) : NULL;
+    if (rc == DF_OK && o->person && !fd)
+        rc = err && err->code ? err->code : DF_E_NOT_FOUND;
     work *w = rc == DF_OK ? calloc(n + 1, sizeof *w) : NULL;
     rep->items = rc == DF_OK ? calloc(n + 1, sizeof *rep->items) : NULL;
     if (rc == DF_OK && (!w || !rep->items))
@@ -295,7 +366,8 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     for (size_t i = 0; rc == DF_OK && i < n; i++) {
         rep->items[i].source = files[i], files[i] = NULL;
         rep->count++;
-        rc = examine(rep->items[i].source, o, &rep->items[i], &w[i], i < SHEET_MAX, err);
+        rep->items[i].faces = -1;
+        rc = examine(rep->items[i].source, o, fd, &rep->items[i], &w[i], i < SHEET_MAX, err);
     }
     if (rc == DF_OK && o->dup_bits >= 0 && thin_duplicates(rep, o->dup_bits ? o->dup_bits : 6) != DF_OK)
         rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
@@ -318,8 +390,15 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
         df_image img = {0}, train = {0};
         if (rc == DF_OK)
             rc = df_image_load(it->source, &img, err);
-        if (rc == DF_OK)
+        if (rc == DF_OK && o->framing && it->faces == 1) { /* eyes levelled, framed around the face */
+            df_image win = {0};
+            rc = df_face_align(&img, &it->face, o->framing, it->width, it->height, &win, err);
+            if (rc == DF_OK)
+                rc = df_image_cover_lanczos(&win, it->width, it->height, &train, NULL, NULL, err);
+            df_image_free(&win);
+        } else if (rc == DF_OK) {
             rc = df_image_cover_lanczos(&img, it->width, it->height, &train, &it->crop_x, &it->crop_y, err);
+        }
         if (rc == DF_OK)
             rc = df_png_write(path, train.rgb, train.width, train.height, NULL, 0, err);
         df_image_free(&img), df_image_free(&train);
@@ -345,8 +424,19 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     for (size_t i = 0; w && i < n; i++)
         df_image_free(&w[i].thumb);
     free(w);
+    df_face_detector_destroy(&fd);
     for (size_t i = 0; files && i < n; i++)
         free(files[i]);
     free(files);
     return rc;
+}
+
+int df_prep_class_is_person(const char *class_word)
+{
+    static const char *const people[] = {"person", "man", "woman", "boy", "girl", "child", "kid", "baby", "lady",
+                                         "guy", "gentleman", "people", "human"};
+    for (size_t i = 0; class_word && i < sizeof people / sizeof people[0]; i++)
+        if (strcasecmp(class_word, people[i]) == 0)
+            return 1;
+    return 0;
 }

@@ -11,12 +11,16 @@
  *       than max_upscale times enlargement;
  *    3. score it (photo_quality.h) and reject it below min_quality, naming
  *       the weak scores;
+ *    3b. for a person (opts.person), find faces (face_detect.h): none, or
+ *       more than one (a group shot), a face too small in the frame, or one
+ *       not clear enough (blurred, eyes not found) rejects the photo;
  *    4. hash it (perceptual hash); of photos within dup_bits of each other
  *       the best scored stays, the others are rejected as near-duplicates;
  *    5. caption it: a sidecar PHOTO.txt / PHOTO.caption, cleaned, with the
  *       identifier placed (caption.h), else the template;
- *    6. crop it to its bucket's aspect around the centre and resample it
- *       with Lanczos (image_resize.h) to the bucket's size.
+ *    6. crop it to its bucket's aspect around the centre, or with a framing
+ *       turn it so the eyes are level and frame it around the face, and
+ *       resample it with Lanczos (image_resize.h) to the bucket's size.
  *  The result, in out_dir: images/NNN-NAME.png with NNN-NAME.txt beside
  *  each (so any trainer reading sidecars takes it), metadata.jsonl (one line
  *  per accepted photo: file, caption, sizes, bucket, crop, scores, hash),
@@ -24,8 +28,8 @@
  *  warnings), and contact-sheet.png (accepted photos framed green, then
  *  rejected ones framed red, in the report's order).
  *
- *  Not yet: face detection and alignment for people, captioning models, and
- *  text on the contact sheet (the report carries the words).
+ *  Not yet: captioning models, and text on the contact sheet (the report
+ *  carries the words).
  */
 #ifndef DF_PREP_H
 #define DF_PREP_H
@@ -34,6 +38,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "face_detect.h"
 #include "photo_quality.h"
 
 typedef struct {
@@ -42,6 +47,11 @@ typedef struct {
     double max_upscale;      /* largest enlargement allowed (0: 1.5) */
     double min_quality;      /* reject below this quality (photo_quality.h); < 0: accept any */
     int dup_bits;            /* near-duplicates: hashes at most this many bits apart (0: 6; < 0: keep all) */
+    int person;              /* face checks (3b) */
+    df_framing framing;      /* 0: the photo's own composition; else framed around the face (person only) */
+    double min_face_clarity; /* reject a face below this clarity (0: 0.9) */
+    double min_face_size;    /* reject a face narrower than this fraction of the photo's short side (0: 0.1) */
+    const char *cascades;    /* the face detector's cascade folder (NULL: the build's) */
     const char *token;       /* the identifier ("TOK" when NULL) */
     const char *class_word;  /* the subject's class ("person" when NULL) */
 } df_prep_opts;
@@ -58,6 +68,8 @@ typedef struct {
     df_photo_scores scores;
     uint64_t phash;
     int scored;               /* scores and hash were measured */
+    int faces;                /* faces found (person only; -1: not looked for) */
+    df_face face;             /* the face, when exactly one */
 } df_prep_item;
 
 typedef struct {
@@ -71,5 +83,9 @@ typedef struct {
  *  written: bad photos are rejected in the report, not errors. */
 int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_prep_report *rep, df_error_t *err);
 void df_prep_report_free(df_prep_report *rep);
+
+/*  Whether a class word names a person (person, man, woman, boy, girl,
+ *  child...): the subjects whose photos get face checks by default. */
+int df_prep_class_is_person(const char *class_word);
 
 #endif

@@ -33,6 +33,10 @@ libpng-dev
 libjpeg62-turbo-dev
 libwebp-dev
 libswscale-dev
+libopencv-objdetect-dev
+libopencv-imgproc-dev
+libopencv-core-dev
+opencv-data
 clang-14
 libclang-rt-14-dev
 "

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "caption.h"
+#include "face_detect.h"
 #include "image_decode.h"
 #include "image_encode.h"
 #include "image_resize.h"
@@ -450,6 +451,146 @@ static void test_prep_real_photos(void)
     df_prep_report_free(&rep);
 }
 
+/*  img turned by deg degrees clockwise about its centre (bilinear), on grey. */
+static df_image turned(const df_image *img, double deg)
+{
+    const uint32_t w = img->width, h = img->height;
+    df_image out = {w, h, malloc((size_t)w * h * 3)};
+    const double a = deg * M_PI / 180, c = cos(a), s = sin(a), cx = w / 2.0, cy = h / 2.0;
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++) {
+            /* The source of (x, y): turned back counter-clockwise. */
+            const double dx = x - cx, dy = y - cy, sx = c * dx + s * dy + cx, sy = -s * dx + c * dy + cy;
+            const long x0 = (long)floor(sx), y0 = (long)floor(sy);
+            const double fx = sx - x0, fy = sy - y0;
+            for (int ch = 0; ch < 3; ch++) {
+                double v = 128;
+                if (x0 >= 0 && y0 >= 0 && x0 + 1 < (long)w && y0 + 1 < (long)h) {
+                    const uint8_t *p = img->rgb + 3 * ((size_t)y0 * w + (size_t)x0) + ch;
+                    v = (1 - fy) * ((1 - fx) * p[0] + fx * p[3]) + fy * ((1 - fx) * p[3 * w] + fx * p[3 * w + 3]);
+                }
+                out.rgb[3 * ((size_t)y * w + x) + ch] = (uint8_t)lrint(v);
+            }
+        }
+    return out;
+}
+
+/*  Faces: the portrait has one with both eyes, nearly level; turned 9
+ *  degrees counter-clockwise the detector sees the roll (Haar eye boxes
+ *  place the eyes to a few pixels, a few degrees at this size), and framing
+ *  it levels the eyes again. */
+static void test_faces(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char path[600];
+    snprintf(path, sizeof path, "%s/astronaut.png", g_photos);
+    df_image img = {0};
+    CHECK_OK(df_image_load(path, &img, &err), &err);
+    df_face_detector_t *fd = df_face_detector_new(NULL, &err);
+    CHECK(fd != NULL);
+    if (!fd || !img.rgb) {
+        df_image_free(&img);
+        return;
+    }
+    df_face f[4], g[4];
+    int n = 0, m = 0;
+    CHECK_OK(df_face_detect(fd, &img, f, 4, &n, &err), &err);
+    CHECK(n == 1 && f[0].eyes == 2 && f[0].clarity >= 0.9f && fabsf(f[0].roll_deg) < 8);
+    df_image tilted = turned(&img, -9);
+    CHECK_OK(df_face_detect(fd, &tilted, g, 4, &m, &err), &err);
+    CHECK(m == 1 && g[0].eyes == 2);
+    df_image framed = {0};
+    if (m == 1 && g[0].eyes == 2) {
+        CHECK_OK(df_face_align(&tilted, &g[0], DF_FRAME_HEAD, 1, 1, &framed, &err), &err);
+        df_face h[4];
+        int k = 0;
+        CHECK_OK(df_face_detect(fd, &framed, h, 4, &k, &err), &err);
+        fprintf(stderr, "  portrait: roll %.1f degrees; turned -9 degrees: %.1f; framed: %ux%u, roll %.1f\n",
+                f[0].roll_deg, g[0].roll_deg, framed.width, framed.height, k == 1 ? h[0].roll_deg : 99.0f);
+        CHECK(g[0].roll_deg < f[0].roll_deg - 3);
+        CHECK(k == 1 && h[0].eyes == 2 && fabsf(h[0].roll_deg) < 3);
+        CHECK(framed.width == framed.height && framed.width == (uint32_t)floorf(3 * g[0].w)); /* 3 face widths */
+    }
+    df_image_free(&framed), df_image_free(&tilted);
+    CHECK_FAILS(df_face_align(&img, &f[0], DF_FRAME_HEAD, 0, 1, &framed, &err), &err, DF_E_INVALID, "empty");
+    df_face_detector_destroy(&fd);
+    df_image_free(&img);
+    CHECK(df_face_detector_new("/nonexistent", &err) == NULL && strstr(err.msg, "opencv-data"));
+}
+
+/*  prep of a person: a group shot, a photo without a face, a face too small
+ *  for the asked fraction and a blurred face are refused, each saying so;
+ *  the portrait passes with its face in the metadata. */
+static void test_prep_person(void)
+{
+    df_error_t err;
+    df_error_clear(&err);
+    char in[128], out[128], path[600];
+    snprintf(in, sizeof in, "%s/person", g_dir);
+    snprintf(out, sizeof out, "%s/person-set", g_dir);
+    mkdir(in, 0755);
+    df_image a = {0}, cat = {0};
+    snprintf(path, sizeof path, "%s/astronaut.png", g_photos);
+    CHECK_OK(df_image_load(path, &a, &err), &err);
+    snprintf(path, sizeof path, "%s/chelsea.png", g_photos);
+    CHECK_OK(df_image_load(path, &cat, &err), &err);
+    if (!a.rgb || !cat.rgb) {
+        df_image_free(&a), df_image_free(&cat);
+        return;
+    }
+    save_png(in, "a-portrait.png", &a);
+    save_png(in, "b-cat.png", &cat);
+    df_image two = {1024, 512, malloc(1024 * 512 * 3)}; /* the portrait twice, side by side */
+    for (uint32_t y = 0; y < 512; y++)
+        for (int k = 0; k < 2; k++)
+            memcpy(two.rgb + 3 * ((size_t)y * 1024 + 512 * k), a.rgb + 3 * (size_t)y * 512, 512 * 3);
+    save_png(in, "c-group.png", &two);
+    df_image_free(&two);
+    /* The face alone blurred: the rest stays sharp. */
+    df_image soft = {512, 512, malloc(512 * 512 * 3)}, face = {120, 140, malloc(120 * 140 * 3)};
+    memcpy(soft.rgb, a.rgb, 512 * 512 * 3);
+    for (uint32_t y = 0; y < 140; y++)
+        memcpy(face.rgb + 3 * y * 120, a.rgb + 3 * ((size_t)(y + 50) * 512 + 165), 120 * 3);
+    blur(&face, 3);
+    for (uint32_t y = 0; y < 140; y++)
+        memcpy(soft.rgb + 3 * ((size_t)(y + 50) * 512 + 165), face.rgb + 3 * y * 120, 120 * 3);
+    save_png(in, "d-soft-face.png", &soft);
+    df_image_free(&soft), df_image_free(&face), df_image_free(&a), df_image_free(&cat);
+    df_prep_opts o = {.resolution = 512, .bucket_step = 64, .min_quality = -1, .dup_bits = -1, .person = 1,
+                      .class_word = "woman"};
+    df_prep_report rep;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    for (size_t i = 0; i < rep.count; i++)
+        fprintf(stderr, "  %s: %d face(s)%s%s\n", strrchr(rep.items[i].source, '/') + 1, rep.items[i].faces,
+                rep.items[i].reason ? ": " : ", accepted", rep.items[i].reason ? rep.items[i].reason : "");
+    const df_prep_item *p = item_named(&rep, "a-portrait.png");
+    CHECK(p && !p->reason && p->faces == 1 && p->face.eyes == 2);
+    expect_rejected(&rep, "b-cat.png", "no face found");
+    expect_rejected(&rep, "c-group.png", "2 faces: a group shot");
+    expect_rejected(&rep, "d-soft-face.png", "face not clear enough");
+    snprintf(path, sizeof path, "%s/metadata.jsonl", out);
+    const char *meta = read_text(path);
+    CHECK(meta && strstr(meta, "\"face\":{\"box\":[") && strstr(meta, "\"eyes\":2"));
+    df_prep_report_free(&rep);
+    o.min_face_size = 0.25;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    expect_rejected(&rep, "a-portrait.png", "face too small");
+    df_prep_report_free(&rep);
+    /* At 1024 px with up to 3x: the whole photo would do (2x), the window
+     * three face widths across would not (3.7x). */
+    o.min_face_size = 0, o.framing = DF_FRAME_HEAD, o.resolution = 1024, o.max_upscale = 3;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    expect_rejected(&rep, "a-portrait.png", "too small framed around the face");
+    df_prep_report_free(&rep);
+    o.resolution = 256, o.max_upscale = 1.5;
+    CHECK_OK(df_prep_dir(in, out, &o, &rep, &err), &err);
+    p = item_named(&rep, "a-portrait.png");
+    CHECK(p && !p->reason && p->width == 256 && p->height == 256);
+    df_prep_report_free(&rep);
+    CHECK(df_prep_class_is_person("Woman") && df_prep_class_is_person("person") && !df_prep_class_is_person("dog"));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -468,6 +609,8 @@ int main(int argc, char **argv)
     RUN(test_phash);
     RUN(test_prep_folder);
     RUN(test_prep_real_photos);
+    RUN(test_faces);
+    RUN(test_prep_person);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0)

@@ -2,7 +2,13 @@
  *  locally (no coordinator needed):
  *
  *    dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]
- *        [--min-quality X] [--max-upscale X] [--dup-bits N]
+ *        [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]
+ *        [--max-upscale X] [--dup-bits N]
+ *
+ *  --subject person (the default when the class is a person's: person, man,
+ *  woman, boy, girl, child...) checks every photo for exactly one clear
+ *  face; --framing head or body turns each so the eyes are level and frames
+ *  it around the face.
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
@@ -20,7 +26,8 @@
 
 static const char k_usage[] =
     "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
-    "         [--min-quality X] [--max-upscale X] [--dup-bits N]\n";
+    "         [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]\n"
+    "         [--max-upscale X] [--dup-bits N]\n";
 
 /*  A number from a flag's value within [lo, hi], or -1 after saying why. */
 static int parse_real(const char *flag, const char *s, double lo, double hi, double *out)
@@ -37,17 +44,19 @@ static int parse_real(const char *flag, const char *s, double lo, double hi, dou
 
 int df_cmd_prep(int argc, char **argv, int json)
 {
-    enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP };
+    enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE };
     static const struct option o[] = {
         {"output", required_argument, NULL, 'o'},      {"resolution", required_argument, NULL, O_RES},
         {"square", no_argument, NULL, O_SQUARE},        {"token", required_argument, NULL, O_TOKEN},
         {"class", required_argument, NULL, O_CLASS},    {"min-quality", required_argument, NULL, O_QUALITY},
         {"max-upscale", required_argument, NULL, O_UPSCALE}, {"dup-bits", required_argument, NULL, O_DUP},
+        {"subject", required_argument, NULL, O_SUBJECT}, {"framing", required_argument, NULL, O_FRAMING},
+        {"min-face-clarity", required_argument, NULL, O_FACE},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     df_prep_opts po = {.resolution = 1024, .bucket_step = 64, .max_upscale = 1.5, .min_quality = 0.95, .dup_bits = 6,
                        .token = "TOK", .class_word = "person"};
-    const char *out = NULL;
+    const char *out = NULL, *subject = NULL;
     double v;
     int c;
     optind = 0;
@@ -77,6 +86,29 @@ int df_cmd_prep(int argc, char **argv, int json)
                 return DF_EXIT_USAGE;
             po.dup_bits = v == 0 ? -1 : (int)v; /* 0: keep near-duplicates */
             break;
+        case O_SUBJECT:
+            if (strcmp(optarg, "person") && strcmp(optarg, "other")) {
+                df_cli_error("--subject wants person or other, not '%s'", optarg);
+                return DF_EXIT_USAGE;
+            }
+            subject = optarg;
+            break;
+        case O_FRAMING:
+            if (strcmp(optarg, "none") == 0)
+                po.framing = 0;
+            else if (strcmp(optarg, "head") == 0)
+                po.framing = DF_FRAME_HEAD;
+            else if (strcmp(optarg, "body") == 0)
+                po.framing = DF_FRAME_BODY;
+            else {
+                df_cli_error("--framing wants none, head or body, not '%s'", optarg);
+                return DF_EXIT_USAGE;
+            }
+            break;
+        case O_FACE:
+            if (parse_real("--min-face-clarity", optarg, 0.01, 1, &po.min_face_clarity))
+                return DF_EXIT_USAGE;
+            break;
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
@@ -86,6 +118,11 @@ int df_cmd_prep(int argc, char **argv, int json)
         return DF_EXIT_USAGE;
     }
     const char *dir = argv[optind];
+    po.person = subject ? strcmp(subject, "person") == 0 : df_prep_class_is_person(po.class_word);
+    if (po.framing && !po.person) {
+        df_cli_error("--framing frames photos around a face: it goes with --subject person");
+        return DF_EXIT_USAGE;
+    }
     df_prep_report rep;
     df_error_t err;
     df_error_clear(&err);

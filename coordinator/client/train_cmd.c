@@ -481,7 +481,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     if (prep) {
         snprintf(prepared, sizeof prepared, "%s/dataset", out);
         df_prep_opts po = {.resolution = p.resolution, .bucket_step = p.buckets ? 64 : 0, .max_upscale = 1.5,
-                           .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass};
+                           .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass,
+                           .person = df_prep_class_is_person(klass)};
         df_prep_report rep;
         df_error_t err;
         df_error_clear(&err);

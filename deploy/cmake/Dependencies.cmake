@@ -44,6 +44,23 @@ df_require_pkg(WEBPMUX libwebpmux libwebp-dev)
 df_require_pkg(WEBPDEMUX libwebpdemux libwebp-dev)
 df_require_pkg(SWSCALE libswscale libswscale-dev)
 
+# OpenCV (face detection in prep): Debian's split packages ship no
+# pkg-config file without the whole of libopencv-dev, so by hand.
+find_path(DF_OPENCV_INCLUDE opencv2/objdetect.hpp PATHS /usr/include/opencv4)
+find_library(DF_OPENCV_CORE opencv_core)
+find_library(DF_OPENCV_IMGPROC opencv_imgproc)
+find_library(DF_OPENCV_OBJDETECT opencv_objdetect)
+find_path(DF_HAAR_DIR haarcascade_frontalface_default.xml PATHS /usr/share/opencv4/haarcascades)
+if(NOT DF_OPENCV_INCLUDE OR NOT DF_OPENCV_CORE OR NOT DF_OPENCV_IMGPROC OR NOT DF_OPENCV_OBJDETECT)
+  message(FATAL_ERROR "dreamfleet needs OpenCV's objdetect and imgproc (Debian packages libopencv-objdetect-dev "
+                      "libopencv-imgproc-dev libopencv-core-dev); ${DF_INSTALL_HINT} libopencv-objdetect-dev "
+                      "libopencv-imgproc-dev libopencv-core-dev")
+endif()
+if(NOT DF_HAAR_DIR)
+  message(FATAL_ERROR "dreamfleet needs OpenCV's Haar cascades (Debian package opencv-data); ${DF_INSTALL_HINT} opencv-data")
+endif()
+message(STATUS "Found OpenCV headers in ${DF_OPENCV_INCLUDE}, cascades in ${DF_HAAR_DIR}")
+
 df_require_program(DF_GLSLANG glslangValidator glslang-tools)
 df_require_program(DF_SPIRV_VAL spirv-val spirv-tools)
 df_require_program(DF_PROTOC_C protoc-c protobuf-c-compiler)
