@@ -2326,6 +2326,22 @@ static void write_photos(const char *tag, int count, int shade, char paths[][256
     }
 }
 
+/*  Three subject photos and two class photos written (write_photos), with
+ *  their captions, and the tiny model opened (NULL, checked, when it fails). */
+static const char *const k_subject_captions[3] = {"a photo of TOK person", "TOK person smiling",
+                                                  "a portrait of TOK person"};
+static const char *const k_class_captions[2] = {"a photo of a person", "a person"};
+
+static df_sdxl_t *open_with_photos(char paths[3][256], const char *images[3], char cpaths[2][256],
+                                   const char *classes[2], df_error_t *err)
+{
+    write_photos("", 3, 90, paths, images);
+    write_photos("class", 2, 200, cpaths, classes);
+    df_sdxl_t *m = df_sdxl_open(g_model, NULL, err);
+    CHECK(m != NULL);
+    return m;
+}
+
 /*  Prior preservation: a class photo beside each sample, its loss weighted.
  *  At a vanishing weight the run is the plain run (the class half weighs
  *  nothing and the scaling keeps the subject's mean exact); at weight 1 the
@@ -2336,12 +2352,8 @@ static void test_train_lora_prior(void)
     df_error_clear(&err);
     char paths[3][256], cpaths[2][256], out[3][256];
     const char *images[3], *classes[2];
-    const char *captions[3] = {"a photo of TOK person", "TOK person smiling", "a portrait of TOK person"};
-    const char *class_captions[2] = {"a photo of a person", "a person"};
-    write_photos("", 3, 90, paths, images);
-    write_photos("class", 2, 200, cpaths, classes);
-    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
-    CHECK(m != NULL);
+    const char *const *captions = k_subject_captions, *const *class_captions = k_class_captions;
+    df_sdxl_t *m = open_with_photos(paths, images, cpaths, classes, &err);
     if (!m)
         return;
     df_train_params p = {.images = images, .captions = captions, .count = 3, .resolution = 64, .steps = 3, .batch = 2,
@@ -2432,12 +2444,8 @@ static void test_train_lora_caches(void)
     df_error_clear(&err);
     char paths[3][256], cpaths[2][256], caches[5][256], out[2][256], other[256], odd[256];
     const char *images[3], *classes[2], *cache_of[3], *class_cache_of[2];
-    const char *captions[3] = {"a photo of TOK person", "TOK person smiling", "a portrait of TOK person"};
-    const char *class_captions[2] = {"a photo of a person", "a person"};
-    write_photos("", 3, 90, paths, images);
-    write_photos("class", 2, 200, cpaths, classes);
-    df_sdxl_t *m = df_sdxl_open(g_model, NULL, &err);
-    CHECK(m != NULL);
+    const char *const *captions = k_subject_captions, *const *class_captions = k_class_captions;
+    df_sdxl_t *m = open_with_photos(paths, images, cpaths, classes, &err);
     if (!m)
         return;
     const df_sdxl_config *c = df_sdxl_config_of(m);
