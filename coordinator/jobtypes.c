@@ -424,6 +424,8 @@ static int train_plan(const uint8_t *params, size_t len, uint32_t shards, uint32
         rc = df_error_set(err, DF_E_INVALID, "train: %u local steps per round: at most 64", p->local_steps);
     else if (p->delta_encoding && *p->delta_encoding && df_delta_encoding_parse(p->delta_encoding) < 0)
         rc = df_error_set(err, DF_E_INVALID, "train: delta encoding '%s': f32, f16, bf16 or int8", p->delta_encoding);
+    else if (p->optimizer && *p->optimizer && strcmp(p->optimizer, "adamw") && strcmp(p->optimizer, "adamw8bit"))
+        rc = df_error_set(err, DF_E_INVALID, "train: optimizer '%s': adamw or adamw8bit", p->optimizer);
     else if ((p->n_samples && p->n_samples != p->n_images) || (p->n_class_samples != (p->n_samples ? p->n_class_images : 0)))
         rc = df_error_set(err, DF_E_INVALID, "train: %zu sample caches for %zu photos and %zu for %zu class images (one "
                           "each, or none)", p->n_samples, p->n_images, p->n_class_samples, p->n_class_images);

@@ -866,7 +866,8 @@ static void test_train_plan_checks(void)
     /* The training-group, prior and validation fields, one bad at a time
      * on otherwise good parameters. */
     char *classes[1] = {"/photos/c.png"}, *prompts[2] = {"a photo of TOK dog", "TOK dog on a beach"};
-    for (int c = 0; c < 8; c++) {
+    char *good_hash = "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4", *samples[2] = {good_hash, "x"};
+    for (int c = 0; c < 11; c++) {
         Dreamfleet__TrainParams p = DREAMFLEET__TRAIN_PARAMS__INIT;
         p.model = "/m", p.n_images = p.n_captions = 2, p.images = images, p.captions = captions;
         p.steps = 10, p.resolution = 512, p.lr = 1e-4f, p.rank = 4;
@@ -884,9 +885,58 @@ static void test_train_plan_checks(void)
                 needle = "validation size 100x0"; break;
         case 6: p.n_validation_prompts = 2, p.validation_prompts = prompts, p.steps = 1000, p.validate_every = 1,
                 needle = "more than 1024 validation images"; break;
+        case 7: p.optimizer = "sgd", needle = "optimizer 'sgd': adamw or adamw8bit"; break;
+        case 8: p.n_samples = 1, p.samples = samples, needle = "1 sample caches for 2 photos"; break;
+        case 9: p.n_samples = 2, p.samples = samples, needle = "sample cache 'x' is not an artifact's sha256"; break;
         default: p.members = 3; break; /* good: a group of three */
         }
         submit_train(s, &p, needle, 3);
+    }
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
+/*  An encode job is one task per photo, each with that photo alone; bad
+ *  parameters are refused by name. */
+static void test_encode_plan(void)
+{
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    char *images[3] = {"/p/a.png", "/p/b.png", "/p/c.png"}, *captions[3] = {"TOK dog", "a dog", "TOK"};
+    char *ids[3] = {"1", "2", "3"};
+    for (int c = 0; c < 5; c++) {
+        Dreamfleet__EncodeParams p = DREAMFLEET__ENCODE_PARAMS__INIT;
+        p.model = "/m", p.n_images = p.n_captions = 3, p.images = images, p.captions = captions, p.resolution = 512;
+        const char *needle = NULL;
+        switch (c) {
+        case 0: p.model = "", needle = "encode: no model"; break;
+        case 1: p.n_captions = 2, needle = "3 photos with 2 captions"; break;
+        case 2: p.n_image_identities = 2, p.image_identities = ids, needle = "2 photo identities for 3 photos"; break;
+        case 3: p.resolution = 100, needle = "resolution 100"; break;
+        default: break;
+        }
+        uint8_t buf[512];
+        Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+        sj.type = "encode";
+        sj.params.data = buf;
+        sj.params.len = dreamfleet__encode_params__pack(&p, buf);
+        df_error_t err;
+        df_error_clear(&err);
+        const df_job *job = NULL;
+        if (needle) {
+            CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, needle);
+            continue;
+        }
+        CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
+        CHECK(job && job->ntasks == 3);
+        for (uint32_t i = 0; job && i < job->ntasks; i++) {
+            Dreamfleet__EncodeParams *t =
+                dreamfleet__encode_params__unpack(NULL, job->tasks[i].params_len, job->tasks[i].params);
+            CHECK(t && t->n_images == 1 && t->first == i && strcmp(t->images[0], images[i]) == 0 &&
+                  strcmp(t->captions[0], captions[i]) == 0);
+            if (t)
+                dreamfleet__encode_params__free_unpacked(t, NULL);
+        }
     }
     df_sched_destroy(&s);
     clear_sent();
@@ -909,5 +959,6 @@ int main(int argc, char **argv)
     RUN(test_result_cache);
     RUN(test_generate_from_cache);
     RUN(test_train_plan_checks);
+    RUN(test_encode_plan);
     return test_summary();
 }
