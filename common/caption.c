@@ -7,11 +7,27 @@
 #include <string.h>
 #include <strings.h>
 
-/*  Words a captioner uses for whoever or whatever the photo is of. */
-static const char *const k_subjects[] = {
-    "man", "woman", "person", "boy", "girl", "child", "kid", "guy", "lady", "gentleman", "baby", "toddler",
-    "dog", "puppy", "cat", "kitten", "animal", "pet", "product", "object",
-};
+#include "unicode.h"
+
+/*  Words a captioner uses for whoever or whatever the photo is of, by kind:
+ *  a caption's generic word is replaced only when it is of the subject's
+ *  kind ("a man walking a dog" with class dog keeps its man). */
+static const char *const k_people[] = {"person", "man", "woman", "boy", "girl", "child", "kid", "guy", "lady",
+                                       "gentleman", "baby", "toddler", "people", "human"};
+static const char *const k_animals[] = {"dog", "puppy", "cat", "kitten", "animal", "pet"};
+static const char *const k_things[] = {"product", "object", "item", "thing"};
+
+#define COUNT(a) (sizeof a / sizeof a[0])
+
+static int in_list(const char *w, const char *const *list, size_t n)
+{
+    for (size_t i = 0; w && i < n; i++)
+        if (strcasecmp(w, list[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int df_caption_class_is_person(const char *class_word) { return in_list(class_word, k_people, COUNT(k_people)); }
 
 static const char *token_of(const df_caption_opts *o) { return o && o->token && *o->token ? o->token : "TOK"; }
 static const char *class_of(const df_caption_opts *o)
@@ -20,12 +36,17 @@ static const char *class_of(const df_caption_opts *o)
 }
 
 /*  text cleaned into a new string. */
-static char *clean(const char *text)
+static char *clean(const char *raw)
 {
+    char *text = df_utf8_sanitize(raw); /* invalid bytes become U+FFFD */
+    if (!text)
+        return NULL;
     size_t n = strlen(text);
     char *s = malloc(n + 1);
-    if (!s)
+    if (!s) {
+        free(text);
         return NULL;
+    }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)text[i];
@@ -42,6 +63,7 @@ static char *clean(const char *text)
     while (k > 0 && (s[k - 1] == ' ' || s[k - 1] == ',' || (s[k - 1] == '.' && (k < 2 || s[k - 2] != '.'))))
         k--;
     s[k] = '\0';
+    free(text);
     return s;
 }
 
@@ -81,14 +103,17 @@ int df_caption_place(const char *text, const df_caption_opts *o, char **out, df_
         *out = s;
         return DF_OK;
     }
-    /* The earliest generic subject, the class word included. */
-    const char *at = NULL;
-    size_t len = 0;
-    for (size_t i = 0; i <= sizeof k_subjects / sizeof k_subjects[0]; i++) {
-        const char *w = i < sizeof k_subjects / sizeof k_subjects[0] ? k_subjects[i] : cls;
-        const char *p = find_word(s, w);
+    /* The class word itself, else the earliest generic word of its kind. */
+    const char *at = find_word(s, cls);
+    size_t len = at ? strlen(cls) : 0;
+    const char *const *kind = in_list(cls, k_people, COUNT(k_people))    ? k_people
+                              : in_list(cls, k_animals, COUNT(k_animals)) ? k_animals
+                                                                           : k_things;
+    const size_t nkind = kind == k_people ? COUNT(k_people) : kind == k_animals ? COUNT(k_animals) : COUNT(k_things);
+    for (size_t i = 0; !find_word(s, cls) && i < nkind; i++) {
+        const char *p = find_word(s, kind[i]);
         if (p && (!at || p < at))
-            at = p, len = strlen(w);
+            at = p, len = strlen(kind[i]);
     }
     const size_t need = strlen(s) + strlen(tok) + strlen(cls) + 8;
     char *r = malloc(need);
@@ -140,8 +165,8 @@ char *df_caption_sidecar(const char *photo)
         size_t len = strlen(s);
         while (len && s[len - 1] == ' ')
             s[--len] = '\0';
-        if (len)
-            return strdup(s);
+        if (len) /* a Latin-1 file or a cut at the buffer's end: made valid UTF-8 */
+            return df_utf8_sanitize(s);
     }
     return NULL;
 }

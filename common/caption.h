@@ -16,14 +16,20 @@ typedef struct {
     const char *class_word; /* "person" when NULL */
 } df_caption_opts;
 
-/*  Cleans text (control characters dropped, runs of spaces and commas
- *  collapsed, trimmed, a final full stop dropped) and places the identifier:
- *  text already naming the token keeps it where it is; otherwise the first
- *  generic mention of a subject ("a man", "the woman", "a dog", "a person",
- *  or the class word itself, with or without its article) becomes
- *  "TOK class"; with none, "TOK class, " goes in front. Empty text gives
- *  "a photo of TOK class". *out is malloc'd. */
+/*  Cleans text (bytes that are not UTF-8 replaced by U+FFFD, control
+ *  characters dropped, runs of spaces and commas collapsed, trimmed, a final
+ *  full stop dropped) and places the identifier: text already naming the
+ *  token keeps it where it is; otherwise the class word (with its article)
+ *  becomes "TOK class", or without it the first generic word of the
+ *  class's kind ("a man", "the woman" for a person; "a puppy", "the cat"
+ *  for an animal; "a product" for anything else); with none, "TOK class, "
+ *  goes in front. Empty text gives "a photo of TOK class". *out is
+ *  malloc'd. */
 int df_caption_place(const char *text, const df_caption_opts *o, char **out, df_error_t *err);
+
+/*  Whether a class word names a person (person, man, woman, boy, girl,
+ *  child...): the subjects whose photos get face checks by default. */
+int df_caption_class_is_person(const char *class_word);
 
 /*  "a photo of TOK class" (the template for photos without a caption). */
 int df_caption_template(const df_caption_opts *o, char **out, df_error_t *err);

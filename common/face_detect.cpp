@@ -31,13 +31,11 @@ struct _df_face_detector_t {
 
 extern "C" df_face_detector_t *df_face_detector_new(const char *cascade_dir, df_error_t *err)
 {
-    const std::string dir = cascade_dir ? cascade_dir : DF_HAAR_DIR;
-    df_face_detector_t *self = new (std::nothrow) df_face_detector_t;
-    if (!self) {
-        df_error_set(err, DF_E_NOMEM, "faces: out of memory");
-        return nullptr;
-    }
+    df_face_detector_t *self = nullptr;
+    const char *where = cascade_dir ? cascade_dir : DF_HAAR_DIR;
     try {
+        self = new df_face_detector_t;
+        const std::string dir = where;
         const std::string f = dir + "/haarcascade_frontalface_default.xml", e = dir + "/haarcascade_eye.xml";
         /* Checked first: OpenCV would log its own complaint to stderr. */
         if (access(f.c_str(), R_OK) != 0 || access(e.c_str(), R_OK) != 0 || !self->face.load(f) ||
@@ -48,7 +46,11 @@ extern "C" df_face_detector_t *df_face_detector_new(const char *cascade_dir, df_
             return nullptr;
         }
     } catch (const std::exception &x) {
-        df_error_set(err, DF_E_FORMAT, "faces: cascades in %s: %s", dir.c_str(), x.what());
+        df_error_set(err, DF_E_FORMAT, "faces: cascades in %s: %s", where, x.what());
+        delete self;
+        return nullptr;
+    } catch (...) {
+        df_error_set(err, DF_E_FORMAT, "faces: cascades in %s: an unknown failure", where);
         delete self;
         return nullptr;
     }
@@ -106,10 +108,10 @@ extern "C" int df_face_detect(df_face_detector_t *self, const df_image *img, df_
             std::sort(eyes.begin(), eyes.end(), [](const cv::Rect &a, const cv::Rect &b) { return a.area() > b.area(); });
             if (eyes.size() > 2)
                 eyes.resize(2);
-            std::sort(eyes.begin(), eyes.end(), [](const cv::Rect &a, const cv::Rect &b) { return a.x < b.x; });
-            /* Two boxes overlapping are one eye found twice. */
+            /* Two boxes overlapping are one eye found twice: the larger stays. */
             if (eyes.size() == 2 && (eyes[0] & eyes[1]).area() > 0)
                 eyes.resize(1);
+            std::sort(eyes.begin(), eyes.end(), [](const cv::Rect &a, const cv::Rect &b) { return a.x < b.x; });
             f->eyes = (int)eyes.size();
             for (size_t k = 0; k < eyes.size(); k++) {
                 float *c = k == 0 ? f->left_eye : f->right_eye;
@@ -125,7 +127,11 @@ extern "C" int df_face_detect(df_face_detector_t *self, const df_image *img, df_
             f->clarity = (float)(std::min(1.0, c) * (f->eyes == 2 ? 1.0 : 0.85));
         }
     } catch (const std::exception &x) {
+        *count = 0;
         return df_error_set(err, DF_E_UNSUPPORTED, "faces: %s", x.what());
+    } catch (...) {
+        *count = 0;
+        return df_error_set(err, DF_E_UNSUPPORTED, "faces: an unknown failure");
     }
     return DF_OK;
 }
@@ -166,6 +172,10 @@ extern "C" int df_face_align(const df_image *img, const df_face *face, df_framin
         std::free(out->rgb);
         std::memset(out, 0, sizeof *out);
         return df_error_set(err, DF_E_UNSUPPORTED, "faces: %s", x.what());
+    } catch (...) {
+        std::free(out->rgb);
+        std::memset(out, 0, sizeof *out);
+        return df_error_set(err, DF_E_UNSUPPORTED, "faces: an unknown failure");
     }
     return DF_OK;
 }

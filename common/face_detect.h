@@ -44,8 +44,9 @@ typedef enum {
 
 /*  img turned so the face's eyes are level, and cut to a w:h window framed
  *  around the face as `framing` says (clamped inside the photo: at an edge
- *  the face moves off its mark rather than the window taking in a border),
- *  into out at the window's own resolution. */
+ *  the face moves off its mark rather than the window reaching past it;
+ *  the corners a turn uncovers are filled by reflection), into out at the
+ *  window's own resolution. */
 int df_face_align(const df_image *img, const df_face *face, df_framing framing, uint32_t w, uint32_t h,
                   df_image *out, df_error_t *err);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -18,6 +19,7 @@
 #include "image_grid.h"
 #include "image_resize.h"
 #include "png_write.h"
+#include "unicode.h"
 
 #define THUMB 192 /* contact sheet cells */
 #define SHEET_COLS 6
@@ -93,7 +95,7 @@ static char *dupf(const char *fmt, ...)
 /*  Why scores fall short, in words. */
 static char *quality_reason(const df_photo_scores *s, double min_quality)
 {
-    char buf[512];
+    char buf[512]; /* room for every clause: n stays inside it */
     int n = snprintf(buf, sizeof buf, "quality %.3f below %.3f:", s->quality, min_quality);
     if (s->sharpness < 0.95)
         n += snprintf(buf + n, sizeof buf - (size_t)n, " blurry (sharpness %.2f)", s->sharpness);
@@ -101,8 +103,11 @@ static char *quality_reason(const df_photo_scores *s, double min_quality)
         n += snprintf(buf + n, sizeof buf - (size_t)n, " %s (exposure %.2f, mean level %.0f of 255, %.0f%% clipped)",
                       s->mean < 60 ? "too dark" : s->mean > 195 ? "too bright" : "clipped", s->exposure, s->mean,
                       100 * s->clipped);
-    if (s->contrast < 0.95 && n > 0 && (size_t)n < sizeof buf)
-        snprintf(buf + n, sizeof buf - (size_t)n, " flat (contrast %.2f)", s->contrast);
+    if (s->contrast < 0.95)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, " flat (contrast %.2f)", s->contrast);
+    if (s->sharpness >= 0.95 && s->exposure >= 0.95 && s->contrast >= 0.95)
+        snprintf(buf + n, sizeof buf - (size_t)n, " each score a little short (sharpness %.2f, exposure %.2f, "
+                 "contrast %.2f)", s->sharpness, s->exposure, s->contrast);
     return strdup(buf);
 }
 
@@ -215,27 +220,64 @@ static int examine(const char *path, const df_prep_opts *o, df_face_detector_t *
     return rc;
 }
 
-/*  Near-duplicates: of photos within dup_bits, the best scored stays. */
+/*  Near-duplicates: the photos still in, best scored first (name order on
+ *  ties), each kept unless it is within `bits` of one already kept, so a
+ *  photo is only ever dropped for one that stays. */
 static int thin_duplicates(df_prep_report *rep, int bits)
 {
-    for (size_t i = 0; i < rep->count; i++) {
-        df_prep_item *a = &rep->items[i];
-        for (size_t j = 0; !a->reason && j < rep->count; j++) {
-            df_prep_item *b = &rep->items[j];
-            if (j == i || b->reason || !b->scored)
-                continue;
-            int d = df_phash_distance(a->phash, b->phash);
-            const int b_better = b->scores.quality > a->scores.quality || (b->scores.quality == a->scores.quality && j < i);
-            if (d <= bits && b_better) {
-                const char *name = strrchr(b->source, '/');
-                a->reason = dupf("near-duplicate of %s (%d of 64 hash bits apart; that one scored %.2f, this %.2f)",
-                                 name ? name + 1 : b->source, d, b->scores.quality, a->scores.quality);
-                if (!a->reason)
-                    return DF_E_NOMEM;
-            }
-        }
+    size_t *order = malloc((rep->count + 1) * sizeof *order), *kept = malloc((rep->count + 1) * sizeof *kept);
+    size_t n = 0, nk = 0;
+    if (!order || !kept) {
+        free(order), free(kept);
+        return DF_E_NOMEM;
     }
-    return DF_OK;
+    for (size_t i = 0; i < rep->count; i++)
+        if (!rep->items[i].reason && rep->items[i].scored)
+            order[n++] = i;
+    for (size_t i = 1; i < n; i++) /* insertion sort, stable: quality descending */
+        for (size_t j = i; j > 0 && rep->items[order[j]].scores.quality > rep->items[order[j - 1]].scores.quality;
+             j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    int rc = DF_OK;
+    for (size_t i = 0; rc == DF_OK && i < n; i++) {
+        df_prep_item *a = &rep->items[order[i]];
+        for (size_t k = 0; k < nk; k++) {
+            const df_prep_item *b = &rep->items[kept[k]];
+            const int d = df_phash_distance(a->phash, b->phash);
+            if (d > bits)
+                continue;
+            const char *name = strrchr(b->source, '/');
+            a->reason = dupf("near-duplicate of %s (%d of 64 hash bits apart; that one scored %.2f, this %.2f)",
+                             name ? name + 1 : b->source, d, b->scores.quality, a->scores.quality);
+            rc = a->reason ? DF_OK : DF_E_NOMEM;
+            break;
+        }
+        if (!a->reason)
+            kept[nk++] = order[i];
+    }
+    free(order), free(kept);
+    return rc;
+}
+
+/*  Removes the training images an earlier run left in dir (a run writing
+ *  fewer photos would otherwise leave stale ones beside its own). */
+static int clear_images(const char *dir, df_error_t *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return df_error_set(err, DF_E_IO, "prep: cannot open %s", dir);
+    int rc = DF_OK;
+    for (struct dirent *e; rc == DF_OK && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".txt")))
+            continue;
+        char path[4200];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path || unlink(path) != 0)
+            rc = df_error_set(err, DF_E_IO, "prep: cannot remove %s/%s from an earlier run", dir, e->d_name);
+    }
+    closedir(d);
+    return rc;
 }
 
 static int write_metadata(const char *out_dir, const df_prep_report *rep, df_error_t *err)
@@ -251,9 +293,14 @@ static int write_metadata(const char *out_dir, const df_prep_report *rep, df_err
             continue;
         char hash[17];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)it->phash);
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:[i,i], s:[i,i], s:[i,i], s:{s:f, s:f, s:f, s:f}, s:s}",
-                              "file_name", it->file, "caption", it->caption, "caption_from", it->caption_from,
-                              "source", it->source, "size", (int)it->width, (int)it->height, "original",
+        /* File names need not be UTF-8; JSON must be. */
+        char *file = df_utf8_sanitize(it->file), *caption = df_utf8_sanitize(it->caption);
+        char *source = df_utf8_sanitize(it->source);
+        json_t *j = !file || !caption || !source
+                        ? NULL
+                        : json_pack("{s:s, s:s, s:s, s:s, s:[i,i], s:[i,i], s:[i,i], s:{s:f, s:f, s:f, s:f}, s:s}",
+                              "file_name", file, "caption", caption, "caption_from", it->caption_from,
+                              "source", source, "size", (int)it->width, (int)it->height, "original",
                               (int)it->orig_w, (int)it->orig_h, "crop", (int)it->crop_x, (int)it->crop_y, "scores",
                               "quality", it->scores.quality, "sharpness", it->scores.sharpness, "exposure",
                               it->scores.exposure, "contrast", it->scores.contrast, "phash", hash);
@@ -265,6 +312,7 @@ static int write_metadata(const char *out_dir, const df_prep_report *rep, df_err
             if (!face || json_object_set_new(j, "face", face) != 0)
                 json_decref(j), j = NULL;
         }
+        free(file), free(caption), free(source);
         char *line = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
         if (line)
             fprintf(f, "%s\n", line);
@@ -356,6 +404,8 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     snprintf(images, sizeof images, "%s/images", out_dir);
     if (rc == DF_OK)
         rc = df_mkdirs(images, err);
+    if (rc == DF_OK)
+        rc = clear_images(images, err);
     df_face_detector_t *fd = rc == DF_OK && o->person ? df_face_detector_new(o->cascades, err) : NULL;
     if (rc == DF_OK && o->person && !fd)
         rc = err && err->code ? err->code : DF_E_NOT_FOUND;
@@ -371,7 +421,11 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     }
     if (rc == DF_OK && o->dup_bits >= 0 && thin_duplicates(rep, o->dup_bits ? o->dup_bits : 6) != DF_OK)
         rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
-    /* The accepted photos at training size, numbered in name order. */
+    /* The accepted photos at training size, numbered in name order (wide
+     * enough numbers that the files sort in that order too). */
+    int digits = 3;
+    for (size_t c = rep->count; c >= 1000; c /= 10)
+        digits++;
     for (size_t i = 0; rc == DF_OK && i < rep->count; i++) {
         df_prep_item *it = &rep->items[i];
         if (it->reason)
@@ -380,7 +434,7 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
         name = name ? name + 1 : it->source;
         const char *dot = strrchr(name, '.');
         const int stem = dot ? (int)(dot - name) : (int)strlen(name);
-        it->file = dupf("images/%03zu-%.*s.png", rep->accepted, stem, name);
+        it->file = dupf("images/%0*zu-%.*s.png", digits, rep->accepted, stem, name);
         char path[4200], txt[4200];
         snprintf(path, sizeof path, "%s/%s", out_dir, it->file ? it->file : "");
         snprintf(txt, sizeof txt, "%.*s.txt", (int)strlen(path) - 4, path);
@@ -431,12 +485,3 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     return rc;
 }
 
-int df_prep_class_is_person(const char *class_word)
-{
-    static const char *const people[] = {"person", "man", "woman", "boy", "girl", "child", "kid", "baby", "lady",
-                                         "guy", "gentleman", "people", "human"};
-    for (size_t i = 0; class_word && i < sizeof people / sizeof people[0]; i++)
-        if (strcasecmp(class_word, people[i]) == 0)
-            return 1;
-    return 0;
-}

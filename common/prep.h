@@ -84,8 +84,4 @@ typedef struct {
 int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_prep_report *rep, df_error_t *err);
 void df_prep_report_free(df_prep_report *rep);
 
-/*  Whether a class word names a person (person, man, woman, boy, girl,
- *  child...): the subjects whose photos get face checks by default. */
-int df_prep_class_is_person(const char *class_word);
-
 #endif

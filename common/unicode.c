@@ -1,6 +1,9 @@
 /*  unicode.c - see unicode.h. */
 #include "unicode.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "unicode_classes.h"
 
 size_t df_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
@@ -109,4 +112,26 @@ uint32_t df_unicode_lower(uint32_t cp)
             return df_unicode_lower_table[mid].to;
     }
     return cp;
+}
+
+char *df_utf8_sanitize(const char *s)
+{
+    const size_t n = strlen(s);
+    char *out = malloc(3 * n + 1); /* each bad byte becomes 3 */
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = df_utf8_decode((const uint8_t *)s + i, n - i, &cp);
+        if (len) {
+            memcpy(out + k, s + i, len);
+            k += len, i += len;
+        } else {
+            memcpy(out + k, "\xef\xbf\xbd", 3);
+            k += 3, i++;
+        }
+    }
+    out[k] = '\0';
+    return out;
 }

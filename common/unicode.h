@@ -17,6 +17,11 @@ size_t df_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 /*  Writes cp as UTF-8 into out (room for 4 bytes); returns the length. */
 size_t df_utf8_encode(uint32_t cp, uint8_t out[4]);
 
+/*  A malloc'd copy of s with every byte that does not start valid UTF-8
+ *  replaced by U+FFFD (a Latin-1 caption or file name stays readable and
+ *  becomes valid JSON); NULL when out of memory. */
+char *df_utf8_sanitize(const char *s);
+
 int df_unicode_is_letter(uint32_t cp);
 int df_unicode_is_number(uint32_t cp);
 int df_unicode_is_space(uint32_t cp);

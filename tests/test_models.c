@@ -2475,7 +2475,7 @@ static void test_train_lora_caches(void)
         CHECK_OK(df_train_sample_save(&s3, &o3, captions[0], NULL, images[0], odd, &err), &err);
         CHECK(s3.flipped == NULL && s2.lat_h == 2 * s3.lat_h);
         df_train_sample_free(&s2), df_train_sample_free(&s3);
-        /* A missing file, and a caption the encoders cannot take. */
+        /* A photo that is not there. */
         CHECK_FAILS(df_train_sample_encode(enc, g_batch, "/nonexistent/photo.png", "x", &o, &s2, &err), &err,
                     DF_E_NOT_FOUND, "/nonexistent/photo.png");
     }
@@ -2521,6 +2521,31 @@ static void test_train_lora_caches(void)
     q.class_caches = NULL;
     CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
                 "not for the class images");
+    q.class_caches = class_cache_of;
+    /* A cache whose pooled text is narrower than the model's, and one whose
+     * metadata says 64 px over 128 px latents. */
+    char narrow[300], big[300];
+    snprintf(narrow, sizeof narrow, "%s/sample-narrow.safetensors", g_dir);
+    snprintf(big, sizeof big, "%s/sample-big.safetensors", g_dir);
+    enc = df_train_sample_encoder_new(m, g_dev, g_xfer, DF_F32, 1, &err);
+    if (enc) {
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o, &s2, &err), &err);
+        s2.P--;
+        CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], narrow, &err), &err);
+        df_train_sample_free(&s2);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, &s2, &err), &err);
+        CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], big, &err), &err);
+        df_train_sample_free(&s2);
+    }
+    df_train_sample_encoder_destroy(&enc);
+    const char *bad_cache[3] = {narrow, caches[1], caches[2]};
+    q.caches = bad_cache;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "pooled text; this model takes");
+    bad_cache[0] = big;
+    CHECK_FAILS(df_train_lora(m, g_dev, g_xfer, g_batch, &q, NULL, NULL, NULL, NULL, NULL, &err), &err, DF_E_INVALID,
+                "latents, which a 64 px run with buckets cannot have");
+    unlink(narrow), unlink(big);
     /* Files that are not sample caches: a LoRA, a photo, a truncated cache. */
     q.class_caches = class_cache_of;
     wrong[0] = out[0];

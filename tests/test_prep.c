@@ -51,6 +51,13 @@ static void test_caption_rules(void)
     /* Already carrying the token: left where it is, only cleaned. */
     expect_caption("  TOK person   in the rain ,, at night. ", NULL, NULL, "TOK person in the rain, at night");
     expect_caption("@alice at the beach", "@alice", "woman", "@alice at the beach");
+    /* The class word itself first; other words only of its kind. */
+    expect_caption("a man walking a dog", "sks", "dog", "a man walking sks dog");
+    expect_caption("a man and a woman", NULL, "woman", "a man and TOK woman");
+    expect_caption("a man walking his puppy", "sks", "dog", "a man walking his sks dog");
+    expect_caption("a red product on a table", "zwx", "mug", "a red zwx mug on a table");
+    /* Not UTF-8 (Latin-1): the bad byte becomes U+FFFD, the rest stays. */
+    expect_caption("caf\xe9 with a man", NULL, NULL, "caf\xef\xbf\xbd with TOK person");
     /* No subject named: the identifier goes in front. */
     expect_caption("sunset over the sea", NULL, NULL, "TOK person, sunset over the sea");
     /* Nothing at all: the template. */
@@ -396,6 +403,19 @@ static void test_prep_folder(void)
     }
     df_prep_report_free(&rep2);
     df_prep_report_free(&rep);
+    /* Again into the same folder from a folder of one photo: only its image
+     * and caption are left in images/, none of the earlier run's. */
+    char one[128];
+    snprintf(one, sizeof one, "%s/one", g_dir);
+    mkdir(one, 0755);
+    img = make_photo(800, 600, 128, 18, 9);
+    save_png(one, "only.png", &img);
+    df_image_free(&img);
+    CHECK_OK(df_prep_dir(one, out, &o, &rep2, &err), &err);
+    CHECK_EQ(rep2.accepted, 1);
+    snprintf(path, sizeof path, "ls '%s/images' | wc -l | grep -qx 2", out);
+    CHECK(system(path) == 0);
+    df_prep_report_free(&rep2);
     /* A folder that is not there is an error, not a report. */
     CHECK_FAILS(df_prep_dir("/nonexistent/photos", out, &o, &rep, &err), &err, DF_E_NOT_FOUND, "/nonexistent/photos");
     df_prep_report_free(&rep);
@@ -588,7 +608,7 @@ static void test_prep_person(void)
     p = item_named(&rep, "a-portrait.png");
     CHECK(p && !p->reason && p->width == 256 && p->height == 256);
     df_prep_report_free(&rep);
-    CHECK(df_prep_class_is_person("Woman") && df_prep_class_is_person("person") && !df_prep_class_is_person("dog"));
+    CHECK(df_caption_class_is_person("Woman") && df_caption_class_is_person("person") && !df_caption_class_is_person("dog"));
 }
 
 int main(int argc, char **argv)

@@ -124,6 +124,8 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
         }
         close(fd);
         rc = df_train_sample_encode(e->enc, e->batch, p->images[i], p->captions[i], &o, &s, err);
+        /* Device trouble may pass on another worker; a bad photo will not. */
+        *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
         if (rc == DF_OK)
             rc = df_train_sample_save(&s, &o, p->captions[i], p->model_identity, p->images[i], tmp, err);
         df_train_sample_free(&s);
@@ -153,7 +155,8 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
             rc = df_error_set(err, DF_E_NOMEM, "encode: out of memory");
         else
             dreamfleet__encode_result__pack(&res, *out);
-        df_info("encode: photo %u (%s) in %.2f s", p->first + 1, p->images[0], res.seconds);
+        df_info("encode: %zu photo%s from photo %u (%s) in %.2f s", p->n_images, p->n_images == 1 ? "" : "s",
+                p->first + 1, p->images[0], res.seconds);
     }
     for (size_t i = 0; hashes && i < p->n_images; i++)
         free(hashes[i]);

@@ -12,17 +12,21 @@
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
- *  --data OUT` trains on it. Prints the report's summary, or with --json one
- *  object per photo and a final summary line.
+ *  --data OUT` trains on it. Prints each photo's fate and a summary, or
+ *  with --json one object per photo and a final summary object.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "caption.h"
 #include "cli.h"
 #include "commands.h"
 #include "prep.h"
+#include "unicode.h"
+
+#include <jansson.h>
 
 static const char k_usage[] =
     "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
@@ -54,7 +58,8 @@ int df_cmd_prep(int argc, char **argv, int json)
         {"min-face-clarity", required_argument, NULL, O_FACE},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
-    df_prep_opts po = {.resolution = 1024, .bucket_step = 64, .max_upscale = 1.5, .min_quality = 0.95, .dup_bits = 6,
+    /* Buckets in the trainer's step (32 px for SDXL), so train takes each photo at the size made here. */
+    df_prep_opts po = {.resolution = 1024, .bucket_step = 32, .max_upscale = 1.5, .min_quality = 0.95, .dup_bits = 6,
                        .token = "TOK", .class_word = "person"};
     const char *out = NULL, *subject = NULL;
     double v;
@@ -67,8 +72,8 @@ int df_cmd_prep(int argc, char **argv, int json)
         case O_TOKEN: po.token = optarg; break;
         case O_CLASS: po.class_word = optarg; break;
         case O_RES:
-            if (parse_real("--resolution", optarg, 256, 4096, &v) || (uint32_t)v % 64 || v != (uint32_t)v) {
-                df_cli_error("--resolution wants a multiple of 64 from 256 to 4096");
+            if (parse_real("--resolution", optarg, 256, 4096, &v) || (uint32_t)v % 32 || v != (uint32_t)v) {
+                df_cli_error("--resolution wants a multiple of 32 from 256 to 4096");
                 return DF_EXIT_USAGE;
             }
             po.resolution = (uint32_t)v;
@@ -118,7 +123,7 @@ int df_cmd_prep(int argc, char **argv, int json)
         return DF_EXIT_USAGE;
     }
     const char *dir = argv[optind];
-    po.person = subject ? strcmp(subject, "person") == 0 : df_prep_class_is_person(po.class_word);
+    po.person = subject ? strcmp(subject, "person") == 0 : df_caption_class_is_person(po.class_word);
     if (po.framing && !po.person) {
         df_cli_error("--framing frames photos around a face: it goes with --subject person");
         return DF_EXIT_USAGE;
@@ -135,8 +140,19 @@ int df_cmd_prep(int argc, char **argv, int json)
         const df_prep_item *it = &rep.items[i];
         const char *name = strrchr(it->source, '/');
         name = name ? name + 1 : it->source;
-        if (json)
+        if (json) { /* one object per photo (JSON wants UTF-8: names made valid) */
+            char *n8 = df_utf8_sanitize(name), *why = df_utf8_sanitize(it->reason ? it->reason : "");
+            char *cap = df_utf8_sanitize(it->caption ? it->caption : "");
+            json_t *j = n8 && why && cap ? json_pack("{s:s, s:b, s:s, s:s, s:f}", "photo", n8, "accepted", !it->reason,
+                                                     "reason", why, "caption", cap, "quality", it->scores.quality)
+                                         : NULL;
+            char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            if (line)
+                printf("%s\n", line);
+            free(line), free(n8), free(why), free(cap);
+            json_decref(j);
             continue;
+        }
         if (it->reason)
             fprintf(stderr, "rejected %s: %s\n", name, it->reason);
         else
@@ -145,10 +161,17 @@ int df_cmd_prep(int argc, char **argv, int json)
     }
     if (rep.warning[0])
         fprintf(stderr, "warning: %s\n", rep.warning);
-    if (json)
-        printf("{\"dir\":\"%s\",\"photos\":%zu,\"accepted\":%zu,\"rejected\":%zu}\n", out, rep.count, rep.accepted,
-               rep.count - rep.accepted);
-    else
+    char *out8 = json ? df_utf8_sanitize(out) : NULL;
+    json_t *sum = out8 ? json_pack("{s:s, s:I, s:I, s:I, s:s}", "dir", out8, "photos", (json_int_t)rep.count,
+                                   "accepted", (json_int_t)rep.accepted, "rejected",
+                                   (json_int_t)(rep.count - rep.accepted), "warning", rep.warning)
+                       : NULL;
+    char *sum_line = sum ? json_dumps(sum, JSON_COMPACT) : NULL;
+    if (sum_line)
+        printf("%s\n", sum_line);
+    free(sum_line), free(out8);
+    json_decref(sum);
+    if (!json)
         printf("%zu of %zu photos accepted into %s (report.txt, contact-sheet.png)\n", rep.accepted, rep.count, out);
     int rc = rep.accepted ? DF_EXIT_OK : DF_EXIT_FAILED;
     if (!rep.accepted)

@@ -22,7 +22,7 @@
  *  attempt goes on from the last one, with the same result.
  *
  *  --buckets trains each photo whole at its aspect-ratio bucket (sizes of
- *  about resolution^2 in steps of 64 px) instead of its centre square.
+ *  about resolution^2 in steps of 32 px) instead of its centre square.
  *
  *  Prior preservation (DreamBooth): --class-data DIR's photos (captions as
  *  for --data, else --class-prompt, by default "a photo of a WORD"), or with
@@ -480,9 +480,11 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     int rc = DF_EXIT_OK;
     if (prep) {
         snprintf(prepared, sizeof prepared, "%s/dataset", out);
-        df_prep_opts po = {.resolution = p.resolution, .bucket_step = p.buckets ? 64 : 0, .max_upscale = 1.5,
+        /* The trainer's own bucket step (8 << (UNet levels - 1): 32 for SDXL and
+         * tiny), so it takes each prepared photo at the size prep made. */
+        df_prep_opts po = {.resolution = p.resolution, .bucket_step = p.buckets ? 32 : 0, .max_upscale = 1.5,
                            .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass,
-                           .person = df_prep_class_is_person(klass)};
+                           .person = df_caption_class_is_person(klass)};
         df_prep_report rep;
         df_error_t err;
         df_error_clear(&err);

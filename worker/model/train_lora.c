@@ -41,14 +41,24 @@ static void dataset_free(dataset *d)
 /*  Step 1: every entry's sample, from its cache or encoded here, then laid
  *  out side by side: latents at their own sizes, contexts padded with the
  *  empty prompt's chunk to the longest caption's. */
-static int check_cache(const df_train_params *p, uint32_t i, const df_train_sample_opts *want,
-                       const df_train_sample *s, const df_train_sample_meta *m, df_error_t *err)
+static int check_cache(const df_sdxl_config *c, const df_train_params *p, uint32_t i,
+                       const df_train_sample_opts *want, const df_train_sample *s, const df_train_sample_meta *m,
+                       df_error_t *err)
 {
     const char *what = p->caches[i];
     if (m->opts.resolution != want->resolution || m->opts.bucket_step != want->bucket_step)
         return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) was made at %u px%s, this run trains at "
                             "%u px%s", what, m->image, m->opts.resolution, m->opts.bucket_step ? " with buckets" : "",
                             want->resolution, want->bucket_step ? " with buckets" : "");
+    /* Its latents must be a size this run's photos could have: the square,
+     * or a bucket (sides multiples of the step, area within the square's). */
+    const uint32_t f = 1u << (c->vae.levels - 1), R = want->resolution, st = want->bucket_step;
+    const uint64_t h = (uint64_t)s->lat_h * f, w = (uint64_t)s->lat_w * f;
+    const int fits = st ? h % st == 0 && w % st == 0 && h * w <= (uint64_t)R * R && 2 * h >= R && 2 * w >= R
+                        : h == R && w == R;
+    if (!fits)
+        return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) holds %ux%u latents, which a %u px run%s "
+                            "cannot have", what, m->image, s->lat_w, s->lat_h, R, st ? " with buckets" : "");
     if (want->flip && !m->opts.flip)
         return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) has no mirrored latents, which --flip "
                             "needs", what, m->image);
@@ -62,7 +72,6 @@ static int check_cache(const df_train_params *p, uint32_t i, const df_train_samp
         strcmp(p->base_model_identity, m->model_identity) != 0)
         return df_error_set(err, DF_E_INVALID, "train: sample cache %s (%s) was made with another model", what,
                             m->image);
-    (void)s;
     return DF_OK;
 }
 
@@ -76,7 +85,7 @@ static int load_samples(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t 
             df_train_sample_meta m;
             rc = df_train_sample_load(p->caches[i], &samples[i], &m, err);
             if (rc == DF_OK)
-                rc = check_cache(p, i, o, &samples[i], &m, err);
+                rc = check_cache(df_sdxl_config_of(model), p, i, o, &samples[i], &m, err);
             df_train_sample_meta_free(&m);
         }
         return rc;
@@ -99,15 +108,20 @@ static int build_dataset(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t
     df_train_sample *samples = calloc(p->count, sizeof *samples);
     int rc = samples ? load_samples(model, dev, xfer, batch, p, &o, samples, err)
                      : df_error_set(err, DF_E_NOMEM, "train: out of memory");
-    /* Every sample must fit this model: its latent channels and text widths. */
+    /* Every sample must fit this model: its latent channels, and the widths
+     * of its context and pooled text (the UNet's added embedding takes the
+     * pooled text beside six time ids). */
+    const uint32_t pooled = (uint32_t)(c->unet.projection_class_embeddings_input_dim -
+                                       6 * c->unet.addition_time_embed_dim);
     uint32_t most = 1;
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++) {
         const df_train_sample *s = &samples[i];
-        if (s->lat_c != (uint32_t)c->vae.latent_channels || (o.captions && (s->D != (uint32_t)c->unet.cross_attention_dim ||
-                                                                             s->D != samples[0].D || s->P != samples[0].P)))
-            rc = df_error_set(err, DF_E_INVALID, "train: sample %u (%s) has %u latent channels and %u-wide text, which "
-                              "this model does not take", i + 1, p->caches ? p->caches[i] : p->images[i], s->lat_c,
-                              s->D);
+        if (s->lat_c != (uint32_t)c->vae.latent_channels ||
+            (o.captions && (s->D != (uint32_t)c->unet.cross_attention_dim || s->P != pooled)))
+            rc = df_error_set(err, DF_E_INVALID, "train: sample %u (%s) has %u latent channels, %u-wide context and "
+                              "%u-wide pooled text; this model takes %d, %d and %u", i + 1,
+                              p->caches ? p->caches[i] : p->images[i], s->lat_c, s->D, s->P,
+                              c->vae.latent_channels, c->unet.cross_attention_dim, pooled);
         most = s->chunks > most ? s->chunks : most;
     }
     d->D = o.captions && p->count ? samples[0].D : 0, d->P = o.captions && p->count ? samples[0].P : 0;
@@ -122,6 +136,8 @@ static int build_dataset(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t
         d->at[i + 1] = d->at[i] + per;
         d->most = per > d->most ? per : d->most;
     }
+    if (rc == DF_OK && !d->at)
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
     if (rc == DF_OK) {
         d->latents = malloc(d->at[p->count] * sizeof *d->latents);
         d->flipped = p->flip ? malloc(d->at[p->count] * sizeof *d->flipped) : NULL;

@@ -10,6 +10,7 @@
 #include "image_decode.h"
 #include "prompt.h"
 #include "safetensors.h"
+#include "unicode.h"
 #include "vae_tiled.h"
 
 struct _df_train_sample_encoder_t {
@@ -203,19 +204,26 @@ int df_train_sample_save(const df_train_sample *s, const df_train_sample_opts *o
         if (rc == DF_OK)
             rc = df_st_writer_add(w, "pad_context", DF_F32, 2, pad, s->pad, err);
     }
+    /* The header is JSON, so UTF-8: a path (only for messages) made valid. */
+    char *image = df_utf8_sanitize(image_path ? image_path : "");
     const char *pairs[][2] = {{"format", DF_TRAIN_SAMPLE_FORMAT}, {"resolution", res}, {"bucket_step", step},
                               {"caption", s->chunks && caption ? caption : ""},
-                              {"model_identity", model_identity ? model_identity : ""},
-                              {"image", image_path ? image_path : ""}};
+                              {"model_identity", model_identity ? model_identity : ""}, {"image", image}};
+    if (rc == DF_OK && !image)
+        rc = df_error_set(err, DF_E_NOMEM, "train: out of memory");
     for (size_t i = 0; rc == DF_OK && i < sizeof pairs / sizeof pairs[0]; i++)
-        rc = df_st_writer_set_metadata(w, pairs[i][0], pairs[i][1], err);
+        if (df_st_writer_set_metadata(w, pairs[i][0], pairs[i][1], err) != DF_OK)
+            rc = df_error_set(err, DF_E_INVALID, "train: sample cache metadata '%s' (not UTF-8?): %.60s", pairs[i][0],
+                              pairs[i][1]);
+    free(image);
     if (rc == DF_OK)
         rc = df_st_writer_write(w, path, err);
     df_st_writer_destroy(&w);
     return rc;
 }
 
-/*  Copies tensor name, which must hold n f32 values, into a new array. */
+/*  Copies tensor name, which must be f32 of the given shape, into a new
+ *  array, refusing values that are not finite. */
 static int take(const df_safetensors_t *st, const char *name, int ndim, const int64_t *shape, float **out,
                 df_error_t *err)
 {
