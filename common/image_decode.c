@@ -11,6 +11,7 @@
 #include <jpeglib.h>
 #include <png.h>
 #include <webp/decode.h>
+#include <libheif/heif.h>
 
 #include "exif.h"
 
@@ -182,6 +183,59 @@ static int load_webp(const char *path, const uint8_t *data, size_t n, df_image *
     return DF_OK;
 }
 
+/*  HEIF (an iPhone's HEIC, or AVIF): libheif applies the container's
+ *  rotation and mirroring, so the picture comes out upright. */
+static int load_heif(const char *path, const uint8_t *data, size_t n, df_image *out, df_error_t *err)
+{
+    struct heif_context *ctx = heif_context_alloc();
+    struct heif_image_handle *handle = NULL;
+    struct heif_image *img = NULL;
+    int rc = ctx ? DF_OK : df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+    struct heif_error e = {heif_error_Ok, heif_suberror_Unspecified, ""};
+    if (rc == DF_OK && (e = heif_context_read_from_memory_without_copy(ctx, data, n, NULL)).code != heif_error_Ok)
+        rc = df_error_set(err, DF_E_FORMAT, "%s: not a readable HEIF (%s)", path, e.message);
+    if (rc == DF_OK && (e = heif_context_get_primary_image_handle(ctx, &handle)).code != heif_error_Ok)
+        rc = df_error_set(err, DF_E_FORMAT, "%s: HEIF without a primary image (%s)", path, e.message);
+    if (rc == DF_OK) {
+        const uint64_t w = (uint64_t)heif_image_handle_get_width(handle);
+        const uint64_t h = (uint64_t)heif_image_handle_get_height(handle);
+        if (w * h > DF_IMAGE_MAX_PIXELS)
+            rc = df_error_set(err, DF_E_RANGE, "%s: %llux%llu pixels is over the %u limit", path,
+                              (unsigned long long)w, (unsigned long long)h, DF_IMAGE_MAX_PIXELS);
+    }
+    if (rc == DF_OK && (e = heif_decode_image(handle, &img, heif_colorspace_RGB, heif_chroma_interleaved_RGBA,
+                                              NULL)).code != heif_error_Ok)
+        rc = df_error_set(err, DF_E_FORMAT, "%s: corrupt HEIF (%s)", path, e.message);
+    int stride = 0;
+    const uint8_t *rgba = rc == DF_OK ? heif_image_get_plane_readonly(img, heif_channel_interleaved, &stride) : NULL;
+    const int w = img ? heif_image_get_width(img, heif_channel_interleaved) : 0;
+    const int h = img ? heif_image_get_height(img, heif_channel_interleaved) : 0;
+    if (rc == DF_OK && (!rgba || w <= 0 || h <= 0 || stride < 4 * w))
+        rc = df_error_set(err, DF_E_FORMAT, "%s: HEIF decoded to no pixels", path);
+    if (rc == DF_OK && !(out->rgb = malloc((size_t)w * h * 3)))
+        rc = df_error_set(err, DF_E_NOMEM, "%s: out of memory", path);
+    for (int y = 0; rc == DF_OK && y < h; y++) { /* alpha over white, as for PNG */
+        const uint8_t *src = rgba + (size_t)y * stride;
+        uint8_t *dst = out->rgb + (size_t)y * w * 3;
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                dst[3 * x + c] = (uint8_t)((src[4 * x + c] * src[4 * x + 3] + 255 * (255 - src[4 * x + 3]) + 127) / 255);
+    }
+    if (rc == DF_OK)
+        out->width = (uint32_t)w, out->height = (uint32_t)h;
+    heif_image_release(img);
+    heif_image_handle_release(handle);
+    heif_context_free(ctx);
+    return rc;
+}
+
+/*  An ISO base media file whose brand libheif decodes. */
+static int is_heif(const uint8_t *data, size_t n)
+{
+    return n >= 12 && memcmp(data + 4, "ftyp", 4) == 0 &&
+           heif_check_filetype(data, (int)(n < 4096 ? n : 4096)) == heif_filetype_yes_supported;
+}
+
 int df_image_load(const char *path, df_image *out, df_error_t *err)
 {
     memset(out, 0, sizeof *out);
@@ -209,8 +263,10 @@ int df_image_load(const char *path, df_image *out, df_error_t *err)
             rc = load_jpeg(path, data, (size_t)len, out, err);
         else if (len >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0)
             rc = load_webp(path, data, (size_t)len, out, err);
+        else if (is_heif(data, (size_t)len))
+            rc = load_heif(path, data, (size_t)len, out, err);
         else
-            rc = df_error_set(err, DF_E_FORMAT, "%s: not a PNG, JPEG or WebP image", path);
+            rc = df_error_set(err, DF_E_FORMAT, "%s: not a PNG, JPEG, WebP or HEIF image", path);
     }
     free(data);
     return rc;

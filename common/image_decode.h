@@ -1,7 +1,8 @@
-/*  image_decode.h - photos to 8-bit RGB: PNG (libpng), JPEG (libjpeg-turbo)
- *  and WebP (libwebp), gray and alpha flattened (alpha over white), 16-bit
- *  reduced, a JPEG's EXIF orientation applied (the picture as the camera
- *  meant it, not as its pixels are stored). A file that is not one of them,
+/*  image_decode.h - photos to 8-bit RGB: PNG (libpng), JPEG (libjpeg-turbo),
+ *  WebP (libwebp) and HEIF, an iPhone's HEIC (libheif), gray and alpha
+ *  flattened (alpha over white), 16-bit reduced, a JPEG's EXIF orientation
+ *  and a HEIF's rotation applied (the picture as the camera meant it, not as
+ *  its pixels are stored). A file that is not one of them,
  *  truncated, corrupt or larger than the pixel limit (a decompression bomb)
  *  is refused with its name and the reason, before any large allocation.
  */

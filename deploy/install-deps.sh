@@ -33,6 +33,7 @@ libpng-dev
 libjpeg62-turbo-dev
 libwebp-dev
 libswscale-dev
+libheif-dev
 libopencv-objdetect-dev
 libopencv-imgproc-dev
 libopencv-core-dev

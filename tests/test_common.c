@@ -820,7 +820,7 @@ static void test_image_decode(void)
     CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "empty file");
     snprintf(path, sizeof path, "%s/notes.txt", dir);
     write_bytes(path, "hello", 5);
-    CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "not a PNG, JPEG or WebP");
+    CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_FORMAT, "not a PNG, JPEG, WebP or HEIF");
     snprintf(path, sizeof path, "%s/missing.png", dir);
     CHECK_FAILS(df_image_load(path, &im, &err), &err, DF_E_NOT_FOUND, "missing.png");
     /* A PNG header claiming 20000 x 20000 pixels: refused before decoding. */
