@@ -13,6 +13,7 @@
 #include <webp/decode.h>
 #include <libheif/heif.h>
 
+#include "color_profile.h"
 #include "exif.h"
 
 void df_image_free(df_image *img)
@@ -47,6 +48,11 @@ static int load_png(const char *path, const uint8_t *data, size_t n, df_image *o
         return df_error_set(err, DF_E_FORMAT, "%s: corrupt PNG (%s)", path, im.message);
     }
     out->width = im.width, out->height = im.height;
+    uint8_t *icc = NULL;
+    size_t icc_len = 0;
+    if (df_png_icc_profile(data, n, &icc, &icc_len))
+        df_icc_to_srgb(out, icc, icc_len);
+    free(icc);
     return DF_OK;
 }
 
@@ -129,6 +135,7 @@ static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *
     jpeg_create_decompress(&d);
     jpeg_mem_src(&d, data, (unsigned long)n);
     jpeg_save_markers(&d, JPEG_APP0 + 1, 0xffff);
+    jpeg_save_markers(&d, JPEG_APP0 + 2, 0xffff); /* ICC profile */
     jpeg_read_header(&d, TRUE);
     if ((uint64_t)d.image_width * d.image_height > DF_IMAGE_MAX_PIXELS) {
         uint32_t w = d.image_width, h = d.image_height;
@@ -149,6 +156,11 @@ static int load_jpeg(const char *path, const uint8_t *data, size_t n, df_image *
     }
     out->width = d.output_width, out->height = d.output_height;
     int orientation = jpeg_orientation(&d);
+    JOCTET *icc = NULL;
+    unsigned int icc_len = 0;
+    if (jpeg_read_icc_profile(&d, &icc, &icc_len))
+        df_icc_to_srgb(out, icc, icc_len);
+    free(icc);
     jpeg_finish_decompress(&d);
     jpeg_destroy_decompress(&d);
     int rc = apply_orientation(out, orientation, err);
@@ -180,6 +192,11 @@ static int load_webp(const char *path, const uint8_t *data, size_t n, df_image *
             out->rgb[i * 3 + c] = (uint8_t)((rgba[i * 4 + c] * rgba[i * 4 + 3] + 255 * (255 - rgba[i * 4 + 3]) + 127) / 255);
     WebPFree(rgba);
     out->width = (uint32_t)w, out->height = (uint32_t)h;
+    uint8_t *icc = NULL;
+    size_t icc_len = 0;
+    if (df_webp_icc_profile(data, n, &icc, &icc_len))
+        df_icc_to_srgb(out, icc, icc_len);
+    free(icc);
     return DF_OK;
 }
 
@@ -223,6 +240,11 @@ static int load_heif(const char *path, const uint8_t *data, size_t n, df_image *
     }
     if (rc == DF_OK)
         out->width = (uint32_t)w, out->height = (uint32_t)h;
+    const size_t icc_len = rc == DF_OK ? heif_image_handle_get_raw_color_profile_size(handle) : 0;
+    uint8_t *icc = icc_len ? malloc(icc_len) : NULL;
+    if (icc && heif_image_handle_get_raw_color_profile(handle, icc).code == heif_error_Ok)
+        df_icc_to_srgb(out, icc, icc_len);
+    free(icc);
     heif_image_release(img);
     heif_image_handle_release(handle);
     heif_context_free(ctx);

@@ -2,7 +2,8 @@
  *  WebP (libwebp) and HEIF, an iPhone's HEIC (libheif), gray and alpha
  *  flattened (alpha over white), 16-bit reduced, a JPEG's EXIF orientation
  *  and a HEIF's rotation applied (the picture as the camera meant it, not as
- *  its pixels are stored). A file that is not one of them,
+ *  its pixels are stored), and an embedded ICC profile's colours brought to
+ *  sRGB (color_profile.h). A file that is not one of them,
  *  truncated, corrupt or larger than the pixel limit (a decompression bomb)
  *  is refused with its name and the reason, before any large allocation.
  */

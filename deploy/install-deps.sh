@@ -34,6 +34,7 @@ libjpeg62-turbo-dev
 libwebp-dev
 libswscale-dev
 libheif-dev
+liblcms2-dev
 libopencv-objdetect-dev
 libopencv-imgproc-dev
 libopencv-core-dev

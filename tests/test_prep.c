@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jpeglib.h>
+#include <lcms2.h>
 #include <libheif/heif.h>
+#include <zlib.h>
 
 #include "caption.h"
 #include "face_detect.h"
@@ -473,6 +476,108 @@ static void test_prep_real_photos(void)
     df_prep_report_free(&rep);
 }
 
+/*  out gets png with an iCCP chunk of icc (zlib'd) right after IHDR. */
+static uint8_t *with_iccp(const uint8_t *png, size_t n, const uint8_t *icc, size_t icc_len, size_t *out_len)
+{
+    uLongf zlen = compressBound((uLong)icc_len);
+    uint8_t *chunk = malloc(12 + 6 + zlen), *out = NULL;
+    if (!chunk || compress(chunk + 8 + 6, &zlen, icc, (uLong)icc_len) != Z_OK) {
+        free(chunk);
+        return NULL;
+    }
+    const uint32_t len = 6 + (uint32_t)zlen;
+    const uint8_t head[8] = {len >> 24, len >> 16 & 255, len >> 8 & 255, len & 255, 'i', 'C', 'C', 'P'};
+    memcpy(chunk, head, 8);
+    memcpy(chunk + 8, "test\0\0", 6); /* name, NUL, method 0 */
+    const uint32_t crc = (uint32_t)crc32(0, chunk + 4, 4 + len);
+    const uint8_t tail[4] = {crc >> 24, crc >> 16 & 255, crc >> 8 & 255, crc & 255};
+    memcpy(chunk + 8 + len, tail, 4);
+    *out_len = n + 12 + len;
+    if ((out = malloc(*out_len))) { /* signature and IHDR are the first 33 bytes */
+        memcpy(out, png, 33);
+        memcpy(out + 33, chunk, 12 + len);
+        memcpy(out + 45 + len, png + 33, n - 33);
+    }
+    free(chunk);
+    return out;
+}
+
+static uint8_t first_pixel_of(const char *path, const uint8_t *bytes, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f)
+        fwrite(bytes, 1, n, f), fclose(f);
+    df_image img = {0};
+    df_error_t err;
+    df_error_clear(&err);
+    CHECK_OK(df_image_load(path, &img, &err), &err);
+    uint8_t v = img.rgb ? img.rgb[0] : 0;
+    df_image_free(&img);
+    return v;
+}
+
+/*  Colour profiles: a grey of 128 in a linear-light RGB space (sRGB's
+ *  primaries, gamma 1) is about 188 in sRGB; embedded in a PNG (iCCP) and
+ *  in a JPEG (APP2), it comes out so. A profile that is not one leaves the
+ *  pixels as they are. */
+static void test_color_profiles(void)
+{
+    cmsCIExyY d65;
+    cmsWhitePointFromTemp(&d65, 6504);
+    cmsCIExyYTRIPLE primaries = {{0.64, 0.33, 1}, {0.30, 0.60, 1}, {0.15, 0.06, 1}};
+    cmsToneCurve *linear = cmsBuildGamma(NULL, 1.0), *curves[3] = {linear, linear, linear};
+    cmsHPROFILE prof = cmsCreateRGBProfile(&d65, &primaries, curves);
+    cmsUInt32Number icc_len = 0;
+    cmsSaveProfileToMem(prof, NULL, &icc_len);
+    uint8_t *icc = malloc(icc_len);
+    CHECK(icc && cmsSaveProfileToMem(prof, icc, &icc_len));
+    cmsCloseProfile(prof), cmsFreeToneCurve(linear);
+    static uint8_t grey[16 * 16 * 3];
+    memset(grey, 128, sizeof grey);
+    df_error_t err;
+    df_error_clear(&err);
+    uint8_t *png = NULL, *tagged = NULL;
+    size_t n = 0, tn = 0;
+    char path[200];
+    snprintf(path, sizeof path, "%s/profiled.png", g_dir);
+    CHECK_OK(df_png_encode(grey, 16, 16, NULL, 0, &png, &n, &err), &err);
+    CHECK(first_pixel_of(path, png, n) == 128); /* no profile: as stored */
+    tagged = png ? with_iccp(png, n, icc, icc_len, &tn) : NULL;
+    const uint8_t from_png = tagged ? first_pixel_of(path, tagged, tn) : 0;
+    free(tagged);
+    uint8_t junk[300];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 7 + 3);
+    tagged = png ? with_iccp(png, n, junk, sizeof junk, &tn) : NULL;
+    const uint8_t from_junk = tagged ? first_pixel_of(path, tagged, tn) : 0;
+    free(tagged), free(png);
+    /* The same profile in a JPEG's APP2 markers. */
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    unsigned char *jpg = NULL;
+    unsigned long jlen = 0;
+    jpeg_mem_dest(&c, &jpg, &jlen);
+    c.image_width = 16, c.image_height = 16, c.input_components = 3, c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    jpeg_write_icc_profile(&c, icc, icc_len);
+    for (int y = 0; y < 16; y++) {
+        JSAMPROW row = grey + y * 16 * 3;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    snprintf(path, sizeof path, "%s/profiled.jpg", g_dir);
+    const uint8_t from_jpeg = first_pixel_of(path, jpg, jlen);
+    free(jpg), free(icc);
+    fprintf(stderr, "  grey 128 in linear light: %u from the PNG, %u from the JPEG (sRGB: 188); a junk profile: %u\n",
+            from_png, from_jpeg, from_junk);
+    CHECK(abs(from_png - 188) <= 2 && abs(from_jpeg - 188) <= 2 && from_junk == 128);
+}
+
 /*  An iPhone's HEIC: the cat encoded by libheif (HEVC) with a container
  *  rotation of 90 degrees clockwise comes back upright, turned, within a few
  *  levels of the original; a truncated file is refused by name. */
@@ -700,6 +805,7 @@ int main(int argc, char **argv)
     RUN(test_prep_folder);
     RUN(test_prep_real_photos);
     RUN(test_heif);
+    RUN(test_color_profiles);
     RUN(test_faces);
     RUN(test_prep_person);
     char cmd[128];

@@ -44,6 +44,7 @@ df_require_pkg(WEBPMUX libwebpmux libwebp-dev)
 df_require_pkg(WEBPDEMUX libwebpdemux libwebp-dev)
 df_require_pkg(SWSCALE libswscale libswscale-dev)
 df_require_pkg(HEIF libheif libheif-dev)
+df_require_pkg(LCMS lcms2 liblcms2-dev)
 
 # OpenCV (face detection in prep): Debian's split packages ship no
 # pkg-config file without the whole of libopencv-dev, so by hand.
