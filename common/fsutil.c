@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,4 +42,18 @@ void df_xdg_dir(df_xdg_kind kind, const char *sub, char *buf, size_t cap)
     else
         snprintf(buf, cap, "/tmp/dreamfleet-%d/%s%s%s", (int)getuid(), kind == DF_XDG_DATA ? "data" : "cache", sep,
                  tail);
+}
+
+int df_has_ext(const char *name, const char *ext)
+{
+    size_t n = strlen(name), e = strlen(ext);
+    return n > e && strcasecmp(name + n - e, ext) == 0;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void df_sort_names(char **names, size_t n)
+{
+    if (n > 1)
+        qsort(names, n, sizeof *names, by_name);
 }

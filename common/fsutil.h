@@ -10,6 +10,12 @@
  *  names the path and the reason. */
 int df_mkdirs(const char *path, df_error_t *err);
 
+/*  Whether name ends in ext (".png"), ignoring case. */
+int df_has_ext(const char *name, const char *ext);
+
+/*  Sorts n strings by strcmp (a folder's files in name order). */
+void df_sort_names(char **names, size_t n);
+
 typedef enum { DF_XDG_DATA, DF_XDG_CACHE } df_xdg_kind;
 
 /*  The per-user directory for dreamfleet's data or cache, with sub appended

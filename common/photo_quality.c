@@ -7,21 +7,44 @@
 
 #include "image_resize.h"
 
-/*  Luminance (Rec. 601 weights, as JPEG's) of img resized so its long side
- *  is `side` (or both sides `side` when square), as doubles. */
+/*  The analysis size of img: its long side DF_QUALITY_SIDE, never enlarged
+ *  (enlarging blurs), at least 3 pixels a side (the Laplacian's window). */
+static void analysis_size(const df_image *img, uint32_t *w, uint32_t *h)
+{
+    const uint32_t longer = img->width > img->height ? img->width : img->height;
+    const uint32_t side = longer < DF_QUALITY_SIDE ? longer : DF_QUALITY_SIDE;
+    *w = (uint32_t)((uint64_t)img->width * side / longer);
+    *h = (uint32_t)((uint64_t)img->height * side / longer);
+    *w = *w < 3 ? 3 : *w, *h = *h < 3 ? 3 : *h;
+}
+
+int df_photo_analysis_copy(const df_image *img, df_image *out, df_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!img->width || !img->height)
+        return df_error_set(err, DF_E_INVALID, "quality: an empty image");
+    uint32_t w, h;
+    analysis_size(img, &w, &h);
+    return df_image_resize_lanczos(img, w, h, out, err);
+}
+
+/*  Luminance (Rec. 601 weights, as JPEG's) of img at w x h, as doubles;
+ *  img is read as it is when it has that size already. */
 static int luminance(const df_image *img, uint32_t w, uint32_t h, double **out, df_error_t *err)
 {
-    df_image small;
-    int rc = df_image_resize_lanczos(img, w, h, &small, err);
+    df_image small = {0};
+    const int same = img->width == w && img->height == h;
+    int rc = same ? DF_OK : df_image_resize_lanczos(img, w, h, &small, err);
     if (rc != DF_OK)
         return rc;
+    const uint8_t *rgb = same ? img->rgb : small.rgb;
     double *y = malloc((size_t)w * h * sizeof *y);
     if (!y) {
         df_image_free(&small);
         return df_error_set(err, DF_E_NOMEM, "quality: out of memory");
     }
     for (size_t k = 0; k < (size_t)w * h; k++) {
-        const uint8_t *p = small.rgb + 3 * k;
+        const uint8_t *p = rgb + 3 * k;
         y[k] = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
     }
     df_image_free(&small);
@@ -36,12 +59,8 @@ int df_photo_score(const df_image *img, df_photo_scores *s, df_error_t *err)
     memset(s, 0, sizeof *s);
     if (!img->width || !img->height)
         return df_error_set(err, DF_E_INVALID, "quality: an empty image");
-    /* Shrunk to the analysis size, never enlarged (enlarging blurs). */
-    const uint32_t longer = img->width > img->height ? img->width : img->height;
-    const uint32_t side = longer < DF_QUALITY_SIDE ? longer : DF_QUALITY_SIDE;
-    uint32_t w = (uint32_t)((uint64_t)img->width * side / longer);
-    uint32_t h = (uint32_t)((uint64_t)img->height * side / longer);
-    w = w < 3 ? 3 : w, h = h < 3 ? 3 : h;
+    uint32_t w, h;
+    analysis_size(img, &w, &h);
     double *y = NULL;
     int rc = luminance(img, w, h, &y, err);
     if (rc != DF_OK)

@@ -34,6 +34,11 @@ typedef struct {
 /*  Scores img. */
 int df_photo_score(const df_image *img, df_photo_scores *out, df_error_t *err);
 
+/*  img shrunk to the analysis size (Lanczos): scoring it gives img's own
+ *  scores, and its hash and thumbnails come without another pass over a
+ *  12 Mpixel photo. */
+int df_photo_analysis_copy(const df_image *img, df_image *out, df_error_t *err);
+
 /*  64-bit perceptual hash of img (the signs of the 8x8 lowest frequencies of
  *  the DCT of its 32x32 luminance, against their median): photos that look
  *  alike hash within a few bits of each other. */

@@ -33,14 +33,6 @@ typedef struct {
     df_image thumb;          /* for the contact sheet (empty when undecodable or past SHEET_MAX) */
 } work;
 
-static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static int has_ext(const char *name, const char *ext)
-{
-    size_t n = strlen(name), e = strlen(ext);
-    return n > e && strcasecmp(name + n - e, ext) == 0;
-}
-
 /*  The folder's candidate files, sorted: everything but sidecar captions,
  *  hidden files and folders (a non-photo is reported, not skipped). */
 static int list_files(const char *dir, char ***out, size_t *n, df_error_t *err)
@@ -52,7 +44,7 @@ static int list_files(const char *dir, char ***out, size_t *n, df_error_t *err)
     size_t count = 0, cap = 0;
     int rc = DF_OK;
     for (struct dirent *e; rc == DF_OK && (e = readdir(d));) {
-        if (e->d_name[0] == '.' || has_ext(e->d_name, ".txt") || has_ext(e->d_name, ".caption"))
+        if (e->d_name[0] == '.' || df_has_ext(e->d_name, ".txt") || df_has_ext(e->d_name, ".caption"))
             continue;
         char path[4200];
         struct stat st;
@@ -76,7 +68,7 @@ static int list_files(const char *dir, char ***out, size_t *n, df_error_t *err)
     }
     closedir(d);
     if (count)
-        qsort(v, count, sizeof *v, by_name);
+        df_sort_names(v, count);
     *out = v, *n = count;
     return rc;
 }
@@ -186,23 +178,29 @@ static int examine(const char *path, const df_prep_opts *o, df_face_detector_t *
     df_bucket bk = o->bucket_step ? df_aspect_bucket(R, o->bucket_step, img.width, img.height) : (df_bucket){R, R};
     it->width = bk.width, it->height = bk.height;
     int rc = DF_OK;
+    /* One shrunk copy serves the scores, the hash and the thumbnail. */
+    df_image small = {0};
+    const int have_small = df_photo_analysis_copy(&img, &small, &why) == DF_OK;
     /* A thumbnail first: rejected photos appear on the sheet too. */
     const double ts = (double)THUMB / (img.width > img.height ? img.width : img.height);
     uint32_t tw = (uint32_t)(img.width * ts + 0.5), th = (uint32_t)(img.height * ts + 0.5);
-    if (thumb && df_image_resize_lanczos(&img, tw ? tw : 1, th ? th : 1, &w->thumb, &why) != DF_OK)
+    if (thumb && df_image_resize_lanczos(have_small ? &small : &img, tw ? tw : 1, th ? th : 1, &w->thumb, &why) !=
+                     DF_OK)
         memset(&w->thumb, 0, sizeof w->thumb);
     const double up = (double)bk.width / img.width > (double)bk.height / img.height ? (double)bk.width / img.width
                                                                                       : (double)bk.height / img.height;
     if (up > max_up) {
         it->reason = dupf("too small: %ux%u would need %.1fx enlargement to %ux%u (at most %.1fx)", img.width,
                           img.height, up, bk.width, bk.height, max_up);
-    } else if (df_photo_score(&img, &it->scores, &why) != DF_OK || df_photo_phash(&img, &it->phash, &why) != DF_OK) {
+    } else if (!have_small || df_photo_score(&small, &it->scores, &why) != DF_OK ||
+               df_photo_phash(&small, &it->phash, &why) != DF_OK) {
         it->reason = dupf("cannot be measured: %s", why.msg);
     } else {
         it->scored = 1;
         if (o->min_quality >= 0 && it->scores.quality < o->min_quality)
             it->reason = quality_reason(&it->scores, o->min_quality);
     }
+    df_image_free(&small);
     if (!it->reason && fd) {
         rc = check_face(o, fd, &img, it, err);
         if (rc != DF_OK) {
@@ -270,7 +268,7 @@ static int clear_images(const char *dir, df_error_t *err)
         return df_error_set(err, DF_E_IO, "prep: cannot open %s", dir);
     int rc = DF_OK;
     for (struct dirent *e; rc == DF_OK && (e = readdir(d));) {
-        if (e->d_name[0] == '.' || (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".txt")))
+        if (e->d_name[0] == '.' || (!df_has_ext(e->d_name, ".png") && !df_has_ext(e->d_name, ".txt")))
             continue;
         char path[4200];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path || unlink(path) != 0)

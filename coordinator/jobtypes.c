@@ -206,6 +206,24 @@ static int generate_task_params(const df_job *job, uint32_t i, uint8_t **params,
     return rc;
 }
 
+/*  key gets the SHA-256 of prefix followed by m packed (protobuf-c packs a
+ *  message the same way every time): a result-cache key. 0 when out of
+ *  memory. */
+static int message_key(const char *prefix, const ProtobufCMessage *m, char key[65])
+{
+    const size_t pl = strlen(prefix), len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(pl + len + 1);
+    if (!buf)
+        return 0;
+    memcpy(buf, prefix, pl);
+    protobuf_c_message_pack(m, buf + pl);
+    uint8_t d[DF_SHA256_BYTES];
+    df_sha256(buf, pl + len, d);
+    df_sha256_hex(d, key);
+    free(buf);
+    return 1;
+}
+
 /*  A generation's output depends on its model and LoRAs (by identity),
  *  prompts, every parameter, seeds and initial noise: all in the task's
  *  parameters, which protobuf-c packs the same way every time. */
@@ -220,18 +238,9 @@ static int generate_cache_key(const df_job *job, uint32_t i, char key[65], int *
         ok = p->loras[k]->identity && p->loras[k]->identity[0];
     *lookup = !p->no_cache;
     p->no_cache = 0;
-    size_t len = dreamfleet__generate_params__get_packed_size(p);
-    uint8_t *buf = ok ? malloc(len + 16) : NULL;
-    if (buf) {
-        memcpy(buf, "generate 1\n", 11);
-        dreamfleet__generate_params__pack(p, buf + 11);
-        uint8_t d[DF_SHA256_BYTES];
-        df_sha256(buf, len + 11, d);
-        df_sha256_hex(d, key);
-    }
-    free(buf);
+    ok = ok && message_key("generate 1\n", &p->base, key);
     dreamfleet__generate_params__free_unpacked(p, NULL);
-    return buf != NULL;
+    return ok;
 }
 
 static int generate_finish(df_job *job, df_error_t *err)
@@ -317,19 +326,10 @@ static int encode_cache_key(const df_job *job, uint32_t i, char key[65], int *lo
     p->no_cache = 0, p->first = 0;
     size_t nimages = p->n_images;
     p->n_images = 0; /* named by identity, not path */
-    size_t len = dreamfleet__encode_params__get_packed_size(p);
-    uint8_t *buf = ok ? malloc(len + 16) : NULL;
-    if (buf) {
-        memcpy(buf, "encode 1\n", 9);
-        dreamfleet__encode_params__pack(p, buf + 9);
-        uint8_t d[DF_SHA256_BYTES];
-        df_sha256(buf, len + 9, d);
-        df_sha256_hex(d, key);
-    }
-    free(buf);
+    ok = ok && message_key("encode 1\n", &p->base, key);
     p->n_images = nimages;
     dreamfleet__encode_params__free_unpacked(p, NULL);
-    return buf != NULL;
+    return ok;
 }
 
 /*  The job's result: every task's caches in the photos' order. */

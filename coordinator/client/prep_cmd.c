@@ -33,19 +33,6 @@ static const char k_usage[] =
     "         [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]\n"
     "         [--max-upscale X] [--dup-bits N]\n";
 
-/*  A number from a flag's value within [lo, hi], or -1 after saying why. */
-static int parse_real(const char *flag, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi)) {
-        df_cli_error("%s wants a number from %g to %g, not '%s'", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int df_cmd_prep(int argc, char **argv, int json)
 {
     enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE };
@@ -72,22 +59,22 @@ int df_cmd_prep(int argc, char **argv, int json)
         case O_TOKEN: po.token = optarg; break;
         case O_CLASS: po.class_word = optarg; break;
         case O_RES:
-            if (parse_real("--resolution", optarg, 256, 4096, &v) || (uint32_t)v % 32 || v != (uint32_t)v) {
+            if (df_cli_parse_num("--resolution", optarg, 256, 4096, &v) || (uint32_t)v % 32 || v != (uint32_t)v) {
                 df_cli_error("--resolution wants a multiple of 32 from 256 to 4096");
                 return DF_EXIT_USAGE;
             }
             po.resolution = (uint32_t)v;
             break;
         case O_QUALITY:
-            if (parse_real("--min-quality", optarg, 0, 1, &po.min_quality))
+            if (df_cli_parse_num("--min-quality", optarg, 0, 1, &po.min_quality))
                 return DF_EXIT_USAGE;
             break;
         case O_UPSCALE:
-            if (parse_real("--max-upscale", optarg, 1, 8, &po.max_upscale))
+            if (df_cli_parse_num("--max-upscale", optarg, 1, 8, &po.max_upscale))
                 return DF_EXIT_USAGE;
             break;
         case O_DUP:
-            if (parse_real("--dup-bits", optarg, 0, 32, &v))
+            if (df_cli_parse_num("--dup-bits", optarg, 0, 32, &v))
                 return DF_EXIT_USAGE;
             po.dup_bits = v == 0 ? -1 : (int)v; /* 0: keep near-duplicates */
             break;
@@ -111,7 +98,7 @@ int df_cmd_prep(int argc, char **argv, int json)
             }
             break;
         case O_FACE:
-            if (parse_real("--min-face-clarity", optarg, 0.01, 1, &po.min_face_clarity))
+            if (df_cli_parse_num("--min-face-clarity", optarg, 0.01, 1, &po.min_face_clarity))
                 return DF_EXIT_USAGE;
             break;
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;

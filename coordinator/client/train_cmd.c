@@ -150,14 +150,6 @@ static const char k_usage[] =
     "         [--checkpoint-every N] [--validation-prompt TEXT]... [--validate-every N] [--validation-steps N]\n"
     "         [--validation-size WxH]";
 
-static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static int has_ext(const char *name, const char *ext)
-{
-    size_t n = strlen(name), e = strlen(ext);
-    return n > e && strcasecmp(name + n - e, ext) == 0;
-}
-
 static int write_file(const char *path, const uint8_t *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -242,8 +234,8 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
     size_t n = 0, cap = 0;
     int rc = DF_EXIT_OK;
     for (struct dirent *e; rc == DF_EXIT_OK && (e = readdir(d));) {
-        if (!has_ext(e->d_name, ".png") && !has_ext(e->d_name, ".jpg") && !has_ext(e->d_name, ".jpeg") &&
-            !has_ext(e->d_name, ".webp"))
+        if (!df_has_ext(e->d_name, ".png") && !df_has_ext(e->d_name, ".jpg") && !df_has_ext(e->d_name, ".jpeg") &&
+            !df_has_ext(e->d_name, ".webp"))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -267,7 +259,7 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
         rc = DF_EXIT_USAGE;
     }
     if (rc == DF_EXIT_OK) {
-        qsort(images, n, sizeof *images, by_name);
+        df_sort_names(images, n);
         captions = calloc(n, sizeof *captions);
         for (size_t i = 0; captions && i < n; i++)
             if (!(captions[i] = df_caption_sidecar(images[i])))
