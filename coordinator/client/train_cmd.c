@@ -35,7 +35,7 @@
  *  each step, exactly as one worker with the whole batch; more: the change
  *  of the LoRA over K local steps), encoded as --delta says.
  *
- *  DIR's PNG, JPEG and WebP photos, in name order, each with its caption from a
+ *  DIR's PNG, JPEG, WebP and HEIC photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
  *  TOK WORD". A set `dreamfleet prep` made trains as it is (its images/
  *  and their captions); --prep runs prep on DIR first, into OUT/dataset,
@@ -201,7 +201,7 @@ static void free_list(char **list, size_t n)
     free(list);
 }
 
-/*  DIR's PNG, JPEG and WebP photos in name order (absolute paths), each with its
+/*  DIR's PNG, JPEG, WebP and HEIC photos in name order (absolute paths), each with its
  *  sidecar caption or else fallback. flag names the option in errors (NULL:
  *  quiet). DF_EXIT_USAGE when DIR cannot be read or holds no photos. */
 static int list_photos(const char *flag, const char *dir, const char *fallback, char abs[PATH_MAX], char ***images_out,
@@ -235,7 +235,7 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
     int rc = DF_EXIT_OK;
     for (struct dirent *e; rc == DF_EXIT_OK && (e = readdir(d));) {
         if (!df_has_ext(e->d_name, ".png") && !df_has_ext(e->d_name, ".jpg") && !df_has_ext(e->d_name, ".jpeg") &&
-            !df_has_ext(e->d_name, ".webp"))
+            !df_has_ext(e->d_name, ".webp") && !df_has_ext(e->d_name, ".heic") && !df_has_ext(e->d_name, ".heif"))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -255,7 +255,7 @@ static int list_photos(const char *flag, const char *dir, const char *fallback, 
     closedir(d);
     if (rc == DF_EXIT_OK && n == 0) {
         if (flag)
-            df_cli_error("%s %s: no PNG, JPEG or WebP photos in it", flag, dir);
+            df_cli_error("%s %s: no PNG, JPEG, WebP or HEIC photos in it", flag, dir);
         rc = DF_EXIT_USAGE;
     }
     if (rc == DF_EXIT_OK) {

@@ -795,9 +795,9 @@ static void test_train(void)
     snprintf(empty, sizeof empty, "%s/no-photos", g_dir);
     mkdir(empty, 0755);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", empty, "--model", model, "-o", out, NULL), 2);
-    CHECK(strstr(g_err, "no PNG, JPEG or WebP photos") != NULL);
+    CHECK(strstr(g_err, "no PNG, JPEG, WebP or HEIC photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--class-data", empty, "-o", out, NULL), 2);
-    CHECK(strstr(g_err, "--class-data") != NULL && strstr(g_err, "no PNG, JPEG or WebP photos") != NULL);
+    CHECK(strstr(g_err, "--class-data") != NULL && strstr(g_err, "no PNG, JPEG, WebP or HEIC photos") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--lr", "3", "-o", out, NULL), 2);
     CHECK(strstr(g_err, "--lr wants") != NULL);
     CHECK_EQ(client(g_keys, 30000, "train", "--data", data, "--model", model, "--delta", "int4", "-o", out, NULL), 2);
@@ -1062,6 +1062,15 @@ static void test_train_encode_job(void)
     CHECK(client(g_keys, 600000, "train", "--data", bad, "--model", model, "--resolution", "64", "--steps", "1",
                  "--rank", "4", "-o", out, NULL) != 0);
     CHECK(strstr(g_out, "photo0.png") != NULL || strstr(g_err, "photo0.png") != NULL);
+    /* A HEIC is taken as a photo (and this one refused as not one, by name). */
+    snprintf(path, sizeof path, "%s/photo0.png", bad);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/phone.heic", bad);
+    if ((f = fopen(path, "wb")))
+        fputs("....ftypheic but nothing else", f), fclose(f);
+    CHECK(client(g_keys, 600000, "train", "--data", bad, "--model", model, "--resolution", "64", "--steps", "1",
+                 "--rank", "4", "-o", out, NULL) != 0);
+    CHECK(strstr(g_out, "phone.heic") != NULL || strstr(g_err, "phone.heic") != NULL);
 }
 
 /*  train --prep: raw photos go through prep first (a broken file is

@@ -27,7 +27,7 @@
 #include "train_noise.h"
 
 typedef struct {
-    const char *const *images;   /* photo paths (PNG, JPEG or WebP) */
+    const char *const *images;   /* photo paths (PNG, JPEG, WebP or HEIC) */
     const char *const *captions; /* one per photo */
     uint32_t count;
     /* Sample caches (train_sample.h), one per photo and one per class image,
