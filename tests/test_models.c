@@ -2536,6 +2536,18 @@ static void test_train_lora_caches(void)
         CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, &s2, &err), &err);
         CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], big, &err), &err);
         df_train_sample_free(&s2);
+        /* A value that is not finite is refused when the cache is read. */
+        char nan_path[300];
+        snprintf(nan_path, sizeof nan_path, "%s/sample-nan.safetensors", g_dir);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o, &s2, &err), &err);
+        if (s2.latents)
+            s2.latents[3] = NAN;
+        CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], nan_path, &err), &err);
+        df_train_sample_free(&s2);
+        df_train_sample_meta meta;
+        CHECK_FAILS(df_train_sample_load(nan_path, &s2, &meta, &err), &err, DF_E_FORMAT,
+                    "tensor 'latents' holds a value that is not finite");
+        unlink(nan_path);
     }
     df_train_sample_encoder_destroy(&enc);
     const char *bad_cache[3] = {narrow, caches[1], caches[2]};
