@@ -7,10 +7,14 @@
 #                             DF_TOKENIZER=DIR (vocab.json + merges.txt)
 #
 # The main job today, through the embedded coordinator and worker (the path
-# a cluster uses): the engine's self-test on the Vulkan device; photos of a
-# subject (until issue 8 bundles real ones, the model draws them itself);
+# a cluster uses): the engine's self-test on the Vulkan device; `prep` over
+# the bundled real photos (tests/data/photos: a portrait is accepted, a cat
+# refused for having no face; its report and contact sheet land in OUT);
+# photos of one subject, which the model draws itself (the bundled photos
+# are of two subjects, and the random model could not learn a real one);
 # a DreamBooth LoRA trained on them (aspect buckets, validation images every
-# 10 steps); images from a prompt with and without that LoRA. Data preparation joins as it lands (see README).
+# 10 steps); images from a prompt with that LoRA. With your own photos,
+# `dreamfleet train --prep --data DIR ...` prepares and trains in one go.
 set -eu
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -34,6 +38,7 @@ else
     tok=""
 fi
 res="${size%%x*}"
+"$cli" prep tests/data/photos -o "$out/prepared" --class woman --resolution 512
 # shellcheck disable=SC2086
 "$cli" generate --prompt "a photo of a person, portrait, studio lighting" --model "$model" $tok \
     --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 4 --seed 1 -o "$out/photos"
@@ -45,4 +50,4 @@ res="${size%%x*}"
 "$cli" generate --prompt "a photo of TOK person, portrait, studio lighting" --model "$model" $tok \
     --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 2 --seed 1 --lora "$out/lora/lora.safetensors" \
     -o "$out/images"
-echo "demo: photos in $out/photos, the LoRA in $out/lora (validation.png, loss.png), images in $out/images"
+echo "demo: prep's report in $out/prepared/report.txt, photos in $out/photos, the LoRA in $out/lora (validation.png, loss.png), images in $out/images"
