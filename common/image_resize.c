@@ -44,19 +44,26 @@ int df_image_resize_lanczos(const df_image *src, uint32_t w, uint32_t h, df_imag
     return resample(src->rgb, src->width * 3, src->width, src->height, w, h, out, err);
 }
 
+void df_image_cover_crop(uint32_t src_w, uint32_t src_h, uint32_t w, uint32_t h, uint32_t crop[4])
+{
+    /* Full width when the photo is taller than w:h, else full height. */
+    uint32_t cw = src_w, ch = src_h;
+    if ((uint64_t)src_w * h > (uint64_t)src_h * w)
+        cw = (uint32_t)(((uint64_t)src_h * w + h / 2) / h);
+    else
+        ch = (uint32_t)(((uint64_t)src_w * h + w / 2) / w);
+    cw = cw ? cw : 1, ch = ch ? ch : 1;
+    crop[0] = (src_w - cw) / 2, crop[1] = (src_h - ch) / 2, crop[2] = cw, crop[3] = ch;
+}
+
 int df_image_cover_lanczos(const df_image *src, uint32_t w, uint32_t h, df_image *out, uint32_t *crop_x,
                            uint32_t *crop_y, df_error_t *err)
 {
     if (!w || !h || !src->width || !src->height)
         return df_error_set(err, DF_E_INVALID, "resize: %ux%u to %ux%u: sizes from 1", src->width, src->height, w, h);
-    /* The crop: full width when the photo is taller than w:h, else full height. */
-    uint32_t cw = src->width, ch = src->height;
-    if ((uint64_t)src->width * h > (uint64_t)src->height * w)
-        cw = (uint32_t)(((uint64_t)src->height * w + h / 2) / h);
-    else
-        ch = (uint32_t)(((uint64_t)src->width * h + w / 2) / w);
-    cw = cw ? cw : 1, ch = ch ? ch : 1;
-    const uint32_t x = (src->width - cw) / 2, y = (src->height - ch) / 2;
+    uint32_t c[4];
+    df_image_cover_crop(src->width, src->height, w, h, c);
+    const uint32_t x = c[0], y = c[1], cw = c[2], ch = c[3];
     if (crop_x)
         *crop_x = x;
     if (crop_y)

@@ -13,6 +13,10 @@
 /*  src resampled to w x h (any aspect; no cropping) into out. */
 int df_image_resize_lanczos(const df_image *src, uint32_t w, uint32_t h, df_image *out, df_error_t *err);
 
+/*  The largest centred crop of a src_w x src_h image with aspect w:h, as
+ *  crop = {x, y, width, height} (src's pixels, each side at least 1). */
+void df_image_cover_crop(uint32_t src_w, uint32_t src_h, uint32_t w, uint32_t h, uint32_t crop[4]);
+
 /*  The largest centred crop of src with aspect w:h, resampled to w x h with
  *  Lanczos into out; *crop_x and *crop_y (may be NULL) get the crop's
  *  top-left corner in src's pixels. */

@@ -1,4 +1,5 @@
-/*  prep.c - see prep.h. */
+/*  prep.c - see prep.h: one photo's steps, and the whole of a folder on
+ *  one machine (the set's choice and the files are in prep_set.c). */
 #include "prep.h"
 
 #include <dirent.h>
@@ -7,35 +8,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <jansson.h>
 
 #include "aspect_buckets.h"
 #include "caption.h"
 #include "fsutil.h"
-#include "image_grid.h"
 #include "image_resize.h"
 #include "png_write.h"
-#include "unicode.h"
 
 #define THUMB 192 /* contact sheet cells */
-#define SHEET_COLS 6
-
 #define SHEET_MAX 300 /* photos on the contact sheet, the first in name order */
-
-/*  What a photo became in the first pass, beside its report item: only a
- *  thumbnail, so a large folder needs no more memory than a small one (the
- *  accepted photos are decoded again to be written). */
-typedef struct {
-    df_image thumb;          /* for the contact sheet (empty when undecodable or past SHEET_MAX) */
-} work;
 
 /*  The folder's candidate files, sorted: everything but sidecar captions,
  *  hidden files and folders (a non-photo is reported, not skipped). */
-static int list_files(const char *dir, char ***out, size_t *n, df_error_t *err)
+int df_prep_list(const char *dir, char ***out, size_t *n, df_error_t *err)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -103,17 +90,6 @@ static char *quality_reason(const df_photo_scores *s, double min_quality)
     return strdup(buf);
 }
 
-/*  A frame of colour (r, g, b) three pixels wide around img, for the sheet. */
-static void frame(df_image *img, uint8_t r, uint8_t g, uint8_t b)
-{
-    for (uint32_t y = 0; y < img->height; y++)
-        for (uint32_t x = 0; x < img->width; x++)
-            if (x < 3 || y < 3 || x + 3 >= img->width || y + 3 >= img->height) {
-                uint8_t *p = img->rgb + 3 * ((size_t)y * img->width + x);
-                p[0] = r, p[1] = g, p[2] = b;
-            }
-}
-
 /*  it rejected for reason (malloc'd; NULL: out of memory). */
 static int reject(df_prep_item *it, char *reason, df_error_t *err)
 {
@@ -121,10 +97,10 @@ static int reject(df_prep_item *it, char *reason, df_error_t *err)
     return reason ? DF_OK : df_error_set(err, DF_E_NOMEM, "prep: out of memory");
 }
 
-/*  One face, large and clear enough; with a framing, its window must not
- *  need more enlargement than the photo would. */
+/*  One face, large and clear enough; with a framing, its window (into
+ *  *win) must not need more enlargement than the photo would. */
 static int check_face(const df_prep_opts *o, df_face_detector_t *fd, const df_image *img, df_prep_item *it,
-                      df_error_t *err)
+                      df_image *win, df_error_t *err)
 {
     df_error_t why;
     df_error_clear(&why);
@@ -147,33 +123,44 @@ static int check_face(const df_prep_opts *o, df_face_detector_t *fd, const df_im
                                min_clarity, it->face.eyes < 2 ? "; its eyes were not found" : ""), err);
     if (!o->framing)
         return DF_OK;
-    df_image win;
-    if (df_face_align(img, &it->face, o->framing, it->width, it->height, &win, &why) != DF_OK)
+    if (df_face_align(img, &it->face, o->framing, it->width, it->height, win, &why) != DF_OK)
         return reject(it, dupf("cannot be framed: %s", why.msg), err);
-    const double up = fmax((double)it->width / win.width, (double)it->height / win.height);
+    const double up = fmax((double)it->width / win->width, (double)it->height / win->height);
     const double max_up = o->max_upscale > 0 ? o->max_upscale : 1.5;
-    int rc = DF_OK;
     if (up > max_up)
-        rc = reject(it, dupf("too small framed around the face: a %ux%u window would need %.1fx enlargement to "
-                             "%ux%u (at most %.1fx)", win.width, win.height, up, it->width, it->height, max_up), err);
-    df_image_free(&win);
-    return rc;
+        return reject(it, dupf("too small framed around the face: a %ux%u window would need %.1fx enlargement to "
+                               "%ux%u (at most %.1fx)", win->width, win->height, up, it->width, it->height, max_up),
+                      err);
+    return DF_OK;
 }
 
-/*  Pass 1 for one file: decode, bucket, size check, scores, hash, caption
- *  and a thumbnail. A reason rejects it; only a lack of memory is an error. */
-static int examine(const char *path, const df_prep_opts *o, df_face_detector_t *fd, df_prep_item *it, work *w,
-                   int thumb, df_error_t *err)
+int df_prep_check_opts(const df_prep_opts *o, df_error_t *err)
+{
+    const uint32_t R = o->resolution ? o->resolution : 1024;
+    if (R < 64 || R > 4096 || (o->bucket_step && R % o->bucket_step))
+        return df_error_set(err, DF_E_INVALID, "prep: resolution %u: from 64 to 4096, a multiple of %u", R,
+                            o->bucket_step ? o->bucket_step : 1);
+    if (o->framing && !o->person)
+        return df_error_set(err, DF_E_INVALID, "prep: framing around a face goes with a person");
+    if (o->framing != 0 && o->framing != DF_FRAME_HEAD && o->framing != DF_FRAME_BODY)
+        return df_error_set(err, DF_E_INVALID, "prep: framing %d: 0 (none), 1 (head) or 2 (body)", (int)o->framing);
+    if (!(o->max_upscale >= 0 && o->max_upscale <= 16) || !(o->min_quality <= 1) ||
+        !(o->min_face_clarity >= 0 && o->min_face_clarity <= 1) || !(o->min_face_size >= 0 && o->min_face_size < 1))
+        return df_error_set(err, DF_E_INVALID, "prep: a threshold out of range (max upscale 0-16, quality at most 1, "
+                            "face clarity 0-1, face size 0-1)");
+    return DF_OK;
+}
+
+int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, df_face_detector_t *fd,
+                  df_prep_item *it, df_image *thumb, df_image *train, df_error_t *err)
 {
     df_error_t why;
     df_error_clear(&why);
-    df_image img = {0};
+    df_image img = {0}, win = {0};
     const uint32_t R = o->resolution ? o->resolution : 1024;
     const double max_up = o->max_upscale > 0 ? o->max_upscale : 1.5;
-    if (df_image_load(path, &img, &why) != DF_OK) {
-        it->reason = strdup(why.msg);
-        return it->reason ? DF_OK : df_error_set(err, DF_E_NOMEM, "prep: out of memory");
-    }
+    if (df_image_load(path, &img, &why) != DF_OK)
+        return reject(it, strdup(why.msg), err);
     it->orig_w = img.width, it->orig_h = img.height;
     df_bucket bk = o->bucket_step ? df_aspect_bucket(R, o->bucket_step, img.width, img.height) : (df_bucket){R, R};
     it->width = bk.width, it->height = bk.height;
@@ -184,11 +171,9 @@ static int examine(const char *path, const df_prep_opts *o, df_face_detector_t *
     /* A thumbnail first: rejected photos appear on the sheet too. */
     const double ts = (double)THUMB / (img.width > img.height ? img.width : img.height);
     uint32_t tw = (uint32_t)(img.width * ts + 0.5), th = (uint32_t)(img.height * ts + 0.5);
-    if (thumb && df_image_resize_lanczos(have_small ? &small : &img, tw ? tw : 1, th ? th : 1, &w->thumb, &why) !=
-                     DF_OK)
-        memset(&w->thumb, 0, sizeof w->thumb);
-    const double up = (double)bk.width / img.width > (double)bk.height / img.height ? (double)bk.width / img.width
-                                                                                      : (double)bk.height / img.height;
+    if (thumb && df_image_resize_lanczos(have_small ? &small : &img, tw ? tw : 1, th ? th : 1, thumb, &why) != DF_OK)
+        memset(thumb, 0, sizeof *thumb);
+    const double up = fmax((double)bk.width / img.width, (double)bk.height / img.height);
     if (up > max_up) {
         it->reason = dupf("too small: %ux%u would need %.1fx enlargement to %ux%u (at most %.1fx)", img.width,
                           img.height, up, bk.width, bk.height, max_up);
@@ -201,61 +186,30 @@ static int examine(const char *path, const df_prep_opts *o, df_face_detector_t *
             it->reason = quality_reason(&it->scores, o->min_quality);
     }
     df_image_free(&small);
-    if (!it->reason && fd) {
-        rc = check_face(o, fd, &img, it, err);
-        if (rc != DF_OK) {
-            df_image_free(&img);
-            return rc;
-        }
-    }
-    df_image_free(&img);
+    if (!it->reason && fd)
+        rc = check_face(o, fd, &img, it, &win, err);
     /* The caption: the sidecar's, or the template. */
-    df_caption_opts co = {o->token, o->class_word};
-    char *side = df_caption_sidecar(path);
-    rc = df_caption_place(side, &co, &it->caption, err);
-    it->caption_from = side ? "sidecar" : "template";
-    free(side);
-    return rc;
-}
-
-/*  Near-duplicates: the photos still in, best scored first (name order on
- *  ties), each kept unless it is within `bits` of one already kept, so a
- *  photo is only ever dropped for one that stays. */
-static int thin_duplicates(df_prep_report *rep, int bits)
-{
-    size_t *order = malloc((rep->count + 1) * sizeof *order), *kept = malloc((rep->count + 1) * sizeof *kept);
-    size_t n = 0, nk = 0;
-    if (!order || !kept) {
-        free(order), free(kept);
-        return DF_E_NOMEM;
+    if (rc == DF_OK) {
+        df_caption_opts co = {o->token, o->class_word};
+        rc = df_caption_place(sidecar && *sidecar ? sidecar : NULL, &co, &it->caption, err);
+        it->caption_from = sidecar && *sidecar ? "sidecar" : "template";
     }
-    for (size_t i = 0; i < rep->count; i++)
-        if (!rep->items[i].reason && rep->items[i].scored)
-            order[n++] = i;
-    for (size_t i = 1; i < n; i++) /* insertion sort, stable: quality descending */
-        for (size_t j = i; j > 0 && rep->items[order[j]].scores.quality > rep->items[order[j - 1]].scores.quality;
-             j--) {
-            size_t t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
+    /* The training image: with a framing, the window turned and framed
+     * around the face; else the bucket's aspect cut around the centre. */
+    if (rc == DF_OK && !it->reason) {
+        const df_image *from = win.rgb ? &win : &img;
+        it->window_w = from->width, it->window_h = from->height;
+        if (!win.rgb) {
+            uint32_t c[4];
+            df_image_cover_crop(img.width, img.height, bk.width, bk.height, c);
+            it->window_w = c[2], it->window_h = c[3];
         }
-    int rc = DF_OK;
-    for (size_t i = 0; rc == DF_OK && i < n; i++) {
-        df_prep_item *a = &rep->items[order[i]];
-        for (size_t k = 0; k < nk; k++) {
-            const df_prep_item *b = &rep->items[kept[k]];
-            const int d = df_phash_distance(a->phash, b->phash);
-            if (d > bits)
-                continue;
-            const char *name = strrchr(b->source, '/');
-            a->reason = dupf("near-duplicate of %s (%d of 64 hash bits apart; that one scored %.2f, this %.2f)",
-                             name ? name + 1 : b->source, d, b->scores.quality, a->scores.quality);
-            rc = a->reason ? DF_OK : DF_E_NOMEM;
-            break;
-        }
-        if (!a->reason)
-            kept[nk++] = order[i];
+        if (train)
+            rc = df_image_cover_lanczos(from, it->width, it->height, train, win.rgb ? NULL : &it->crop_x,
+                                        win.rgb ? NULL : &it->crop_y, err);
     }
-    free(order), free(kept);
+    df_image_free(&win);
+    df_image_free(&img);
     return rc;
 }
 
@@ -268,7 +222,8 @@ static int clear_images(const char *dir, df_error_t *err)
         return df_error_set(err, DF_E_IO, "prep: cannot open %s", dir);
     int rc = DF_OK;
     for (struct dirent *e; rc == DF_OK && (e = readdir(d));) {
-        if (e->d_name[0] == '.' || (!df_has_ext(e->d_name, ".png") && !df_has_ext(e->d_name, ".txt")))
+        const int pending = strncmp(e->d_name, ".pending-", 9) == 0;
+        if ((e->d_name[0] == '.' && !pending) || (!df_has_ext(e->d_name, ".png") && !df_has_ext(e->d_name, ".txt")))
             continue;
         char path[4200];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path || unlink(path) != 0)
@@ -278,126 +233,21 @@ static int clear_images(const char *dir, df_error_t *err)
     return rc;
 }
 
-static int write_metadata(const char *out_dir, const df_prep_report *rep, df_error_t *err)
+/*  The pending name of item i's training image, before the set's choice
+ *  names it (a dot file, which clear_images also removes). */
+static void pending_path(const char *out_dir, size_t i, char *path, size_t cap)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/metadata.jsonl", out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return df_error_set(err, DF_E_IO, "prep: cannot write %s", path);
-    for (size_t i = 0; i < rep->count; i++) {
-        const df_prep_item *it = &rep->items[i];
-        if (it->reason)
-            continue;
-        char hash[17];
-        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)it->phash);
-        /* File names need not be UTF-8; JSON must be. */
-        char *file = df_utf8_sanitize(it->file), *caption = df_utf8_sanitize(it->caption);
-        char *source = df_utf8_sanitize(it->source);
-        json_t *j = !file || !caption || !source
-                        ? NULL
-                        : json_pack("{s:s, s:s, s:s, s:s, s:[i,i], s:[i,i], s:[i,i], s:{s:f, s:f, s:f, s:f}, s:s}",
-                              "file_name", file, "caption", caption, "caption_from", it->caption_from,
-                              "source", source, "size", (int)it->width, (int)it->height, "original",
-                              (int)it->orig_w, (int)it->orig_h, "crop", (int)it->crop_x, (int)it->crop_y, "scores",
-                              "quality", it->scores.quality, "sharpness", it->scores.sharpness, "exposure",
-                              it->scores.exposure, "contrast", it->scores.contrast, "phash", hash);
-        if (j && it->faces == 1) {
-            const df_face *fc = &it->face;
-            json_t *face = json_pack("{s:[f,f,f,f], s:i, s:f, s:f}", "box", (double)fc->x, (double)fc->y,
-                                     (double)fc->w, (double)fc->h, "eyes", fc->eyes, "roll_deg", (double)fc->roll_deg,
-                                     "clarity", (double)fc->clarity);
-            if (!face || json_object_set_new(j, "face", face) != 0)
-                json_decref(j), j = NULL;
-        }
-        free(file), free(caption), free(source);
-        char *line = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-        if (line)
-            fprintf(f, "%s\n", line);
-        free(line);
-        json_decref(j);
-        if (!line) {
-            fclose(f);
-            return df_error_set(err, DF_E_NOMEM, "prep: out of memory");
-        }
-    }
-    return fclose(f) == 0 ? DF_OK : df_error_set(err, DF_E_IO, "prep: cannot write %s", path);
-}
-
-static int write_report(const char *out_dir, const df_prep_report *rep, df_error_t *err)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.txt", out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return df_error_set(err, DF_E_IO, "prep: cannot write %s", path);
-    fprintf(f, "%zu of %zu photos accepted\n", rep->accepted, rep->count);
-    if (rep->warning[0])
-        fprintf(f, "warning: %s\n", rep->warning);
-    for (size_t i = 0; i < rep->count; i++) {
-        const df_prep_item *it = &rep->items[i];
-        const char *name = strrchr(it->source, '/');
-        name = name ? name + 1 : it->source;
-        if (it->reason)
-            fprintf(f, "rejected %s: %s\n", name, it->reason);
-        else if (it->faces == 1)
-            fprintf(f, "accepted %s -> %s (%ux%u, quality %.2f: sharpness %.2f, exposure %.2f, contrast %.2f; face "
-                    "clarity %.2f, roll %.1f degrees): %s\n", name, it->file, it->width, it->height, it->scores.quality,
-                    it->scores.sharpness, it->scores.exposure, it->scores.contrast, it->face.clarity,
-                    it->face.roll_deg, it->caption);
-        else
-            fprintf(f, "accepted %s -> %s (%ux%u, quality %.2f: sharpness %.2f, exposure %.2f, contrast %.2f): %s\n",
-                    name, it->file, it->width, it->height, it->scores.quality, it->scores.sharpness,
-                    it->scores.exposure, it->scores.contrast, it->caption);
-    }
-    return fclose(f) == 0 ? DF_OK : df_error_set(err, DF_E_IO, "prep: cannot write %s", path);
-}
-
-/*  Accepted photos framed green, then rejected ones framed red. */
-static int write_sheet(const char *out_dir, const df_prep_report *rep, work *w, df_error_t *err)
-{
-    df_image_grid_t *g = df_image_grid_new(SHEET_COLS, THUMB, THUMB, err);
-    if (!g)
-        return err && err->code ? err->code : DF_E_NOMEM;
-    int rc = DF_OK;
-    uint32_t cell = 0;
-    for (int pass = 0; rc == DF_OK && pass < 2; pass++)
-        for (size_t i = 0; rc == DF_OK && i < rep->count; i++) {
-            if ((pass == 0) != !rep->items[i].reason || !w[i].thumb.rgb)
-                continue;
-            frame(&w[i].thumb, pass ? 220 : 40, pass ? 40 : 180, 40);
-            rc = df_image_grid_put(g, cell / SHEET_COLS, cell % SHEET_COLS, w[i].thumb.rgb, w[i].thumb.width,
-                                   w[i].thumb.height, err);
-            cell++;
-        }
-    uint32_t gw, gh;
-    const uint8_t *rgb = rc == DF_OK ? df_image_grid_rgb(g, &gw, &gh) : NULL;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/contact-sheet.png", out_dir);
-    if (rgb)
-        rc = df_png_write(path, rgb, gw, gh, NULL, 0, err);
-    df_image_grid_destroy(&g);
-    return rc;
-}
-
-void df_prep_report_free(df_prep_report *rep)
-{
-    for (size_t i = 0; rep->items && i < rep->count; i++)
-        free(rep->items[i].source), free(rep->items[i].file), free(rep->items[i].reason), free(rep->items[i].caption);
-    free(rep->items);
-    memset(rep, 0, sizeof *rep);
+    snprintf(path, cap, "%s/images/.pending-%06zu.png", out_dir, i);
 }
 
 int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_prep_report *rep, df_error_t *err)
 {
     memset(rep, 0, sizeof *rep);
-    const uint32_t R = o->resolution ? o->resolution : 1024;
-    if (R < 64 || R > 4096 || (o->bucket_step && R % o->bucket_step))
-        return df_error_set(err, DF_E_INVALID, "prep: resolution %u: from 64 to 4096, a multiple of %u", R,
-                            o->bucket_step ? o->bucket_step : 1);
+    int rc = df_prep_check_opts(o, err);
     char **files = NULL;
     size_t n = 0;
-    int rc = list_files(dir, &files, &n, err);
+    if (rc == DF_OK)
+        rc = df_prep_list(dir, &files, &n, err);
     char images[4200];
     snprintf(images, sizeof images, "%s/images", out_dir);
     if (rc == DF_OK)
@@ -407,79 +257,56 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     df_face_detector_t *fd = rc == DF_OK && o->person ? df_face_detector_new(o->cascades, err) : NULL;
     if (rc == DF_OK && o->person && !fd)
         rc = err && err->code ? err->code : DF_E_NOT_FOUND;
-    work *w = rc == DF_OK ? calloc(n + 1, sizeof *w) : NULL;
+    /* Only thumbnails stay in memory: each training image goes to disk as
+     * soon as it is made, under a pending name until the set is chosen. */
+    df_image *thumbs = rc == DF_OK ? calloc(n + 1, sizeof *thumbs) : NULL;
     rep->items = rc == DF_OK ? calloc(n + 1, sizeof *rep->items) : NULL;
-    if (rc == DF_OK && (!w || !rep->items))
+    if (rc == DF_OK && (!thumbs || !rep->items))
         rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
     for (size_t i = 0; rc == DF_OK && i < n; i++) {
-        rep->items[i].source = files[i], files[i] = NULL;
-        rep->count++;
-        rep->items[i].faces = -1;
-        rc = examine(rep->items[i].source, o, fd, &rep->items[i], &w[i], i < SHEET_MAX, err);
-    }
-    if (rc == DF_OK && o->dup_bits >= 0 && thin_duplicates(rep, o->dup_bits ? o->dup_bits : 6) != DF_OK)
-        rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
-    /* The accepted photos at training size, numbered in name order (wide
-     * enough numbers that the files sort in that order too). */
-    int digits = 3;
-    for (size_t c = rep->count; c >= 1000; c /= 10)
-        digits++;
-    for (size_t i = 0; rc == DF_OK && i < rep->count; i++) {
         df_prep_item *it = &rep->items[i];
-        if (it->reason)
-            continue;
-        const char *name = strrchr(it->source, '/');
-        name = name ? name + 1 : it->source;
-        const char *dot = strrchr(name, '.');
-        const int stem = dot ? (int)(dot - name) : (int)strlen(name);
-        it->file = dupf("images/%0*zu-%.*s.png", digits, rep->accepted, stem, name);
-        char path[4200], txt[4200];
-        snprintf(path, sizeof path, "%s/%s", out_dir, it->file ? it->file : "");
-        snprintf(txt, sizeof txt, "%.*s.txt", (int)strlen(path) - 4, path);
-        if (!it->file)
-            rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
-        /* Decoded again: only one full-size photo is in memory at a time. */
-        df_image img = {0}, train = {0};
-        if (rc == DF_OK)
-            rc = df_image_load(it->source, &img, err);
-        if (rc == DF_OK && o->framing && it->faces == 1) { /* eyes levelled, framed around the face */
-            df_image win = {0};
-            rc = df_face_align(&img, &it->face, o->framing, it->width, it->height, &win, err);
-            if (rc == DF_OK)
-                rc = df_image_cover_lanczos(&win, it->width, it->height, &train, NULL, NULL, err);
-            df_image_free(&win);
-        } else if (rc == DF_OK) {
-            rc = df_image_cover_lanczos(&img, it->width, it->height, &train, &it->crop_x, &it->crop_y, err);
-        }
-        if (rc == DF_OK)
+        it->source = files[i], files[i] = NULL;
+        it->faces = -1;
+        rep->count++;
+        char *side = df_caption_sidecar(it->source);
+        df_image train = {0};
+        rc = df_prep_photo(it->source, side, o, fd, it, i < SHEET_MAX ? &thumbs[i] : NULL, &train, err);
+        free(side);
+        char path[4300];
+        pending_path(out_dir, i, path, sizeof path);
+        if (rc == DF_OK && train.rgb)
             rc = df_png_write(path, train.rgb, train.width, train.height, NULL, 0, err);
-        df_image_free(&img), df_image_free(&train);
-        FILE *f = rc == DF_OK ? fopen(txt, "w") : NULL;
-        if (rc == DF_OK && (!f || fprintf(f, "%s\n", it->caption) < 0))
-            rc = df_error_set(err, DF_E_IO, "prep: cannot write %s", txt);
-        if (f && fclose(f) != 0 && rc == DF_OK)
-            rc = df_error_set(err, DF_E_IO, "prep: cannot write %s", txt);
-        rep->accepted++;
+        df_image_free(&train);
     }
-    if (rc == DF_OK && rep->accepted < 5)
-        snprintf(rep->warning, sizeof rep->warning, "only %zu photos accepted: 5 to 15 of the subject train best",
-                 rep->accepted);
-    else if (rc == DF_OK && rep->accepted > 30)
-        snprintf(rep->warning, sizeof rep->warning, "%zu photos accepted: more than 30 mostly lengthen training",
-                 rep->accepted);
+    if (rc == DF_OK && o->dup_bits >= 0 && df_prep_thin_duplicates(rep->items, rep->count, o->dup_bits ? o->dup_bits : 6) != DF_OK)
+        rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
     if (rc == DF_OK)
-        rc = write_metadata(out_dir, rep, err);
+        rc = df_prep_name_files(rep, err);
+    /* The pending images take their names, or go with a near-duplicate. */
+    for (size_t i = 0; rc == DF_OK && i < rep->count; i++) {
+        const df_prep_item *it = &rep->items[i];
+        char from[4300], to[4300];
+        pending_path(out_dir, i, from, sizeof from);
+        if (!it->file) {
+            unlink(from);
+            continue;
+        }
+        snprintf(to, sizeof to, "%s/%s", out_dir, it->file);
+        if (rename(from, to) != 0)
+            rc = df_error_set(err, DF_E_IO, "prep: cannot name %s", to);
+        if (rc == DF_OK)
+            rc = df_prep_write_caption(out_dir, it, err);
+    }
     if (rc == DF_OK)
-        rc = write_report(out_dir, rep, err);
-    if (rc == DF_OK && rep->count)
-        rc = write_sheet(out_dir, rep, w, err);
-    for (size_t i = 0; w && i < n; i++)
-        df_image_free(&w[i].thumb);
-    free(w);
+        df_prep_set_warning(rep->accepted, rep->warning, sizeof rep->warning);
+    if (rc == DF_OK)
+        rc = df_prep_write_outputs(out_dir, rep, thumbs, err);
+    for (size_t i = 0; thumbs && i < n; i++)
+        df_image_free(&thumbs[i]);
+    free(thumbs);
     df_face_detector_destroy(&fd);
     for (size_t i = 0; files && i < n; i++)
         free(files[i]);
     free(files);
     return rc;
 }
-

@@ -28,6 +28,15 @@
  *  warnings), and contact-sheet.png (accepted photos framed green, then
  *  rejected ones framed red, in the report's order).
  *
+ *
+ *  The work is in three parts, so that a cluster can share it: one photo
+ *  at a time (df_prep_photo: all but step 4, which needs the whole set),
+ *  the set's choice (df_prep_thin_duplicates, df_prep_set_warning: plain
+ *  arithmetic on the items, no images), and the files (df_prep_name_files,
+ *  df_prep_write_*). df_prep_dir runs the three on one machine; a `prep`
+ *  job runs the first on the workers, one task per photo, the second in the
+ *  coordinator, and the third in the client.
+ *
  *  Not yet: captioning models, and text on the contact sheet (the report
  *  carries the words).
  */
@@ -64,7 +73,8 @@ typedef struct {
     const char *caption_from; /* "sidecar" or "template" */
     uint32_t orig_w, orig_h;  /* upright, as decoded (0 when it could not be) */
     uint32_t width, height;   /* its bucket */
-    uint32_t crop_x, crop_y;  /* where the bucket's aspect was cut from the photo */
+    uint32_t crop_x, crop_y;  /* where the bucket's aspect was cut from the photo (0, 0 when framed) */
+    uint32_t window_w, window_h; /* the region of the photo resampled (a framing's turned window, or the crop) */
     df_photo_scores scores;
     uint64_t phash;
     int scored;               /* scores and hash were measured */
@@ -83,5 +93,44 @@ typedef struct {
  *  written: bad photos are rejected in the report, not errors. */
 int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_prep_report *rep, df_error_t *err);
 void df_prep_report_free(df_prep_report *rep);
+
+/*  The options checked: DF_E_INVALID naming the fault. */
+int df_prep_check_opts(const df_prep_opts *o, df_error_t *err);
+
+/*  The candidate files of dir, sorted by name (*files malloc'd, each path
+ *  "dir/NAME"): everything but sidecar captions, hidden files and folders
+ *  (a file that is not a photo is a candidate, to be reported). */
+int df_prep_list(const char *dir, char ***files, size_t *count, df_error_t *err);
+
+/*  One photo through every step but the near-duplicates (4): *it (its
+ *  source set by the caller, faces -1) gets the verdict, sizes, scores,
+ *  hash and caption; *thumb (NULL: not wanted) a thumbnail for the contact
+ *  sheet whenever the photo decodes; *train (NULL: not wanted), when the
+ *  photo is accepted, its training image at the bucket's size. sidecar is
+ *  the photo's caption text (NULL: the template); fd the face detector for
+ *  a person. A bad photo is a verdict; only a lack of memory is an error. */
+int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, df_face_detector_t *fd,
+                  df_prep_item *it, df_image *thumb, df_image *train, df_error_t *err);
+
+/*  Step 4 over the set: the items still accepted and scored, best quality
+ *  first (the first on ties), each rejected as a near-duplicate when its
+ *  hash is within bits of one kept before it; a photo is only ever dropped
+ *  for one that stays. DF_E_NOMEM or DF_OK. */
+int df_prep_thin_duplicates(df_prep_item *items, size_t count, int bits);
+
+/*  What may make a set of `accepted` photos train badly, into warning ("" when nothing). */
+void df_prep_set_warning(size_t accepted, char *warning, size_t cap);
+
+/*  Names the accepted items' training images in the order given
+ *  ("images/NNN-STEM.png", numbers wide enough to sort), counting
+ *  rep->accepted. */
+int df_prep_name_files(df_prep_report *rep, df_error_t *err);
+
+/*  The caption beside item's training image (out_dir/images/NNN-STEM.txt). */
+int df_prep_write_caption(const char *out_dir, const df_prep_item *it, df_error_t *err);
+
+/*  metadata.jsonl, report.txt and, with thumbs (one per item, empty ones
+ *  left out; framed in place), contact-sheet.png. */
+int df_prep_write_outputs(const char *out_dir, const df_prep_report *rep, df_image *thumbs, df_error_t *err);
 
 #endif
