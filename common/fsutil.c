@@ -1,7 +1,9 @@
 /*  fsutil.c - see fsutil.h. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "fsutil.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,4 +58,18 @@ void df_sort_names(char **names, size_t n)
 {
     if (n > 1)
         qsort(names, n, sizeof *names, by_name);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int df_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    return nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }

@@ -10,7 +10,12 @@
  *  names the path and the reason. */
 int df_mkdirs(const char *path, df_error_t *err);
 
+/*  Removes path and, for a folder, everything in it (links not followed):
+ *  0 when it is gone (or never was), -1 with errno otherwise. */
+int df_remove_tree(const char *path);
+
 /*  Whether name ends in ext (".png"), ignoring case. */
+
 int df_has_ext(const char *name, const char *ext);
 
 /*  Sorts n strings by strcmp (a folder's files in name order). */

@@ -233,6 +233,14 @@ static int clear_images(const char *dir, df_error_t *err)
     return rc;
 }
 
+int df_prep_begin(const char *out_dir, df_error_t *err)
+{
+    char images[4200];
+    snprintf(images, sizeof images, "%s/images", out_dir);
+    int rc = df_mkdirs(images, err);
+    return rc == DF_OK ? clear_images(images, err) : rc;
+}
+
 /*  The pending name of item i's training image, before the set's choice
  *  names it (a dot file, which clear_images also removes). */
 static void pending_path(const char *out_dir, size_t i, char *path, size_t cap)
@@ -248,12 +256,8 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
     size_t n = 0;
     if (rc == DF_OK)
         rc = df_prep_list(dir, &files, &n, err);
-    char images[4200];
-    snprintf(images, sizeof images, "%s/images", out_dir);
     if (rc == DF_OK)
-        rc = df_mkdirs(images, err);
-    if (rc == DF_OK)
-        rc = clear_images(images, err);
+        rc = df_prep_begin(out_dir, err);
     df_face_detector_t *fd = rc == DF_OK && o->person ? df_face_detector_new(o->cascades, err) : NULL;
     if (rc == DF_OK && o->person && !fd)
         rc = err && err->code ? err->code : DF_E_NOT_FOUND;

@@ -121,6 +121,10 @@ int df_prep_thin_duplicates(df_prep_item *items, size_t count, int bits);
 /*  What may make a set of `accepted` photos train badly, into warning ("" when nothing). */
 void df_prep_set_warning(size_t accepted, char *warning, size_t cap);
 
+/*  out_dir/images made, and emptied of an earlier run's training images
+ *  (a run writing fewer photos would otherwise leave stale ones beside its own). */
+int df_prep_begin(const char *out_dir, df_error_t *err);
+
 /*  Names the accepted items' training images in the order given
  *  ("images/NNN-STEM.png", numbers wide enough to sort), counting
  *  rep->accepted. */

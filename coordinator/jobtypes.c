@@ -10,6 +10,7 @@
 #include "delta_codec.h"
 #include "artifact_store.h"
 #include "image_encode.h"
+#include "prep.h"
 #include "sha256.h"
 
 static uint32_t shards_or(uint32_t shards, uint32_t dflt) { return shards ? shards : dflt; }
@@ -376,6 +377,156 @@ static int encode_finish(df_job *job, df_error_t *err)
     return rc;
 }
 
+/* ---- prep ---- */
+
+/*  One task per photo, as for encode: each photo's verdict is a result of
+ *  its own, found again in the result cache by a later job. */
+static int prep_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_t *ntasks, df_error_t *err)
+{
+    (void)shards;
+    Dreamfleet__PrepParams *p = dreamfleet__prep_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "prep: parameters are not a PrepParams message");
+    const df_prep_opts o = {.resolution = p->resolution, .bucket_step = p->bucket_step,
+                            .max_upscale = p->max_upscale, .min_quality = p->min_quality,
+                            .person = p->person, .framing = (df_framing)p->framing,
+                            .min_face_clarity = p->min_face_clarity, .min_face_size = p->min_face_size};
+    int rc = df_prep_check_opts(&o, err);
+    if (rc == DF_OK && (p->n_images == 0 || p->n_images > 20000))
+        rc = df_error_set(err, DF_E_INVALID, "prep: %zu photos (1 to 20000)", p->n_images);
+    else if (rc == DF_OK && p->n_sidecars && p->n_sidecars != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "prep: %zu captions for %zu photos", p->n_sidecars, p->n_images);
+    else if (rc == DF_OK && p->n_image_identities && p->n_image_identities != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "prep: %zu photo identities for %zu photos", p->n_image_identities,
+                          p->n_images);
+    *ntasks = p->n_images ? (uint32_t)p->n_images : 1;
+    dreamfleet__prep_params__free_unpacked(p, NULL);
+    return rc;
+}
+
+/*  Task i: photo i alone. */
+static int prep_task_params(const df_job *job, uint32_t i, uint8_t **params, size_t *len, df_error_t *err)
+{
+    Dreamfleet__PrepParams *p = dreamfleet__prep_params__unpack(NULL, job->params_len, job->params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "prep: parameters are not a PrepParams message");
+    Dreamfleet__PrepParams one = *p;
+    one.n_images = 1, one.images = p->images + i;
+    one.n_sidecars = p->n_sidecars ? 1 : 0, one.sidecars = p->n_sidecars ? p->sidecars + i : NULL;
+    one.n_image_identities = p->n_image_identities ? 1 : 0;
+    one.image_identities = p->n_image_identities ? p->image_identities + i : NULL;
+    one.first = i;
+    *len = dreamfleet__prep_params__get_packed_size(&one);
+    *params = malloc(*len ? *len : 1);
+    if (*params)
+        dreamfleet__prep_params__pack(&one, *params);
+    dreamfleet__prep_params__free_unpacked(p, NULL);
+    return *params ? DF_OK : df_error_set(err, DF_E_NOMEM, "%s: out of memory", job->id);
+}
+
+/*  A photo's verdict depends on its content (by identity), its caption
+ *  file and the options, and its reasons quote its path: everything in the
+ *  task's parameters but its index. */
+static int prep_cache_key(const df_job *job, uint32_t i, char key[65], int *lookup)
+{
+    const df_task *t = &job->tasks[i];
+    Dreamfleet__PrepParams *p = dreamfleet__prep_params__unpack(NULL, t->params_len, t->params);
+    if (!p)
+        return 0;
+    int ok = p->n_image_identities == p->n_images;
+    for (size_t k = 0; ok && k < p->n_image_identities; k++)
+        ok = p->image_identities[k] && p->image_identities[k][0];
+    *lookup = !p->no_cache;
+    p->no_cache = 0, p->first = 0;
+    ok = ok && message_key("prep 1\n", &p->base, key);
+    dreamfleet__prep_params__free_unpacked(p, NULL);
+    return ok;
+}
+
+/*  The set: every task's photo in order, then the near-duplicates thinned
+ *  over all of them (prep_select.c), as one machine would. */
+static int prep_finish(df_job *job, df_error_t *err)
+{
+    Dreamfleet__PrepParams *p = dreamfleet__prep_params__unpack(NULL, job->params_len, job->params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "prep: parameters are not a PrepParams message");
+    const int bits = p->dup_bits < 0 ? -1 : p->dup_bits ? p->dup_bits : 6;
+    dreamfleet__prep_params__free_unpacked(p, NULL);
+    Dreamfleet__PrepResult **parts = calloc(job->ntasks, sizeof *parts);
+    Dreamfleet__PrepItem **all = calloc(job->ntasks + 1ull, sizeof *all);
+    df_prep_item *items = calloc(job->ntasks + 1ull, sizeof *items);
+    char **reasons = calloc(job->ntasks + 1ull, sizeof *reasons);
+    /* What a near-duplicate's message held before (the unpacker frees those, not ours). */
+    char **was_reason = calloc(job->ntasks + 1ull, sizeof *was_reason), **was_image = calloc(job->ntasks + 1ull,
+                                                                                              sizeof *was_image);
+    Dreamfleet__PrepResult sum = DREAMFLEET__PREP_RESULT__INIT;
+    int rc = parts && all && items && reasons && was_reason && was_image ? DF_OK : df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+    uint32_t cached = 0;
+    for (uint32_t i = 0; rc == DF_OK && i < job->ntasks; i++) {
+        const df_task *t = &job->tasks[i];
+        parts[i] = dreamfleet__prep_result__unpack(NULL, t->output_len, t->output);
+        if (!parts[i] || parts[i]->n_items != 1) {
+            rc = df_error_set(err, DF_E_FORMAT, "prep: %s returned something that is not a PrepResult of one photo",
+                              t->id);
+            break;
+        }
+        Dreamfleet__PrepItem *m = parts[i]->items[0];
+        if (!m->reason[0] && !df_artifacts_valid_hash(m->image)) {
+            rc = df_error_set(err, DF_E_FORMAT, "prep: %s accepted %s without a training image", t->id, m->name);
+            break;
+        }
+        all[sum.n_items++] = m;
+        items[i].source = m->name; /* borrowed for the choice's messages */
+        items[i].reason = m->reason[0] ? m->reason : NULL;
+        items[i].scored = m->scored, items[i].scores.quality = m->quality, items[i].phash = m->phash;
+        cached += strcmp(t->worker_id, DF_CACHE_WORKER) == 0;
+        sum.seconds += parts[i]->seconds;
+    }
+    if (rc == DF_OK && bits >= 0 && df_prep_thin_duplicates(items, job->ntasks, bits) != DF_OK)
+        rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+    char warning[256] = "";
+    for (uint32_t i = 0; items && i < sum.n_items; i++) { /* even after a failure: what the choice made is ours */
+        if (items[i].reason && items[i].reason != all[i]->reason) { /* newly a near-duplicate */
+            reasons[i] = items[i].reason;
+            was_reason[i] = all[i]->reason, was_image[i] = all[i]->image;
+            all[i]->reason = reasons[i];
+            all[i]->image = (char *)protobuf_c_empty_string; /* the set does not use it */
+        }
+        sum.accepted += !items[i].reason;
+    }
+    if (rc == DF_OK) {
+        df_prep_set_warning(sum.accepted, warning, sizeof warning);
+        sum.warning = warning;
+        sum.items = all;
+        size_t n = dreamfleet__prep_result__get_packed_size(&sum);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (!buf)
+            rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+        if (rc == DF_OK) {
+            dreamfleet__prep_result__pack(&sum, buf);
+            free(job->result);
+            job->result = buf;
+            job->result_len = n;
+            char line[160];
+            int k = snprintf(line, sizeof line, "%u of %u photo%s accepted", sum.accepted, job->ntasks,
+                             job->ntasks == 1 ? "" : "s");
+            if (cached && k > 0 && (size_t)k < sizeof line)
+                snprintf(line + k, sizeof line - (size_t)k, " (%u from the cache)", cached);
+            rc = set_summary(job, err, line);
+        }
+    }
+    for (uint32_t i = 0; parts && i < job->ntasks; i++) {
+        if (reasons && reasons[i]) {
+            free(reasons[i]);
+            all[i]->reason = was_reason[i], all[i]->image = was_image[i];
+        }
+        if (parts[i])
+            dreamfleet__prep_result__free_unpacked(parts[i], NULL);
+    }
+    free(parts), free(all), free(items), free(reasons), free(was_reason), free(was_image);
+    return rc;
+}
+
 /* ---- train ---- */
 
 /*  One task per member of the training group (train_group.h): one alone,
@@ -497,6 +648,7 @@ static const df_jobtype k_types[] = {
     {"noop", noop_plan, same_params, noop_finish, NULL, NULL},
     {"train", train_plan, train_task_params, train_finish, NULL, NULL},
     {"encode", encode_plan, encode_task_params, encode_finish, NULL, encode_cache_key},
+    {"prep", prep_plan, prep_task_params, prep_finish, NULL, prep_cache_key},
 };
 
 const df_jobtype *df_jobtype_find(const char *name)
@@ -507,4 +659,4 @@ const df_jobtype *df_jobtype_find(const char *name)
     return NULL;
 }
 
-const char *df_jobtype_names(void) { return "bench, encode, generate, noop, train"; }
+const char *df_jobtype_names(void) { return "bench, encode, generate, noop, prep, train"; }

@@ -1,7 +1,7 @@
 /*  jobtypes.h - what the coordinator knows about each kind of job: how to
  *  check its parameters and split it into tasks, and how to combine the
  *  tasks' results. Workers hold the other half (worker/tasks.h: how to run a
- *  task). Later issues add train and prep here.
+ *  task).
  */
 #ifndef DF_JOBTYPES_H
 #define DF_JOBTYPES_H
@@ -38,7 +38,7 @@ typedef struct {
 /*  The job type called name, or NULL. */
 const df_jobtype *df_jobtype_find(const char *name);
 
-/*  Names of all job types, for error messages: "bench, encode, generate, noop, train". */
+/*  Names of all job types, for error messages: "bench, encode, generate, noop, prep, train". */
 const char *df_jobtype_names(void);
 
 #endif

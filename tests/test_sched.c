@@ -153,7 +153,7 @@ static void test_submit_checks(void)
     df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, &err);
     Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
     sj.type = "paint";
-    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_NOT_FOUND, "unknown job type 'paint' (known: bench, encode, generate, noop, train)");
+    CHECK_FAILS(df_sched_submit(s, &sj, 0, NULL, &err), &err, DF_E_NOT_FOUND, "unknown job type 'paint' (known: bench, encode, generate, noop, prep, train)");
     sj.type = "noop";
     uint8_t junk[] = {0xff, 0xff, 0xff};
     sj.params.data = junk;
@@ -942,6 +942,107 @@ static void test_encode_plan(void)
     clear_sent();
 }
 
+/*  A prep job is one task per photo; bad parameters are refused by name;
+ *  its result is every photo's verdict in order, with near-duplicates
+ *  chosen over the whole set (the better photo kept, whichever worker had
+ *  it) and a task's output that is not one photo's verdict refused. */
+static void test_prep_plan_and_set(void)
+{
+    df_sched_opts o = opts();
+    df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
+    char *images[3] = {"/p/a.png", "/p/b.png", "/p/c.png"}, *sidecars[3] = {"", "a dog", ""};
+    char *ids[3] = {"1", "2", "3"};
+    char *types[1] = {"prep"};
+    Dreamfleet__WorkerHello h = DREAMFLEET__WORKER_HELLO__INIT;
+    h.worker_id = h.name = "w1", h.slots = 4, h.n_job_types = 1, h.job_types = types;
+    CHECK_EQ(df_sched_hello(s, (const uint8_t *)"w1", 2, &h, 0, NULL), DF_OK);
+    const char *hash = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+    for (int c = 0; c < 8; c++) { /* 6: good; 7: a worker answers with no verdict */
+        Dreamfleet__PrepParams p = DREAMFLEET__PREP_PARAMS__INIT;
+        p.n_images = p.n_sidecars = 3, p.images = images, p.sidecars = sidecars, p.resolution = 512;
+        p.bucket_step = 32;
+        const char *needle = NULL;
+        switch (c) {
+        case 0: p.n_images = 0, p.n_sidecars = 0, needle = "prep: 0 photos"; break;
+        case 1: p.n_sidecars = 2, needle = "2 captions for 3 photos"; break;
+        case 2: p.n_image_identities = 2, p.image_identities = ids, needle = "2 photo identities for 3 photos"; break;
+        case 3: p.resolution = 500, needle = "resolution 500"; break;
+        case 4: p.framing = 1, needle = "framing around a face goes with a person"; break;
+        case 5: p.min_face_clarity = 2, needle = "a threshold out of range"; break;
+        default: break;
+        }
+        uint8_t buf[512];
+        Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
+        sj.type = "prep";
+        sj.params.data = buf;
+        sj.params.len = dreamfleet__prep_params__pack(&p, buf);
+        df_error_t err;
+        df_error_clear(&err);
+        const df_job *job = NULL;
+        if (needle) {
+            CHECK_FAILS(df_sched_submit(s, &sj, 0, &job, &err), &err, DF_E_INVALID, needle);
+            continue;
+        }
+        CHECK_OK(df_sched_submit(s, &sj, 0, &job, &err), &err);
+        CHECK(job && job->ntasks == 3);
+        clear_sent();
+        df_sched_dispatch(s, 1, NULL);
+        CHECK_EQ(count_sent("w1", DF_MSG_TASK_ASSIGN), 3);
+        /* a and c are the same photo (hashes 1 bit apart), c the sharper;
+         * b is a broken file. */
+        for (int k = 0; k < g_nsent; k++) {
+            if (g_sent[k].type != DF_MSG_TASK_ASSIGN)
+                continue;
+            const Dreamfleet__TaskAssign *a = (const Dreamfleet__TaskAssign *)g_sent[k].msg;
+            Dreamfleet__PrepParams *t = dreamfleet__prep_params__unpack(NULL, a->params.len, a->params.data);
+            CHECK(t && t->n_images == 1 && t->n_sidecars == 1);
+            if (!t)
+                continue;
+            const uint32_t i = t->first;
+            CHECK(i < 3 && strcmp(t->images[0], images[i]) == 0 && strcmp(t->sidecars[0], sidecars[i]) == 0);
+            Dreamfleet__PrepItem it = DREAMFLEET__PREP_ITEM__INIT, *its[1] = {&it};
+            it.name = t->images[0];
+            it.scored = i != 1;
+            it.quality = i == 2 ? 0.99 : 0.96;
+            it.phash = i == 2 ? 0xF0F0F0F0F0F0F0F1ull : 0xF0F0F0F0F0F0F0F0ull;
+            it.reason = i == 1 ? "/p/b.png: not a readable PNG" : "";
+            it.image = i == 1 ? "" : (char *)hash;
+            it.caption = "a photo of TOK person";
+            Dreamfleet__PrepResult out = DREAMFLEET__PREP_RESULT__INIT;
+            out.n_items = c == 7 ? 0 : 1;
+            out.items = its;
+            uint8_t ob[1024];
+            Dreamfleet__TaskResult r = DREAMFLEET__TASK_RESULT__INIT;
+            r.task_id = a->task_id;
+            r.output.data = ob;
+            r.output.len = dreamfleet__prep_result__pack(&out, ob);
+            CHECK_EQ(df_sched_worker_message(s, (const uint8_t *)"w1", 2, DF_MSG_TASK_RESULT, &r.base, 2, NULL), DF_OK);
+            dreamfleet__prep_params__free_unpacked(t, NULL);
+        }
+        if (c == 7) {
+            CHECK(job && job->state == DREAMFLEET__JOB_STATE__JOB_FAILED && job->error &&
+                  strstr(job->error, "not a PrepResult of one photo"));
+            if (job && job->error && !strstr(job->error, "PrepResult"))
+                fprintf(stderr, "  %s\n", job->error);
+            continue;
+        }
+        CHECK(job && job->state == DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
+        CHECK(job && job->summary && strcmp(job->summary, "1 of 3 photos accepted") == 0);
+        Dreamfleet__PrepResult *r = job ? dreamfleet__prep_result__unpack(NULL, job->result_len, job->result) : NULL;
+        CHECK(r && r->n_items == 3 && r->accepted == 1 && strstr(r->warning, "only 1 photos accepted"));
+        if (r && r->n_items == 3) {
+            CHECK(strstr(r->items[0]->reason, "near-duplicate of c.png (1 of 64 hash bits apart") &&
+                  !r->items[0]->image[0]);
+            CHECK(strstr(r->items[1]->reason, "not a readable PNG"));
+            CHECK(!r->items[2]->reason[0] && strcmp(r->items[2]->image, hash) == 0);
+        }
+        if (r)
+            dreamfleet__prep_result__free_unpacked(r, NULL);
+    }
+    df_sched_destroy(&s);
+    clear_sent();
+}
+
 int main(int argc, char **argv)
 {
     test_filter_ = argc > 1 ? argv[1] : NULL;
@@ -960,5 +1061,6 @@ int main(int argc, char **argv)
     RUN(test_generate_from_cache);
     RUN(test_train_plan_checks);
     RUN(test_encode_plan);
+    RUN(test_prep_plan_and_set);
     return test_summary();
 }

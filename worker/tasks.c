@@ -11,6 +11,7 @@
 #include "sha256.h"
 #include "task_generate.h"
 #include "task_encode.h"
+#include "task_prep.h"
 #include "task_train.h"
 
 static int cancelled(df_task_ctx *ctx) { return ctx->cancelled && atomic_load(ctx->cancelled); }
@@ -141,6 +142,7 @@ static const df_task_type k_types[] = {
     {"generate", df_task_run_generate},
     {"train", df_task_run_train},
     {"encode", df_task_run_encode},
+    {"prep", df_task_run_prep},
     {"noop", run_noop},
 };
 

@@ -28,6 +28,7 @@ int df_cli_get_job(df_cli *cli, const char *id, int with_tasks, Dreamfleet__Repl
 
 /* Needs no coordinator. */
 int df_cmd_keys(int argc, char **argv);
-int df_cmd_prep(int argc, char **argv, int json);
+/* Locally; with --cluster, connects cli (or starts the embedded one) first. */
+int df_cmd_prep(df_cli *cli, int argc, char **argv);
 
 #endif

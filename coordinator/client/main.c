@@ -127,8 +127,11 @@ int main(int argc, char **argv)
     char **cargv = argv + optind;
     if (strcmp(cargv[0], "keys") == 0)
         return df_cmd_keys(cargc, cargv);
-    if (strcmp(cargv[0], "prep") == 0) /* local: no coordinator */
-        return df_cmd_prep(cargc, cargv, cli.json);
+    if (strcmp(cargv[0], "prep") == 0) { /* local, unless --cluster: connects only then */
+        int rc = df_cmd_prep(&cli, cargc, cargv);
+        df_cli_close(&cli);
+        return rc;
+    }
     if (df_model_tools_handles(cargc, cargv))
         return df_model_tools_run(cargc, cargv);
     const command *cmd = NULL;

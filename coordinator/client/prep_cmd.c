@@ -3,12 +3,17 @@
  *
  *    dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]
  *        [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]
- *        [--max-upscale X] [--dup-bits N]
+ *        [--max-upscale X] [--dup-bits N] [--cluster]
  *
  *  --subject person (the default when the class is a person's: person, man,
  *  woman, boy, girl, child...) checks every photo for exactly one clear
  *  face; --framing head or body turns each so the eyes are level and frames
  *  it around the face.
+ *
+ *  --cluster prepares on the cluster's workers instead (the configured
+ *  coordinator's, or the embedded one), one task per photo; the photos are
+ *  read by the workers at DIR's absolute path, and the result is the same
+ *  folder byte for byte.
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
@@ -24,6 +29,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "prep.h"
+#include "prep_job.h"
 #include "unicode.h"
 
 #include <jansson.h>
@@ -31,18 +37,21 @@
 static const char k_usage[] =
     "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
     "         [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]\n"
-    "         [--max-upscale X] [--dup-bits N]\n";
+    "         [--max-upscale X] [--dup-bits N] [--cluster]\n";
 
-int df_cmd_prep(int argc, char **argv, int json)
+int df_cmd_prep(df_cli *cli, int argc, char **argv)
 {
-    enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE };
+    enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE,
+           O_CLUSTER };
+    const int json = cli->json;
+    int on_cluster = 0;
     static const struct option o[] = {
         {"output", required_argument, NULL, 'o'},      {"resolution", required_argument, NULL, O_RES},
         {"square", no_argument, NULL, O_SQUARE},        {"token", required_argument, NULL, O_TOKEN},
         {"class", required_argument, NULL, O_CLASS},    {"min-quality", required_argument, NULL, O_QUALITY},
         {"max-upscale", required_argument, NULL, O_UPSCALE}, {"dup-bits", required_argument, NULL, O_DUP},
         {"subject", required_argument, NULL, O_SUBJECT}, {"framing", required_argument, NULL, O_FRAMING},
-        {"min-face-clarity", required_argument, NULL, O_FACE},
+        {"min-face-clarity", required_argument, NULL, O_FACE}, {"cluster", no_argument, NULL, O_CLUSTER},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     /* Buckets in the trainer's step (32 px for SDXL), so train takes each photo at the size made here. */
@@ -101,6 +110,7 @@ int df_cmd_prep(int argc, char **argv, int json)
             if (df_cli_parse_num("--min-face-clarity", optarg, 0.01, 1, &po.min_face_clarity))
                 return DF_EXIT_USAGE;
             break;
+        case O_CLUSTER: on_cluster = 1; break;
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
@@ -115,10 +125,18 @@ int df_cmd_prep(int argc, char **argv, int json)
         df_cli_error("--framing frames photos around a face: it goes with --subject person");
         return DF_EXIT_USAGE;
     }
-    df_prep_report rep;
+    df_prep_report rep = {0};
     df_error_t err;
     df_error_clear(&err);
-    if (df_prep_dir(dir, out, &po, &rep, &err) != DF_OK) {
+    if (on_cluster) {
+        int rc = df_cli_connect(cli);
+        if (rc == DF_EXIT_OK)
+            rc = df_prep_on_cluster(cli, dir, out, &po, &rep);
+        if (rc != DF_EXIT_OK) {
+            df_prep_report_free(&rep);
+            return rc;
+        }
+    } else if (df_prep_dir(dir, out, &po, &rep, &err) != DF_OK) {
         df_cli_error("%s", err.msg);
         df_prep_report_free(&rep);
         return DF_EXIT_FAILED;

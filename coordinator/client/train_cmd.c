@@ -38,14 +38,12 @@
  *  DIR's PNG, JPEG, WebP and HEIC photos, in name order, each with its caption from a
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
  *  TOK WORD". A set `dreamfleet prep` made trains as it is (its images/
- *  and their captions); --prep runs prep on DIR first, into OUT/dataset,
- *  and trains on what it accepted. OUT receives lora.safetensors (kohya's format),
+ *  and their captions); --prep prepares DIR first as a job of the cluster's
+ *  (one task per photo), into OUT/dataset, and trains on what it accepted. OUT receives lora.safetensors (kohya's format),
  *  lora-peft.safetensors (PEFT's, for diffusers), loss.csv and loss.png.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -64,6 +62,7 @@
 #include "loss_plot.h"
 #include "lr_schedule.h"
 #include "prep.h"
+#include "prep_job.h"
 #include "wire.h"
 
 /*  The photos and class images through the VAE and text encoders once, as
@@ -159,12 +158,6 @@ static int write_file(const char *path, const uint8_t *data, size_t n)
     if (!ok)
         df_cli_error("%s: %s", path, strerror(errno));
     return ok ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 /*  A file of the result (a LoRA, the validation grid): its bytes, or the artifact they were
@@ -467,7 +460,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     snprintf(class_prompt_buf, sizeof class_prompt_buf, "a photo of a %s", klass);
     if (!class_prompt)
         class_prompt = class_prompt_buf;
-    /* --prep: the raw photos through `prep` first, into OUT/dataset. */
+    /* --prep: the raw photos through a prep job first (the cluster's
+     * workers share them), into OUT/dataset. */
     char prepared[PATH_MAX];
     int rc = DF_EXIT_OK;
     if (prep) {
@@ -478,11 +472,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                            .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass,
                            .person = df_caption_class_is_person(klass)};
         df_prep_report rep;
-        df_error_t err;
-        df_error_clear(&err);
-        if (df_prep_dir(data, prepared, &po, &rep, &err) != DF_OK) {
-            df_cli_error("%s", err.msg);
-            rc = DF_EXIT_FAILED;
+        if ((rc = df_prep_on_cluster(cli, data, prepared, &po, &rep)) != DF_EXIT_OK) {
+            /* said */
         } else if (!rep.accepted) {
             df_cli_error("--prep: no photo of %s was accepted (see %s/report.txt)", data, prepared);
             rc = DF_EXIT_FAILED;
@@ -622,7 +613,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
             if (rc == DF_EXIT_OK && !cli->json && (r->validation_grid.len || (r->validation_grid_sha256 && *r->validation_grid_sha256)))
                 printf("%s\n", path);
             snprintf(path, sizeof path, "%s/.store", out); /* emptied by the downloads */
-            nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+            df_remove_tree(path);
             snprintf(path, sizeof path, "%s/loss.csv", out);
             FILE *f = rc == DF_EXIT_OK ? fopen(path, "w") : NULL;
             if (f) {

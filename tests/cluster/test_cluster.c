@@ -1073,6 +1073,116 @@ static void test_train_encode_job(void)
     CHECK(strstr(g_out, "phone.heic") != NULL || strstr(g_err, "phone.heic") != NULL);
 }
 
+/*  Whether the files of dir a and dir b (one level, plus images/) are the
+ *  same, byte for byte; names the first difference in *why. */
+static int same_tree(const char *a, const char *b, char *why, size_t cap)
+{
+    const char *subs[] = {"", "/images"};
+    for (int k = 0; k < 2; k++) {
+        char da[400];
+        snprintf(da, sizeof da, "%s%s", a, subs[k]);
+        DIR *d = opendir(da);
+        if (!d) {
+            snprintf(why, cap, "%s is not a folder", da);
+            return 0;
+        }
+        int same = 1, files = 0;
+        for (struct dirent *e; same && (e = readdir(d));) {
+            char pa[700], pb[700];
+            snprintf(pa, sizeof pa, "%s/%s", da, e->d_name);
+            snprintf(pb, sizeof pb, "%s%s/%s", b, subs[k], e->d_name);
+            struct stat st;
+            if (e->d_name[0] == '.' || stat(pa, &st) != 0 || !S_ISREG(st.st_mode))
+                continue;
+            size_t na = 0, nb = 0;
+            uint8_t *x = slurp(pa, &na), *y = slurp(pb, &nb);
+            same = x && y && na == nb && memcmp(x, y, na) == 0;
+            if (!same)
+                snprintf(why, cap, "%s differs", pb);
+            files++;
+            free(x), free(y);
+        }
+        closedir(d);
+        if (!same)
+            return 0;
+        if (!files) {
+            snprintf(why, cap, "%s is empty", da);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*  prep --cluster: one task per photo over the workers, the near-duplicates
+ *  chosen over the whole set by the coordinator, and the same folder, byte
+ *  for byte, as prep on one machine; a second run comes from the result
+ *  cache. */
+static void test_prep_on_cluster(void)
+{
+    char raw[300], local[300], on[300], path[400], log[1500];
+    snprintf(raw, sizeof raw, "%s/photos-prep", g_dir);
+    snprintf(local, sizeof local, "%s/prep-local", g_dir);
+    snprintf(on, sizeof on, "%s/prep-cluster", g_dir);
+    mkdir(raw, 0755);
+    CHECK_EQ(wait_workers(3), 0);
+    df_error_t err;
+    df_error_clear(&err);
+    for (int i = 0; i < 4; i++) { /* textured, so sharp enough to pass; each its own */
+        const uint32_t w = 300 + 20 * i, h = 260;
+        uint8_t *rgb = malloc(w * h * 3);
+        for (uint32_t y = 0; y < h; y++)
+            for (uint32_t x = 0; x < w * 3; x++)
+                rgb[y * w * 3 + x] = (uint8_t)(((x / 3 + 7 * i) * 37 + (y / (3 + i)) * 91 + (x % 3) * 50) % 200 + 28);
+        snprintf(path, sizeof path, "%s/photo%d.png", raw, i);
+        CHECK_OK(df_png_write(path, rgb, w, h, NULL, 0, &err), &err);
+        if (i == 0) { /* the same photo again: a near-duplicate */
+            snprintf(path, sizeof path, "%s/photo0-copy.png", raw);
+            CHECK_OK(df_png_write(path, rgb, w, h, NULL, 0, &err), &err);
+        }
+        free(rgb);
+    }
+    snprintf(path, sizeof path, "%s/photo1.txt", raw);
+    FILE *f = fopen(path, "w");
+    if (f)
+        fputs("a photo of a dog on grass\n", f), fclose(f);
+    snprintf(path, sizeof path, "%s/broken.png", raw);
+    if ((f = fopen(path, "w")))
+        fputs("not a png", f), fclose(f);
+    int before[8] = {0};
+    for (int i = 0; i < g_nstarted && i < 8; i++) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        before[i] = count_lines_with(log, "prep: photo");
+    }
+    CHECK_EQ(client(g_keys, 20000, "prep", raw, "-o", local, "--class", "dog", "--resolution", "256", NULL), 0);
+    CHECK_EQ(client(g_keys, 120000, "prep", raw, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
+                    NULL),
+             0);
+    char why[800] = "";
+    CHECK(same_tree(local, on, why, sizeof why));
+    if (why[0])
+        fprintf(stderr, "  %s\n", why);
+    snprintf(path, sizeof path, "%s/report.txt", on);
+    size_t n = 0;
+    uint8_t *report = slurp(path, &n);
+    CHECK(report && strstr((char *)report, "4 of 6 photos accepted") && strstr((char *)report, "rejected broken.png") &&
+          strstr((char *)report, "near-duplicate of photo0"));
+    free(report);
+    snprintf(path, sizeof path, "%s/.store", on);
+    CHECK(access(path, F_OK) != 0);
+    int busy = 0;
+    for (int i = 0; i < g_nstarted && i < 8; i++) {
+        snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
+        busy += count_lines_with(log, "prep: photo") > before[i];
+    }
+    CHECK(busy >= 2);
+    /* Again: every photo's verdict from the result cache, the same folder. */
+    CHECK_EQ(client(g_keys, 120000, "prep", raw, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
+                    NULL),
+             0);
+    CHECK(strstr(g_out, "4 of 6 photos accepted (6 from the cache)") != NULL);
+    CHECK(same_tree(local, on, why, sizeof why));
+}
+
 /*  train --prep: raw photos go through prep first (a broken file is
  *  rejected and reported, the rest trains), into OUT/dataset, which a
  *  later train takes as it is. */
@@ -1227,6 +1337,7 @@ int main(int argc, char **argv)
     RUN(test_train);
     RUN(test_train_data_parallel);
     RUN(test_train_encode_job);
+    RUN(test_prep_on_cluster);
     RUN(test_train_prep);
     RUN(test_train_resumes_after_worker_loss);
     RUN(test_cancel);

@@ -1,0 +1,18 @@
+/*  prep_job.h - a folder of photos prepared by the cluster: a `prep` job
+ *  (one task per photo, spread over the workers; the near-duplicates chosen
+ *  over the whole set by the coordinator), its result written out as the
+ *  same dataset folder `dreamfleet prep` makes on one machine. */
+#ifndef DF_PREP_JOB_H
+#define DF_PREP_JOB_H
+
+#include "cli.h"
+#include "prep.h"
+
+/*  Prepares dir's photos (read by the workers at dir's absolute path) into
+ *  out_dir as df_prep_dir would, filling *rep (free with
+ *  df_prep_report_free). A DF_EXIT_* code; a bad photo is in the report,
+ *  not a failure. */
+int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
+                       df_prep_report *rep);
+
+#endif

@@ -1,0 +1,142 @@
+/*  task_prep.c - see task_prep.h. */
+#include "task_prep.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dreamfleet.pb-c.h"
+#include "log.h"
+#include "png_write.h"
+#include "prep.h"
+
+/*  img written as a PNG and uploaded: hex gets its artifact hash. */
+static int upload_png(df_task_ctx *ctx, const df_image *img, char hex[65], df_error_t *err)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "/tmp/dreamfleet-prep-XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return df_error_set(err, DF_E_IO, "prep: no temporary file in /tmp");
+    close(fd);
+    int rc = df_png_write(tmp, img->rgb, img->width, img->height, NULL, 0, err);
+    if (rc == DF_OK)
+        rc = ctx->upload(ctx, tmp, hex, err);
+    unlink(tmp);
+    return rc;
+}
+
+/*  The examined photo *it as a message (strings borrowed from it, face and
+ *  hashes); the caller frees nothing of it but what it allocated. */
+static void item_message(const df_prep_item *it, Dreamfleet__PrepItem *m, Dreamfleet__PrepFace *face, char *image,
+                         char *thumb)
+{
+    dreamfleet__prep_item__init(m);
+    m->name = it->source;
+    m->reason = it->reason ? it->reason : "";
+    m->caption = it->caption ? it->caption : "";
+    m->caption_from = (char *)(it->caption_from ? it->caption_from : "");
+    m->original_width = it->orig_w, m->original_height = it->orig_h;
+    m->width = it->width, m->height = it->height;
+    m->crop_x = it->crop_x, m->crop_y = it->crop_y;
+    m->window_width = it->window_w, m->window_height = it->window_h;
+    m->scored = it->scored;
+    m->quality = it->scores.quality, m->sharpness = it->scores.sharpness;
+    m->exposure = it->scores.exposure, m->contrast = it->scores.contrast;
+    m->mean = it->scores.mean, m->clipped = it->scores.clipped;
+    m->phash = it->phash;
+    m->faces = it->faces;
+    if (it->faces == 1) {
+        dreamfleet__prep_face__init(face);
+        face->x = it->face.x, face->y = it->face.y, face->w = it->face.w, face->h = it->face.h;
+        face->eyes = it->face.eyes, face->roll_deg = it->face.roll_deg, face->clarity = it->face.clarity;
+        m->face = face;
+    }
+    m->image = image, m->thumbnail = thumb;
+}
+
+int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_t **out, size_t *out_len,
+                     int *retryable, df_error_t *err)
+{
+    *retryable = 0;
+    Dreamfleet__PrepParams *p = dreamfleet__prep_params__unpack(NULL, len, params);
+    if (!p)
+        return df_error_set(err, DF_E_FORMAT, "prep: parameters are not a PrepParams message");
+    const df_prep_opts o = {.resolution = p->resolution, .bucket_step = p->bucket_step,
+                            .max_upscale = p->max_upscale, .min_quality = p->min_quality,
+                            .dup_bits = p->dup_bits, .person = p->person, .framing = (df_framing)p->framing,
+                            .min_face_clarity = p->min_face_clarity, .min_face_size = p->min_face_size,
+                            .token = p->token && *p->token ? p->token : NULL,
+                            .class_word = p->class_word && *p->class_word ? p->class_word : NULL};
+    int rc = df_prep_check_opts(&o, err);
+    if (rc == DF_OK && (p->n_images == 0 || (p->n_sidecars && p->n_sidecars != p->n_images)))
+        rc = df_error_set(err, DF_E_INVALID, "prep: %zu photos and %zu captions", p->n_images, p->n_sidecars);
+    else if (rc == DF_OK && !ctx->upload)
+        rc = df_error_set(err, DF_E_INVALID, "prep: training images go to a coordinator's artifact store, and this "
+                          "worker has none");
+    /* The detector loads in milliseconds: each task has its own. */
+    df_face_detector_t *fd = rc == DF_OK && o.person ? df_face_detector_new(NULL, err) : NULL;
+    if (rc == DF_OK && o.person && !fd)
+        rc = err && err->code ? err->code : DF_E_NOT_FOUND;
+    df_prep_item *items = rc == DF_OK ? calloc(p->n_images, sizeof *items) : NULL;
+    Dreamfleet__PrepItem *msgs = rc == DF_OK ? calloc(p->n_images, sizeof *msgs) : NULL;
+    Dreamfleet__PrepItem **ptrs = rc == DF_OK ? calloc(p->n_images, sizeof *ptrs) : NULL;
+    Dreamfleet__PrepFace *faces = rc == DF_OK ? calloc(p->n_images, sizeof *faces) : NULL;
+    char(*hashes)[2][65] = rc == DF_OK ? calloc(p->n_images, sizeof *hashes) : NULL;
+    if (rc == DF_OK && (!items || !msgs || !ptrs || !faces || !hashes))
+        rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t done = 0;
+    for (size_t i = 0; rc == DF_OK && i < p->n_images; i++) {
+        if (ctx->cancelled && atomic_load(ctx->cancelled)) {
+            rc = df_error_set(err, DF_E_STATE, "prep: cancelled");
+            break;
+        }
+        df_prep_item *it = &items[i];
+        it->faces = -1;
+        it->source = p->images[i]; /* borrowed: not freed below */
+        df_image thumb = {0}, train = {0};
+        rc = df_prep_photo(p->images[i], p->n_sidecars ? p->sidecars[i] : NULL, &o, fd, it, &thumb, &train, err);
+        done++;
+        /* A lost upload may pass on another attempt; a bad photo is a verdict, not a failure. */
+        if (rc == DF_OK && thumb.rgb && (rc = upload_png(ctx, &thumb, hashes[i][1], err)) != DF_OK)
+            *retryable = 1;
+        if (rc == DF_OK && train.rgb && (rc = upload_png(ctx, &train, hashes[i][0], err)) != DF_OK)
+            *retryable = 1;
+        df_image_free(&thumb), df_image_free(&train);
+        item_message(it, &msgs[i], &faces[i], hashes[i][0], hashes[i][1]);
+        ptrs[i] = &msgs[i];
+        if (rc == DF_OK && ctx->progress) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "photo %zu of %zu prepared", i + 1, p->n_images);
+            ctx->progress(ctx, (float)(i + 1) / (float)p->n_images, msg);
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rc == DF_OK) {
+        Dreamfleet__PrepResult res = DREAMFLEET__PREP_RESULT__INIT;
+        res.worker = (char *)ctx->worker_name;
+        res.device = "cpu";
+        res.n_items = p->n_images;
+        res.items = ptrs;
+        res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        *out_len = dreamfleet__prep_result__get_packed_size(&res);
+        if (!(*out = malloc(*out_len ? *out_len : 1)))
+            rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+        else
+            dreamfleet__prep_result__pack(&res, *out);
+        df_info("prep: photo %u (%s): %s in %.2f s", p->first + 1, p->images[0],
+                items[0].reason ? items[0].reason : "accepted", res.seconds);
+    }
+    for (size_t i = 0; items && i < done; i++) {
+        items[i].source = NULL; /* p's */
+        free(items[i].reason), free(items[i].caption), free(items[i].file);
+    }
+    free(items), free(msgs), free(ptrs), free(faces), free(hashes);
+    df_face_detector_destroy(&fd);
+    dreamfleet__prep_params__free_unpacked(p, NULL);
+    return rc;
+}
