@@ -199,10 +199,14 @@ int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, 
     if (rc == DF_OK && !it->reason) {
         const df_image *from = win.rgb ? &win : &img;
         it->window_w = from->width, it->window_h = from->height;
+        it->sdxl_orig_w = it->window_w, it->sdxl_orig_h = it->window_h;
         if (!win.rgb) {
             uint32_t c[4];
             df_image_cover_crop(img.width, img.height, bk.width, bk.height, c);
             it->window_w = c[2], it->window_h = c[3];
+            it->sdxl_orig_w = img.width, it->sdxl_orig_h = img.height;
+            it->sdxl_crop_left = (uint32_t)lrint((double)c[0] * bk.width / c[2]);
+            it->sdxl_crop_top = (uint32_t)lrint((double)c[1] * bk.height / c[3]);
         }
         if (train)
             rc = df_image_cover_lanczos(from, it->width, it->height, train, win.rgb ? NULL : &it->crop_x,

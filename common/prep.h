@@ -75,6 +75,11 @@ typedef struct {
     uint32_t width, height;   /* its bucket */
     uint32_t crop_x, crop_y;  /* where the bucket's aspect was cut from the photo (0, 0 when framed) */
     uint32_t window_w, window_h; /* the region of the photo resampled (a framing's turned window, or the crop) */
+    /* SDXL's size conditioning for the training image (its time ids): the
+     * photo's size and where the crop began in the photo scaled to cover the
+     * bucket; for a framing, whose turned window is no crop of the photo,
+     * the window's size and 0, 0. */
+    uint32_t sdxl_orig_w, sdxl_orig_h, sdxl_crop_left, sdxl_crop_top;
     df_photo_scores scores;
     uint64_t phash;
     int scored;               /* scores and hash were measured */

@@ -71,11 +71,13 @@ static int write_metadata(const char *out_dir, const df_prep_report *rep, df_err
         char *source = df_utf8_sanitize(it->source);
         json_t *j = !file || !caption || !source
                         ? NULL
-                        : json_pack("{s:s, s:s, s:s, s:s, s:[i,i], s:[i,i], s:[i,i], s:[i,i], s:{s:f, s:f, s:f, s:f}, s:s}",
+                        : json_pack("{s:s, s:s, s:s, s:s, s:[i,i], s:[i,i], s:[i,i], s:[i,i], s:[i,i], s:[i,i], s:{s:f, s:f, s:f, s:f}, s:s}",
                               "file_name", file, "caption", caption, "caption_from", it->caption_from,
                               "source", source, "size", (int)it->width, (int)it->height, "original",
                               (int)it->orig_w, (int)it->orig_h, "crop", (int)it->crop_x, (int)it->crop_y, "window",
-                              (int)it->window_w, (int)it->window_h, "scores",
+                              (int)it->window_w, (int)it->window_h, "sdxl_original", (int)it->sdxl_orig_w,
+                              (int)it->sdxl_orig_h, "sdxl_crop", (int)it->sdxl_crop_left, (int)it->sdxl_crop_top,
+                              "scores",
                               "quality", it->scores.quality, "sharpness", it->scores.sharpness, "exposure",
                               it->scores.exposure, "contrast", it->scores.contrast, "phash", hash);
         if (j && it->faces == 1) {

@@ -286,6 +286,9 @@ static int encode_plan(const uint8_t *params, size_t len, uint32_t shards, uint3
                           p->n_images);
     else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)
         rc = df_error_set(err, DF_E_INVALID, "encode: resolution %u: multiples of 8 from 64 to 2048", p->resolution);
+    else if (p->n_geometry && p->n_geometry != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "encode: %zu photo geometries for %zu photos", p->n_geometry,
+                          p->n_images);
     *ntasks = p->n_images ? (uint32_t)p->n_images : 1;
     dreamfleet__encode_params__free_unpacked(p, NULL);
     return rc;
@@ -302,6 +305,8 @@ static int encode_task_params(const df_job *job, uint32_t i, uint8_t **params, s
     one.images = p->images + i, one.captions = p->captions + i;
     one.n_image_identities = p->n_image_identities ? 1 : 0;
     one.image_identities = p->n_image_identities ? p->image_identities + i : NULL;
+    one.n_geometry = p->n_geometry ? 1 : 0;
+    one.geometry = p->n_geometry ? p->geometry + i : NULL;
     one.first = i;
     *len = dreamfleet__encode_params__get_packed_size(&one);
     *params = malloc(*len ? *len : 1);

@@ -2457,7 +2457,7 @@ static void test_train_lora_caches(void)
         const char *img = i < 3 ? images[i] : classes[i - 3], *cap = i < 3 ? captions[i] : class_captions[i - 3];
         df_train_sample s;
         snprintf(caches[i], sizeof caches[i], "%s/sample%d.safetensors", g_dir, i);
-        CHECK_OK(df_train_sample_encode(enc, g_batch, img, cap, &o, &s, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, img, cap, &o, NULL, &s, &err), &err);
         CHECK_OK(df_train_sample_save(&s, &o, cap, "model-identity", img, caches[i], &err), &err);
         df_train_sample_free(&s);
         (i < 3 ? cache_of : class_cache_of)[i < 3 ? i : i - 3] = caches[i];
@@ -2469,14 +2469,23 @@ static void test_train_lora_caches(void)
     snprintf(other, sizeof other, "%s/sample-128.safetensors", g_dir);
     snprintf(odd, sizeof odd, "%s/sample-noflip.safetensors", g_dir);
     if (enc) {
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, &s2, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, NULL, &s2, &err), &err);
         CHECK_OK(df_train_sample_save(&s2, &o2, captions[0], NULL, images[0], other, &err), &err);
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o3, &s3, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o3, NULL, &s3, &err), &err);
         CHECK_OK(df_train_sample_save(&s3, &o3, captions[0], NULL, images[0], odd, &err), &err);
         CHECK(s3.flipped == NULL && s2.lat_h == 2 * s3.lat_h);
+        df_train_sample_free(&s2);
+        /* What prep cut the photo from sets its size conditioning, and
+         * nothing else: the latents are the same. */
+        const df_photo_geometry geo = {.orig_w = 4000, .orig_h = 3000, .crop_left = 12, .crop_top = 0};
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o3, &geo, &s2, &err), &err);
+        CHECK(s2.time_ids[0] == 3000 && s2.time_ids[1] == 4000 && s2.time_ids[2] == 0 && s2.time_ids[3] == 12 &&
+              s2.time_ids[4] == s3.time_ids[4] && s2.time_ids[5] == s3.time_ids[5]);
+        CHECK(s3.time_ids[0] != 3000 && s2.latents && s3.latents &&
+              memcmp(s2.latents, s3.latents, (size_t)s3.lat_c * s3.lat_h * s3.lat_w * 4) == 0);
         df_train_sample_free(&s2), df_train_sample_free(&s3);
         /* A photo that is not there. */
-        CHECK_FAILS(df_train_sample_encode(enc, g_batch, "/nonexistent/photo.png", "x", &o, &s2, &err), &err,
+        CHECK_FAILS(df_train_sample_encode(enc, g_batch, "/nonexistent/photo.png", "x", &o, NULL, &s2, &err), &err,
                     DF_E_NOT_FOUND, "/nonexistent/photo.png");
     }
     df_train_sample_encoder_destroy(&enc);
@@ -2529,17 +2538,17 @@ static void test_train_lora_caches(void)
     snprintf(big, sizeof big, "%s/sample-big.safetensors", g_dir);
     enc = df_train_sample_encoder_new(m, g_dev, g_xfer, DF_F32, 1, &err);
     if (enc) {
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o, &s2, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o, NULL, &s2, &err), &err);
         s2.P--;
         CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], narrow, &err), &err);
         df_train_sample_free(&s2);
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, &s2, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o2, NULL, &s2, &err), &err);
         CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], big, &err), &err);
         df_train_sample_free(&s2);
         /* A value that is not finite is refused when the cache is read. */
         char nan_path[300];
         snprintf(nan_path, sizeof nan_path, "%s/sample-nan.safetensors", g_dir);
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o, &s2, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o, NULL, &s2, &err), &err);
         if (s2.latents)
             s2.latents[3] = NAN;
         CHECK_OK(df_train_sample_save(&s2, &o, captions[0], NULL, images[0], nan_path, &err), &err);
@@ -2637,7 +2646,7 @@ static void test_full_finetune_memorises(void)
     for (int i = 0; enc && i < N; i++) {
         df_train_sample s;
         snprintf(caches[i], sizeof caches[i], "%s/memorise%d.safetensors", g_dir, i);
-        CHECK_OK(df_train_sample_encode(enc, g_batch, images[i], captions[i], &o, &s, &err), &err);
+        CHECK_OK(df_train_sample_encode(enc, g_batch, images[i], captions[i], &o, NULL, &s, &err), &err);
         if (s.latents && s.lat_c * s.lat_h * s.lat_w == LAT)
             memcpy(s.latents, own[i], sizeof own[i]);
         CHECK_OK(df_train_sample_save(&s, &o, captions[i], NULL, images[i], caches[i], &err), &err);

@@ -904,7 +904,12 @@ static void test_encode_plan(void)
     df_sched_t *s = df_sched_new(NULL, "c", &o, &k_io, 0, NULL);
     char *images[3] = {"/p/a.png", "/p/b.png", "/p/c.png"}, *captions[3] = {"TOK dog", "a dog", "TOK"};
     char *ids[3] = {"1", "2", "3"};
-    for (int c = 0; c < 5; c++) {
+    Dreamfleet__PhotoGeometry g[3], *geo[3] = {&g[0], &g[1], &g[2]};
+    for (int i = 0; i < 3; i++) {
+        dreamfleet__photo_geometry__init(&g[i]);
+        g[i].original_width = 1000u + (uint32_t)i, g[i].original_height = 800;
+    }
+    for (int c = 0; c < 6; c++) {
         Dreamfleet__EncodeParams p = DREAMFLEET__ENCODE_PARAMS__INIT;
         p.model = "/m", p.n_images = p.n_captions = 3, p.images = images, p.captions = captions, p.resolution = 512;
         const char *needle = NULL;
@@ -913,7 +918,8 @@ static void test_encode_plan(void)
         case 1: p.n_captions = 2, needle = "3 photos with 2 captions"; break;
         case 2: p.n_image_identities = 2, p.image_identities = ids, needle = "2 photo identities for 3 photos"; break;
         case 3: p.resolution = 100, needle = "resolution 100"; break;
-        default: break;
+        case 4: p.n_geometry = 1, p.geometry = geo, needle = "1 photo geometries for 3 photos"; break;
+        default: p.n_geometry = 3, p.geometry = geo; break;
         }
         uint8_t buf[512];
         Dreamfleet__SubmitJob sj = DREAMFLEET__SUBMIT_JOB__INIT;
@@ -934,6 +940,7 @@ static void test_encode_plan(void)
                 dreamfleet__encode_params__unpack(NULL, job->tasks[i].params_len, job->tasks[i].params);
             CHECK(t && t->n_images == 1 && t->first == i && strcmp(t->images[0], images[i]) == 0 &&
                   strcmp(t->captions[0], captions[i]) == 0);
+            CHECK(t && t->n_geometry == 1 && t->geometry[0]->original_width == 1000 + i); /* its own photo's */
             if (t)
                 dreamfleet__encode_params__free_unpacked(t, NULL);
         }

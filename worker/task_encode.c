@@ -123,7 +123,12 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
             break;
         }
         close(fd);
-        rc = df_train_sample_encode(e->enc, e->batch, p->images[i], p->captions[i], &o, &s, err);
+        df_photo_geometry geo = {0};
+        if (p->n_geometry == p->n_images) {
+            const Dreamfleet__PhotoGeometry *g = p->geometry[i];
+            geo = (df_photo_geometry){g->original_width, g->original_height, g->crop_left, g->crop_top};
+        }
+        rc = df_train_sample_encode(e->enc, e->batch, p->images[i], p->captions[i], &o, &geo, &s, err);
         /* Device trouble may pass on another worker; a bad photo will not. */
         *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
         if (rc == DF_OK)

@@ -30,8 +30,8 @@ static int upload_png(df_task_ctx *ctx, const df_image *img, char hex[65], df_er
 
 /*  The examined photo *it as a message (strings borrowed from it, face and
  *  hashes); the caller frees nothing of it but what it allocated. */
-static void item_message(const df_prep_item *it, Dreamfleet__PrepItem *m, Dreamfleet__PrepFace *face, char *image,
-                         char *thumb)
+static void item_message(const df_prep_item *it, Dreamfleet__PrepItem *m, Dreamfleet__PrepFace *face,
+                         Dreamfleet__PhotoGeometry *geo, char *image, char *thumb)
 {
     dreamfleet__prep_item__init(m);
     m->name = it->source;
@@ -54,6 +54,10 @@ static void item_message(const df_prep_item *it, Dreamfleet__PrepItem *m, Dreamf
         face->eyes = it->face.eyes, face->roll_deg = it->face.roll_deg, face->clarity = it->face.clarity;
         m->face = face;
     }
+    dreamfleet__photo_geometry__init(geo);
+    geo->original_width = it->sdxl_orig_w, geo->original_height = it->sdxl_orig_h;
+    geo->crop_left = it->sdxl_crop_left, geo->crop_top = it->sdxl_crop_top;
+    m->sdxl = geo;
     m->image = image, m->thumbnail = thumb;
 }
 
@@ -84,8 +88,9 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
     Dreamfleet__PrepItem *msgs = rc == DF_OK ? calloc(p->n_images, sizeof *msgs) : NULL;
     Dreamfleet__PrepItem **ptrs = rc == DF_OK ? calloc(p->n_images, sizeof *ptrs) : NULL;
     Dreamfleet__PrepFace *faces = rc == DF_OK ? calloc(p->n_images, sizeof *faces) : NULL;
+    Dreamfleet__PhotoGeometry *geos = rc == DF_OK ? calloc(p->n_images, sizeof *geos) : NULL;
     char(*hashes)[2][65] = rc == DF_OK ? calloc(p->n_images, sizeof *hashes) : NULL;
-    if (rc == DF_OK && (!items || !msgs || !ptrs || !faces || !hashes))
+    if (rc == DF_OK && (!items || !msgs || !ptrs || !faces || !geos || !hashes))
         rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -107,7 +112,7 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
         if (rc == DF_OK && train.rgb && (rc = upload_png(ctx, &train, hashes[i][0], err)) != DF_OK)
             *retryable = 1;
         df_image_free(&thumb), df_image_free(&train);
-        item_message(it, &msgs[i], &faces[i], hashes[i][0], hashes[i][1]);
+        item_message(it, &msgs[i], &faces[i], &geos[i], hashes[i][0], hashes[i][1]);
         ptrs[i] = &msgs[i];
         if (rc == DF_OK && ctx->progress) {
             char msg[96];
@@ -135,7 +140,7 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
         items[i].source = NULL; /* p's */
         free(items[i].reason), free(items[i].caption), free(items[i].file);
     }
-    free(items), free(msgs), free(ptrs), free(faces), free(hashes);
+    free(items), free(msgs), free(ptrs), free(faces), free(geos), free(hashes);
     df_face_detector_destroy(&fd);
     dreamfleet__prep_params__free_unpacked(p, NULL);
     return rc;

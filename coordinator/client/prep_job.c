@@ -69,6 +69,10 @@ static int item_from(const Dreamfleet__PrepItem *m, df_prep_item *it)
     it->scores.exposure = m->exposure, it->scores.contrast = m->contrast;
     it->scores.mean = m->mean, it->scores.clipped = m->clipped;
     it->phash = m->phash;
+    if (m->sdxl) {
+        it->sdxl_orig_w = m->sdxl->original_width, it->sdxl_orig_h = m->sdxl->original_height;
+        it->sdxl_crop_left = m->sdxl->crop_left, it->sdxl_crop_top = m->sdxl->crop_top;
+    }
     it->faces = m->faces;
     if (m->face) {
         it->face.x = m->face->x, it->face.y = m->face->y, it->face.w = m->face->w, it->face.h = m->face->h;

@@ -51,6 +51,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "artifact_store.h"
 #include "caption.h"
 #include "cli.h"
@@ -70,7 +72,8 @@
  *  workers, each photo's cache kept in the result cache for later runs);
  *  the train job then names the sample caches in place of encoding the
  *  photos in each of its tasks. *samples gets n + nc artifact hashes. */
-static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, char ***samples_out)
+static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, Dreamfleet__PhotoGeometry **geo,
+                          char ***samples_out)
 {
     const size_t n = t->n_images, nc = t->n_class_images, all = n + nc;
     Dreamfleet__EncodeParams e = DREAMFLEET__ENCODE_PARAMS__INIT;
@@ -92,6 +95,14 @@ static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, char **
     }
     e.n_images = e.n_captions = e.n_image_identities = all;
     e.images = images, e.captions = captions, e.image_identities = ids;
+    /* The photos' own geometry where prep recorded it, the class images' none. */
+    Dreamfleet__PhotoGeometry none = DREAMFLEET__PHOTO_GEOMETRY__INIT;
+    Dreamfleet__PhotoGeometry **g = geo ? calloc(all, sizeof *g) : NULL;
+    for (size_t i = 0; g && i < all; i++)
+        g[i] = i < n && geo[i] ? geo[i] : &none;
+    if (geo && !g)
+        rc = DF_EXIT_FAILED;
+    e.n_geometry = g ? all : 0, e.geometry = g;
     char id[128] = "";
     size_t len = dreamfleet__encode_params__get_packed_size(&e);
     uint8_t *buf = rc == DF_EXIT_OK ? malloc(len ? len : 1) : NULL;
@@ -134,8 +145,57 @@ static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, char **
         df_wire_free(&rep->base);
     for (size_t i = 0; ids && i < all; i++)
         free(ids[i]);
-    free(images), free(captions), free(ids);
+    free(images), free(captions), free(ids), free(g);
     return rc;
+}
+
+/*  What prep recorded of each photo of a prepared set (dir/metadata.jsonl)
+ *  that SDXL conditions on: *geo gets one entry per image (NULL where the
+ *  metadata has none), or stays NULL when there is no metadata. A line that
+ *  cannot be read is passed over: the image then conditions on itself. */
+static int read_geometry(const char *set_dir, char **images, size_t n, Dreamfleet__PhotoGeometry ***geo_out)
+{
+    *geo_out = NULL;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metadata.jsonl", set_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return DF_EXIT_OK;
+    Dreamfleet__PhotoGeometry **geo = calloc(n + 1, sizeof *geo);
+    int rc = geo ? DF_EXIT_OK : DF_EXIT_FAILED;
+    char line[16384];
+    while (rc == DF_EXIT_OK && fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *file = NULL;
+        int ow = 0, oh = 0, cl = 0, ct = 0;
+        if (j && json_unpack(j, "{s:s, s:[i,i], s:[i,i]}", "file_name", &file, "sdxl_original", &ow, &oh,
+                             "sdxl_crop", &cl, &ct) == 0 && ow > 0 && oh > 0 && cl >= 0 && ct >= 0) {
+            const char *base = strrchr(file, '/');
+            base = base ? base + 1 : file;
+            for (size_t i = 0; i < n; i++) {
+                const char *name = strrchr(images[i], '/');
+                if (geo[i] || strcmp(name ? name + 1 : images[i], base) != 0)
+                    continue;
+                if (!(geo[i] = malloc(sizeof *geo[i]))) {
+                    rc = DF_EXIT_FAILED;
+                    break;
+                }
+                dreamfleet__photo_geometry__init(geo[i]);
+                geo[i]->original_width = (uint32_t)ow, geo[i]->original_height = (uint32_t)oh;
+                geo[i]->crop_left = (uint32_t)cl, geo[i]->crop_top = (uint32_t)ct;
+            }
+        }
+        json_decref(j);
+    }
+    fclose(f);
+    if (rc != DF_EXIT_OK) {
+        for (size_t i = 0; geo && i < n; i++)
+            free(geo[i]);
+        free(geo);
+        return rc;
+    }
+    *geo_out = geo;
+    return DF_EXIT_OK;
 }
 
 static const char k_usage[] =
@@ -550,9 +610,21 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     p.n_images = p.n_captions = n;
     p.images = images;
     p.captions = captions;
+    /* A prepared set's photos condition on what they were cut from. */
+    Dreamfleet__PhotoGeometry **geo = NULL;
+    char set_dir[PATH_MAX];
+    snprintf(set_dir, sizeof set_dir, "%s", data_abs);
+    const size_t sl = strlen(set_dir);
+    if (sl > 7 && strcmp(set_dir + sl - 7, "/images") == 0)
+        set_dir[sl - 7] = '\0';
+    if (rc == DF_EXIT_OK)
+        rc = read_geometry(set_dir, images, n, &geo);
     char **samples = NULL;
     if (rc == DF_EXIT_OK)
-        rc = encode_samples(cli, &p, &samples);
+        rc = encode_samples(cli, &p, geo, &samples);
+    for (size_t i = 0; geo && i < n; i++)
+        free(geo[i]);
+    free(geo);
     if (samples) {
         p.n_samples = n, p.samples = samples;
         p.n_class_samples = nc, p.class_samples = samples + n;

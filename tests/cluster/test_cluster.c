@@ -1183,6 +1183,36 @@ static void test_prep_on_cluster(void)
     CHECK(same_tree(local, on, why, sizeof why));
 }
 
+/*  Whether a sample cache in the coordinator's artifact store carries the
+ *  time ids want (SDXL's size conditioning). */
+static int cache_with_time_ids(const float want[6])
+{
+    char objects[400];
+    snprintf(objects, sizeof objects, "%s/artifacts/objects", g_state);
+    DIR *d = opendir(objects);
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d));) {
+        char sub[700];
+        snprintf(sub, sizeof sub, "%s/%s", objects, e->d_name);
+        DIR *d2 = e->d_name[0] == '.' ? NULL : opendir(sub);
+        for (struct dirent *f; d2 && !found && (f = readdir(d2));) {
+            char path[1000];
+            snprintf(path, sizeof path, "%s/%s", sub, f->d_name);
+            df_safetensors_t *st = f->d_name[0] == '.' ? NULL : df_safetensors_open(path, NULL);
+            const df_st_tensor *t = st ? df_safetensors_find(st, "time_ids") : NULL;
+            float ids[6];
+            if (t && t->nelem == 6 && df_st_tensor_to_f32(t, ids, NULL) == DF_OK)
+                found = memcmp(ids, want, sizeof ids) == 0;
+            df_safetensors_destroy(&st);
+        }
+        if (d2)
+            closedir(d2);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
 /*  train --prep: raw photos go through prep first (a broken file is
  *  rejected and reported, the rest trains), into OUT/dataset, which a
  *  later train takes as it is. */
@@ -1226,6 +1256,11 @@ static void test_train_prep(void)
     free(caption);
     snprintf(path, sizeof path, "%s/lora.safetensors", out);
     CHECK(access(path, R_OK) == 0);
+    /* Each photo conditions on what it was cut from (96x80 and 112x80, the
+     * centre square's left edge at 8 and 16 px, 6 and 13 once scaled to
+     * 64), not on the 64x64 image prep made of it. */
+    const float ids0[6] = {80, 96, 0, 6, 64, 64}, ids1[6] = {80, 112, 0, 13, 64, 64};
+    CHECK(cache_with_time_ids(ids0) && cache_with_time_ids(ids1));
     /* The prepared set, given as --data, trains as it is. */
     snprintf(path, sizeof path, "%s/dataset", out);
     CHECK_EQ(client(g_keys, 600000, "train", "--data", path, "--model", model, "--class", "dog", "--resolution", "64",

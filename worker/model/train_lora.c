@@ -94,7 +94,7 @@ static int load_samples(df_sdxl_t *model, df_vk_device_t *dev, df_vk_transfer_t 
     if (!enc)
         return err && err->code ? err->code : DF_E_NOMEM;
     for (uint32_t i = 0; rc == DF_OK && i < p->count; i++)
-        rc = df_train_sample_encode(enc, batch, p->images[i], p->captions[i], o, &samples[i], err);
+        rc = df_train_sample_encode(enc, batch, p->images[i], p->captions[i], o, NULL, &samples[i], err);
     df_train_sample_encoder_destroy(&enc);
     return rc;
 }

@@ -65,7 +65,8 @@ void df_train_sample_meta_free(df_train_sample_meta *meta)
 /*  The photo through the VAE at its bucket's size (the square resolution
  *  without buckets), and its mirror image with flip. */
 static int encode_latents(df_train_sample_encoder_t *self, df_vk_batch_t *batch, const char *image_path,
-                          const df_train_sample_opts *o, df_train_sample *s, df_error_t *err)
+                          const df_train_sample_opts *o, const df_photo_geometry *geo, df_train_sample *s,
+                          df_error_t *err)
 {
     const df_sdxl_config *c = df_sdxl_config_of(self->model);
     const uint32_t R = o->resolution, f = df_vae_factor(self->vae), C = (uint32_t)c->vae.latent_channels;
@@ -96,6 +97,10 @@ static int encode_latents(df_train_sample_encoder_t *self, df_vk_batch_t *batch,
         t[0] = (float)src.height, t[1] = (float)src.width;
         t[2] = (float)lrint((src.height * sc - H) / 2), t[3] = (float)lrint((src.width * sc - W) / 2);
         t[4] = (float)H, t[5] = (float)W;
+        if (geo && geo->orig_w && geo->orig_h) { /* the photo before prep made this image of it */
+            t[0] = (float)geo->orig_h, t[1] = (float)geo->orig_w;
+            t[2] = (float)geo->crop_top, t[3] = (float)geo->crop_left;
+        }
         for (uint64_t k = 0; k < plane; k++)
             for (int ch = 0; ch < 3; ch++)
                 img[ch * plane + k] = fit.rgb[k * 3 + ch] / 127.5f - 1.0f;
@@ -165,13 +170,13 @@ static int encode_caption(df_train_sample_encoder_t *self, df_vk_batch_t *batch,
 }
 
 int df_train_sample_encode(df_train_sample_encoder_t *self, df_vk_batch_t *batch, const char *image_path,
-                           const char *caption, const df_train_sample_opts *opts, df_train_sample *out,
-                           df_error_t *err)
+                           const char *caption, const df_train_sample_opts *opts, const df_photo_geometry *geo,
+                           df_train_sample *out, df_error_t *err)
 {
     memset(out, 0, sizeof *out);
     if (opts->captions && !self->pe)
         return df_error_set(err, DF_E_INVALID, "train: this sample encoder was made without text encoders");
-    int rc = encode_latents(self, batch, image_path, opts, out, err);
+    int rc = encode_latents(self, batch, image_path, opts, geo, out, err);
     if (rc == DF_OK && opts->captions)
         rc = encode_caption(self, batch, caption ? caption : "", out, err);
     if (rc != DF_OK)

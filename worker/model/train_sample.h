@@ -44,6 +44,14 @@ typedef struct {
     float *pad;                  /* 77 x D */
 } df_train_sample;
 
+/*  What a prepared photo was cut from (prep.h's sdxl_original and
+ *  sdxl_crop): SDXL's size conditioning then tells of the photo as it was
+ *  taken, not of the image prep made of it. */
+typedef struct {
+    uint32_t orig_w, orig_h;     /* 0: the image file's own size */
+    uint32_t crop_left, crop_top; /* in the original scaled to cover the training size */
+} df_photo_geometry;
+
 /*  How a photo is made into latents; the same for every photo of a run. */
 typedef struct {
     uint32_t resolution;         /* square side; with buckets, the bucket area's side */
@@ -71,10 +79,11 @@ void df_train_sample_encoder_destroy(df_train_sample_encoder_t **self_p);
 
 /*  Encodes the photo at image_path (decoded upright, cropped around its
  *  centre to its bucket's aspect, resampled) and caption into *out (its
- *  arrays malloc'd; free with df_train_sample_free). */
+ *  arrays malloc'd; free with df_train_sample_free). geo (NULL: none) is
+ *  what the photo was cut from, for its time ids. */
 int df_train_sample_encode(df_train_sample_encoder_t *self, df_vk_batch_t *batch, const char *image_path,
-                           const char *caption, const df_train_sample_opts *opts, df_train_sample *out,
-                           df_error_t *err);
+                           const char *caption, const df_train_sample_opts *opts, const df_photo_geometry *geo,
+                           df_train_sample *out, df_error_t *err);
 
 void df_train_sample_free(df_train_sample *s);
 
