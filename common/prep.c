@@ -18,7 +18,6 @@
 #include "png_write.h"
 
 #define THUMB 192 /* contact sheet cells */
-#define SHEET_MAX 300 /* photos on the contact sheet, the first in name order */
 
 /*  The folder's candidate files, sorted: everything but sidecar captions,
  *  hidden files and folders (a non-photo is reported, not skipped). */
@@ -278,7 +277,7 @@ int df_prep_dir(const char *dir, const char *out_dir, const df_prep_opts *o, df_
         rep->count++;
         char *side = df_caption_sidecar(it->source);
         df_image train = {0};
-        rc = df_prep_photo(it->source, side, o, fd, it, i < SHEET_MAX ? &thumbs[i] : NULL, &train, err);
+        rc = df_prep_photo(it->source, side, o, fd, it, i < DF_PREP_SHEET_MAX ? &thumbs[i] : NULL, &train, err);
         free(side);
         char path[4300];
         pending_path(out_dir, i, path, sizeof path);

@@ -25,9 +25,9 @@
  *  each (so any trainer reading sidecars takes it), metadata.jsonl (one line
  *  per accepted photo: file, caption, sizes, bucket, crop, scores, hash),
  *  report.txt (every photo, accepted or rejected with its reason, and the
- *  warnings), and contact-sheet.png (accepted photos framed green, then
- *  rejected ones framed red, in the report's order).
- *
+ *  warnings), and contact-sheet.png (accepted photos framed green, with
+ *  their names, scores and captions, then rejected ones framed red, with
+ *  their reasons; in the report's order).
  *
  *  The work is in three parts, so that a cluster can share it: one photo
  *  at a time (df_prep_photo: all but step 4, which needs the whole set),
@@ -37,8 +37,7 @@
  *  job runs the first on the workers, one task per photo, the second in the
  *  coordinator, and the third in the client.
  *
- *  Not yet: captioning models, and text on the contact sheet (the report
- *  carries the words).
+ *  Not yet: captioning models (captions come from sidecars or the template).
  */
 #ifndef DF_PREP_H
 #define DF_PREP_H
@@ -49,6 +48,8 @@
 #include "error.h"
 #include "face_detect.h"
 #include "photo_quality.h"
+
+#define DF_PREP_SHEET_MAX 300 /* photos on the contact sheet, the first in name order */
 
 typedef struct {
     uint32_t resolution;     /* 0: 1024 */

@@ -10,12 +10,17 @@
 
 #include <jansson.h>
 
+#include "bitmap_font.h"
 #include "image_grid.h"
 #include "png_write.h"
 #include "unicode.h"
 
-#define THUMB 192 /* contact sheet cells (prep.c makes the thumbnails this size) */
+#define THUMB 192 /* the largest side of a thumbnail (prep.c makes them) */
 #define SHEET_COLS 6
+#define TEXT_LINES 4 /* under each thumbnail: its name, then scores and caption, or the reason */
+#define CELL_W THUMB
+#define CELL_H (THUMB + 6 + TEXT_LINES * DF_FONT_H)
+#define TEXT_COLS ((CELL_W - 6) / DF_FONT_W)
 
 int df_prep_name_files(df_prep_report *rep, df_error_t *err)
 {
@@ -142,23 +147,70 @@ static void frame(df_image *img, uint8_t r, uint8_t g, uint8_t b)
             }
 }
 
-/*  Accepted photos framed green, then rejected ones framed red. */
+/*  One photo's cell of the sheet into cell (CELL_W x CELL_H, white): its
+ *  thumbnail (framed green when accepted, red when not; a grey square when
+ *  it could not be decoded), and under it its name, then its scores and
+ *  caption, or why it was rejected. */
+static void draw_cell(uint8_t *cell, const df_prep_item *it, df_image *thumb)
+{
+    static const uint8_t ink[3] = {20, 20, 20}, good[3] = {20, 110, 20}, bad[3] = {170, 20, 20};
+    memset(cell, 255, (size_t)CELL_W * CELL_H * 3);
+    df_image grey = {0};
+    if (!thumb->rgb) { /* nothing to show but the frame */
+        grey.width = grey.height = THUMB * 3 / 4;
+        if ((grey.rgb = malloc((size_t)grey.width * grey.height * 3)))
+            memset(grey.rgb, 200, (size_t)grey.width * grey.height * 3);
+        thumb = &grey;
+    }
+    if (thumb->rgb) {
+        frame(thumb, it->reason ? 220 : 40, it->reason ? 40 : 180, 40);
+        const uint32_t x0 = (THUMB - thumb->width) / 2, y0 = (THUMB - thumb->height) / 2;
+        for (uint32_t y = 0; y < thumb->height; y++)
+            memcpy(cell + 3 * ((size_t)(y0 + y) * CELL_W + x0), thumb->rgb + 3 * (size_t)y * thumb->width,
+                   3 * (size_t)thumb->width);
+    }
+    free(grey.rgb);
+    const char *name = strrchr(it->source, '/');
+    name = name ? name + 1 : it->source;
+    const int x = 3, y = THUMB + 3;
+    df_font_draw_wrapped(cell, CELL_W, CELL_H, x, y, 1, TEXT_COLS, 1, name, ink);
+    if (it->reason) {
+        df_font_draw_wrapped(cell, CELL_W, CELL_H, x, y + DF_FONT_H, 1, TEXT_COLS, TEXT_LINES - 1, it->reason, bad);
+        return;
+    }
+    char scores[96];
+    if (it->faces == 1)
+        snprintf(scores, sizeof scores, "quality %.2f, face %.2f", it->scores.quality, it->face.clarity);
+    else
+        snprintf(scores, sizeof scores, "quality %.2f (s%.2f e%.2f c%.2f)", it->scores.quality,
+                 it->scores.sharpness, it->scores.exposure, it->scores.contrast);
+    df_font_draw_wrapped(cell, CELL_W, CELL_H, x, y + DF_FONT_H, 1, TEXT_COLS, 1, scores, good);
+    df_font_draw_wrapped(cell, CELL_W, CELL_H, x, y + 2 * DF_FONT_H, 1, TEXT_COLS, TEXT_LINES - 2,
+                         it->caption ? it->caption : "", ink);
+}
+
+/*  Accepted photos first, then rejected ones, each with its words
+ *  (draw_cell); the first DF_PREP_SHEET_MAX photos only. */
 static int write_sheet(const char *out_dir, const df_prep_report *rep, df_image *thumbs, df_error_t *err)
 {
-    df_image_grid_t *g = df_image_grid_new(SHEET_COLS, THUMB, THUMB, err);
-    if (!g)
-        return err && err->code ? err->code : DF_E_NOMEM;
+    df_image_grid_t *g = df_image_grid_new(SHEET_COLS, CELL_W, CELL_H, err);
+    uint8_t *cellbuf = malloc((size_t)CELL_W * CELL_H * 3);
+    if (!g || !cellbuf) {
+        df_image_grid_destroy(&g);
+        free(cellbuf);
+        return err && err->code ? err->code : df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+    }
     int rc = DF_OK;
     uint32_t cell = 0;
     for (int pass = 0; rc == DF_OK && pass < 2; pass++)
-        for (size_t i = 0; rc == DF_OK && i < rep->count; i++) {
-            if ((pass == 0) != !rep->items[i].reason || !thumbs[i].rgb)
+        for (size_t i = 0; rc == DF_OK && i < rep->count && i < DF_PREP_SHEET_MAX; i++) {
+            if ((pass == 0) != !rep->items[i].reason)
                 continue;
-            frame(&thumbs[i], pass ? 220 : 40, pass ? 40 : 180, 40);
-            rc = df_image_grid_put(g, cell / SHEET_COLS, cell % SHEET_COLS, thumbs[i].rgb, thumbs[i].width,
-                                   thumbs[i].height, err);
+            draw_cell(cellbuf, &rep->items[i], &thumbs[i]);
+            rc = df_image_grid_put(g, cell / SHEET_COLS, cell % SHEET_COLS, cellbuf, CELL_W, CELL_H, err);
             cell++;
         }
+    free(cellbuf);
     uint32_t gw, gh;
     const uint8_t *rgb = rc == DF_OK ? df_image_grid_rgb(g, &gw, &gh) : NULL;
     char path[4200];

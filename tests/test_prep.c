@@ -14,6 +14,7 @@
 #include <libheif/heif.h>
 #include <zlib.h>
 
+#include "bitmap_font.h"
 #include "caption.h"
 #include "face_detect.h"
 #include "image_decode.h"
@@ -393,7 +394,29 @@ static void test_prep_folder(void)
     snprintf(path, sizeof path, "%s/contact-sheet.png", out);
     df_image sheet = {0};
     CHECK_OK(df_image_load(path, &sheet, &err), &err);
-    CHECK(sheet.width == 6 * 192 && sheet.height == 2 * 192); /* 10 thumbnails: the notes file has none */
+    /* 11 cells, each a thumbnail and four lines of words: the 3 accepted
+     * first (green scores under them), then the 8 rejected (dark red
+     * reasons), the files that are no photo as grey squares. */
+    const uint32_t cw = 192, ch = 192 + 6 + 4 * DF_FONT_H;
+    CHECK(sheet.width == 6 * cw && sheet.height == 2 * ch);
+    int green = 0, red = 0, grey = 0;
+    for (uint32_t c = 0; sheet.rgb && c < 11; c++) {
+        const uint32_t x0 = (c % 6) * cw, y0 = (c / 6) * ch;
+        int g = 0, r = 0;
+        for (uint32_t y = y0 + 192; y < y0 + ch; y++)
+            for (uint32_t x = x0; x < x0 + cw; x++) {
+                const uint8_t *px = sheet.rgb + 3 * ((size_t)y * sheet.width + x);
+                g += px[0] == 20 && px[1] == 110 && px[2] == 20;
+                r += px[0] == 170 && px[1] == 20 && px[2] == 20;
+            }
+        green += c < 3 && g > 20 && r == 0;
+        red += c >= 3 && r > 20 && g == 0;
+        const uint8_t *mid = sheet.rgb + 3 * ((size_t)(y0 + 96) * sheet.width + x0 + 96);
+        grey += mid[0] == 200 && mid[1] == 200 && mid[2] == 200;
+    }
+    CHECK_EQ(green, 3);
+    CHECK_EQ(red, 8);
+    CHECK_EQ(grey, 3); /* the corrupt PNG, the empty JPEG, the notes */
     df_image_free(&sheet);
     /* The same folder again gives the same files, byte for byte. */
     snprintf(out2, sizeof out2, "%s/set2", g_dir);
@@ -786,6 +809,60 @@ static void test_prep_person(void)
     CHECK(df_caption_class_is_person("Woman") && df_caption_class_is_person("person") && !df_caption_class_is_person("dog"));
 }
 
+/*  The sheet's words: a glyph where it is asked for, in its colour; text
+ *  that is not ASCII as '?'; lines broken at spaces, a word longer than a
+ *  line cut, and "..." where the text goes on past the last line; nothing
+ *  drawn outside the image. */
+static void test_bitmap_font(void)
+{
+    enum { W = 60, H = 30 };
+    uint8_t img[W * H * 3];
+    const uint8_t ink[3] = {1, 2, 3};
+    memset(img, 255, sizeof img);
+    CHECK_EQ(df_font_draw(img, W, H, 0, 0, 1, "T", 10, ink), 1);
+    /* T: the top row five pixels wide, then the stem in the middle column. */
+    for (int x = 0; x < 6; x++)
+        CHECK_EQ(img[3 * x] == 1, x < 5);
+    for (int y = 1; y < 9; y++)
+        for (int x = 0; x < 6; x++)
+            CHECK_EQ(img[3 * (y * W + x)] == 1, y < 7 && x == 2);
+    CHECK(memcmp(img, ink, 3) == 0);
+    /* Scale 2: each pixel a 2 x 2 square. */
+    memset(img, 255, sizeof img);
+    df_font_draw(img, W, H, 0, 0, 2, "T", 1, ink);
+    CHECK(img[3 * (1 * W + 9)] == 1 && img[3 * (1 * W + 10)] == 255 && img[3 * (13 * W + 5)] == 1);
+    /* Not ASCII: one '?' per character, however many bytes. */
+    uint8_t q[W * H * 3], e[W * H * 3];
+    memset(q, 255, sizeof q), memset(e, 255, sizeof e);
+    CHECK_EQ(df_font_draw(q, W, H, 0, 0, 1, "??", 10, ink), 2);
+    CHECK_EQ(df_font_draw(e, W, H, 0, 0, 1, "\xc3\xa9\xe2\x82\xac", 10, ink), 2); /* e-acute, euro */
+    CHECK(memcmp(q, e, sizeof q) == 0);
+    /* Wrapping: 9 columns, 3 lines. */
+    uint8_t a[W * H * 3], b[W * H * 3];
+    memset(a, 255, sizeof a), memset(b, 255, sizeof b);
+    CHECK_EQ(df_font_draw_wrapped(a, W, H, 0, 0, 1, 9, 3, "one two three", ink), 2);
+    df_font_draw(b, W, H, 0, 0, 1, "one two", 7, ink);
+    df_font_draw(b, W, H, 0, DF_FONT_H, 1, "three", 5, ink);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    memset(a, 255, sizeof a), memset(b, 255, sizeof b);
+    CHECK_EQ(df_font_draw_wrapped(a, W, H, 0, 0, 1, 4, 2, "abcdefgh ij klm", ink), 2);
+    df_font_draw(b, W, H, 0, 0, 1, "abcd", 4, ink);
+    df_font_draw(b, W, H, 0, DF_FONT_H, 1, "e...", 4, ink);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    /* Off the edges: clipped, nothing written outside (the guard bytes stay). */
+    uint8_t guarded[W * H * 3 + 16];
+    memset(guarded, 255, sizeof guarded);
+    memset(guarded + W * H * 3, 0xAB, 16);
+    df_font_draw(guarded, W, H, -3, -4, 3, "WWWWWWWWWWWW", 100, ink);
+    df_font_draw(guarded, W, H, W - 4, H - 4, 3, "WW", 100, ink);
+    df_font_draw_wrapped(guarded, W, H, 50, 20, 2, 40, 9, "a long line of words past the corner", ink);
+    int intact = 1;
+    for (int k = 0; k < 16; k++)
+        intact &= guarded[W * H * 3 + k] == 0xAB;
+    CHECK(intact);
+    CHECK_EQ(df_font_draw_wrapped(guarded, W, H, 0, 0, 1, 0, 3, "x", ink), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -802,6 +879,7 @@ int main(int argc, char **argv)
     RUN(test_resize);
     RUN(test_scores);
     RUN(test_phash);
+    RUN(test_bitmap_font);
     RUN(test_prep_folder);
     RUN(test_prep_real_photos);
     RUN(test_heif);

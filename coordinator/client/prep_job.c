@@ -152,7 +152,7 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
         rep->count++;
         char path[PATH_MAX];
         /* A thumbnail that cannot be had leaves a gap on the sheet, nothing worse. */
-        if (rc == DF_EXIT_OK && r->items[i]->thumbnail[0] &&
+        if (rc == DF_EXIT_OK && i < DF_PREP_SHEET_MAX && r->items[i]->thumbnail[0] &&
             pull(cli, store, r->items[i]->thumbnail, path, sizeof path, &err) == DF_OK) {
             df_error_t ignored;
             if (df_image_load(path, &thumbs[i], &ignored) != DF_OK)
