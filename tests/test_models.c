@@ -2557,6 +2557,28 @@ static void test_train_lora_caches(void)
         CHECK_FAILS(df_train_sample_load(nan_path, &s2, &meta, &err), &err, DF_E_FORMAT,
                     "tensor 'latents' holds a value that is not finite");
         unlink(nan_path);
+        /* Caches written by something else: a context that is not whole
+         * 77-token chunks, and one without its pooled embedding. */
+        for (int k = 0; k < 2; k++) {
+            static float zeros[77 * 8 + 4 * 8 * 8];
+            const int64_t lat[3] = {4, 8, 8}, six = 6, ctx[2] = {k == 0 ? 76 : 77, 8}, pooled = 16;
+            df_st_writer_t *w = df_st_writer_new();
+            CHECK_OK(df_st_writer_add(w, "latents", DF_F32, 3, lat, zeros, &err), &err);
+            CHECK_OK(df_st_writer_add(w, "time_ids", DF_F32, 1, &six, zeros, &err), &err);
+            CHECK_OK(df_st_writer_add(w, "context", DF_F32, 2, ctx, zeros, &err), &err);
+            if (k == 0)
+                CHECK_OK(df_st_writer_add(w, "pooled", DF_F32, 1, &pooled, zeros, &err), &err);
+            const char *kv[][2] = {{"format", DF_TRAIN_SAMPLE_FORMAT}, {"resolution", "64"}, {"bucket_step", "0"},
+                                   {"caption", "x"}, {"model_identity", ""}, {"image", "x.png"}};
+            for (int i = 0; i < 6; i++)
+                CHECK_OK(df_st_writer_set_metadata(w, kv[i][0], kv[i][1], &err), &err);
+            CHECK_OK(df_st_writer_write(w, nan_path, &err), &err);
+            df_st_writer_destroy(&w);
+            CHECK_FAILS(df_train_sample_load(nan_path, &s2, &meta, &err), &err, DF_E_FORMAT,
+                        k == 0 ? "the context is not chunks of 77 tokens" : "the context comes without a pooled "
+                                                                             "embedding");
+            unlink(nan_path);
+        }
     }
     df_train_sample_encoder_destroy(&enc);
     const char *bad_cache[3] = {narrow, caches[1], caches[2]};
