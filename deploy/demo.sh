@@ -6,15 +6,18 @@
 #                             a diffusers folder); a single file also needs
 #                             DF_TOKENIZER=DIR (vocab.json + merges.txt)
 #
-# The main job today, through the embedded coordinator and worker (the path
-# a cluster uses): the engine's self-test on the Vulkan device; `prep` over
-# the bundled real photos (tests/data/photos: a portrait is accepted, a cat
-# refused for having no face; its report and contact sheet land in OUT);
-# photos of one subject, which the model draws itself (the bundled photos
-# are of two subjects, and the random model could not learn a real one);
-# a DreamBooth LoRA trained on them (aspect buckets, validation images every
-# 10 steps); images from a prompt with that LoRA. With your own photos,
-# `dreamfleet train --prep --data DIR ...` prepares and trains in one go.
+# The main job, through the embedded coordinator and worker (the path a
+# cluster uses): the engine's self-test on the Vulkan device; `prep` of the
+# bundled real photos (tests/data/photos) as a job of the workers, at the
+# training size: the portrait is accepted and captioned "a photo of TOK
+# woman", the cat refused for having no face (report.txt and
+# contact-sheet.png in OUT/dataset); a DreamBooth LoRA trained on the
+# prepared set (SDXL's size conditioning from the photo as taken, mirrored
+# copies, validation images every 10 steps); images from a prompt with that
+# LoRA. The tiny random model cannot learn a real face, so its images show
+# the pipeline, not a likeness; a real SDXL model does the same job for real.
+# With your own photos, `dreamfleet train --prep --data DIR ...` prepares
+# and trains in one go.
 set -eu
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -38,16 +41,13 @@ else
     tok=""
 fi
 res="${size%%x*}"
-"$cli" prep tests/data/photos -o "$out/prepared" --class woman --resolution 512
+"$cli" prep tests/data/photos -o "$out/dataset" --class woman --resolution "$res" --cluster
 # shellcheck disable=SC2086
-"$cli" generate --prompt "a photo of a person, portrait, studio lighting" --model "$model" $tok \
-    --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 4 --seed 1 -o "$out/photos"
+"$cli" train --data "$out/dataset" --model "$model" $tok --token TOK --class woman --resolution "$res" \
+    --steps "${DF_DEMO_TRAIN_STEPS:-20}" --rank 8 --lr 1e-3 --seed 1 --flip --buckets \
+    --validation-prompt "a photo of TOK woman" --validate-every 10 --validation-steps "$steps" -o "$out/lora"
 # shellcheck disable=SC2086
-"$cli" train --data "$out/photos" --model "$model" $tok --token TOK --class person --resolution "$res" \
-    --steps "${DF_DEMO_TRAIN_STEPS:-20}" --rank 8 --lr 1e-3 --seed 1 --buckets \
-    --validation-prompt "a photo of TOK person" --validate-every 10 --validation-steps "$steps" -o "$out/lora"
-# shellcheck disable=SC2086
-"$cli" generate --prompt "a photo of TOK person, portrait, studio lighting" --model "$model" $tok \
+"$cli" generate --prompt "a photo of TOK woman, portrait, studio lighting" --model "$model" $tok \
     --size "$size" --steps "$steps" --cfg 5 --sampler euler -n 2 --seed 1 --lora "$out/lora/lora.safetensors" \
     -o "$out/images"
-echo "demo: prep's report in $out/prepared/report.txt, photos in $out/photos, the LoRA in $out/lora (validation.png, loss.png), images in $out/images"
+echo "demo: the prepared set in $out/dataset (report.txt, contact-sheet.png), the LoRA in $out/lora (validation.png, loss.png), images in $out/images"

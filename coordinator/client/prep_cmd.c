@@ -68,8 +68,8 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
         case O_TOKEN: po.token = optarg; break;
         case O_CLASS: po.class_word = optarg; break;
         case O_RES:
-            if (df_cli_parse_num("--resolution", optarg, 256, 4096, &v) || (uint32_t)v % 32 || v != (uint32_t)v) {
-                df_cli_error("--resolution wants a multiple of 32 from 256 to 4096");
+            if (df_cli_parse_num("--resolution", optarg, 64, 4096, &v) || (uint32_t)v % 32 || v != (uint32_t)v) {
+                df_cli_error("--resolution wants a multiple of 32 from 64 to 4096");
                 return DF_EXIT_USAGE;
             }
             po.resolution = (uint32_t)v;
