@@ -62,6 +62,10 @@ int df_png_encode(const uint8_t *rgb, uint32_t width, uint32_t height, const df_
         return df_error_set(err, DF_E_NOMEM, "png: encoding failed");
     }
     png_set_write_fn(png, &s, sink_write, sink_flush);
+    /* zlib level 3 with libpng's adaptive filters: a third of the default
+     * level's time for files 5-7% larger (bench_prep: 0.33 -> 0.11 s for a
+     * 1152x896 training image). */
+    png_set_compression_level(png, 3);
     png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                  PNG_FILTER_TYPE_DEFAULT);
     if (ntext > 0) {
