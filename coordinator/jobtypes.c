@@ -289,6 +289,8 @@ static int encode_plan(const uint8_t *params, size_t len, uint32_t shards, uint3
     else if (p->n_geometry && p->n_geometry != p->n_images)
         rc = df_error_set(err, DF_E_INVALID, "encode: %zu photo geometries for %zu photos", p->n_geometry,
                           p->n_images);
+    else if (p->n_names && p->n_names != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "encode: %zu names for %zu photos", p->n_names, p->n_images);
     *ntasks = p->n_images ? (uint32_t)p->n_images : 1;
     dreamfleet__encode_params__free_unpacked(p, NULL);
     return rc;
@@ -307,6 +309,8 @@ static int encode_task_params(const df_job *job, uint32_t i, uint8_t **params, s
     one.image_identities = p->n_image_identities ? p->image_identities + i : NULL;
     one.n_geometry = p->n_geometry ? 1 : 0;
     one.geometry = p->n_geometry ? p->geometry + i : NULL;
+    one.n_names = p->n_names ? 1 : 0;
+    one.names = p->n_names ? p->names + i : NULL;
     one.first = i;
     *len = dreamfleet__encode_params__get_packed_size(&one);
     *params = malloc(*len ? *len : 1);
@@ -330,10 +334,10 @@ static int encode_cache_key(const df_job *job, uint32_t i, char key[65], int *lo
         ok = p->image_identities[k] && p->image_identities[k][0];
     *lookup = !p->no_cache;
     p->no_cache = 0, p->first = 0;
-    size_t nimages = p->n_images;
-    p->n_images = 0; /* named by identity, not path */
+    size_t nimages = p->n_images, nnames = p->n_names;
+    p->n_images = p->n_names = 0; /* named by identity, not path or name */
     ok = ok && message_key("encode 1\n", &p->base, key);
-    p->n_images = nimages;
+    p->n_images = nimages, p->n_names = nnames;
     dreamfleet__encode_params__free_unpacked(p, NULL);
     return ok;
 }
@@ -404,6 +408,8 @@ static int prep_plan(const uint8_t *params, size_t len, uint32_t shards, uint32_
     else if (rc == DF_OK && p->n_image_identities && p->n_image_identities != p->n_images)
         rc = df_error_set(err, DF_E_INVALID, "prep: %zu photo identities for %zu photos", p->n_image_identities,
                           p->n_images);
+    else if (rc == DF_OK && p->n_names && p->n_names != p->n_images)
+        rc = df_error_set(err, DF_E_INVALID, "prep: %zu names for %zu photos", p->n_names, p->n_images);
     *ntasks = p->n_images ? (uint32_t)p->n_images : 1;
     dreamfleet__prep_params__free_unpacked(p, NULL);
     return rc;
@@ -420,6 +426,8 @@ static int prep_task_params(const df_job *job, uint32_t i, uint8_t **params, siz
     one.n_sidecars = p->n_sidecars ? 1 : 0, one.sidecars = p->n_sidecars ? p->sidecars + i : NULL;
     one.n_image_identities = p->n_image_identities ? 1 : 0;
     one.image_identities = p->n_image_identities ? p->image_identities + i : NULL;
+    one.n_names = p->n_names ? 1 : 0;
+    one.names = p->n_names ? p->names + i : NULL;
     one.first = i;
     *len = dreamfleet__prep_params__get_packed_size(&one);
     *params = malloc(*len ? *len : 1);
@@ -430,7 +438,7 @@ static int prep_task_params(const df_job *job, uint32_t i, uint8_t **params, siz
 }
 
 /*  A photo's verdict depends on its content (by identity), its caption
- *  file and the options, and its reasons quote its path: everything in the
+ *  file and the options, and its reasons quote its name: everything in the
  *  task's parameters but its index. */
 static int prep_cache_key(const df_job *job, uint32_t i, char key[65], int *lookup)
 {

@@ -54,8 +54,9 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
     if (!p)
         return df_error_set(err, DF_E_FORMAT, "encode: parameters are not an EncodeParams message");
     int rc = DF_OK;
-    if (p->n_images == 0 || p->n_captions != p->n_images)
-        rc = df_error_set(err, DF_E_INVALID, "encode: %zu photos and %zu captions", p->n_images, p->n_captions);
+    if (p->n_images == 0 || p->n_captions != p->n_images || (p->n_names && p->n_names != p->n_images))
+        rc = df_error_set(err, DF_E_INVALID, "encode: %zu photos, %zu captions and %zu names", p->n_images,
+                          p->n_captions, p->n_names);
     else if (p->resolution < 64 || p->resolution > 2048 || p->resolution % 8)
         rc = df_error_set(err, DF_E_INVALID, "encode: resolution %u: multiples of 8 from 64 to 2048", p->resolution);
     else if (!ctx->upload)
@@ -114,7 +115,7 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
             rc = df_error_set(err, DF_E_STATE, "encode: cancelled");
             break;
         }
-        df_train_sample s;
+        df_train_sample s = {0};
         char tmp[64];
         snprintf(tmp, sizeof tmp, "/tmp/dreamfleet-sample-XXXXXX");
         int fd = mkstemp(tmp);
@@ -128,11 +129,24 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
             const Dreamfleet__PhotoGeometry *g = p->geometry[i];
             geo = (df_photo_geometry){g->original_width, g->original_height, g->crop_left, g->crop_top};
         }
-        rc = df_train_sample_encode(e->enc, e->batch, p->images[i], p->captions[i], &o, &geo, &s, err);
-        /* Device trouble may pass on another worker; a bad photo will not. */
-        *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
+        const char *name = p->n_names ? p->names[i] : p->images[i];
+        char local[4200];
+        rc = df_task_input(ctx, p->images[i], local, sizeof local, err);
+        if (rc == DF_OK) {
+            rc = df_train_sample_encode(e->enc, e->batch, local, p->captions[i], &o, &geo, &s, err);
+            /* Device trouble may pass on another worker; a bad photo will not. */
+            *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
+            if (rc != DF_OK && err) { /* the photo as the user knows it */
+                char *msg = df_task_rename_input(strdup(err->msg), local, name);
+                if (msg)
+                    snprintf(err->msg, sizeof err->msg, "%s", msg);
+                free(msg);
+            }
+        } else {
+            *retryable = rc == DF_E_IO;
+        }
         if (rc == DF_OK)
-            rc = df_train_sample_save(&s, &o, p->captions[i], p->model_identity, p->images[i], tmp, err);
+            rc = df_train_sample_save(&s, &o, p->captions[i], p->model_identity, name, tmp, err);
         df_train_sample_free(&s);
         if (rc == DF_OK && !(hashes[i] = malloc(65)))
             rc = df_error_set(err, DF_E_NOMEM, "encode: out of memory");
@@ -161,7 +175,7 @@ int df_task_run_encode(df_task_ctx *ctx, const uint8_t *params, size_t len, uint
         else
             dreamfleet__encode_result__pack(&res, *out);
         df_info("encode: %zu photo%s from photo %u (%s) in %.2f s", p->n_images, p->n_images == 1 ? "" : "s",
-                p->first + 1, p->images[0], res.seconds);
+                p->first + 1, p->n_names ? p->names[0] : p->images[0], res.seconds);
     }
     for (size_t i = 0; hashes && i < p->n_images; i++)
         free(hashes[i]);

@@ -75,8 +75,10 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
                             .token = p->token && *p->token ? p->token : NULL,
                             .class_word = p->class_word && *p->class_word ? p->class_word : NULL};
     int rc = df_prep_check_opts(&o, err);
-    if (rc == DF_OK && (p->n_images == 0 || (p->n_sidecars && p->n_sidecars != p->n_images)))
-        rc = df_error_set(err, DF_E_INVALID, "prep: %zu photos and %zu captions", p->n_images, p->n_sidecars);
+    if (rc == DF_OK && (p->n_images == 0 || (p->n_sidecars && p->n_sidecars != p->n_images) ||
+                        (p->n_names && p->n_names != p->n_images)))
+        rc = df_error_set(err, DF_E_INVALID, "prep: %zu photos, %zu captions and %zu names", p->n_images,
+                          p->n_sidecars, p->n_names);
     else if (rc == DF_OK && !ctx->upload)
         rc = df_error_set(err, DF_E_INVALID, "prep: training images go to a coordinator's artifact store, and this "
                           "worker has none");
@@ -102,9 +104,15 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
         }
         df_prep_item *it = &items[i];
         it->faces = -1;
-        it->source = p->images[i]; /* borrowed: not freed below */
+        it->source = p->n_names ? p->names[i] : p->images[i]; /* borrowed: not freed below */
+        char local[4200];
+        if ((rc = df_task_input(ctx, p->images[i], local, sizeof local, err)) != DF_OK) {
+            *retryable = rc == DF_E_IO; /* a lost download may pass on another attempt */
+            break;
+        }
         df_image thumb = {0}, train = {0};
-        rc = df_prep_photo(p->images[i], p->n_sidecars ? p->sidecars[i] : NULL, &o, fd, it, &thumb, &train, err);
+        rc = df_prep_photo(local, p->n_sidecars ? p->sidecars[i] : NULL, &o, fd, it, &thumb, &train, err);
+        it->reason = df_task_rename_input(it->reason, local, it->source); /* as the user knows the photo */
         done++;
         /* A lost upload may pass on another attempt; a bad photo is a verdict, not a failure. */
         if (rc == DF_OK && thumb.rgb && (rc = upload_png(ctx, &thumb, hashes[i][1], err)) != DF_OK)
@@ -133,7 +141,7 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
             rc = df_error_set(err, DF_E_NOMEM, "prep: out of memory");
         else
             dreamfleet__prep_result__pack(&res, *out);
-        df_info("prep: photo %u (%s): %s in %.2f s", p->first + 1, p->images[0],
+        df_info("prep: photo %u (%s): %s in %.2f s", p->first + 1, items[0].source,
                 items[0].reason ? items[0].reason : "accepted", res.seconds);
     }
     for (size_t i = 0; items && i < done; i++) {

@@ -9,6 +9,7 @@
 #include "dreamfleet.pb-c.h"
 #include "gemm_check.h"
 #include "sha256.h"
+#include "artifact_store.h"
 #include "task_generate.h"
 #include "task_encode.h"
 #include "task_prep.h"
@@ -135,6 +136,35 @@ void df_task_resident_release(df_task_resident *r)
         r->obj = NULL;
         r->key[0] = '\0';
     }
+}
+
+int df_task_input(df_task_ctx *ctx, const char *ref, char *path, size_t cap, df_error_t *err)
+{
+    if (!df_artifacts_valid_hash(ref)) {
+        if ((size_t)snprintf(path, cap, "%s", ref) >= cap)
+            return df_error_set(err, DF_E_RANGE, "%.64s...: path too long", ref);
+        return DF_OK;
+    }
+    if (!ctx->fetch)
+        return df_error_set(err, DF_E_INVALID, "input %.12s is an artifact, and this worker has no coordinator to "
+                            "fetch it from", ref);
+    return ctx->fetch(ctx, ref, path, cap, err);
+}
+
+char *df_task_rename_input(char *text, const char *local, const char *name)
+{
+    const char *at = text && local && name && *local && strcmp(local, name) ? strstr(text, local) : NULL;
+    if (!at)
+        return text;
+    const size_t head = (size_t)(at - text), ll = strlen(local), nl = strlen(name), tl = strlen(text);
+    char *out = malloc(tl - ll + nl + 1);
+    if (!out)
+        return text; /* the message keeps the worker's name for the file */
+    memcpy(out, text, head);
+    memcpy(out + head, name, nl);
+    memcpy(out + head + nl, at + ll, tl - head - ll + 1);
+    free(text);
+    return out;
 }
 
 static const df_task_type k_types[] = {

@@ -75,6 +75,16 @@ typedef struct {
 } df_task_type;
 
 const df_task_type *df_task_type_find(const char *name);
+
+/*  A task's input file named by ref: an artifact's sha256 (pulled into the
+ *  worker's cache: photos the client uploaded) or a path the worker can
+ *  read; path gets the file to open. */
+int df_task_input(df_task_ctx *ctx, const char *ref, char *path, size_t cap, df_error_t *err);
+
+/*  text (malloc'd, or NULL) with the first occurrence of local, an input's
+ *  file on this worker, replaced by name, the input as its owner knows it;
+ *  text itself when local is not in it or nothing need change. */
+char *df_task_rename_input(char *text, const char *local, const char *name);
 size_t df_task_type_count(void);
 const df_task_type *df_task_type_at(size_t i);
 

@@ -11,9 +11,10 @@
  *  it around the face.
  *
  *  --cluster prepares on the cluster's workers instead (the configured
- *  coordinator's, or the embedded one), one task per photo; the photos are
- *  read by the workers at DIR's absolute path, and the result is the same
- *  folder byte for byte.
+ *  coordinator's, or the embedded one), one task per photo; the photos go
+ *  to the coordinator's artifact store (workers need no shared folder),
+ *  and the result is the same folder byte for byte (photos named by their
+ *  absolute paths).
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train

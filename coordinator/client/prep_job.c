@@ -11,13 +11,13 @@
 #include "caption.h"
 #include "commands.h"
 #include "dreamfleet.pb-c.h"
-#include "file_identity.h"
 #include "fsutil.h"
 #include "rpc.h"
+#include "uploads.h"
 #include "wire.h"
 
-/*  The job's parameters for the photos in files. */
-static int pack_params(const df_prep_opts *o, char **files, size_t n, uint8_t **buf, size_t *len)
+/*  The job's parameters for the photos in files, uploaded as refs. */
+static int pack_params(const df_prep_opts *o, char **files, char **refs, size_t n, uint8_t **buf, size_t *len)
 {
     Dreamfleet__PrepParams p = DREAMFLEET__PREP_PARAMS__INIT;
     p.resolution = o->resolution, p.bucket_step = o->bucket_step, p.max_upscale = o->max_upscale;
@@ -29,14 +29,15 @@ static int pack_params(const df_prep_opts *o, char **files, size_t n, uint8_t **
     for (size_t i = 0; rc == DF_EXIT_OK && i < n; i++) {
         char *side = df_caption_sidecar(files[i]);
         sidecars[i] = side ? side : strdup("");
-        /* Without an identity the photo is prepared afresh (never wrongly reused). */
-        if ((ids[i] = calloc(1, DF_SHA256_HEX)) && df_file_identity(files[i], ids[i], NULL) != DF_OK)
-            ids[i][0] = '\0';
+        /* An uploaded photo is known by its content; one that could not be
+         * is prepared afresh (never wrongly reused). */
+        if ((ids[i] = calloc(1, DF_SHA256_HEX)) && df_artifacts_valid_hash(refs[i]))
+            memcpy(ids[i], refs[i], DF_SHA256_HEX);
         if (!sidecars[i] || !ids[i])
             rc = DF_EXIT_FAILED;
     }
-    p.n_images = p.n_sidecars = p.n_image_identities = n;
-    p.images = files, p.sidecars = sidecars, p.image_identities = ids;
+    p.n_images = p.n_sidecars = p.n_image_identities = p.n_names = n;
+    p.images = refs, p.names = files, p.sidecars = sidecars, p.image_identities = ids;
     *len = dreamfleet__prep_params__get_packed_size(&p);
     *buf = rc == DF_EXIT_OK ? malloc(*len ? *len : 1) : NULL;
     if (*buf)
@@ -112,7 +113,13 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     }
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = n ? pack_params(o, files, n, &buf, &len) : DF_EXIT_OK;
+    char **refs = NULL;
+    int rc = DF_EXIT_OK;
+    if (n && (rc = df_cli_upload_files(cli, files, n, "photos", &refs)) == DF_EXIT_OK)
+        rc = pack_params(o, files, refs, n, &buf, &len);
+    for (size_t i = 0; refs && i < n; i++)
+        free(refs[i]);
+    free(refs);
     char id[128] = "";
     if (rc == DF_EXIT_OK && n) {
         if (!cli->json)

@@ -8,8 +8,9 @@
 #include "cli.h"
 #include "prep.h"
 
-/*  Prepares dir's photos (read by the workers at dir's absolute path) into
- *  out_dir as df_prep_dir would, filling *rep (free with
+/*  Prepares dir's photos (uploaded to the coordinator's artifact store, so
+ *  no folder need be shared with the workers; named in the report by their
+ *  absolute paths) into out_dir as df_prep_dir would, filling *rep (free with
  *  df_prep_report_free). A DF_EXIT_* code; a bad photo is in the report,
  *  not a failure. */
 int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,

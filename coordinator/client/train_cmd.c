@@ -65,6 +65,7 @@
 #include "lr_schedule.h"
 #include "prep.h"
 #include "prep_job.h"
+#include "uploads.h"
 #include "wire.h"
 
 /*  The photos and class images through the VAE and text encoders once, as
@@ -87,14 +88,21 @@ static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, Dreamfl
     for (size_t i = 0; rc == DF_EXIT_OK && i < all; i++) {
         images[i] = i < n ? t->images[i] : t->class_images[i - n];
         captions[i] = i < n ? t->captions[i] : t->class_captions[i - n];
-        /* Without an identity the photo is encoded afresh (never wrongly reused). */
-        if ((ids[i] = calloc(1, DF_SHA256_HEX)) && df_file_identity(images[i], ids[i], NULL) != DF_OK)
-            ids[i][0] = '\0';
-        if (!ids[i])
-            rc = DF_EXIT_FAILED;
     }
-    e.n_images = e.n_captions = e.n_image_identities = all;
-    e.images = images, e.captions = captions, e.image_identities = ids;
+    /* The photos go to the coordinator's store: workers anywhere read them
+     * by hash, and the hash is the photo's identity for the result cache (a
+     * photo that could not be uploaded is encoded afresh, never wrongly reused). */
+    char **refs = NULL;
+    if (rc == DF_EXIT_OK)
+        rc = df_cli_upload_files(cli, images, all, "photos", &refs);
+    for (size_t i = 0; rc == DF_EXIT_OK && i < all; i++) {
+        if (!(ids[i] = calloc(1, DF_SHA256_HEX)))
+            rc = DF_EXIT_FAILED;
+        else if (df_artifacts_valid_hash(refs[i]))
+            memcpy(ids[i], refs[i], DF_SHA256_HEX);
+    }
+    e.n_images = e.n_captions = e.n_image_identities = e.n_names = all;
+    e.images = refs, e.names = images, e.captions = captions, e.image_identities = ids;
     /* The photos' own geometry where prep recorded it, the class images' none. */
     Dreamfleet__PhotoGeometry none = DREAMFLEET__PHOTO_GEOMETRY__INIT;
     Dreamfleet__PhotoGeometry **g = geo ? calloc(all, sizeof *g) : NULL;
@@ -145,7 +153,9 @@ static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, Dreamfl
         df_wire_free(&rep->base);
     for (size_t i = 0; ids && i < all; i++)
         free(ids[i]);
-    free(images), free(captions), free(ids), free(g);
+    for (size_t i = 0; refs && i < all; i++)
+        free(refs[i]);
+    free(images), free(captions), free(ids), free(g), free(refs);
     return rc;
 }
 

@@ -1148,10 +1148,11 @@ static void test_prep_on_cluster(void)
     snprintf(path, sizeof path, "%s/broken.png", raw);
     if ((f = fopen(path, "w")))
         fputs("not a png", f), fclose(f);
-    int before[8] = {0};
+    int before[8] = {0}, fetched_before = 0;
     for (int i = 0; i < g_nstarted && i < 8; i++) {
         snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
         before[i] = count_lines_with(log, "prep: photo");
+        fetched_before += count_lines_with(log, "cached artifact");
     }
     CHECK_EQ(client(g_keys, 20000, "prep", raw, "-o", local, "--class", "dog", "--resolution", "256", NULL), 0);
     CHECK_EQ(client(g_keys, 120000, "prep", raw, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
@@ -1169,12 +1170,16 @@ static void test_prep_on_cluster(void)
     free(report);
     snprintf(path, sizeof path, "%s/.store", on);
     CHECK(access(path, F_OK) != 0);
-    int busy = 0;
+    /* Spread over the workers, which read the photos from the coordinator's
+     * store (uploaded by the client), not from the client's folder. */
+    int busy = 0, fetched = 0;
     for (int i = 0; i < g_nstarted && i < 8; i++) {
         snprintf(log, sizeof log, "%s/%s.log", g_dir, g_started[i].name);
         busy += count_lines_with(log, "prep: photo") > before[i];
+        fetched += count_lines_with(log, "cached artifact");
     }
     CHECK(busy >= 2);
+    CHECK(fetched - fetched_before >= 6);
     /* Again: every photo's verdict from the result cache, the same folder. */
     CHECK_EQ(client(g_keys, 120000, "prep", raw, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
                     NULL),
