@@ -3,7 +3,7 @@
  *
  *    dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]
  *        [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]
- *        [--max-upscale X] [--dup-bits N] [--cluster]
+ *        [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]]
  *
  *  --subject person (the default when the class is a person's: person, man,
  *  woman, boy, girl, child...) checks every photo for exactly one clear
@@ -14,7 +14,8 @@
  *  coordinator's, or the embedded one), one task per photo; the photos go
  *  to the coordinator's artifact store (workers need no shared folder),
  *  and the result is the same folder byte for byte (photos named by their
- *  absolute paths).
+ *  absolute paths); each photo's verdict is kept in the result cache, and
+ *  --no-cache prepares every photo again.
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
@@ -38,14 +39,14 @@
 static const char k_usage[] =
     "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
     "         [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]\n"
-    "         [--max-upscale X] [--dup-bits N] [--cluster]\n";
+    "         [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]]\n";
 
 int df_cmd_prep(df_cli *cli, int argc, char **argv)
 {
     enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE,
-           O_CLUSTER };
+           O_CLUSTER, O_NO_CACHE };
     const int json = cli->json;
-    int on_cluster = 0;
+    int on_cluster = 0, no_cache = 0;
     static const struct option o[] = {
         {"output", required_argument, NULL, 'o'},      {"resolution", required_argument, NULL, O_RES},
         {"square", no_argument, NULL, O_SQUARE},        {"token", required_argument, NULL, O_TOKEN},
@@ -53,6 +54,7 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
         {"max-upscale", required_argument, NULL, O_UPSCALE}, {"dup-bits", required_argument, NULL, O_DUP},
         {"subject", required_argument, NULL, O_SUBJECT}, {"framing", required_argument, NULL, O_FRAMING},
         {"min-face-clarity", required_argument, NULL, O_FACE}, {"cluster", no_argument, NULL, O_CLUSTER},
+        {"no-cache", no_argument, NULL, O_NO_CACHE},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     /* Buckets in the trainer's step (32 px for SDXL), so train takes each photo at the size made here. */
@@ -112,6 +114,7 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
                 return DF_EXIT_USAGE;
             break;
         case O_CLUSTER: on_cluster = 1; break;
+        case O_NO_CACHE: no_cache = 1; break;
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
@@ -122,6 +125,10 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
     }
     const char *dir = argv[optind];
     po.person = subject ? strcmp(subject, "person") == 0 : df_caption_class_is_person(po.class_word);
+    if (no_cache && !on_cluster) {
+        df_cli_error("--no-cache goes with --cluster (prep on one machine keeps no cache)");
+        return DF_EXIT_USAGE;
+    }
     if (po.framing && !po.person) {
         df_cli_error("--framing frames photos around a face: it goes with --subject person");
         return DF_EXIT_USAGE;
@@ -132,7 +139,7 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
     if (on_cluster) {
         int rc = df_cli_connect(cli);
         if (rc == DF_EXIT_OK)
-            rc = df_prep_on_cluster(cli, dir, out, &po, &rep);
+            rc = df_prep_on_cluster(cli, dir, out, &po, no_cache, &rep);
         if (rc != DF_EXIT_OK) {
             df_prep_report_free(&rep);
             return rc;

@@ -17,13 +17,15 @@
 #include "wire.h"
 
 /*  The job's parameters for the photos in files, uploaded as refs. */
-static int pack_params(const df_prep_opts *o, char **files, char **refs, size_t n, uint8_t **buf, size_t *len)
+static int pack_params(const df_prep_opts *o, int no_cache, char **files, char **refs, size_t n, uint8_t **buf,
+                       size_t *len)
 {
     Dreamfleet__PrepParams p = DREAMFLEET__PREP_PARAMS__INIT;
     p.resolution = o->resolution, p.bucket_step = o->bucket_step, p.max_upscale = o->max_upscale;
     p.min_quality = o->min_quality, p.dup_bits = o->dup_bits, p.person = o->person != 0;
     p.framing = (uint32_t)o->framing, p.min_face_clarity = o->min_face_clarity, p.min_face_size = o->min_face_size;
     p.token = (char *)(o->token ? o->token : ""), p.class_word = (char *)(o->class_word ? o->class_word : "");
+    p.no_cache = no_cache != 0;
     char **sidecars = calloc(n + 1, sizeof *sidecars), **ids = calloc(n + 1, sizeof *ids);
     int rc = sidecars && ids ? DF_EXIT_OK : DF_EXIT_FAILED;
     for (size_t i = 0; rc == DF_EXIT_OK && i < n; i++) {
@@ -91,7 +93,7 @@ static int pull(df_cli *cli, df_artifacts_t *store, const char *hash, char *path
     return rc;
 }
 
-int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
+int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
                        df_prep_report *rep)
 {
     memset(rep, 0, sizeof *rep);
@@ -116,7 +118,7 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     char **refs = NULL;
     int rc = DF_EXIT_OK;
     if (n && (rc = df_cli_upload_files(cli, files, n, "photos", &refs)) == DF_EXIT_OK)
-        rc = pack_params(o, files, refs, n, &buf, &len);
+        rc = pack_params(o, no_cache, files, refs, n, &buf, &len);
     for (size_t i = 0; refs && i < n; i++)
         free(refs[i]);
     free(refs);

@@ -12,8 +12,9 @@
  *  no folder need be shared with the workers; named in the report by their
  *  absolute paths) into out_dir as df_prep_dir would, filling *rep (free with
  *  df_prep_report_free). A DF_EXIT_* code; a bad photo is in the report,
- *  not a failure. */
-int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
+ *  not a failure. no_cache: every photo prepared again, even when the result
+ *  cache knows its verdict. */
+int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
                        df_prep_report *rep);
 
 #endif

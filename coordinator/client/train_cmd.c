@@ -542,7 +542,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                            .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass,
                            .person = df_caption_class_is_person(klass)};
         df_prep_report rep;
-        if ((rc = df_prep_on_cluster(cli, data, prepared, &po, &rep)) != DF_EXIT_OK) {
+        if ((rc = df_prep_on_cluster(cli, data, prepared, &po, 0, &rep)) != DF_EXIT_OK) {
             /* said */
         } else if (!rep.accepted) {
             df_cli_error("--prep: no photo of %s was accepted (see %s/report.txt)", data, prepared);

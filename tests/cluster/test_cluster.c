@@ -1186,6 +1186,12 @@ static void test_prep_on_cluster(void)
              0);
     CHECK(strstr(g_out, "4 of 6 photos accepted (6 from the cache)") != NULL);
     CHECK(same_tree(local, on, why, sizeof why));
+    /* --no-cache: every photo prepared again, to the same result. */
+    CHECK_EQ(client(g_keys, 120000, "prep", raw, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
+                    "--no-cache", NULL),
+             0);
+    CHECK(strstr(g_out, "4 of 6 photos accepted") != NULL && strstr(g_out, "from the cache") == NULL);
+    CHECK(same_tree(local, on, why, sizeof why));
 }
 
 /*  Whether a sample cache in the coordinator's artifact store carries the
