@@ -1,5 +1,6 @@
 /*  prep.c - see prep.h: one photo's steps, and the whole of a folder on
- *  one machine (the set's choice and the files are in prep_set.c). */
+ *  one machine (the set's choice is in prep_select.c, the files in
+ *  prep_output.c). */
 #include "prep.h"
 
 #include <dirent.h>
@@ -17,7 +18,6 @@
 #include "image_resize.h"
 #include "png_write.h"
 
-#define THUMB 192 /* contact sheet cells */
 
 /*  The folder's candidate files, sorted: everything but sidecar captions,
  *  hidden files and folders (a non-photo is reported, not skipped). */
@@ -89,6 +89,17 @@ static char *quality_reason(const df_photo_scores *s, double min_quality)
     return strdup(buf);
 }
 
+/*  Whether a step failed for want of memory: the machine's trouble, not the
+ *  photo's, so an error (another attempt may pass) rather than a verdict
+ *  (which a cluster would keep in its result cache). */
+static int short_of_memory(const df_error_t *why, df_error_t *err)
+{
+    if (why->code != DF_E_NOMEM)
+        return 0;
+    df_error_set(err, DF_E_NOMEM, "%s", why->msg);
+    return 1;
+}
+
 /*  it rejected for reason (malloc'd; NULL: out of memory). */
 static int reject(df_prep_item *it, char *reason, df_error_t *err)
 {
@@ -105,7 +116,8 @@ static int check_face(const df_prep_opts *o, df_face_detector_t *fd, const df_im
     df_error_clear(&why);
     df_face faces[1];
     if (df_face_detect(fd, img, faces, 1, &it->faces, &why) != DF_OK)
-        return reject(it, dupf("faces cannot be looked for: %s", why.msg), err);
+        return short_of_memory(&why, err) ? DF_E_NOMEM
+                                          : reject(it, dupf("faces cannot be looked for: %s", why.msg), err);
     const double min_clarity = o->min_face_clarity > 0 ? o->min_face_clarity : 0.9;
     const double min_size = o->min_face_size > 0 ? o->min_face_size : 0.1;
     const uint32_t shorter = img->width < img->height ? img->width : img->height;
@@ -123,7 +135,7 @@ static int check_face(const df_prep_opts *o, df_face_detector_t *fd, const df_im
     if (!o->framing)
         return DF_OK;
     if (df_face_align(img, &it->face, o->framing, it->width, it->height, win, &why) != DF_OK)
-        return reject(it, dupf("cannot be framed: %s", why.msg), err);
+        return short_of_memory(&why, err) ? DF_E_NOMEM : reject(it, dupf("cannot be framed: %s", why.msg), err);
     const double up = fmax((double)it->width / win->width, (double)it->height / win->height);
     const double max_up = o->max_upscale > 0 ? o->max_upscale : 1.5;
     if (up > max_up)
@@ -159,7 +171,7 @@ int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, 
     const uint32_t R = o->resolution ? o->resolution : 1024;
     const double max_up = o->max_upscale > 0 ? o->max_upscale : 1.5;
     if (df_image_load(path, &img, &why) != DF_OK)
-        return reject(it, strdup(why.msg), err);
+        return short_of_memory(&why, err) ? DF_E_NOMEM : reject(it, strdup(why.msg), err);
     it->orig_w = img.width, it->orig_h = img.height;
     df_bucket bk = o->bucket_step ? df_aspect_bucket(R, o->bucket_step, img.width, img.height) : (df_bucket){R, R};
     it->width = bk.width, it->height = bk.height;
@@ -167,8 +179,12 @@ int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, 
     /* One shrunk copy serves the scores, the hash and the thumbnail. */
     df_image small = {0};
     const int have_small = df_photo_analysis_copy(&img, &small, &why) == DF_OK;
+    if (!have_small && short_of_memory(&why, err)) {
+        df_image_free(&img);
+        return DF_E_NOMEM;
+    }
     /* A thumbnail first: rejected photos appear on the sheet too. */
-    const double ts = (double)THUMB / (img.width > img.height ? img.width : img.height);
+    const double ts = (double)DF_PREP_THUMB / (img.width > img.height ? img.width : img.height);
     uint32_t tw = (uint32_t)(img.width * ts + 0.5), th = (uint32_t)(img.height * ts + 0.5);
     if (thumb && df_image_resize_lanczos(have_small ? &small : &img, tw ? tw : 1, th ? th : 1, thumb, &why) != DF_OK)
         memset(thumb, 0, sizeof *thumb);
@@ -178,14 +194,17 @@ int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, 
                           img.height, up, bk.width, bk.height, max_up);
     } else if (!have_small || df_photo_score(&small, &it->scores, &why) != DF_OK ||
                df_photo_phash(&small, &it->phash, &why) != DF_OK) {
-        it->reason = dupf("cannot be measured: %s", why.msg);
+        if (short_of_memory(&why, err))
+            rc = DF_E_NOMEM;
+        else
+            it->reason = dupf("cannot be measured: %s", why.msg);
     } else {
         it->scored = 1;
         if (o->min_quality >= 0 && it->scores.quality < o->min_quality)
             it->reason = quality_reason(&it->scores, o->min_quality);
     }
     df_image_free(&small);
-    if (!it->reason && fd)
+    if (rc == DF_OK && !it->reason && fd)
         rc = check_face(o, fd, &img, it, &win, err);
     /* The caption: the sidecar's, or the template. */
     if (rc == DF_OK) {
@@ -202,14 +221,14 @@ int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, 
         if (!win.rgb) {
             uint32_t c[4];
             df_image_cover_crop(img.width, img.height, bk.width, bk.height, c);
+            it->crop_x = c[0], it->crop_y = c[1];
             it->window_w = c[2], it->window_h = c[3];
             it->sdxl_orig_w = img.width, it->sdxl_orig_h = img.height;
             it->sdxl_crop_left = (uint32_t)lrint((double)c[0] * bk.width / c[2]);
             it->sdxl_crop_top = (uint32_t)lrint((double)c[1] * bk.height / c[3]);
         }
         if (train)
-            rc = df_image_cover_lanczos(from, it->width, it->height, train, win.rgb ? NULL : &it->crop_x,
-                                        win.rgb ? NULL : &it->crop_y, err);
+            rc = df_image_cover_lanczos(from, it->width, it->height, train, NULL, NULL, err);
     }
     df_image_free(&win);
     df_image_free(&img);

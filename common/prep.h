@@ -50,6 +50,7 @@
 #include "photo_quality.h"
 
 #define DF_PREP_SHEET_MAX 300 /* photos on the contact sheet, the first in name order */
+#define DF_PREP_THUMB 192     /* a thumbnail's longer side: the contact sheet's cells */
 
 typedef struct {
     uint32_t resolution;     /* 0: 1024 */

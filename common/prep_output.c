@@ -15,7 +15,7 @@
 #include "png_write.h"
 #include "unicode.h"
 
-#define THUMB 192 /* the largest side of a thumbnail (prep.c makes them) */
+#define THUMB DF_PREP_THUMB
 #define SHEET_COLS 6
 #define TEXT_LINES 4 /* under each thumbnail: its name, then scores and caption, or the reason */
 #define CELL_W THUMB
@@ -156,7 +156,9 @@ static void draw_cell(uint8_t *cell, const df_prep_item *it, df_image *thumb)
     static const uint8_t ink[3] = {20, 20, 20}, good[3] = {20, 110, 20}, bad[3] = {170, 20, 20};
     memset(cell, 255, (size_t)CELL_W * CELL_H * 3);
     df_image grey = {0};
-    if (!thumb->rgb) { /* nothing to show but the frame */
+    /* Nothing to show but the frame; so too for a thumbnail that would not
+     * fit its cell (made elsewhere: a worker's, downloaded). */
+    if (!thumb->rgb || thumb->width > THUMB || thumb->height > THUMB || !thumb->width || !thumb->height) {
         grey.width = grey.height = THUMB * 3 / 4;
         if ((grey.rgb = malloc((size_t)grey.width * grey.height * 3)))
             memset(grey.rgb, 200, (size_t)grey.width * grey.height * 3);

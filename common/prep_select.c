@@ -60,7 +60,8 @@ int df_prep_thin_duplicates(df_prep_item *items, size_t count, int bits)
 void df_prep_set_warning(size_t accepted, char *warning, size_t cap)
 {
     if (accepted < 5)
-        snprintf(warning, cap, "only %zu photos accepted: 5 to 15 of the subject train best", accepted);
+        snprintf(warning, cap, "only %zu photo%s accepted: 5 to 15 of the subject train best", accepted,
+                 accepted == 1 ? "" : "s");
     else if (accepted > 30)
         snprintf(warning, cap, "%zu photos accepted: more than 30 mostly lengthen training", accepted);
     else if (cap)

@@ -2479,8 +2479,15 @@ static void test_train_lora_caches(void)
          * nothing else: the latents are the same. */
         const df_photo_geometry geo = {.orig_w = 4000, .orig_h = 3000, .crop_left = 12, .crop_top = 0};
         CHECK_OK(df_train_sample_encode(enc, g_batch, images[0], captions[0], &o3, &geo, &s2, &err), &err);
-        CHECK(s2.time_ids[0] == 3000 && s2.time_ids[1] == 4000 && s2.time_ids[2] == 0 && s2.time_ids[3] == 12 &&
+        /* The photo is cropped again to this run's bucket: its own crop adds
+         * to prep's, scaled as the image is. */
+        const double sc = fmax(s3.time_ids[5] / s3.time_ids[1], s3.time_ids[4] / s3.time_ids[0]);
+        CHECK(s2.time_ids[0] == 3000 && s2.time_ids[1] == 4000 && s2.time_ids[2] == s3.time_ids[2] &&
+              s2.time_ids[3] == (float)lrint(12 * sc + (s3.time_ids[1] * sc - s3.time_ids[5]) / 2) &&
               s2.time_ids[4] == s3.time_ids[4] && s2.time_ids[5] == s3.time_ids[5]);
+        fprintf(stderr, "  time ids from prep's geometry: %g %g %g %g %g %g (the image's own: %g %g %g %g)\n",
+                s2.time_ids[0], s2.time_ids[1], s2.time_ids[2], s2.time_ids[3], s2.time_ids[4], s2.time_ids[5],
+                s3.time_ids[0], s3.time_ids[1], s3.time_ids[2], s3.time_ids[3]);
         CHECK(s3.time_ids[0] != 3000 && s2.latents && s3.latents &&
               memcmp(s2.latents, s3.latents, (size_t)s3.lat_c * s3.lat_h * s3.lat_w * 4) == 0);
         df_train_sample_free(&s2), df_train_sample_free(&s3);

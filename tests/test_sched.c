@@ -1036,7 +1036,7 @@ static void test_prep_plan_and_set(void)
         CHECK(job && job->state == DREAMFLEET__JOB_STATE__JOB_SUCCEEDED);
         CHECK(job && job->summary && strcmp(job->summary, "1 of 3 photos accepted") == 0);
         Dreamfleet__PrepResult *r = job ? dreamfleet__prep_result__unpack(NULL, job->result_len, job->result) : NULL;
-        CHECK(r && r->n_items == 3 && r->accepted == 1 && strstr(r->warning, "only 1 photos accepted"));
+        CHECK(r && r->n_items == 3 && r->accepted == 1 && strstr(r->warning, "only 1 photo accepted"));
         if (r && r->n_items == 3) {
             CHECK(strstr(r->items[0]->reason, "near-duplicate of c.png (1 of 64 hash bits apart") &&
                   !r->items[0]->image[0]);

@@ -111,7 +111,10 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
             break;
         }
         df_image thumb = {0}, train = {0};
-        rc = df_prep_photo(local, p->n_sidecars ? p->sidecars[i] : NULL, &o, fd, it, &thumb, &train, err);
+        /* Thumbnails only where the contact sheet has room for them. */
+        const int sheet = p->first + i < DF_PREP_SHEET_MAX;
+        rc = df_prep_photo(local, p->n_sidecars ? p->sidecars[i] : NULL, &o, fd, it, sheet ? &thumb : NULL, &train,
+                           err);
         it->reason = df_task_rename_input(it->reason, local, it->source); /* as the user knows the photo */
         done++;
         /* A lost upload may pass on another attempt; a bad photo is a verdict, not a failure. */

@@ -13,8 +13,7 @@
  *  --cluster prepares on the cluster's workers instead (the configured
  *  coordinator's, or the embedded one), one task per photo; the photos go
  *  to the coordinator's artifact store (workers need no shared folder),
- *  and the result is the same folder byte for byte (photos named by their
- *  absolute paths); each photo's verdict is kept in the result cache, and
+ *  and the result is the same folder byte for byte; each photo's verdict is kept in the result cache, and
  *  --no-cache prepares every photo again.
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,

@@ -40,7 +40,7 @@ static int pack_params(const df_prep_opts *o, int no_cache, char **files, char *
     }
     p.n_images = p.n_sidecars = p.n_image_identities = p.n_names = n;
     p.images = refs, p.names = files, p.sidecars = sidecars, p.image_identities = ids;
-    *len = dreamfleet__prep_params__get_packed_size(&p);
+    *len = rc == DF_EXIT_OK ? dreamfleet__prep_params__get_packed_size(&p) : 0;
     *buf = rc == DF_EXIT_OK ? malloc(*len ? *len : 1) : NULL;
     if (*buf)
         dreamfleet__prep_params__pack(&p, *buf);
@@ -99,14 +99,10 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     memset(rep, 0, sizeof *rep);
     df_error_t err;
     df_error_clear(&err);
-    char abs[PATH_MAX];
-    if (!realpath(dir, abs)) {
-        df_cli_error("%s: %s", dir, strerror(errno));
-        return DF_EXIT_USAGE;
-    }
+    /* The photos named as prep on one machine names them (dir as given). */
     char **files = NULL;
     size_t n = 0;
-    if (df_prep_check_opts(o, &err) != DF_OK || df_prep_list(abs, &files, &n, &err) != DF_OK) {
+    if (df_prep_check_opts(o, &err) != DF_OK || df_prep_list(dir, &files, &n, &err) != DF_OK) {
         df_cli_error("%s", err.msg);
         for (size_t i = 0; files && i < n; i++)
             free(files[i]);

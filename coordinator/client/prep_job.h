@@ -9,8 +9,8 @@
 #include "prep.h"
 
 /*  Prepares dir's photos (uploaded to the coordinator's artifact store, so
- *  no folder need be shared with the workers; named in the report by their
- *  absolute paths) into out_dir as df_prep_dir would, filling *rep (free with
+ *  no folder need be shared with the workers) into out_dir as df_prep_dir
+ *  would, filling *rep (free with
  *  df_prep_report_free). A DF_EXIT_* code; a bad photo is in the report,
  *  not a failure. no_cache: every photo prepared again, even when the result
  *  cache knows its verdict. */

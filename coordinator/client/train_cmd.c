@@ -112,7 +112,7 @@ static int encode_samples(df_cli *cli, const Dreamfleet__TrainParams *t, Dreamfl
         rc = DF_EXIT_FAILED;
     e.n_geometry = g ? all : 0, e.geometry = g;
     char id[128] = "";
-    size_t len = dreamfleet__encode_params__get_packed_size(&e);
+    size_t len = rc == DF_EXIT_OK ? dreamfleet__encode_params__get_packed_size(&e) : 0;
     uint8_t *buf = rc == DF_EXIT_OK ? malloc(len ? len : 1) : NULL;
     if (rc == DF_EXIT_OK && !buf)
         rc = DF_EXIT_FAILED;
@@ -173,8 +173,9 @@ static int read_geometry(const char *set_dir, char **images, size_t n, Dreamflee
         return DF_EXIT_OK;
     Dreamfleet__PhotoGeometry **geo = calloc(n + 1, sizeof *geo);
     int rc = geo ? DF_EXIT_OK : DF_EXIT_FAILED;
-    char line[16384];
-    while (rc == DF_EXIT_OK && fgets(line, sizeof line, f)) {
+    char *line = NULL;
+    size_t cap = 0;
+    while (rc == DF_EXIT_OK && getline(&line, &cap, f) > 0) {
         json_t *j = json_loads(line, 0, NULL);
         const char *file = NULL;
         int ow = 0, oh = 0, cl = 0, ct = 0;
@@ -197,6 +198,7 @@ static int read_geometry(const char *set_dir, char **images, size_t n, Dreamflee
         }
         json_decref(j);
     }
+    free(line);
     fclose(f);
     if (rc != DF_EXIT_OK) {
         for (size_t i = 0; geo && i < n; i++)

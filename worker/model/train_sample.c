@@ -97,9 +97,14 @@ static int encode_latents(df_train_sample_encoder_t *self, df_vk_batch_t *batch,
         t[0] = (float)src.height, t[1] = (float)src.width;
         t[2] = (float)lrint((src.height * sc - H) / 2), t[3] = (float)lrint((src.width * sc - W) / 2);
         t[4] = (float)H, t[5] = (float)W;
-        if (geo && geo->orig_w && geo->orig_h) { /* the photo before prep made this image of it */
+        if (geo && geo->orig_w && geo->orig_h) {
+            /* The photo before prep made this image of it. Where this run's
+             * bucket is not the image's own size, the image is scaled by sc
+             * and cropped again: both crops count, in the original scaled to
+             * cover W x H. */
             t[0] = (float)geo->orig_h, t[1] = (float)geo->orig_w;
-            t[2] = (float)geo->crop_top, t[3] = (float)geo->crop_left;
+            t[2] = (float)lrint(geo->crop_top * sc + (src.height * sc - H) / 2);
+            t[3] = (float)lrint(geo->crop_left * sc + (src.width * sc - W) / 2);
         }
         for (uint64_t k = 0; k < plane; k++)
             for (int ch = 0; ch < 3; ch++)
