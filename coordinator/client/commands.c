@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "job.h"
 #include "keys.h"
+#include "prep_job.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -565,6 +566,17 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
         rc = write_file(path, j->result.data, j->result.len);
         files++;
     }
+    /* A prep job's result is a training set: written out as one (its
+     * artifacts are its images, named there). */
+    const int is_set = strcmp(j->type, "prep") == 0 && j->state == DREAMFLEET__JOB_STATE__JOB_SUCCEEDED;
+    if (!rc && is_set) {
+        char set_dir[4300];
+        snprintf(set_dir, sizeof set_dir, "%s/dataset", dir);
+        df_prep_report prep;
+        rc = df_prep_fetch_set(cli, j->job_id, j->result.data, j->result.len, set_dir, &prep) == DF_EXIT_OK ? 0 : -1;
+        files += rc ? 0 : (int)prep.accepted * 2 + 3;
+        df_prep_report_free(&prep);
+    }
     /* Each task's output, then every artifact it produced. */
     df_error_t err;
     df_error_clear(&err);
@@ -581,7 +593,7 @@ int df_cmd_fetch(df_cli *cli, int argc, char **argv)
             rc = write_file(path, t->output.data, t->output.len);
             files++;
         }
-        for (size_t a = 0; !rc && a < t->n_artifacts; a++) {
+        for (size_t a = 0; !rc && !is_set && a < t->n_artifacts; a++) {
             if (df_rpc_download(cli->rpc, t->artifacts[a], store, NULL, NULL, &err)) {
                 df_cli_error("%s", err.msg);
                 rc = -1;

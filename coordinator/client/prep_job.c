@@ -93,50 +93,15 @@ static int pull(df_cli *cli, df_artifacts_t *store, const char *hash, char *path
     return rc;
 }
 
-int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
-                       df_prep_report *rep)
+/*  The set r (NULL: no photos) written into out_dir as df_prep_dir writes
+ *  it: the accepted photos' training images and captions pulled from the
+ *  artifact store, the thumbnails for the sheet, metadata, report, sheet. */
+static int write_set(df_cli *cli, const Dreamfleet__PrepResult *r, const char *out_dir, df_prep_report *rep)
 {
-    memset(rep, 0, sizeof *rep);
     df_error_t err;
     df_error_clear(&err);
-    /* The photos named as prep on one machine names them (dir as given). */
-    char **files = NULL;
-    size_t n = 0;
-    if (df_prep_check_opts(o, &err) != DF_OK || df_prep_list(dir, &files, &n, &err) != DF_OK) {
-        df_cli_error("%s", err.msg);
-        for (size_t i = 0; files && i < n; i++)
-            free(files[i]);
-        free(files);
-        return DF_EXIT_USAGE;
-    }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    char **refs = NULL;
+    const size_t n = r ? r->n_items : 0;
     int rc = DF_EXIT_OK;
-    if (n && (rc = df_cli_upload_files(cli, files, n, "photos", &refs)) == DF_EXIT_OK)
-        rc = pack_params(o, no_cache, files, refs, n, &buf, &len);
-    for (size_t i = 0; refs && i < n; i++)
-        free(refs[i]);
-    free(refs);
-    char id[128] = "";
-    if (rc == DF_EXIT_OK && n) {
-        if (!cli->json)
-            fprintf(stderr, "preparing %zu photo%s on the cluster\n", n, n == 1 ? "" : "s");
-        rc = df_cli_submit(cli, "prep", buf, len, 0, 1, id, sizeof id);
-    }
-    free(buf);
-    Dreamfleet__Reply *reply = NULL;
-    Dreamfleet__PrepResult *r = NULL;
-    if (rc == DF_EXIT_OK && n)
-        rc = df_cli_get_job(cli, id, 0, &reply);
-    if (rc == DF_EXIT_OK && n &&
-        !(r = dreamfleet__prep_result__unpack(NULL, reply->job->result.len, reply->job->result.data))) {
-        df_cli_error("%s: the coordinator returned no prepared set", id);
-        rc = DF_EXIT_FAILED;
-    } else if (rc == DF_EXIT_OK && n && r->n_items != n) {
-        df_cli_error("%s: %zu verdicts for %zu photos", id, r->n_items, n);
-        rc = DF_EXIT_FAILED;
-    }
     /* The set's folder, as df_prep_dir writes it. */
     char store_dir[PATH_MAX + 16];
     snprintf(store_dir, sizeof store_dir, "%s/.store", out_dir);
@@ -196,6 +161,55 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     for (size_t i = 0; thumbs && i < n; i++)
         df_image_free(&thumbs[i]);
     free(thumbs);
+    return rc;
+}
+
+int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
+                       df_prep_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    df_error_t err;
+    df_error_clear(&err);
+    /* The photos named as prep on one machine names them (dir as given). */
+    char **files = NULL;
+    size_t n = 0;
+    if (df_prep_check_opts(o, &err) != DF_OK || df_prep_list(dir, &files, &n, &err) != DF_OK) {
+        df_cli_error("%s", err.msg);
+        for (size_t i = 0; files && i < n; i++)
+            free(files[i]);
+        free(files);
+        return DF_EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char **refs = NULL;
+    int rc = DF_EXIT_OK;
+    if (n && (rc = df_cli_upload_files(cli, files, n, "photos", &refs)) == DF_EXIT_OK)
+        rc = pack_params(o, no_cache, files, refs, n, &buf, &len);
+    for (size_t i = 0; refs && i < n; i++)
+        free(refs[i]);
+    free(refs);
+    char id[128] = "";
+    if (rc == DF_EXIT_OK && n) {
+        if (!cli->json)
+            fprintf(stderr, "preparing %zu photo%s on the cluster\n", n, n == 1 ? "" : "s");
+        rc = df_cli_submit(cli, "prep", buf, len, 0, 1, id, sizeof id);
+    }
+    free(buf);
+    Dreamfleet__Reply *reply = NULL;
+    Dreamfleet__PrepResult *r = NULL;
+    if (rc == DF_EXIT_OK && n)
+        rc = df_cli_get_job(cli, id, 0, &reply);
+    if (rc == DF_EXIT_OK && n &&
+        !(r = dreamfleet__prep_result__unpack(NULL, reply->job->result.len, reply->job->result.data))) {
+        df_cli_error("%s: the coordinator returned no prepared set", id);
+        rc = DF_EXIT_FAILED;
+    } else if (rc == DF_EXIT_OK && n && r->n_items != n) {
+        df_cli_error("%s: %zu verdicts for %zu photos", id, r->n_items, n);
+        rc = DF_EXIT_FAILED;
+    }
+    if (rc == DF_EXIT_OK)
+        rc = write_set(cli, r, out_dir, rep);
     if (r)
         dreamfleet__prep_result__free_unpacked(r, NULL);
     if (reply)
@@ -203,5 +217,19 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     for (size_t i = 0; i < n; i++)
         free(files[i]);
     free(files);
+    return rc;
+}
+
+int df_prep_fetch_set(df_cli *cli, const char *job_id, const uint8_t *result, size_t len, const char *out_dir,
+                      df_prep_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    Dreamfleet__PrepResult *r = dreamfleet__prep_result__unpack(NULL, len, result);
+    if (!r) {
+        df_cli_error("%s: its result is not a prepared set", job_id);
+        return DF_EXIT_FAILED;
+    }
+    int rc = write_set(cli, r, out_dir, rep);
+    dreamfleet__prep_result__free_unpacked(r, NULL);
     return rc;
 }

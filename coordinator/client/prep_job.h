@@ -17,4 +17,10 @@
 int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
                        df_prep_report *rep);
 
+/*  A finished prep job's result (the set: every verdict, the images in the
+ *  artifact store) written into out_dir, as df_prep_on_cluster writes it;
+ *  `dreamfleet fetch` of a prep job. */
+int df_prep_fetch_set(df_cli *cli, const char *job_id, const uint8_t *result, size_t len, const char *out_dir,
+                      df_prep_report *rep);
+
 #endif

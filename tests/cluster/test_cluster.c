@@ -1161,10 +1161,16 @@ static void test_prep_on_cluster(void)
     CHECK_EQ(client(g_keys, 120000, "prep", typed, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
                     NULL),
              0);
-    char why[800] = "";
+    char why[800] = "", job[64], fetched_dir[600];
+    job_id(job, sizeof job);
     CHECK(same_tree(local, on, why, sizeof why));
     if (why[0])
         fprintf(stderr, "  %s\n", why);
+    /* The set stays in the coordinator: fetched later, it is the same folder. */
+    snprintf(path, sizeof path, "%s/prep-fetched", g_dir);
+    CHECK_EQ(client(g_keys, 60000, "fetch", job, "-o", path, NULL), 0);
+    snprintf(fetched_dir, sizeof fetched_dir, "%s/%s/dataset", path, job);
+    CHECK(same_tree(local, fetched_dir, why, sizeof why));
     snprintf(path, sizeof path, "%s/report.txt", on);
     size_t n = 0;
     uint8_t *report = slurp(path, &n);
