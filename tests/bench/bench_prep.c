@@ -103,8 +103,9 @@ int main(int argc, char **argv)
         df_image_free(&img), df_image_free(&fit);
     }
     /* Face detection alone (photos without faces still cost a full search). */
-    double faces = 0;
+    double faces = 0, load = df_bench_now_s();
     df_face_detector_t *fd = df_face_detector_new(NULL, &err);
+    load = df_bench_now_s() - load;
     for (uint32_t i = 0; fd && i < n; i++) {
         df_image img = {0};
         df_face f[1];
@@ -167,6 +168,7 @@ int main(int argc, char **argv)
            (decode + area) / n);
     printf("  %-24s %6.3f s   (decoded once: scores, hash, thumbnail, Lanczos, PNG out)\n", "prep", per);
     printf("  %-24s %6.3f s   (a person's photos add this to prep)\n", "face detection", have_faces ? faces / n : -1.0);
+    printf("  %-24s %6.3f s   (once per prep; once per photo on the cluster)\n", "face detector loading", load);
     printf("prep's steps one by one, seconds per photo:\n");
     for (int k = 0; k < STEPS; k++)
         printf("  %-24s %6.3f s\n", step_name[k], step[k] / n);
