@@ -964,7 +964,7 @@ static void test_prep_plan_and_set(void)
     h.worker_id = h.name = "w1", h.slots = 4, h.n_job_types = 1, h.job_types = types;
     CHECK_EQ(df_sched_hello(s, (const uint8_t *)"w1", 2, &h, 0, NULL), DF_OK);
     const char *hash = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
-    for (int c = 0; c < 8; c++) { /* 6: good; 7: a worker answers with no verdict */
+    for (int c = 0; c < 9; c++) { /* 6: good; 7: a worker answers with no verdict; 8: an accepted photo without its image */
         Dreamfleet__PrepParams p = DREAMFLEET__PREP_PARAMS__INIT;
         p.n_images = p.n_sidecars = 3, p.images = images, p.sidecars = sidecars, p.resolution = 512;
         p.bucket_step = 32;
@@ -1013,7 +1013,7 @@ static void test_prep_plan_and_set(void)
             it.quality = i == 2 ? 0.99 : 0.96;
             it.phash = i == 2 ? 0xF0F0F0F0F0F0F0F1ull : 0xF0F0F0F0F0F0F0F0ull;
             it.reason = i == 1 ? "/p/b.png: not a readable PNG" : "";
-            it.image = i == 1 ? "" : (char *)hash;
+            it.image = i == 1 || (c == 8 && i == 2) ? "" : (char *)hash;
             it.caption = "a photo of TOK person";
             Dreamfleet__PrepResult out = DREAMFLEET__PREP_RESULT__INIT;
             out.n_items = c == 7 ? 0 : 1;
@@ -1025,6 +1025,11 @@ static void test_prep_plan_and_set(void)
             r.output.len = dreamfleet__prep_result__pack(&out, ob);
             CHECK_EQ(df_sched_worker_message(s, (const uint8_t *)"w1", 2, DF_MSG_TASK_RESULT, &r.base, 2, NULL), DF_OK);
             dreamfleet__prep_params__free_unpacked(t, NULL);
+        }
+        if (c == 8) {
+            CHECK(job && job->state == DREAMFLEET__JOB_STATE__JOB_FAILED && job->error &&
+                  strstr(job->error, "accepted /p/c.png without a training image"));
+            continue;
         }
         if (c == 7) {
             CHECK(job && job->state == DREAMFLEET__JOB_STATE__JOB_FAILED && job->error &&
