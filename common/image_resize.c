@@ -1,6 +1,7 @@
 /*  image_resize.c - see image_resize.h. */
 #include "image_resize.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,4 +70,104 @@ int df_image_cover_lanczos(const df_image *src, uint32_t w, uint32_t h, df_image
     if (crop_y)
         *crop_y = y;
     return resample(src->rgb + ((size_t)y * src->width + x) * 3, src->width * 3, cw, ch, w, h, out, err);
+}
+
+/* ---- PIL's bicubic ------------------------------------------------------ */
+
+/*  Keys' cubic with a = -0.5, as PIL's BICUBIC filter. */
+static double cubic(double x)
+{
+    const double a = -0.5;
+    x = fabs(x);
+    if (x < 1)
+        return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2)
+        return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+}
+
+#define PIL_PRECISION 22 /* PIL's fixed-point bits for 8-bit images */
+
+/*  One pass along an axis: out_n samples from in_n, each from its taps'
+ *  fixed-point weights (PIL's coefficients: the filter widened by the
+ *  shrink factor, normalised, rounded to PIL_PRECISION bits). */
+typedef struct {
+    int *first, *count;
+    int32_t *k;        /* count[i] weights of sample i at k + i * taps */
+    int taps;
+} pil_axis;
+
+static int pil_axis_new(uint32_t in_n, uint32_t out_n, pil_axis *a)
+{
+    const double scale = (double)in_n / out_n, fscale = scale > 1 ? scale : 1, support = 2.0 * fscale;
+    a->taps = (int)ceil(support) * 2 + 1;
+    a->first = malloc(out_n * sizeof *a->first), a->count = malloc(out_n * sizeof *a->count);
+    a->k = malloc((size_t)out_n * (size_t)a->taps * sizeof *a->k);
+    double *w = malloc((size_t)a->taps * sizeof *w);
+    if (!a->first || !a->count || !a->k || !w) {
+        free(w);
+        return -1;
+    }
+    for (uint32_t i = 0; i < out_n; i++) {
+        const double center = (i + 0.5) * scale;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > (int)in_n ? (int)in_n : hi;
+        int n = hi - lo;
+        n = n > a->taps ? a->taps : n;
+        double sum = 0;
+        for (int x = 0; x < n; x++)
+            sum += w[x] = cubic((x + lo - center + 0.5) / fscale);
+        for (int x = 0; x < n; x++) {
+            const double v = sum != 0 ? w[x] / sum : 0;
+            a->k[(size_t)i * a->taps + x] = (int32_t)(v * (1 << PIL_PRECISION) + (v < 0 ? -0.5 : 0.5));
+        }
+        a->first[i] = lo, a->count[i] = n;
+    }
+    free(w);
+    return 0;
+}
+
+static void pil_axis_free(pil_axis *a) { free(a->first), free(a->count), free(a->k); }
+
+static uint8_t pil_clip(int64_t v)
+{
+    v >>= PIL_PRECISION;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+int df_image_resize_bicubic(const df_image *src, uint32_t w, uint32_t h, df_image *out, df_error_t *err)
+{
+    if (!w || !h || !src->width || !src->height || w > 65536 || h > 65536)
+        return df_error_set(err, DF_E_INVALID, "resize: %ux%u to %ux%u: sizes from 1", src->width, src->height, w, h);
+    pil_axis ax = {0}, ay = {0};
+    uint8_t *mid = malloc((size_t)w * src->height * 3), *dst = malloc((size_t)w * h * 3);
+    if (!mid || !dst || pil_axis_new(src->width, w, &ax) || pil_axis_new(src->height, h, &ay)) {
+        pil_axis_free(&ax), pil_axis_free(&ay), free(mid), free(dst);
+        return df_error_set(err, DF_E_NOMEM, "resize: out of memory");
+    }
+    /* Rows first, to 8 bits, then columns: PIL's order and rounding. */
+    for (uint32_t y = 0; y < src->height; y++)
+        for (uint32_t x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                int64_t acc = 1 << (PIL_PRECISION - 1);
+                const int32_t *k = ax.k + (size_t)x * ax.taps;
+                for (int t = 0; t < ax.count[x]; t++)
+                    acc += (int64_t)src->rgb[((size_t)y * src->width + (size_t)(ax.first[x] + t)) * 3 + c] * k[t];
+                mid[((size_t)y * w + x) * 3 + c] = pil_clip(acc);
+            }
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                int64_t acc = 1 << (PIL_PRECISION - 1);
+                const int32_t *k = ay.k + (size_t)y * ay.taps;
+                for (int t = 0; t < ay.count[y]; t++)
+                    acc += (int64_t)mid[((size_t)(ay.first[y] + t) * w + x) * 3 + c] * k[t];
+                dst[((size_t)y * w + x) * 3 + c] = pil_clip(acc);
+            }
+    pil_axis_free(&ax), pil_axis_free(&ay);
+    free(mid);
+    memset(out, 0, sizeof *out);
+    out->width = w, out->height = h, out->rgb = dst;
+    return DF_OK;
 }

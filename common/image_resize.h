@@ -13,6 +13,11 @@
 /*  src resampled to w x h (any aspect; no cropping) into out. */
 int df_image_resize_lanczos(const df_image *src, uint32_t w, uint32_t h, df_image *out, df_error_t *err);
 
+/*  src resampled to w x h with PIL's bicubic filter, in its fixed-point
+ *  arithmetic (rows first, rounded to 8 bits, then columns): the
+ *  preprocessing BLIP's image encoder was trained with. */
+int df_image_resize_bicubic(const df_image *src, uint32_t w, uint32_t h, df_image *out, df_error_t *err);
+
 /*  The largest centred crop of a src_w x src_h image with aspect w:h, as
  *  crop = {x, y, width, height} (src's pixels, each side at least 1). */
 void df_image_cover_crop(uint32_t src_w, uint32_t src_h, uint32_t w, uint32_t h, uint32_t crop[4]);

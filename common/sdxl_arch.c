@@ -284,6 +284,13 @@ int df_arch_clip_text(const df_clip_text_config *c, df_arch_list *list, df_error
     return finish(&b, "text encoder", err);
 }
 
+int df_arch_append(df_arch_list *list, df_arch_role role, int ndim, const int64_t *shape, const char *name)
+{
+    builder b = {list, 0};
+    add(&b, role, ndim, shape, "%s", name);
+    return b.failed ? -1 : 0;
+}
+
 const df_arch_tensor *df_arch_find(const df_arch_list *list, const char *name)
 {
     for (size_t i = 0; i < list->count; i++)

@@ -40,6 +40,10 @@ int df_arch_unet(const df_unet_config *cfg, df_arch_list *list, df_error_t *err)
 int df_arch_vae(const df_vae_config *cfg, df_arch_list *list, df_error_t *err);
 int df_arch_clip_text(const df_clip_text_config *cfg, df_arch_list *list, df_error_t *err);
 
+/*  Appends one tensor (for other models' lists: blip_config.h). 0, or -1
+ *  when out of memory. */
+int df_arch_append(df_arch_list *list, df_arch_role role, int ndim, const int64_t *shape, const char *name);
+
 /*  The entry called name, or NULL (linear search; lists are a few thousand long). */
 const df_arch_tensor *df_arch_find(const df_arch_list *list, const char *name);
 
