@@ -206,11 +206,20 @@ int df_prep_photo(const char *path, const char *sidecar, const df_prep_opts *o, 
     df_image_free(&small);
     if (rc == DF_OK && !it->reason && fd)
         rc = check_face(o, fd, &img, it, &win, err);
-    /* The caption: the sidecar's, or the template. */
+    /* The caption: the sidecar's; else, for a photo going into the set, a
+     * captioning model's of what will be trained (the framed window, or
+     * the photo); else the template. */
     if (rc == DF_OK) {
         df_caption_opts co = {o->token, o->class_word};
-        rc = df_caption_place(sidecar && *sidecar ? sidecar : NULL, &co, &it->caption, err);
-        it->caption_from = sidecar && *sidecar ? "sidecar" : "template";
+        char *said = NULL;
+        const int own = sidecar && *sidecar;
+        if (!own && o->captioner && !it->reason)
+            rc = o->captioner(o->captioner_ctx, win.rgb ? &win : &img, &said, err);
+        const char *text = own ? sidecar : said && *said ? said : NULL;
+        if (rc == DF_OK)
+            rc = df_caption_place(text, &co, &it->caption, err);
+        it->caption_from = own ? "sidecar" : text ? "model" : "template";
+        free(said);
     }
     /* The training image: with a framing, the window turned and framed
      * around the face; else the bucket's aspect cut around the centre. */

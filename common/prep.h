@@ -16,8 +16,9 @@
  *       not clear enough (blurred, eyes not found) rejects the photo;
  *    4. hash it (perceptual hash); of photos within dup_bits of each other
  *       the best scored stays, the others are rejected as near-duplicates;
- *    5. caption it: a sidecar PHOTO.txt / PHOTO.caption, cleaned, with the
- *       identifier placed (caption.h), else the template;
+ *    5. caption it: a sidecar PHOTO.txt / PHOTO.caption, else what a
+ *       captioning model says of it (opts.captioner: BLIP on a worker),
+ *       cleaned, with the identifier placed (caption.h); else the template;
  *    6. crop it to its bucket's aspect around the centre, or with a framing
  *       turn it so the eyes are level and frame it around the face, and
  *       resample it with Lanczos (image_resize.h) to the bucket's size.
@@ -36,8 +37,6 @@
  *  df_prep_write_*). df_prep_dir runs the three on one machine; a `prep`
  *  job runs the first on the workers, one task per photo, the second in the
  *  coordinator, and the third in the client.
- *
- *  Not yet: captioning models (captions come from sidecars or the template).
  */
 #ifndef DF_PREP_H
 #define DF_PREP_H
@@ -65,6 +64,11 @@ typedef struct {
     const char *cascades;    /* the face detector's cascade folder (NULL: the build's) */
     const char *token;       /* the identifier ("TOK" when NULL) */
     const char *class_word;  /* the subject's class ("person" when NULL) */
+    /* A captioning model for photos without a caption file (NULL: the
+     * template): *text gets the caption of photo (malloc'd). An error is
+     * the model's trouble, not the photo's: it fails the preparation. */
+    int (*captioner)(void *ctx, const df_image *photo, char **text, df_error_t *err);
+    void *captioner_ctx;
 } df_prep_opts;
 
 typedef struct {
@@ -72,7 +76,7 @@ typedef struct {
     char *file;              /* its training image, relative to out_dir ("images/000-x.png"); NULL if rejected */
     char *reason;            /* why it was rejected; NULL if accepted */
     char *caption;
-    const char *caption_from; /* "sidecar" or "template" */
+    const char *caption_from; /* "sidecar", "model" or "template" */
     uint32_t orig_w, orig_h;  /* upright, as decoded (0 when it could not be) */
     uint32_t width, height;   /* its bucket */
     uint32_t crop_x, crop_y;  /* where the bucket's aspect was cut from the photo (0, 0 when framed) */

@@ -438,10 +438,11 @@ static int prep_task_params(const df_job *job, uint32_t i, uint8_t **params, siz
 }
 
 /*  A photo's verdict depends on its content (by identity), its caption
- *  file and the options, and its reasons quote its name (so the same photo
- *  under another path is prepared again): everything in the task's
- *  parameters but its index and the near-duplicate distance, which only the
- *  choice over the set (prep_finish) uses. */
+ *  file, the captioning model (by identity) and the options, and its
+ *  reasons quote its name (so the same photo under another path is
+ *  prepared again): everything in the task's parameters but its index, the
+ *  model's path and the near-duplicate distance, which only the choice
+ *  over the set (prep_finish) uses. */
 static int prep_cache_key(const df_job *job, uint32_t i, char key[65], int *lookup)
 {
     const df_task *t = &job->tasks[i];
@@ -451,9 +452,14 @@ static int prep_cache_key(const df_job *job, uint32_t i, char key[65], int *look
     int ok = p->n_image_identities == p->n_images;
     for (size_t k = 0; ok && k < p->n_image_identities; k++)
         ok = p->image_identities[k] && p->image_identities[k][0];
+    /* A captioning model is known by its identity, not its path. */
+    ok = ok && (!p->captioner[0] || p->captioner_identity[0]);
     *lookup = !p->no_cache;
     p->no_cache = 0, p->first = 0, p->dup_bits = 0;
+    char *captioner = p->captioner;
+    p->captioner = (char *)protobuf_c_empty_string;
     ok = ok && message_key("prep 1\n", &p->base, key);
+    p->captioner = captioner;
     dreamfleet__prep_params__free_unpacked(p, NULL);
     return ok;
 }

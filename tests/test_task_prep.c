@@ -128,6 +128,10 @@ static void test_task_prep(void)
     size_t res_len = 0;
     CHECK_FAILS(df_task_type_find("prep")->run(&ctx, junk, sizeof junk, &res, &res_len, &retryable, &err), &err,
                 DF_E_FORMAT, "not a PrepParams message");
+    /* Captions by a model need the worker's device. */
+    p.captioner = "/models/blip";
+    CHECK_FAILS(run(&ctx, &p, &r, &retryable, &err), &err, DF_E_INVALID, "captions need a device");
+    p.captioner = "";
     /* A photo the store does not hold: the fetch fails, and another attempt may pass. */
     char *missing[1] = {"00000000000000000000000000000000000000000000000000000000000000aa"};
     p.n_images = p.n_names = p.n_sidecars = 1;

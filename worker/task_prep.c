@@ -7,10 +7,79 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blip.h"
 #include "dreamfleet.pb-c.h"
 #include "log.h"
 #include "png_write.h"
 #include "prep.h"
+
+/*  A captioning model kept loaded between a job's tasks. */
+typedef struct {
+    df_blip_t *model;
+    df_vk_batch_t *batch;
+} captioner;
+
+static void captioner_free(void *obj)
+{
+    captioner *c = obj;
+    if (!c)
+        return;
+    df_blip_destroy(&c->model);
+    df_vk_batch_destroy(&c->batch);
+    free(c);
+}
+
+/*  What prep's callback needs for one task. */
+typedef struct {
+    captioner *c;
+    const char *prompt;
+    uint32_t max_length;
+} caption_call;
+
+static int caption_photo(void *ctx, const df_image *photo, char **text, df_error_t *err)
+{
+    const caption_call *call = ctx;
+    return df_blip_caption(call->c->model, call->c->batch, photo, call->prompt, call->max_length, text, NULL, NULL,
+                           err);
+}
+
+/*  The captioner at path, resident on the executor (loaded when another
+ *  model, or none, was). *own gets it when there is no resident slot. */
+static int captioner_get(df_task_ctx *ctx, const char *path, captioner **out, captioner **own, df_error_t *err)
+{
+    df_vk_device_t *dev = NULL;
+    df_vk_transfer_t *xfer = NULL;
+    if (!ctx->device)
+        return df_error_set(err, DF_E_INVALID, "prep: captions need a device, and this worker has none");
+    int rc = ctx->device(ctx, &dev, &xfer, err);
+    if (rc != DF_OK)
+        return rc;
+    char key[sizeof ((df_task_resident *)0)->key];
+    if ((size_t)snprintf(key, sizeof key, "blip|%s", path) >= sizeof key)
+        return df_error_set(err, DF_E_INVALID, "prep: captioner path too long");
+    df_task_resident *r = ctx->resident;
+    if (r && r->obj && strcmp(r->key, key) == 0) {
+        *out = r->obj;
+        return DF_OK;
+    }
+    if (r) /* one resident at a time: the device's memory is for this one */
+        df_task_resident_release(r);
+    captioner *c = calloc(1, sizeof *c);
+    if (!c)
+        return df_error_set(err, DF_E_NOMEM, "prep: out of memory");
+    if (!(c->model = df_blip_open(path, dev, xfer, DF_F16, err)) || !(c->batch = df_vk_batch_new(dev, 0, err))) {
+        captioner_free(c);
+        return err && err->code ? err->code : DF_E_FORMAT;
+    }
+    if (r) {
+        snprintf(r->key, sizeof r->key, "%s", key);
+        r->obj = c, r->destroy = captioner_free;
+    } else {
+        *own = c;
+    }
+    *out = c;
+    return DF_OK;
+}
 
 /*  img written as a PNG and uploaded: hex gets its artifact hash. */
 static int upload_png(df_task_ctx *ctx, const df_image *img, char hex[65], df_error_t *err)
@@ -82,6 +151,17 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
     else if (rc == DF_OK && !ctx->upload)
         rc = df_error_set(err, DF_E_INVALID, "prep: training images go to a coordinator's artifact store, and this "
                           "worker has none");
+    /* A captioning model for photos without a caption file. */
+    captioner *cap = NULL, *own_cap = NULL;
+    caption_call call = {NULL, p->caption_prompt, p->caption_max_length};
+    df_prep_opts with = o;
+    if (rc == DF_OK && p->captioner && *p->captioner) {
+        rc = captioner_get(ctx, p->captioner, &cap, &own_cap, err);
+        /* Device trouble may pass on another worker; a bad model will not. */
+        *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
+        call.c = cap;
+        with.captioner = caption_photo, with.captioner_ctx = &call;
+    }
     /* The detector loads in milliseconds: each task has its own. */
     df_face_detector_t *fd = rc == DF_OK && o.person ? df_face_detector_new(NULL, err) : NULL;
     if (rc == DF_OK && o.person && !fd)
@@ -113,8 +193,10 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
         df_image thumb = {0}, train = {0};
         /* Thumbnails only where the contact sheet has room for them. */
         const int sheet = p->first + i < DF_PREP_SHEET_MAX;
-        rc = df_prep_photo(local, p->n_sidecars ? p->sidecars[i] : NULL, &o, fd, it, sheet ? &thumb : NULL, &train,
+        rc = df_prep_photo(local, p->n_sidecars ? p->sidecars[i] : NULL, &with, fd, it, sheet ? &thumb : NULL, &train,
                            err);
+        if (rc != DF_OK)
+            *retryable = rc == DF_E_NOMEM || rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
         it->reason = df_task_rename_input(it->reason, local, it->source); /* as the user knows the photo */
         done++;
         /* A lost upload may pass on another attempt; a bad photo is a verdict, not a failure. */
@@ -153,6 +235,7 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
     }
     free(items), free(msgs), free(ptrs), free(faces), free(geos), free(hashes);
     df_face_detector_destroy(&fd);
+    captioner_free(own_cap);
     dreamfleet__prep_params__free_unpacked(p, NULL);
     return rc;
 }

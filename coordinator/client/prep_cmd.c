@@ -3,7 +3,7 @@
  *
  *    dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]
  *        [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]
- *        [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]]
+ *        [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]] [--captioner DIR [--caption-prompt TEXT]]
  *
  *  --subject person (the default when the class is a person's: person, man,
  *  woman, boy, girl, child...) checks every photo for exactly one clear
@@ -15,6 +15,12 @@
  *  to the coordinator's artifact store (workers need no shared folder),
  *  and the result is the same folder byte for byte; each photo's verdict is kept in the result cache, and
  *  --no-cache prepares every photo again.
+ *
+ *  --captioner DIR captions the photos that have no caption file with a
+ *  BLIP model (transformers' folder: config.json, model.safetensors,
+ *  vocab.txt), which the workers run (so it implies --cluster); its words
+ *  then get the identifier like a caption file's. --caption-prompt TEXT
+ *  makes every caption begin so ("a picture of").
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
@@ -38,14 +44,15 @@
 static const char k_usage[] =
     "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
     "         [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]\n"
-    "         [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]]\n";
+    "         [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]] [--captioner DIR [--caption-prompt TEXT]]\n";
 
 int df_cmd_prep(df_cli *cli, int argc, char **argv)
 {
     enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE,
-           O_CLUSTER, O_NO_CACHE };
+           O_CLUSTER, O_NO_CACHE, O_CAPTIONER, O_CAPTION_PROMPT };
     const int json = cli->json;
-    int on_cluster = 0, no_cache = 0;
+    int on_cluster = 0;
+    df_prep_job_opts jo = {0};
     static const struct option o[] = {
         {"output", required_argument, NULL, 'o'},      {"resolution", required_argument, NULL, O_RES},
         {"square", no_argument, NULL, O_SQUARE},        {"token", required_argument, NULL, O_TOKEN},
@@ -53,7 +60,8 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
         {"max-upscale", required_argument, NULL, O_UPSCALE}, {"dup-bits", required_argument, NULL, O_DUP},
         {"subject", required_argument, NULL, O_SUBJECT}, {"framing", required_argument, NULL, O_FRAMING},
         {"min-face-clarity", required_argument, NULL, O_FACE}, {"cluster", no_argument, NULL, O_CLUSTER},
-        {"no-cache", no_argument, NULL, O_NO_CACHE},
+        {"no-cache", no_argument, NULL, O_NO_CACHE},      {"captioner", required_argument, NULL, O_CAPTIONER},
+        {"caption-prompt", required_argument, NULL, O_CAPTION_PROMPT},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     /* Buckets in the trainer's step (32 px for SDXL), so train takes each photo at the size made here. */
@@ -113,7 +121,9 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
                 return DF_EXIT_USAGE;
             break;
         case O_CLUSTER: on_cluster = 1; break;
-        case O_NO_CACHE: no_cache = 1; break;
+        case O_NO_CACHE: jo.no_cache = 1; break;
+        case O_CAPTIONER: jo.captioner = optarg; break;
+        case O_CAPTION_PROMPT: jo.caption_prompt = optarg; break;
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
@@ -124,7 +134,13 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
     }
     const char *dir = argv[optind];
     po.person = subject ? strcmp(subject, "person") == 0 : df_caption_class_is_person(po.class_word);
-    if (no_cache && !on_cluster) {
+    if (jo.caption_prompt && !jo.captioner) {
+        df_cli_error("--caption-prompt goes with --captioner");
+        return DF_EXIT_USAGE;
+    }
+    if (jo.captioner) /* the model runs on the workers' engine */
+        on_cluster = 1;
+    if (jo.no_cache && !on_cluster) {
         df_cli_error("--no-cache goes with --cluster (prep on one machine keeps no cache)");
         return DF_EXIT_USAGE;
     }
@@ -138,7 +154,7 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
     if (on_cluster) {
         int rc = df_cli_connect(cli);
         if (rc == DF_EXIT_OK)
-            rc = df_prep_on_cluster(cli, dir, out, &po, no_cache, &rep);
+            rc = df_prep_on_cluster(cli, dir, out, &po, &jo, &rep);
         if (rc != DF_EXIT_OK) {
             df_prep_report_free(&rep);
             return rc;

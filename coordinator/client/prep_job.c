@@ -11,21 +11,29 @@
 #include "caption.h"
 #include "commands.h"
 #include "dreamfleet.pb-c.h"
+#include "file_identity.h"
 #include "fsutil.h"
 #include "rpc.h"
 #include "uploads.h"
 #include "wire.h"
 
 /*  The job's parameters for the photos in files, uploaded as refs. */
-static int pack_params(const df_prep_opts *o, int no_cache, char **files, char **refs, size_t n, uint8_t **buf,
-                       size_t *len)
+static int pack_params(const df_prep_opts *o, const df_prep_job_opts *jo, char **files, char **refs, size_t n,
+                       uint8_t **buf, size_t *len)
 {
     Dreamfleet__PrepParams p = DREAMFLEET__PREP_PARAMS__INIT;
     p.resolution = o->resolution, p.bucket_step = o->bucket_step, p.max_upscale = o->max_upscale;
     p.min_quality = o->min_quality, p.dup_bits = o->dup_bits, p.person = o->person != 0;
     p.framing = (uint32_t)o->framing, p.min_face_clarity = o->min_face_clarity, p.min_face_size = o->min_face_size;
     p.token = (char *)(o->token ? o->token : ""), p.class_word = (char *)(o->class_word ? o->class_word : "");
-    p.no_cache = no_cache != 0;
+    p.no_cache = jo && jo->no_cache;
+    char cap_abs[PATH_MAX], cap_id[DF_SHA256_HEX] = "";
+    if (jo && jo->captioner) {
+        p.captioner = realpath(jo->captioner, cap_abs) ? cap_abs : (char *)jo->captioner;
+        if (df_file_identity(p.captioner, cap_id, NULL) == DF_OK)
+            p.captioner_identity = cap_id;
+        p.caption_prompt = (char *)(jo->caption_prompt ? jo->caption_prompt : "");
+    }
     char **sidecars = calloc(n + 1, sizeof *sidecars), **ids = calloc(n + 1, sizeof *ids);
     int rc = sidecars && ids ? DF_EXIT_OK : DF_EXIT_FAILED;
     for (size_t i = 0; rc == DF_EXIT_OK && i < n; i++) {
@@ -62,7 +70,9 @@ static int item_from(const Dreamfleet__PrepItem *m, df_prep_item *it)
     it->source = strdup(m->name);
     it->reason = m->reason[0] ? strdup(m->reason) : NULL;
     it->caption = strdup(m->caption);
-    it->caption_from = strcmp(m->caption_from, "sidecar") == 0 ? "sidecar" : "template";
+    it->caption_from = strcmp(m->caption_from, "sidecar") == 0 ? "sidecar"
+                       : strcmp(m->caption_from, "model") == 0 ? "model"
+                                                               : "template";
     it->orig_w = m->original_width, it->orig_h = m->original_height;
     it->width = m->width, it->height = m->height;
     it->crop_x = m->crop_x, it->crop_y = m->crop_y;
@@ -164,8 +174,8 @@ static int write_set(df_cli *cli, const Dreamfleet__PrepResult *r, const char *o
     return rc;
 }
 
-int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
-                       df_prep_report *rep)
+int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
+                       const df_prep_job_opts *jo, df_prep_report *rep)
 {
     memset(rep, 0, sizeof *rep);
     df_error_t err;
@@ -185,7 +195,7 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     char **refs = NULL;
     int rc = DF_EXIT_OK;
     if (n && (rc = df_cli_upload_files(cli, files, n, "photos", &refs)) == DF_EXIT_OK)
-        rc = pack_params(o, no_cache, files, refs, n, &buf, &len);
+        rc = pack_params(o, jo, files, refs, n, &buf, &len);
     for (size_t i = 0; refs && i < n; i++)
         free(refs[i]);
     free(refs);

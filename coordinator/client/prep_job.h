@@ -12,10 +12,16 @@
  *  no folder need be shared with the workers) into out_dir as df_prep_dir
  *  would, filling *rep (free with
  *  df_prep_report_free). A DF_EXIT_* code; a bad photo is in the report,
- *  not a failure. no_cache: every photo prepared again, even when the result
- *  cache knows its verdict. */
-int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o, int no_cache,
-                       df_prep_report *rep);
+ *  not a failure. */
+/*  What only the cluster can do or keeps. */
+typedef struct {
+    int no_cache;               /* every photo prepared again, even when the result cache knows it */
+    const char *captioner;      /* a BLIP model folder the workers can read, for photos without a caption file */
+    const char *caption_prompt; /* what its captions begin with (NULL: nothing) */
+} df_prep_job_opts;
+
+int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
+                       const df_prep_job_opts *jo, df_prep_report *rep);
 
 /*  A finished prep job's result (the set: every verdict, the images in the
  *  artifact store) written into out_dir, as df_prep_on_cluster writes it;

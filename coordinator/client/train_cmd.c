@@ -2,7 +2,8 @@
  *  photos, trained by the cluster (or the embedded worker), written as
  *  files the rest of the SDXL world loads.
  *
- *    dreamfleet train --data DIR --model PATH -o OUT [--prep] [--token TOK] [--class WORD] [--resolution PX]
+ *    dreamfleet train --data DIR --model PATH -o OUT [--prep [--captioner DIR [--caption-prompt TEXT]]]
+ *        [--token TOK] [--class WORD] [--resolution PX]
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
  *        [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]
@@ -39,7 +40,9 @@
  *  sidecar PHOTO.txt or PHOTO.caption when there is one, else "a photo of
  *  TOK WORD". A set `dreamfleet prep` made trains as it is (its images/
  *  and their captions); --prep prepares DIR first as a job of the cluster's
- *  (one task per photo), into OUT/dataset, and trains on what it accepted. OUT receives lora.safetensors (kohya's format),
+ *  (one task per photo), into OUT/dataset, and trains on what it accepted;
+ *  --captioner DIR captions the photos without a caption file with a BLIP
+ *  model there (see `dreamfleet prep`). OUT receives lora.safetensors (kohya's format),
  *  lora-peft.safetensors (PEFT's, for diffusers), loss.csv and loss.png.
  */
 #include <dirent.h>
@@ -211,7 +214,8 @@ static int read_geometry(const char *set_dir, char **images, size_t n, Dreamflee
 }
 
 static const char k_usage[] =
-    "usage: dreamfleet train --data DIR --model PATH -o OUT [--prep] [--token TOK] [--class WORD] [--resolution PX]\n"
+    "usage: dreamfleet train --data DIR --model PATH -o OUT [--prep [--captioner DIR [--caption-prompt TEXT]]]\n"
+    "         [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
     "         [--min-snr-gamma X] [--flip] [--buckets] [--dtype f16|f32|int8] [--optimizer adamw|adamw8bit]\n"
@@ -346,7 +350,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
            O_DELTA, O_PREP, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
-           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR, O_FULL };
+           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR, O_FULL, O_CAPTIONER, O_CAPTION_PROMPT };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -358,7 +362,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"noise-offset", required_argument, NULL, O_OFFSET}, {"min-snr-gamma", required_argument, NULL, O_SNR},
         {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
         {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
-        {"prep", no_argument, NULL, O_PREP},              {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
+        {"prep", no_argument, NULL, O_PREP},              {"captioner", required_argument, NULL, O_CAPTIONER},
+        {"caption-prompt", required_argument, NULL, O_CAPTION_PROMPT},              {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
         {"local-steps", required_argument, NULL, O_LOCAL}, {"delta", required_argument, NULL, O_DELTA},
         {"class-data", required_argument, NULL, O_CLASS_DATA}, {"class-prompt", required_argument, NULL, O_CLASS_PROMPT},
         {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
@@ -376,6 +381,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     p.checkpoint_every = 100;
     const char *data = NULL, *model = NULL, *out = NULL, *token = "TOK", *klass = "person", *tokenizer = NULL;
     int prep = 0;
+    df_prep_job_opts jo = {0};
     const char *class_data = NULL, *class_prompt = NULL;
     size_t class_count = 0;
     uint32_t class_steps = 25;
@@ -414,6 +420,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
         case O_PREP: prep = 1; break;
+        case O_CAPTIONER: jo.captioner = optarg; break;
+        case O_CAPTION_PROMPT: jo.caption_prompt = optarg; break;
         case O_BUCKETS: p.buckets = 1; break;
         case O_DELTA:
             if (df_delta_encoding_parse(optarg) < 0) {
@@ -507,6 +515,14 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", k_usage);
         return DF_EXIT_USAGE;
     }
+    if ((jo.captioner || jo.caption_prompt) && !prep) {
+        df_cli_error("--captioner and --caption-prompt caption raw photos: they go with --prep");
+        return DF_EXIT_USAGE;
+    }
+    if (jo.caption_prompt && !jo.captioner) {
+        df_cli_error("--caption-prompt goes with --captioner");
+        return DF_EXIT_USAGE;
+    }
     if (p.full && (p.members > 1 || p.train_text_encoder || p.weights_int8)) {
         df_cli_error("--full fine-tunes the whole UNet of a small model on one worker, in f32: not with --workers, "
                      "--train-text-encoder or --dtype int8");
@@ -544,7 +560,7 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
                            .min_quality = 0.95, .dup_bits = 6, .token = token, .class_word = klass,
                            .person = df_caption_class_is_person(klass)};
         df_prep_report rep;
-        if ((rc = df_prep_on_cluster(cli, data, prepared, &po, 0, &rep)) != DF_EXIT_OK) {
+        if ((rc = df_prep_on_cluster(cli, data, prepared, &po, &jo, &rep)) != DF_EXIT_OK) {
             /* said */
         } else if (!rep.accepted) {
             df_cli_error("--prep: no photo of %s was accepted (see %s/report.txt)", data, prepared);

@@ -1195,6 +1195,26 @@ static void test_prep_on_cluster(void)
              0);
     CHECK(strstr(g_out, "4 of 6 photos accepted (6 from the cache)") != NULL);
     CHECK(same_tree(local, on, why, sizeof why));
+    /* Captions by the tiny BLIP model (tests/data/blip_tiny, beside the
+     * corpus) for the photos without a caption file; the one with a file
+     * keeps its own. The same again comes from the result cache. */
+    char blip[600], capdir[300];
+    snprintf(blip, sizeof blip, "%s/../../data/blip_tiny", g_corpus);
+    snprintf(capdir, sizeof capdir, "%s/prep-captioned", g_dir);
+    for (int run = 0; run < 2; run++) {
+        CHECK_EQ(client(g_keys, 300000, "prep", typed, "-o", capdir, "--class", "dog", "--resolution", "256",
+                        "--captioner", blip, "--caption-prompt", "a picture of", NULL),
+                 0);
+        CHECK(strstr(g_out, "4 of 6 photos accepted") != NULL);
+        CHECK(run == 0 || strstr(g_out, "(6 from the cache)") != NULL);
+        snprintf(path, sizeof path, "%s/metadata.jsonl", capdir);
+        size_t mn = 0;
+        uint8_t *m = slurp(path, &mn);
+        CHECK(m && count((char *)m, "\"caption_from\":\"model\"") == 3 &&
+              count((char *)m, "\"caption_from\":\"sidecar\"") == 1 &&
+              count((char *)m, "\"caption\":\"TOK dog, a picture of ") == 3);
+        free(m);
+    }
     /* --no-cache: every photo prepared again, to the same result. */
     CHECK_EQ(client(g_keys, 120000, "prep", typed, "-o", on, "--class", "dog", "--resolution", "256", "--cluster",
                     "--no-cache", NULL),
