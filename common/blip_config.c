@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "log.h"
+
 /*  An integer key of obj within [lo, hi], or def when absent. */
 static int get_int(const char *path, const char *section, const json_t *obj, const char *key, int def, int lo, int hi,
                    int *out, df_error_t *err)
@@ -77,7 +79,6 @@ int df_blip_config_load(const char *path, df_blip_config *c, df_error_t *err)
     if (rc == DF_OK) rc = check_act(path, "vision_config", vis, err);
     if (rc == DF_OK) rc = get_int(path, "text_config", txt, "vocab_size", 30524, 8, 1 << 22, &c->text.vocab, err);
     if (rc == DF_OK) rc = get_int(path, "text_config", txt, "hidden_size", 768, 4, 8192, &c->text.hidden, err);
-    if (rc == DF_OK) rc = get_int(path, "text_config", txt, "encoder_hidden_size", 768, 4, 8192, &c->text.encoder_hidden, err);
     if (rc == DF_OK) rc = get_int(path, "text_config", txt, "intermediate_size", 3072, 1, 65536, &c->text.intermediate, err);
     if (rc == DF_OK) rc = get_int(path, "text_config", txt, "num_hidden_layers", 12, 1, 256, &c->text.layers, err);
     if (rc == DF_OK) rc = get_int(path, "text_config", txt, "num_attention_heads", 8, 1, 256, &c->text.heads, err);
@@ -91,9 +92,23 @@ int df_blip_config_load(const char *path, df_blip_config *c, df_error_t *err)
     if (rc == DF_OK && c->vision.image_size % c->vision.patch_size)
         rc = df_error_set(err, DF_E_FORMAT, "%s: vision_config: image_size %d is not a whole number of %d px patches",
                           path, c->vision.image_size, c->vision.patch_size);
-    if (rc == DF_OK && c->text.encoder_hidden != c->vision.hidden)
-        rc = df_error_set(err, DF_E_FORMAT, "%s: text_config.encoder_hidden_size %d is not the image encoder's width %d",
-                          path, c->text.encoder_hidden, c->vision.hidden);
+    /* The decoder attends to the image encoder's output, whatever the file
+     * says (the library sets it so too). */
+    c->text.encoder_hidden = c->vision.hidden;
+    /* Generation settings other than the length are the reference's, not
+     * ours: captions here are greedy. Said, not refused, so a checkpoint
+     * that carries them still captions. */
+    static const struct {
+        const char *key;
+        double def;
+    } gen[] = {{"num_beams", 1}, {"do_sample", 0}, {"repetition_penalty", 1}, {"no_repeat_ngram_size", 0},
+               {"min_length", 0}, {"encoder_no_repeat_ngram_size", 0}};
+    for (size_t i = 0; rc == DF_OK && i < sizeof gen / sizeof gen[0]; i++) {
+        const json_t *v = json_object_get(txt, gen[i].key);
+        const double x = json_is_number(v) ? json_number_value(v) : json_is_true(v) ? 1 : gen[i].def;
+        if (x != gen[i].def)
+            df_warn("%s: text_config.%s is %g; captions here are greedy, without it", path, gen[i].key, x);
+    }
     if (rc == DF_OK && (c->text.bos >= c->text.vocab || c->text.sep >= c->text.vocab || c->text.pad >= c->text.vocab))
         rc = df_error_set(err, DF_E_FORMAT, "%s: text_config: a special token id is outside the vocabulary (%d)", path,
                           c->text.vocab);

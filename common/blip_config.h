@@ -6,6 +6,8 @@
  *  config.json as transformers writes it: "vision_config" and "text_config",
  *  each key that is absent taking the library's default (which are the base
  *  model's: a 12-layer ViT-B/16 at 384 px and a 12-layer BERT-base decoder).
+ *  Of the generation settings only max_length is used: captions are greedy,
+ *  and a config asking for beams or sampling is warned about.
  */
 #ifndef DF_BLIP_CONFIG_H
 #define DF_BLIP_CONFIG_H

@@ -135,3 +135,26 @@ char *df_utf8_sanitize(const char *s)
     out[k] = '\0';
     return out;
 }
+
+int df_unicode_is_punct(uint32_t cp) { return in_ranges(df_unicode_punctuation, df_unicode_punctuation_count, cp); }
+int df_unicode_is_control(uint32_t cp) { return in_ranges(df_unicode_controls, df_unicode_controls_count, cp); }
+
+int df_unicode_is_nonspacing_mark(uint32_t cp)
+{
+    return in_ranges(df_unicode_nonspacing_marks, df_unicode_nonspacing_marks_count, cp);
+}
+
+uint32_t df_unicode_accent_base(uint32_t cp)
+{
+    size_t lo = 0, hi = df_unicode_accent_bases_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < df_unicode_accent_bases[mid].from)
+            hi = mid;
+        else if (cp > df_unicode_accent_bases[mid].from)
+            lo = mid + 1;
+        else
+            return df_unicode_accent_bases[mid].to;
+    }
+    return cp;
+}

@@ -1,8 +1,9 @@
 /*  unicode.h - the little Unicode that text processing here needs: UTF-8
  *  decoding and encoding, and the character classes and lower-casing that
  *  CLIP's tokenizer takes from Python (letters \p{L}, numbers \p{N},
- *  whitespace as str.isspace, str.lower one code point at a time). The
- *  tables are generated from Python's unicodedata, so there is no locale. */
+ *  whitespace as str.isspace, str.lower one code point at a time), and the
+ *  classes BERT's takes (punctuation, controls, accents). The tables are
+ *  generated from Python's unicodedata, so there is no locale. */
 #ifndef DF_UNICODE_H
 #define DF_UNICODE_H
 
@@ -26,5 +27,14 @@ int df_unicode_is_letter(uint32_t cp);
 int df_unicode_is_number(uint32_t cp);
 int df_unicode_is_space(uint32_t cp);
 uint32_t df_unicode_lower(uint32_t cp);
+
+/*  For BERT's tokenizer: punctuation (\p{P}), control and format characters
+ *  and unassigned code points (\p{C}), nonspacing marks (\p{Mn}), and the
+ *  character an accented one decomposes to (NFD) once its marks are gone
+ *  (cp itself when it has none, or its decomposition is more than that). */
+int df_unicode_is_punct(uint32_t cp);
+int df_unicode_is_control(uint32_t cp);
+int df_unicode_is_nonspacing_mark(uint32_t cp);
+uint32_t df_unicode_accent_base(uint32_t cp);
 
 #endif

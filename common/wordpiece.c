@@ -59,9 +59,7 @@ df_wordpiece_t *df_wordpiece_load(const char *path, df_error_t *err)
             rc = df_error_set(err, DF_E_NOMEM, "wordpiece: out of memory");
             break;
         }
-        int64_t have;
-        if (!df_strmap_get(t->ids, line, (size_t)len, &have) &&
-            df_strmap_put(t->ids, line, (size_t)len, (int64_t)t->count) != 0)
+        if (df_strmap_put(t->ids, line, (size_t)len, (int64_t)t->count) != 0)
             rc = df_error_set(err, DF_E_NOMEM, "wordpiece: out of memory");
         t->count++;
         if (t->count > 10000000)
@@ -93,27 +91,12 @@ int32_t df_wordpiece_id(const df_wordpiece_t *self, const char *token)
 
 /* ---- encoding ---------------------------------------------------------- */
 
-/*  The base letter of an accented Latin letter (lower case), or 0: NFD's
- *  first code point for U+00E0-U+00FF and U+0100-U+017F. */
-static uint32_t strip_accent(uint32_t cp)
-{
-    static const char latin1[33] = "aaaaaa\0ceeeeiiii\0nooooo\0\0uuuuy\0y";
-    static const char ext_a[129] = "aaaaaaccccccccdd\0\0eeeeeeeeeegggggggghh\0\0iiiiiiiii\0\0\0jjkk\0llllll\0\0\0\0nnnnnn\0\0\0"
-                                   "oooooo\0\0rrrrrrsssssssstttt\0\0uuuuuuuuuuuuwwyyyzzzzzz\0";
-    if (cp >= 0xE0 && cp <= 0xFF)
-        return (unsigned char)latin1[cp - 0xE0];
-    if (cp >= 0x100 && cp <= 0x17F)
-        return (unsigned char)ext_a[cp - 0x100];
-    return 0;
-}
-
+/*  BERT's punctuation: ASCII's non-alphanumeric printables, and \p{P}. */
 static int is_punct(uint32_t cp)
 {
     if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126))
         return 1;
-    /* Beyond ASCII: what is neither letter, number, space, mark nor control. */
-    return cp > 127 && !df_unicode_is_letter(cp) && !df_unicode_is_number(cp) && !df_unicode_is_space(cp) &&
-           !(cp >= 0x300 && cp <= 0x36F) && cp >= 0xA0;
+    return cp > 127 && df_unicode_is_punct(cp);
 }
 
 static int is_cjk(uint32_t cp)
@@ -201,12 +184,13 @@ int df_wordpiece_encode(const df_wordpiece_t *self, const char *text, int32_t *i
             k = 1, cp = 0;
         const int end = i == tl;
         i += k;
-        if (!end && (cp == 0 || cp == 0xFFFD || ((cp < 32 || cp == 127 || (cp >= 0x80 && cp < 0xA0)) &&
-                                                  cp != '\t' && cp != '\n' && cp != '\r')))
-            continue; /* control characters go */
-        if (!end && (cp >= 0x300 && cp <= 0x36F))
-            continue; /* combining accents go */
-        const int space = end || df_unicode_is_space(cp) || cp == '\t' || cp == '\n' || cp == '\r';
+        /* Dropped: NUL, U+FFFD and \p{C} but tab, newline and return. */
+        if (!end && (cp == 0 || cp == 0xFFFD ||
+                     (cp != '\t' && cp != '\n' && cp != '\r' && (cp < 32 || df_unicode_is_control(cp)))))
+            continue;
+        /* Words end at whitespace as Python's str.split() sees it (controls
+         * among it were dropped above). */
+        const int space = end || df_unicode_is_space(cp);
         const int alone = !space && (is_punct(cp) || is_cjk(cp)); /* a token by itself */
         if ((space || alone) && wl) {
             rc = word_pieces(&s, word, wl, wc, err);
@@ -214,10 +198,10 @@ int df_wordpiece_encode(const df_wordpiece_t *self, const char *text, int32_t *i
         }
         if (space)
             continue;
-        cp = df_unicode_lower(cp);
-        uint32_t base = strip_accent(cp);
-        if (base)
-            cp = base;
+        /* Lower case, accents removed: NFD, then the nonspacing marks go. */
+        cp = df_unicode_accent_base(df_unicode_lower(cp));
+        if (df_unicode_is_nonspacing_mark(cp))
+            continue;
         uint8_t enc[4];
         size_t el = df_utf8_encode(cp, enc);
         memcpy(word + wl, enc, el);
@@ -249,9 +233,8 @@ int df_wordpiece_decode(const df_wordpiece_t *self, const int32_t *ids, size_t n
     *text = NULL;
     size_t total = 1;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || (ids[i] >= (int32_t)self->count && ids[i] > (int32_t)self->count + 1000))
-            return df_error_set(err, DF_E_RANGE, "wordpiece: id %d is outside the vocabulary (%zu)", ids[i],
-                                self->count);
+        if (ids[i] < 0)
+            return df_error_set(err, DF_E_RANGE, "wordpiece: id %d is outside the vocabulary", ids[i]);
         if (!is_special(self, ids[i]))
             total += strlen(self->tokens[ids[i]]) + 1;
     }

@@ -108,7 +108,7 @@ static void test_wordpiece(void)
     if (t) {
         CHECK_OK(df_wordpiece_encode(t, "a man in a red suit", two, 1, &n, &err), &err);
         CHECK(n == 6 && two[1] == -7);
-        const int32_t bad[1] = {1 << 30};
+        const int32_t bad[1] = {-3};
         char *text = NULL;
         CHECK_FAILS(df_wordpiece_decode(t, bad, 1, &text, &err), &err, DF_E_RANGE, "outside the vocabulary");
     }
@@ -263,11 +263,9 @@ static void test_refusals(void)
         {"{\"model_type\": \"blip\", \"vision_config\": {\"hidden_act\": \"relu\"}, \"text_config\": {}}",
          "only \"gelu\" is supported"},
         {"{\"model_type\": \"blip\", \"vision_config\": {\"hidden_size\": 30, \"num_attention_heads\": 3}, "
-         "\"text_config\": {\"encoder_hidden_size\": 30}}", "3 heads of a 30-wide state"},
+         "\"text_config\": {}}", "3 heads of a 30-wide state"},
         {"{\"model_type\": \"blip\", \"vision_config\": {\"hidden_size\": 32, \"num_attention_heads\": 4, "
          "\"image_size\": 30, \"patch_size\": 8}, \"text_config\": {}}", "not a whole number of 8 px patches"},
-        {"{\"model_type\": \"blip\", \"vision_config\": {\"hidden_size\": 64, \"num_attention_heads\": 4}, "
-         "\"text_config\": {\"encoder_hidden_size\": 32}}", "is not the image encoder's width 64"},
         {"{\"model_type\": \"blip\", \"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": \"two\"}}",
          "text_config.num_hidden_layers wants an integer"},
     };

@@ -128,9 +128,15 @@ static void test_task_prep(void)
     size_t res_len = 0;
     CHECK_FAILS(df_task_type_find("prep")->run(&ctx, junk, sizeof junk, &res, &res_len, &retryable, &err), &err,
                 DF_E_FORMAT, "not a PrepParams message");
-    /* Captions by a model need the worker's device. */
+    /* Captions by a model need the worker's device, but only for a photo
+     * that is accepted and has no caption file of its own. */
     p.captioner = "/models/blip";
+    CHECK_OK(run(&ctx, &p, &r, &retryable, &err), &err);
+    if (r)
+        dreamfleet__prep_result__free_unpacked(r, NULL);
+    sidecars[0] = "";
     CHECK_FAILS(run(&ctx, &p, &r, &retryable, &err), &err, DF_E_INVALID, "captions need a device");
+    sidecars[0] = "a man in a suit";
     p.captioner = "";
     /* A photo the store does not hold: the fetch fails, and another attempt may pass. */
     char *missing[1] = {"00000000000000000000000000000000000000000000000000000000000000aa"};

@@ -29,24 +29,22 @@ static void captioner_free(void *obj)
     free(c);
 }
 
-/*  What prep's callback needs for one task. */
+/*  What prep's callback needs for one task: the model is loaded on first
+ *  use (a task whose photo has its own caption, or is rejected, needs no
+ *  device and evicts nothing). */
 typedef struct {
-    captioner *c;
-    const char *prompt;
+    df_task_ctx *ctx;
+    const char *path, *identity, *prompt;
     uint32_t max_length;
+    captioner *c, *own; /* own: loaded without a resident slot */
+    int used;           /* a caption was asked for */
 } caption_call;
 
-static int caption_photo(void *ctx, const df_image *photo, char **text, df_error_t *err)
+/*  The captioner at path, resident on the executor under its path and
+ *  identity (loaded when another model, or none, was). */
+static int captioner_get(caption_call *call, df_error_t *err)
 {
-    const caption_call *call = ctx;
-    return df_blip_caption(call->c->model, call->c->batch, photo, call->prompt, call->max_length, text, NULL, NULL,
-                           err);
-}
-
-/*  The captioner at path, resident on the executor (loaded when another
- *  model, or none, was). *own gets it when there is no resident slot. */
-static int captioner_get(df_task_ctx *ctx, const char *path, captioner **out, captioner **own, df_error_t *err)
-{
+    df_task_ctx *ctx = call->ctx;
     df_vk_device_t *dev = NULL;
     df_vk_transfer_t *xfer = NULL;
     if (!ctx->device)
@@ -55,11 +53,12 @@ static int captioner_get(df_task_ctx *ctx, const char *path, captioner **out, ca
     if (rc != DF_OK)
         return rc;
     char key[sizeof ((df_task_resident *)0)->key];
-    if ((size_t)snprintf(key, sizeof key, "blip|%s", path) >= sizeof key)
+    if ((size_t)snprintf(key, sizeof key, "blip|%s|%s", call->path, call->identity ? call->identity : "") >=
+        sizeof key)
         return df_error_set(err, DF_E_INVALID, "prep: captioner path too long");
     df_task_resident *r = ctx->resident;
     if (r && r->obj && strcmp(r->key, key) == 0) {
-        *out = r->obj;
+        call->c = r->obj;
         return DF_OK;
     }
     if (r) /* one resident at a time: the device's memory is for this one */
@@ -67,7 +66,7 @@ static int captioner_get(df_task_ctx *ctx, const char *path, captioner **out, ca
     captioner *c = calloc(1, sizeof *c);
     if (!c)
         return df_error_set(err, DF_E_NOMEM, "prep: out of memory");
-    if (!(c->model = df_blip_open(path, dev, xfer, DF_F16, err)) || !(c->batch = df_vk_batch_new(dev, 0, err))) {
+    if (!(c->model = df_blip_open(call->path, dev, xfer, DF_F16, err)) || !(c->batch = df_vk_batch_new(dev, 0, err))) {
         captioner_free(c);
         return err && err->code ? err->code : DF_E_FORMAT;
     }
@@ -75,10 +74,27 @@ static int captioner_get(df_task_ctx *ctx, const char *path, captioner **out, ca
         snprintf(r->key, sizeof r->key, "%s", key);
         r->obj = c, r->destroy = captioner_free;
     } else {
-        *own = c;
+        call->own = c;
     }
-    *out = c;
+    call->c = c;
     return DF_OK;
+}
+
+static int caption_photo(void *ctx, const df_image *photo, char **text, df_error_t *err)
+{
+    caption_call *call = ctx;
+    call->used = 1;
+    int rc = call->c ? DF_OK : captioner_get(call, err);
+    if (rc == DF_OK)
+        rc = df_blip_caption(call->c->model, call->c->batch, photo, call->prompt, call->max_length, text, NULL, NULL,
+                             err);
+    /* A failed caption may leave work recorded in the model's batch: the
+     * next task loads it afresh. */
+    if (rc != DF_OK && call->c && !call->own && call->ctx->resident) {
+        df_task_resident_release(call->ctx->resident);
+        call->c = NULL;
+    }
+    return rc;
 }
 
 /*  img written as a PNG and uploaded: hex gets its artifact hash. */
@@ -152,16 +168,11 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
         rc = df_error_set(err, DF_E_INVALID, "prep: training images go to a coordinator's artifact store, and this "
                           "worker has none");
     /* A captioning model for photos without a caption file. */
-    captioner *cap = NULL, *own_cap = NULL;
-    caption_call call = {NULL, p->caption_prompt, p->caption_max_length};
+    caption_call call = {ctx, p->captioner, p->captioner_identity, p->caption_prompt, p->caption_max_length,
+                         NULL, NULL, 0};
     df_prep_opts with = o;
-    if (rc == DF_OK && p->captioner && *p->captioner) {
-        rc = captioner_get(ctx, p->captioner, &cap, &own_cap, err);
-        /* Device trouble may pass on another worker; a bad model will not. */
-        *retryable = rc == DF_E_DEVICE_MEMORY || rc == DF_E_VULKAN;
-        call.c = cap;
+    if (rc == DF_OK && p->captioner && *p->captioner)
         with.captioner = caption_photo, with.captioner_ctx = &call;
-    }
     /* The detector loads in milliseconds: each task has its own. */
     df_face_detector_t *fd = rc == DF_OK && o.person ? df_face_detector_new(NULL, err) : NULL;
     if (rc == DF_OK && o.person && !fd)
@@ -217,7 +228,11 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
     if (rc == DF_OK) {
         Dreamfleet__PrepResult res = DREAMFLEET__PREP_RESULT__INIT;
         res.worker = (char *)ctx->worker_name;
-        res.device = "cpu";
+        df_vk_device_t *dev = NULL;
+        df_vk_transfer_t *xfer = NULL;
+        res.device = "cpu"; /* unless a captioning model ran */
+        if (call.used && ctx->device && ctx->device(ctx, &dev, &xfer, NULL) == DF_OK)
+            res.device = (char *)df_vk_device_info_of(dev)->name;
         res.n_items = p->n_images;
         res.items = ptrs;
         res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
@@ -235,7 +250,7 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
     }
     free(items), free(msgs), free(ptrs), free(faces), free(geos), free(hashes);
     df_face_detector_destroy(&fd);
-    captioner_free(own_cap);
+    captioner_free(call.own);
     dreamfleet__prep_params__free_unpacked(p, NULL);
     return rc;
 }

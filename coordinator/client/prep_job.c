@@ -29,9 +29,12 @@ static int pack_params(const df_prep_opts *o, const df_prep_job_opts *jo, char *
     p.no_cache = jo && jo->no_cache;
     char cap_abs[PATH_MAX], cap_id[DF_SHA256_HEX] = "";
     if (jo && jo->captioner) {
-        p.captioner = realpath(jo->captioner, cap_abs) ? cap_abs : (char *)jo->captioner;
-        if (df_file_identity(p.captioner, cap_id, NULL) == DF_OK)
-            p.captioner_identity = cap_id;
+        /* The workers read it at its absolute path; its identity keys the cache. */
+        if (!realpath(jo->captioner, cap_abs) || df_file_identity(cap_abs, cap_id, NULL) != DF_OK) {
+            df_cli_error("--captioner %s: %s", jo->captioner, errno ? strerror(errno) : "cannot be read");
+            return DF_EXIT_USAGE;
+        }
+        p.captioner = cap_abs, p.captioner_identity = cap_id;
         p.caption_prompt = (char *)(jo->caption_prompt ? jo->caption_prompt : "");
     }
     char **sidecars = calloc(n + 1, sizeof *sidecars), **ids = calloc(n + 1, sizeof *ids);
@@ -180,6 +183,11 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     memset(rep, 0, sizeof *rep);
     df_error_t err;
     df_error_clear(&err);
+    char cap_abs[PATH_MAX];
+    if (jo && jo->captioner && !realpath(jo->captioner, cap_abs)) { /* before any upload */
+        df_cli_error("--captioner %s: %s", jo->captioner, strerror(errno));
+        return DF_EXIT_USAGE;
+    }
     /* The photos named as prep on one machine names them (dir as given). */
     char **files = NULL;
     size_t n = 0;

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Writes common/unicode_classes.c: the Unicode facts CLIP's tokenizer needs.
+"""Writes common/unicode_classes.c: the Unicode facts the tokenizers need.
 
 CLIP's reference tokenizer pre-splits text with a regular expression built on
 the Unicode classes \\p{L} (letters) and \\p{N} (numbers), collapses \\s
 whitespace and lower-cases with Python's str.lower(). This script takes those
 facts from Python's own unicodedata, so the C tokenizer agrees with the
 reference without a locale or ICU at run time.
+
+BERT's WordPiece tokenizer (BLIP's) also drops control and format
+characters (categories C*), removes accents (NFD, then the nonspacing marks
+Mn go) and splits at punctuation (P*): those tables too, the accents as a
+map from each character whose decomposition is one character and marks to
+that character.
 
     python3 tests/gen/gen_unicode_classes.py > common/unicode_classes.c
 """
@@ -57,6 +63,21 @@ def main():
     emit_ranges("df_unicode_letters", letters)
     emit_ranges("df_unicode_numbers", numbers)
     emit_ranges("df_unicode_spaces", spaces)
+    emit_ranges("df_unicode_punctuation", ranges(lambda cp: cat[cp][0] == "P"))
+    emit_ranges("df_unicode_controls", ranges(lambda cp: cat[cp][0] == "C"))
+    emit_ranges("df_unicode_nonspacing_marks", ranges(lambda cp: cat[cp] == "Mn"))
+    bases = []
+    for cp in range(MAX):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        d = unicodedata.normalize("NFD", chr(cp))
+        if len(d) > 1 and unicodedata.category(d[0]) != "Mn" and all(unicodedata.category(c) == "Mn" for c in d[1:]):
+            bases.append((cp, ord(d[0])))
+    print("const df_unicode_pair df_unicode_accent_bases[] = {")
+    for i in range(0, len(bases), 4):
+        print("    " + " ".join(f"{{0x{a:x}, 0x{b:x}}}," for a, b in bases[i:i + 4]))
+    print("};")
+    print(f"const size_t df_unicode_accent_bases_count = {len(bases)};\n")
     print("const df_unicode_pair df_unicode_lower_table[] = {")
     for i in range(0, len(lower), 4):
         print("    " + " ".join(f"{{0x{a:x}, 0x{b:x}}}," for a, b in lower[i:i + 4]))

@@ -43,6 +43,13 @@ TOKENIZER_CASES = [
     "don't stop",
     "   spaces\tand\nnewlines   ",
     "",
+    "co\u00adoperate",              # a soft hyphen: a format character, dropped
+    "smiling \u263a\ufe0f cat",     # a symbol kept in its word, a variation selector (Mn) dropped
+    "\u03a3\u03bf\u03c6\u03af\u03b1 \u00c5ngstr\u00f6m \u0129",  # Greek, accents beyond Latin-1
+    "dog\u2014cat \u00ab\u00a0hat\u00a0\u00bb",  # dashes and quotes are punctuation; no-break space is space
+    "\u732b on \u30c6\u30fc\u30d6\u30eb",  # a CJK ideograph stands alone; katakana does not
+    "line\u2028sep \x0bv",             # U+2028 is no BERT space; a vertical tab is a control
+    "\u20ac5 and 10%",
 ]
 
 

@@ -43,6 +43,16 @@ void df_blip_destroy(df_blip_t **self_p)
 const df_blip_config *df_blip_config_of(const df_blip_t *self) { return &self->cfg; }
 const df_wordpiece_t *df_blip_tokenizer(const df_blip_t *self) { return self->tok; }
 
+/*  A device buffer done with: freed at once after success; after a failure,
+ *  work recorded in batch may still name it, so batch keeps it until that
+ *  work is done (on its next submit). */
+static void release(df_vk_batch_t *batch, int rc, df_vk_buffer_t **buf)
+{
+    if (rc != DF_OK && batch && *buf && df_vk_batch_hold(batch, buf, NULL) == DF_OK)
+        return;
+    df_vk_buffer_destroy(buf);
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 #define DECODER_WEIGHT "text_decoder.cls.predictions.decoder.weight"
@@ -89,8 +99,8 @@ static int read_embeddings(df_blip_t *m, const df_safetensors_t *st, df_error_t 
     m->cls_pos = malloc(rows * D * sizeof *m->cls_pos);
     int rc = c && m->cls_pos ? DF_OK : df_error_set(err, DF_E_NOMEM, "blip: out of memory");
     if (rc == DF_OK && (!cls || !pos || cls->nelem != (uint64_t)D || pos->nelem != rows * D))
-        rc = df_error_set(err, DF_E_FORMAT, "%s: the image encoder's class or position embedding is not %zu x %d",
-                          df_safetensors_path(st), rows, D);
+        rc = df_error_set(err, DF_E_FORMAT, "%s: the image encoder's class or position embedding is %s",
+                          df_safetensors_path(st), !cls || !pos ? "missing" : "not the config's size");
     if (rc == DF_OK)
         rc = df_st_tensor_to_f32(cls, c, err);
     if (rc == DF_OK)
@@ -127,16 +137,16 @@ df_blip_t *df_blip_open(const char *dir, df_vk_device_t *dev, df_vk_transfer_t *
         if (!(st = df_safetensors_open(path, err)))
             rc = err && err->code ? err->code : DF_E_FORMAT;
     }
-    if (rc == DF_OK)
-        rc = read_embeddings(m, st, err);
     df_arch_list arch = {0};
     if (rc == DF_OK)
         rc = df_arch_blip(&m->cfg, &arch, err);
-    if (rc == DF_OK) {
+    if (rc == DF_OK) { /* first, so a checkpoint that does not fit is told tensor by tensor */
         const df_weight_layout layout = {locate, owns, st};
         if (!(m->w = df_weights_load(dev, xfer, &arch, st, &layout, store == DF_F32 ? DF_F32 : DF_F16, err)))
             rc = err && err->code ? err->code : DF_E_FORMAT;
     }
+    if (rc == DF_OK)
+        rc = read_embeddings(m, st, err);
     df_arch_list_free(&arch);
     df_safetensors_destroy(&st);
     if (rc != DF_OK)
@@ -238,7 +248,7 @@ static int encode(df_blip_t *m, df_vk_batch_t *batch, const float *pixels, df_te
         rc = df_layer_norm(batch, m->w, "vision_model.post_layernorm", x, rows, eps, out, err);
     if (rc == DF_OK)
         rc = df_vk_batch_submit(batch, err);
-    df_vk_buffer_destroy(&xb);
+    release(batch, rc, &xb);
     return rc;
 }
 
@@ -251,7 +261,7 @@ int df_blip_encode_image(df_blip_t *self, df_vk_batch_t *batch, const float *pix
                : (err && err->code ? err->code : DF_E_DEVICE_MEMORY);
     if (rc == DF_OK)
         rc = df_vk_download_f32(self->xfer, b, 0, embeds, n, DF_F32, err);
-    df_vk_buffer_destroy(&b);
+    release(batch, rc, &b);
     return rc;
 }
 
@@ -296,7 +306,7 @@ static int embed(df_blip_t *m, df_vk_batch_t *batch, const int32_t *ids, uint32_
     int rc = df_weights_get(m->w, "text_decoder.bert.embeddings.word_embeddings.weight", &tok, err);
     if (rc == DF_OK)
         rc = df_weights_get(m->w, "text_decoder.bert.embeddings.position_embeddings.weight", &pos, err);
-    const size_t esz = df_dtype_size(tok->t.dtype);
+    const size_t esz = rc == DF_OK ? df_dtype_size(tok->t.dtype) : 4;
     if (rc == DF_OK && (Dt * esz) % 4)
         return df_error_set(err, DF_E_UNSUPPORTED, "blip: hidden size %u in %s rows is not 4-byte aligned", Dt,
                             df_dtype_name(tok->t.dtype));
@@ -429,9 +439,9 @@ typedef struct {
     uint32_t R;
 } decoding;
 
-static void decoding_free(decoding *d)
+static void decoding_free(decoding *d, df_vk_batch_t *batch, int rc)
 {
-    df_vk_buffer_destroy(&d->img), df_vk_buffer_destroy(&d->kv), df_vk_buffer_destroy(&d->logits);
+    release(batch, rc, &d->img), release(batch, rc, &d->kv), release(batch, rc, &d->logits);
 }
 
 static int decoding_new(df_blip_t *m, uint32_t logit_rows, decoding *d, df_error_t *err)
@@ -443,7 +453,7 @@ static int decoding_new(df_blip_t *m, uint32_t logit_rows, decoding *d, df_error
     d->kv = d->img ? df_vk_buffer_new(m->dev, (uint64_t)m->cfg.text.layers * 2 * d->R * Dt * 4, err) : NULL;
     d->logits = d->kv ? df_vk_buffer_new(m->dev, (uint64_t)logit_rows * (uint32_t)m->cfg.text.vocab * 4, err) : NULL;
     if (!d->logits) {
-        decoding_free(d);
+        decoding_free(d, NULL, DF_OK);
         return err && err->code ? err->code : DF_E_DEVICE_MEMORY;
     }
     return DF_OK;
@@ -465,7 +475,7 @@ int df_blip_decoder_logits(df_blip_t *self, df_vk_batch_t *batch, const float *e
                     err);
     if (rc == DF_OK)
         rc = df_vk_download_f32(self->xfer, d.logits, 0, logits, (uint64_t)n * (uint32_t)self->cfg.text.vocab, DF_F32, err);
-    decoding_free(&d);
+    decoding_free(&d, batch, rc);
     return rc;
 }
 
@@ -524,7 +534,7 @@ int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo
         memcpy(ids_out, ids, n * sizeof *ids);
     if (nids)
         *nids = rc == DF_OK ? n : 0;
-    decoding_free(&d);
+    decoding_free(&d, batch, rc);
     free(ids), free(logits), free(pixels);
     return rc;
 }
