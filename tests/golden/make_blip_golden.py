@@ -8,7 +8,14 @@ as a pip user would. The tests need neither torch nor this script.
         /usr/bin/python3 tests/golden/make_blip_golden.py tests/data/blip_tiny tests/data/golden
 
 writes MODEL_DIR/{config.json, model.safetensors, vocab.txt, photo.png} and
-GOLDEN_DIR/tiny_blip.safetensors. (docs/parity.md says which transformers
+GOLDEN_DIR/tiny_blip.safetensors. For benchmarks,
+
+    ... make_blip_golden.py --base OUT_DIR
+
+writes a model of blip-image-captioning-base's sizes (a 12-layer ViT-B/16
+at 384 px, a 12-layer decoder of width 768 with 12 heads, 30524 tokens)
+with the library's random initialisation, in f16, and a placeholder
+vocabulary of that size. (docs/parity.md says which transformers
 and where it comes from.)
 """
 import json
@@ -57,7 +64,24 @@ def meta_prompt_ids(meta, key):
     return json.loads(meta[key + "_prompt_ids"])
 
 
+def base_model(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(5)
+    with open(os.path.join(out_dir, "vocab.txt"), "w") as f:
+        f.write("\n".join(["[PAD]"] + ["[unused%d]" % i for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                          ["w%d" % i for i in range(30522 - 104)]) + "\n")
+    config = BlipConfig(text_config=dict(num_attention_heads=12))
+    model = BlipForConditionalGeneration(config).eval()
+    config.to_json_file(os.path.join(out_dir, "config.json"))
+    state = {k: v.half().contiguous() if v.is_floating_point() else v.contiguous()
+             for k, v in model.state_dict().items()}
+    state.pop("text_decoder.cls.predictions.decoder.bias")
+    safetensors.torch.save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--base":
+        return base_model(sys.argv[2])
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     model_dir, golden_dir = sys.argv[1], sys.argv[2]
