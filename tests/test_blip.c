@@ -200,8 +200,12 @@ static void test_captions(void)
     CHECK_OK(m ? DF_OK : err.code, &err);
     df_image photo = {0};
     CHECK_OK(df_image_load(path, &photo, &err), &err);
-    const char *keys[2] = {"caption", "prompted"}, *prompts[2] = {NULL, "a picture of"};
-    for (int k = 0; m && photo.rgb && k < 2; k++) {
+    /* Greedy and beam search (3 beams, at least 5 tokens), each with and
+     * without a prompt, as transformers' generate makes them. */
+    const char *keys[4] = {"caption", "prompted", "beam", "beam_prompted"};
+    for (int k = 0; m && photo.rgb && k < 4; k++) {
+        const df_blip_caption_opts co = {.prompt = k % 2 ? "a picture of" : NULL, .max_length = 12,
+                                         .min_length = k >= 2 ? 5 : 0, .num_beams = k >= 2 ? 3 : 1};
         char key[64];
         snprintf(key, sizeof key, "%s_ids", keys[k]);
         json_t *j = meta(key) ? json_loads(meta(key), 0, NULL) : NULL;
@@ -212,22 +216,28 @@ static void test_captions(void)
         const char *want_text = meta(key);
         char *text = NULL;
         uint32_t ng = 0;
-        CHECK_OK(df_blip_caption(m, g_batch, &photo, prompts[k], 12, &text, got, &ng, &err), &err);
-        const int same = ng == nw && memcmp(got, want, nw * sizeof *got) == 0;
+        CHECK_OK(df_blip_caption(m, g_batch, &photo, &co, &text, got, &ng, &err), &err);
+        const int same = nw > 0 && ng == nw && memcmp(got, want, nw * sizeof *got) == 0;
         CHECK(same && text && want_text && strcmp(text, want_text) == 0);
-        fprintf(stderr, "  %s: '%s' (%u tokens; the reference: '%s')\n", keys[k], text ? text : "", ng,
-                want_text ? want_text : "");
+        fprintf(stderr, "  %s: '%s' (%u tokens; the reference: '%s', %zu)\n", keys[k], text ? text : "", ng,
+                want_text ? want_text : "", nw);
         free(text);
     }
     /* Refused: lengths the decoder cannot take, a prompt that fills them. */
     char *text = NULL;
     if (m) {
-        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, NULL, 1, &text, NULL, NULL, &err), &err, DF_E_RANGE,
+        df_blip_caption_opts co = {.max_length = 1};
+        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, &co, &text, NULL, NULL, &err), &err, DF_E_RANGE,
                     "captions of 1 tokens");
-        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, NULL, 1000, &text, NULL, NULL, &err), &err, DF_E_RANGE,
+        co.max_length = 1000;
+        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, &co, &text, NULL, NULL, &err), &err, DF_E_RANGE,
                     "from 2 to the decoder's 40");
-        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, "a man in a red suit", 4, &text, NULL, NULL, &err), &err,
-                    DF_E_RANGE, "leave no room");
+        co = (df_blip_caption_opts){.prompt = "a man in a red suit", .max_length = 4};
+        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, &co, &text, NULL, NULL, &err), &err, DF_E_RANGE,
+                    "leave no room");
+        co = (df_blip_caption_opts){.max_length = 10, .num_beams = 65};
+        CHECK_FAILS(df_blip_caption(m, g_batch, &photo, &co, &text, NULL, NULL, &err), &err, DF_E_RANGE,
+                    "65 beams (at most 64)");
     }
     df_image_free(&photo);
     df_blip_destroy(&m);

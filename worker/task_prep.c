@@ -34,8 +34,8 @@ static void captioner_free(void *obj)
  *  device and evicts nothing). */
 typedef struct {
     df_task_ctx *ctx;
-    const char *path, *identity, *prompt;
-    uint32_t max_length;
+    const char *path, *identity;
+    df_blip_caption_opts opts;
     captioner *c, *own; /* own: loaded without a resident slot */
     int used;           /* a caption was asked for */
 } caption_call;
@@ -86,8 +86,7 @@ static int caption_photo(void *ctx, const df_image *photo, char **text, df_error
     call->used = 1;
     int rc = call->c ? DF_OK : captioner_get(call, err);
     if (rc == DF_OK)
-        rc = df_blip_caption(call->c->model, call->c->batch, photo, call->prompt, call->max_length, text, NULL, NULL,
-                             err);
+        rc = df_blip_caption(call->c->model, call->c->batch, photo, &call->opts, text, NULL, NULL, err);
     /* A failed caption may leave work recorded in the model's batch: the
      * next task loads it afresh. */
     if (rc != DF_OK && call->c && !call->own && call->ctx->resident) {
@@ -168,8 +167,9 @@ int df_task_run_prep(df_task_ctx *ctx, const uint8_t *params, size_t len, uint8_
         rc = df_error_set(err, DF_E_INVALID, "prep: training images go to a coordinator's artifact store, and this "
                           "worker has none");
     /* A captioning model for photos without a caption file. */
-    caption_call call = {ctx, p->captioner, p->captioner_identity, p->caption_prompt, p->caption_max_length,
-                         NULL, NULL, 0};
+    caption_call call = {ctx, p->captioner, p->captioner_identity,
+                         {p->caption_prompt, p->caption_max_length, p->caption_min_length, p->caption_beams}, NULL,
+                         NULL, 0};
     df_prep_opts with = o;
     if (rc == DF_OK && p->captioner && *p->captioner)
         with.captioner = caption_photo, with.captioner_ctx = &call;

@@ -3,7 +3,8 @@
  *
  *    dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]
  *        [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]
- *        [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]] [--captioner DIR [--caption-prompt TEXT]]
+ *        [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]]
+ *        [--captioner DIR [--caption-prompt TEXT] [--caption-beams N] [--caption-min-length N]]
  *
  *  --subject person (the default when the class is a person's: person, man,
  *  woman, boy, girl, child...) checks every photo for exactly one clear
@@ -20,7 +21,9 @@
  *  BLIP model (transformers' folder: config.json, model.safetensors,
  *  vocab.txt), which the workers run (so it implies --cluster); its words
  *  then get the identifier like a caption file's. --caption-prompt TEXT
- *  makes every caption begin so ("a picture of").
+ *  makes every caption begin so ("a picture of"); --caption-beams N finds
+ *  captions by beam search (greedy by default), --caption-min-length N
+ *  makes them at least N tokens long.
  *
  *  OUT then holds images/ (with caption sidecars), metadata.jsonl,
  *  report.txt and contact-sheet.png (common/prep.h); `dreamfleet train
@@ -44,12 +47,14 @@
 static const char k_usage[] =
     "usage: dreamfleet prep DIR -o OUT [--resolution PX] [--square] [--token TOK] [--class WORD]\n"
     "         [--subject person|other] [--framing none|head|body] [--min-quality X] [--min-face-clarity X]\n"
-    "         [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]] [--captioner DIR [--caption-prompt TEXT]]\n";
+    "         [--max-upscale X] [--dup-bits N] [--cluster [--no-cache]]\n"
+    "         [--captioner DIR [--caption-prompt TEXT] [--caption-beams N] [--caption-min-length N]]\n";
 
 int df_cmd_prep(df_cli *cli, int argc, char **argv)
 {
     enum { O_RES = 1000, O_SQUARE, O_TOKEN, O_CLASS, O_QUALITY, O_UPSCALE, O_DUP, O_SUBJECT, O_FRAMING, O_FACE,
-           O_CLUSTER, O_NO_CACHE, O_CAPTIONER, O_CAPTION_PROMPT };
+           O_CLUSTER, O_NO_CACHE, O_CAPTIONER, O_CAPTION_PROMPT, O_CAPTION_BEAMS,
+           O_CAPTION_MIN };
     const int json = cli->json;
     int on_cluster = 0;
     df_prep_job_opts jo = {0};
@@ -62,6 +67,8 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
         {"min-face-clarity", required_argument, NULL, O_FACE}, {"cluster", no_argument, NULL, O_CLUSTER},
         {"no-cache", no_argument, NULL, O_NO_CACHE},      {"captioner", required_argument, NULL, O_CAPTIONER},
         {"caption-prompt", required_argument, NULL, O_CAPTION_PROMPT},
+        {"caption-beams", required_argument, NULL, O_CAPTION_BEAMS},
+        {"caption-min-length", required_argument, NULL, O_CAPTION_MIN},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     /* Buckets in the trainer's step (32 px for SDXL), so train takes each photo at the size made here. */
@@ -124,6 +131,19 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
         case O_NO_CACHE: jo.no_cache = 1; break;
         case O_CAPTIONER: jo.captioner = optarg; break;
         case O_CAPTION_PROMPT: jo.caption_prompt = optarg; break;
+        case O_CAPTION_BEAMS:
+        case O_CAPTION_MIN: {
+            double nv;
+            const int beams = c == O_CAPTION_BEAMS;
+            if (df_cli_parse_num(beams ? "--caption-beams" : "--caption-min-length", optarg, beams ? 1 : 0,
+                                 beams ? 64 : 500, &nv) || nv != (uint32_t)nv) {
+                df_cli_error("%s wants a whole number from %d to %d", beams ? "--caption-beams" : "--caption-min-length",
+                             beams ? 1 : 0, beams ? 64 : 500);
+                return DF_EXIT_USAGE;
+            }
+            *(beams ? &jo.caption_beams : &jo.caption_min_length) = (uint32_t)nv;
+            break;
+        }
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
@@ -134,8 +154,8 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
     }
     const char *dir = argv[optind];
     po.person = subject ? strcmp(subject, "person") == 0 : df_caption_class_is_person(po.class_word);
-    if (jo.caption_prompt && !jo.captioner) {
-        df_cli_error("--caption-prompt goes with --captioner");
+    if ((jo.caption_prompt || jo.caption_beams || jo.caption_min_length) && !jo.captioner) {
+        df_cli_error("--caption-prompt, --caption-beams and --caption-min-length go with --captioner");
         return DF_EXIT_USAGE;
     }
     if (jo.captioner) /* the model runs on the workers' engine */

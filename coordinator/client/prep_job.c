@@ -36,6 +36,7 @@ static int pack_params(const df_prep_opts *o, const df_prep_job_opts *jo, char *
         }
         p.captioner = cap_abs, p.captioner_identity = cap_id;
         p.caption_prompt = (char *)(jo->caption_prompt ? jo->caption_prompt : "");
+        p.caption_beams = jo->caption_beams, p.caption_min_length = jo->caption_min_length;
     }
     char **sidecars = calloc(n + 1, sizeof *sidecars), **ids = calloc(n + 1, sizeof *ids);
     int rc = sidecars && ids ? DF_EXIT_OK : DF_EXIT_FAILED;

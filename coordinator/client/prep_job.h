@@ -18,6 +18,8 @@ typedef struct {
     int no_cache;               /* every photo prepared again, even when the result cache knows it */
     const char *captioner;      /* a BLIP model folder the workers can read, for photos without a caption file */
     const char *caption_prompt; /* what its captions begin with (NULL: nothing) */
+    uint32_t caption_beams;     /* 0 or 1: greedy captions; more: beam search */
+    uint32_t caption_min_length; /* tokens at least (0: any) */
 } df_prep_job_opts;
 
 int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,

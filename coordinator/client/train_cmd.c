@@ -2,7 +2,8 @@
  *  photos, trained by the cluster (or the embedded worker), written as
  *  files the rest of the SDXL world loads.
  *
- *    dreamfleet train --data DIR --model PATH -o OUT [--prep [--captioner DIR [--caption-prompt TEXT]]]
+ *    dreamfleet train --data DIR --model PATH -o OUT
+ *        [--prep [--captioner DIR [--caption-prompt TEXT] [--caption-beams N] [--caption-min-length N]]]
  *        [--token TOK] [--class WORD] [--resolution PX]
  *        [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]
  *        [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]
@@ -214,7 +215,8 @@ static int read_geometry(const char *set_dir, char **images, size_t n, Dreamflee
 }
 
 static const char k_usage[] =
-    "usage: dreamfleet train --data DIR --model PATH -o OUT [--prep [--captioner DIR [--caption-prompt TEXT]]]\n"
+    "usage: dreamfleet train --data DIR --model PATH -o OUT\n"
+    "         [--prep [--captioner DIR [--caption-prompt TEXT] [--caption-beams N] [--caption-min-length N]]]\n"
     "         [--token TOK] [--class WORD] [--resolution PX]\n"
     "         [--steps N] [--batch N] [--grad-accum N] [--rank R] [--alpha A] [--targets attn,ff,proj,conv] [--lr X]\n"
     "         [--lr-schedule constant|constant_with_warmup|cosine] [--warmup N] [--seed N] [--noise-offset X]\n"
@@ -350,7 +352,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
     enum { O_DATA = 1000, O_MODEL, O_TOKEN, O_CLASS, O_RES, O_STEPS, O_BATCH, O_RANK, O_ALPHA, O_TARGETS, O_LR,
            O_SCHED, O_WARMUP, O_SEED, O_OFFSET, O_SNR, O_DTYPE, O_TOK, O_ACCUM, O_FLIP, O_WORKERS, O_LOCAL,
            O_DELTA, O_PREP, O_CLASS_DATA, O_CLASS_PROMPT, O_CLASS_IMAGES, O_CLASS_STEPS, O_PRIOR, O_BUCKETS, O_CKPT, O_VPROMPT,
-           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR, O_FULL, O_CAPTIONER, O_CAPTION_PROMPT };
+           O_VEVERY, O_VSTEPS, O_VSIZE, O_OPTIM, O_TRAIN_TEXT, O_TEXT_LR, O_FULL, O_CAPTIONER, O_CAPTION_PROMPT, O_CAPTION_BEAMS,
+           O_CAPTION_MIN };
     static const struct option o[] = {
         {"data", required_argument, NULL, O_DATA},        {"model", required_argument, NULL, O_MODEL},
         {"token", required_argument, NULL, O_TOKEN},      {"class", required_argument, NULL, O_CLASS},
@@ -363,7 +366,9 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         {"dtype", required_argument, NULL, O_DTYPE},      {"tokenizer", required_argument, NULL, O_TOK},
         {"grad-accum", required_argument, NULL, O_ACCUM}, {"output", required_argument, NULL, 'o'},
         {"prep", no_argument, NULL, O_PREP},              {"captioner", required_argument, NULL, O_CAPTIONER},
-        {"caption-prompt", required_argument, NULL, O_CAPTION_PROMPT},              {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
+        {"caption-prompt", required_argument, NULL, O_CAPTION_PROMPT},
+        {"caption-beams", required_argument, NULL, O_CAPTION_BEAMS},
+        {"caption-min-length", required_argument, NULL, O_CAPTION_MIN},              {"flip", no_argument, NULL, O_FLIP},              {"workers", required_argument, NULL, O_WORKERS},
         {"local-steps", required_argument, NULL, O_LOCAL}, {"delta", required_argument, NULL, O_DELTA},
         {"class-data", required_argument, NULL, O_CLASS_DATA}, {"class-prompt", required_argument, NULL, O_CLASS_PROMPT},
         {"class-images", required_argument, NULL, O_CLASS_IMAGES}, {"class-steps", required_argument, NULL, O_CLASS_STEPS},
@@ -422,6 +427,19 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case O_PREP: prep = 1; break;
         case O_CAPTIONER: jo.captioner = optarg; break;
         case O_CAPTION_PROMPT: jo.caption_prompt = optarg; break;
+        case O_CAPTION_BEAMS:
+        case O_CAPTION_MIN: {
+            double nv;
+            const int beams = c == O_CAPTION_BEAMS;
+            if (df_cli_parse_num(beams ? "--caption-beams" : "--caption-min-length", optarg, beams ? 1 : 0,
+                                 beams ? 64 : 500, &nv) || nv != (uint32_t)nv) {
+                df_cli_error("%s wants a whole number from %d to %d", beams ? "--caption-beams" : "--caption-min-length",
+                             beams ? 1 : 0, beams ? 64 : 500);
+                return DF_EXIT_USAGE;
+            }
+            *(beams ? &jo.caption_beams : &jo.caption_min_length) = (uint32_t)nv;
+            break;
+        }
         case O_BUCKETS: p.buckets = 1; break;
         case O_DELTA:
             if (df_delta_encoding_parse(optarg) < 0) {
@@ -515,12 +533,12 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         df_cli_error("%s", k_usage);
         return DF_EXIT_USAGE;
     }
-    if ((jo.captioner || jo.caption_prompt) && !prep) {
+    if ((jo.captioner || jo.caption_prompt || jo.caption_beams || jo.caption_min_length) && !prep) {
         df_cli_error("--captioner and --caption-prompt caption raw photos: they go with --prep");
         return DF_EXIT_USAGE;
     }
-    if (jo.caption_prompt && !jo.captioner) {
-        df_cli_error("--caption-prompt goes with --captioner");
+    if ((jo.caption_prompt || jo.caption_beams || jo.caption_min_length) && !jo.captioner) {
+        df_cli_error("--caption-prompt, --caption-beams and --caption-min-length go with --captioner");
         return DF_EXIT_USAGE;
     }
     if (p.full && (p.members > 1 || p.train_text_encoder || p.weights_int8)) {

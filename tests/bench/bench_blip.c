@@ -124,7 +124,8 @@ int main(int argc, char **argv)
     t0 = df_bench_now_s();
     char *text = NULL;
     uint32_t n = 0;
-    if (df_blip_caption(m, batch, &photo, NULL, tokens, &text, NULL, &n, &err) != DF_OK)
+    const df_blip_caption_opts co = {.max_length = tokens};
+    if (df_blip_caption(m, batch, &photo, &co, &text, NULL, &n, &err) != DF_OK)
         die("caption", &err);
     const double caption = df_bench_now_s() - t0;
     const double vf = vision_flops(cfg), df = decoder_flops(cfg, tokens);

@@ -1203,7 +1203,8 @@ static void test_prep_on_cluster(void)
     snprintf(capdir, sizeof capdir, "%s/prep-captioned", g_dir);
     for (int run = 0; run < 2; run++) {
         CHECK_EQ(client(g_keys, 300000, "prep", typed, "-o", capdir, "--class", "dog", "--resolution", "256",
-                        "--captioner", blip, "--caption-prompt", "a picture of", NULL),
+                        "--captioner", blip, "--caption-prompt", "a picture of", "--caption-beams", "2",
+                        "--caption-min-length", "4", NULL),
                  0);
         CHECK(strstr(g_out, "4 of 6 photos accepted") != NULL);
         CHECK(run == 0 || strstr(g_out, "(6 from the cache)") != NULL);

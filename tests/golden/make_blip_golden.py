@@ -144,14 +144,17 @@ def main():
                                     return_dict=True).logits
         out["decoder_logits"] = logits[0].contiguous()
         meta["decoder_ids"] = json.dumps(ids)
-        # Captions: unconditional, and after a prompt, greedy (the default).
-        for key, prompt in (("caption", None), ("prompted", "a picture of")):
+        # Captions: unconditional, and after a prompt; greedy (the default),
+        # and beam search (3 beams, at least 5 tokens).
+        for key, prompt, extra in (("caption", None, {}), ("prompted", "a picture of", {}),
+                                   ("beam", None, dict(num_beams=3, min_length=5)),
+                                   ("beam_prompted", "a picture of", dict(num_beams=3, min_length=5))):
             if prompt is None:
-                gen = model.generate(pixel_values=pixels, max_length=12)
+                gen = model.generate(pixel_values=pixels, max_length=12, **extra)
             else:
                 enc = tok(prompt, return_tensors="pt")
                 meta[key + "_prompt_ids"] = json.dumps(enc["input_ids"][0].tolist())
-                gen = model.generate(pixel_values=pixels, input_ids=enc["input_ids"], max_length=12)
+                gen = model.generate(pixel_values=pixels, input_ids=enc["input_ids"], max_length=12, **extra)
             meta[key + "_ids"] = json.dumps(gen[0].tolist())
             meta[key + "_text"] = tok.decode(gen[0], skip_special_tokens=True)
             # The margin of each greedy choice, so a test knows its ties are not close.

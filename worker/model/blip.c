@@ -479,15 +479,180 @@ int df_blip_decoder_logits(df_blip_t *self, df_vk_batch_t *batch, const float *e
     return rc;
 }
 
-int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo, const char *prompt,
-                    uint32_t max_length, char **text, int32_t *ids_out, uint32_t *nids, df_error_t *err)
+/*  The next token's log-probabilities after ids (n of them) into lp
+ *  (vocab floats), [SEP] ruled out below min_length tokens. */
+static int next_logprobs(df_blip_t *m, df_vk_batch_t *batch, decoding *d, const int32_t *ids, uint32_t n,
+                         uint32_t min_length, float *lp, df_error_t *err)
+{
+    const int V = m->cfg.text.vocab;
+    int rc = decode(m, batch, df_tensor_at(d->kv, 0, DF_F32), d->R, ids, n, n - 1, df_tensor_at(d->logits, 0, DF_F32),
+                    err);
+    if (rc == DF_OK)
+        rc = df_vk_download_f32(m->xfer, d->logits, 0, lp, (uint64_t)V, DF_F32, err);
+    if (rc != DF_OK)
+        return rc;
+    float mx = lp[0];
+    for (int i = 1; i < V; i++)
+        mx = lp[i] > mx ? lp[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < V; i++)
+        sum += exp((double)lp[i] - mx);
+    const float lse = (float)(mx + log(sum));
+    for (int i = 0; i < V; i++)
+        lp[i] -= lse;
+    if (n < min_length)
+        lp[m->cfg.text.sep] = -INFINITY;
+    return DF_OK;
+}
+
+/*  A finished hypothesis: its tokens (without the [SEP] that ended it) and
+ *  score. */
+typedef struct {
+    int32_t *ids;
+    uint32_t n;
+    double score;
+} hypothesis;
+
+/*  Adds the hypothesis ids[0..len) scored score to hyps (nh of them, room
+ *  for B + 1) when it is among the B best so far, as the reference's
+ *  BeamHypotheses.add: kept in the order added, the worst dropped, *worst
+ *  the bar a newcomer must clear. */
+static int hyp_add(hypothesis *hyps, uint32_t *nh, uint32_t B, double *worst, const int32_t *ids, uint32_t len,
+                   double score, df_error_t *err)
+{
+    if (*nh >= B && !(score > *worst))
+        return DF_OK;
+    hypothesis h = {malloc(len * sizeof(int32_t)), len, score};
+    if (!h.ids)
+        return df_error_set(err, DF_E_NOMEM, "blip: out of memory");
+    memcpy(h.ids, ids, len * sizeof(int32_t));
+    hyps[(*nh)++] = h;
+    if (*nh <= B) {
+        *worst = score < *worst ? score : *worst;
+        return DF_OK;
+    }
+    uint32_t w = 0; /* the first of the worst goes */
+    for (uint32_t k = 1; k < *nh; k++)
+        if (hyps[k].score < hyps[w].score)
+            w = k;
+    free(hyps[w].ids);
+    (*nh)--;
+    memmove(hyps + w, hyps + w + 1, (*nh - w) * sizeof *hyps);
+    *worst = hyps[0].score;
+    for (uint32_t k = 1; k < *nh; k++)
+        *worst = hyps[k].score < *worst ? hyps[k].score : *worst;
+    return DF_OK;
+}
+
+/*  Beam search over ids[0..n) (the start), as transformers' beam scorer
+ *  runs it with length_penalty 1 and early_stopping off; the best
+ *  hypothesis into ids, *n its length ([SEP] appended when there is room). */
+static int beam_search(df_blip_t *m, df_vk_batch_t *batch, decoding *d, const df_blip_caption_opts *o, uint32_t limit,
+                       int32_t *ids, uint32_t *n, df_error_t *err)
+{
+    const uint32_t B = o->num_beams, V = (uint32_t)m->cfg.text.vocab, K = 2 * B;
+    const int32_t sep = m->cfg.text.sep;
+    uint32_t len = *n;
+    int32_t *beams = malloc((size_t)B * limit * sizeof *beams), *next = malloc((size_t)B * limit * sizeof *next);
+    float *scores = malloc((size_t)B * V * sizeof *scores), *beam_scores = malloc(B * sizeof *beam_scores);
+    float *top = malloc(K * sizeof *top);
+    uint32_t *top_at = malloc(K * sizeof *top_at);
+    hypothesis *hyps = calloc(B + 1, sizeof *hyps);
+    int rc = beams && next && scores && beam_scores && top && top_at && hyps
+                 ? DF_OK
+                 : df_error_set(err, DF_E_NOMEM, "blip: out of memory");
+    uint32_t nh = 0;
+    double worst = 1e9;
+    int done = 0;
+    for (uint32_t b = 0; rc == DF_OK && b < B; b++) {
+        memcpy(beams + (size_t)b * limit, ids, len * sizeof *ids);
+        beam_scores[b] = b ? -1e9f : 0; /* at first the beams are one */
+    }
+    while (rc == DF_OK && !done && len < limit) {
+        for (uint32_t b = 0; rc == DF_OK && b < B; b++) {
+            float *lp = scores + (size_t)b * V;
+            rc = next_logprobs(m, batch, d, beams + (size_t)b * limit, len, o->min_length, lp, err);
+            for (uint32_t v = 0; rc == DF_OK && v < V; v++)
+                lp[v] += beam_scores[b];
+        }
+        if (rc != DF_OK)
+            break;
+        /* The 2B best continuations over all beams, best first (the first
+         * of equals first). */
+        uint32_t nt = 0;
+        for (uint32_t i = 0; i < B * V; i++) {
+            if (nt == K && !(scores[i] > top[K - 1]))
+                continue;
+            uint32_t at = nt < K ? nt++ : K - 1;
+            while (at > 0 && scores[i] > top[at - 1]) {
+                top[at] = top[at - 1], top_at[at] = top_at[at - 1];
+                at--;
+            }
+            top[at] = scores[i], top_at[at] = i;
+        }
+        /* The next beams; an ending among the best B is a hypothesis. */
+        uint32_t nb = 0;
+        for (uint32_t r = 0; r < nt && nb < B; r++) {
+            const uint32_t from = top_at[r] / V;
+            const int32_t tok = (int32_t)(top_at[r] % V);
+            if (tok == sep) {
+                if (r >= B)
+                    continue;
+                /* Scored over its tokens without the [SEP]. */
+                rc = hyp_add(hyps, &nh, B, &worst, beams + (size_t)from * limit, len, top[r] / (double)len, err);
+                if (rc != DF_OK)
+                    break;
+                continue;
+            }
+            memcpy(next + (size_t)nb * limit, beams + (size_t)from * limit, len * sizeof(int32_t));
+            next[(size_t)nb * limit + len] = tok;
+            beam_scores[nb++] = top[r];
+        }
+        if (rc != DF_OK)
+            break;
+        if (nb < B) {
+            rc = df_error_set(err, DF_E_STATE, "blip: beam search found %u continuations for %u beams", nb, B);
+            break;
+        }
+        int32_t *swap = beams;
+        beams = next, next = swap;
+        len++;
+        /* Done when enough have ended and none going on can beat the worst. */
+        done = nh >= B && worst >= top[0] / (double)len;
+    }
+    if (rc == DF_OK && !done) /* out of room: the beams still going are hypotheses too */
+        for (uint32_t b = 0; rc == DF_OK && b < B; b++)
+            rc = hyp_add(hyps, &nh, B, &worst, beams + (size_t)b * limit, len, beam_scores[b] / (double)len, err);
+    if (rc == DF_OK) { /* the best; of equals, the one added last */
+        uint32_t best = 0;
+        for (uint32_t k = 1; k < nh; k++)
+            if (hyps[k].score >= hyps[best].score)
+                best = k;
+        memcpy(ids, hyps[best].ids, hyps[best].n * sizeof *ids);
+        *n = hyps[best].n;
+        if (*n < limit)
+            ids[(*n)++] = sep;
+    }
+    for (uint32_t k = 0; hyps && k < nh; k++)
+        free(hyps[k].ids);
+    free(beams), free(next), free(scores), free(beam_scores), free(top), free(top_at), free(hyps);
+    return rc;
+}
+
+int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo, const df_blip_caption_opts *o,
+                    char **text, int32_t *ids_out, uint32_t *nids, df_error_t *err)
 {
     *text = NULL;
+    if (nids)
+        *nids = 0;
     const df_blip_config *c = &self->cfg;
-    const uint32_t limit = max_length ? max_length : (uint32_t)c->max_length;
+    const uint32_t limit = o->max_length ? o->max_length : (uint32_t)c->max_length;
     if (limit < 2 || limit > (uint32_t)c->text.max_positions)
         return df_error_set(err, DF_E_RANGE, "blip: captions of %u tokens: from 2 to the decoder's %d", limit,
                             c->text.max_positions);
+    if (o->num_beams > 64 || o->min_length > limit)
+        return df_error_set(err, DF_E_RANGE, "blip: %u beams (at most 64), at least %u of %u tokens", o->num_beams,
+                            o->min_length, limit);
     int32_t *ids = malloc(limit * sizeof *ids);
     float *logits = malloc((size_t)c->text.vocab * sizeof *logits), *pixels = NULL;
     if (!ids || !logits) {
@@ -499,8 +664,8 @@ int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo
     ids[0] = c->text.bos;
     size_t np = 0;
     int rc = DF_OK;
-    if (prompt && *prompt && (rc = df_wordpiece_encode(self->tok, prompt, ids + 1, limit - 1, &np, err)) == DF_OK &&
-        np + 1 >= limit)
+    if (o->prompt && *o->prompt &&
+        (rc = df_wordpiece_encode(self->tok, o->prompt, ids + 1, limit - 1, &np, err)) == DF_OK && np + 1 >= limit)
         rc = df_error_set(err, DF_E_RANGE, "blip: the prompt's %zu tokens leave no room in %u", np, limit);
     n += (uint32_t)np;
     decoding d = {0};
@@ -512,21 +677,22 @@ int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo
         rc = encode(self, batch, pixels, df_tensor_at(d.img, 0, DF_F32), err);
     if (rc == DF_OK)
         rc = cross_kv(self, batch, df_tensor_at(d.img, 0, DF_F32), d.R, df_tensor_at(d.kv, 0, DF_F32), err);
-    /* Greedy: the likeliest token each step (the first of equals). */
-    while (rc == DF_OK && n < limit) {
-        rc = decode(self, batch, df_tensor_at(d.kv, 0, DF_F32), d.R, ids, n, n - 1, df_tensor_at(d.logits, 0, DF_F32),
-                    err);
-        if (rc == DF_OK)
-            rc = df_vk_download_f32(self->xfer, d.logits, 0, logits, (uint64_t)c->text.vocab, DF_F32, err);
-        if (rc != DF_OK)
-            break;
-        int32_t best = 0;
-        for (int32_t i = 1; i < c->text.vocab; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        ids[n++] = best;
-        if (best == c->text.sep)
-            break;
+    if (rc == DF_OK && o->num_beams > 1) {
+        rc = beam_search(self, batch, &d, o, limit, ids, &n, err);
+    } else {
+        /* Greedy: the likeliest token each step (the first of equals). */
+        while (rc == DF_OK && n < limit) {
+            rc = next_logprobs(self, batch, &d, ids, n, o->min_length, logits, err);
+            if (rc != DF_OK)
+                break;
+            int32_t best = 0;
+            for (int32_t i = 1; i < c->text.vocab; i++)
+                if (logits[i] > logits[best])
+                    best = i;
+            ids[n++] = best;
+            if (best == c->text.sep)
+                break;
+        }
     }
     if (rc == DF_OK)
         rc = df_wordpiece_decode(self->tok, ids, n, text, err);

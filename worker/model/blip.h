@@ -7,9 +7,13 @@
  *  patches, a class token in front, pre-norm layers, a final norm. The text
  *  decoder is BERT with a cross-attention to the image after each
  *  self-attention (post-norm layers, causal), and a language-model head.
- *  Captions are greedy: from [DEC] (and a prompt's tokens), the likeliest
- *  next token each step until [SEP] or max_length tokens. The image's keys
- *  and values for every cross-attention are computed once per caption.
+ *  Captions start from [DEC] (and a prompt's tokens) and end at [SEP] or
+ *  max_length tokens: greedy (the likeliest next token each step) or by
+ *  beam search, as transformers' generate does either (its beam scorer:
+ *  hypotheses scored by their summed log-probabilities over their length,
+ *  a search done when no beam can beat the worst of num_beams finished
+ *  ones). The image's keys and values for every cross-attention are
+ *  computed once per caption.
  */
 #ifndef DF_MODEL_BLIP_H
 #define DF_MODEL_BLIP_H
@@ -45,11 +49,17 @@ int df_blip_encode_image(df_blip_t *self, df_vk_batch_t *batch, const float *pix
 int df_blip_decoder_logits(df_blip_t *self, df_vk_batch_t *batch, const float *embeds, const int32_t *ids, uint32_t n,
                            float *logits, df_error_t *err);
 
-/*  A caption of photo (malloc'd text, special tokens left out): greedy,
- *  after prompt's tokens (NULL or "": none), at most max_length tokens
- *  (0: the config's). ids (may be NULL; room for the length) gets the
- *  tokens, [DEC] first, and *nids how many. */
-int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo, const char *prompt,
-                    uint32_t max_length, char **text, int32_t *ids, uint32_t *nids, df_error_t *err);
+typedef struct {
+    const char *prompt;   /* what the caption begins with (NULL or "": nothing) */
+    uint32_t max_length;  /* tokens at most, [DEC] and [SEP] included (0: the config's) */
+    uint32_t min_length;  /* [SEP] not taken before this many tokens (0: any time) */
+    uint32_t num_beams;   /* 0 or 1: greedy; more: beam search */
+} df_blip_caption_opts;
+
+/*  A caption of photo (malloc'd text, special tokens left out). ids (may
+ *  be NULL; room for max_length) gets its tokens, [DEC] first, and *nids
+ *  how many. */
+int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo, const df_blip_caption_opts *o,
+                    char **text, int32_t *ids, uint32_t *nids, df_error_t *err);
 
 #endif
