@@ -292,15 +292,16 @@ static int cross_kv(df_blip_t *m, df_vk_batch_t *batch, df_tensor img, uint32_t 
 }
 
 /*  The token and position embeddings of ids, normalised, into x (n x Dt). */
-static int embed(df_blip_t *m, df_vk_batch_t *batch, const int32_t *ids, uint32_t n, df_tensor x, df_error_t *err)
+static int embed(df_blip_t *m, df_vk_batch_t *batch, const int32_t *ids, uint32_t n, uint32_t first_pos, df_tensor x,
+                 df_error_t *err)
 {
     const uint32_t Dt = (uint32_t)m->cfg.text.hidden;
     for (uint32_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.text.vocab)
             return df_error_set(err, DF_E_RANGE, "blip: token id %d is outside the vocabulary (%d)", ids[i],
                                 m->cfg.text.vocab);
-    if (n > (uint32_t)m->cfg.text.max_positions)
-        return df_error_set(err, DF_E_RANGE, "blip: %u tokens, more than the decoder's %d positions", n,
+    if (first_pos + n > (uint32_t)m->cfg.text.max_positions)
+        return df_error_set(err, DF_E_RANGE, "blip: %u tokens, more than the decoder's %d positions", first_pos + n,
                             m->cfg.text.max_positions);
     const df_weight *tok, *pos;
     int rc = df_weights_get(m->w, "text_decoder.bert.embeddings.word_embeddings.weight", &tok, err);
@@ -320,7 +321,9 @@ static int embed(df_blip_t *m, df_vk_batch_t *batch, const int32_t *ids, uint32_
                               rows.ref.offset + (uint64_t)i * Dt * esz, Dt * esz, err);
     if (rc == DF_OK) {
         df_elt_desc e = {.op = DF_ELT_AXPBY, .n = (uint64_t)n * Dt, .alpha = 1, .beta = 1};
-        rc = df_eltwise(batch, &e, rows, pos->t, sum, err);
+        df_tensor p = pos->t;
+        p.ref.offset += (uint64_t)first_pos * Dt * df_dtype_size(p.dtype);
+        rc = df_eltwise(batch, &e, rows, p, sum, err);
     }
     if (rc == DF_OK)
         rc = df_layer_norm(batch, m->w, "text_decoder.bert.embeddings.LayerNorm", sum, n, (float)m->cfg.text.eps, x,
@@ -347,72 +350,95 @@ static int add_norm(df_blip_t *m, df_vk_batch_t *batch, const char *prefix, df_t
     return rc;
 }
 
+/*  The self-attention's keys and values of the tokens so far, layer after
+ *  layer (layers x 2 x cap x Dt), kept between passes of one caption. */
+typedef struct {
+    df_tensor t;        /* no buffer: every pass computes all its tokens */
+    uint32_t cap;
+} self_cache;
+
 /*  The logits of rows first .. n-1 of the decoder's output for ids, into
- *  logits (device, (n - first) x vocab). kv: cross_kv's, for R image rows. */
+ *  logits (device, (n - first) x vocab). kv: cross_kv's, for R image rows.
+ *  With a cache holding tokens 0 .. start-1, only tokens start .. n-1 are
+ *  computed (their keys and values added to it); without one, start is 0. */
 static int decode(df_blip_t *m, df_vk_batch_t *batch, df_tensor kv, uint32_t R, const int32_t *ids, uint32_t n,
-                  uint32_t first, df_tensor logits, df_error_t *err)
+                  uint32_t start, const self_cache *cache, uint32_t first, df_tensor logits, df_error_t *err)
 {
     const df_blip_config *c = &m->cfg;
     const uint32_t Dt = (uint32_t)c->text.hidden, I = (uint32_t)c->text.intermediate, H = (uint32_t)c->text.heads;
+    const int cached = cache && cache->t.ref.buf;
+    if ((!cached && start) || start >= n || first < start || first >= n || (cached && n > cache->cap))
+        return df_error_set(err, DF_E_INVALID, "blip: decoder pass over tokens %u..%u (logits from %u)", start, n,
+                            first);
+    const uint32_t r = n - start; /* the rows computed */
     df_tensor x, h, q, k, v, a, f, no_lse = {{NULL, 0}, DF_F32};
-    int rc = df_scratch(batch, (uint64_t)n * Dt, DF_F32, &x, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * Dt, DF_F32, &h, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * Dt, DF_F32, &q, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * Dt, DF_F32, &k, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * Dt, DF_F32, &v, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * Dt, DF_F32, &a, err);
-    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)n * I, DF_F32, &f, err);
+    int rc = df_scratch(batch, (uint64_t)r * Dt, DF_F32, &x, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)r * Dt, DF_F32, &h, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)r * Dt, DF_F32, &q, err);
+    if (rc == DF_OK && !cached) rc = df_scratch(batch, (uint64_t)r * Dt, DF_F32, &k, err);
+    if (rc == DF_OK && !cached) rc = df_scratch(batch, (uint64_t)r * Dt, DF_F32, &v, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)r * Dt, DF_F32, &a, err);
+    if (rc == DF_OK) rc = df_scratch(batch, (uint64_t)r * I, DF_F32, &f, err);
     if (rc == DF_OK)
-        rc = embed(m, batch, ids, n, x, err);
+        rc = embed(m, batch, ids + start, r, start, x, err);
     for (int l = 0; rc == DF_OK && l < c->text.layers; l++) {
         char p[96], name[200];
         const df_weight *w, *b;
         snprintf(p, sizeof p, "text_decoder.bert.encoder.layer.%d", l);
-        /* Causal self-attention. */
+        /* Causal self-attention over every token so far: the new rows' keys
+         * and values go into the cache (when kept) after the earlier ones'. */
+        df_tensor keys = k, values = v;
+        if (cached) {
+            keys = values = cache->t;
+            keys.ref.offset += (uint64_t)l * 2 * cache->cap * Dt * 4;
+            values.ref.offset = keys.ref.offset + (uint64_t)cache->cap * Dt * 4;
+            k = keys, v = values;
+            k.ref.offset += (uint64_t)start * Dt * 4, v.ref.offset += (uint64_t)start * Dt * 4;
+        }
         const char *qkv[3] = {"query", "key", "value"};
         df_tensor *dst[3] = {&q, &k, &v};
         for (int j = 0; rc == DF_OK && j < 3; j++) {
             snprintf(name, sizeof name, "%s.attention.self.%s", p, qkv[j]);
             rc = df_weight_pair(m->w, name, &w, &b, err);
             if (rc == DF_OK)
-                rc = df_linear(batch, x, n, w, b, *dst[j], 0, DF_ELT_COPY, err);
+                rc = df_linear(batch, x, r, w, b, *dst[j], 0, DF_ELT_COPY, err);
         }
         if (rc == DF_OK) {
-            df_attn_desc ad = {.batch = 1, .heads = H, .nq = n, .nk = n, .dim = Dt / H, .causal = 1};
-            rc = df_attention_forward(batch, &ad, q, k, v, a, no_lse, err);
+            df_attn_desc ad = {.batch = 1, .heads = H, .nq = r, .nk = n, .dim = Dt / H, .causal = 1};
+            rc = df_attention_forward(batch, &ad, q, keys, values, a, no_lse, err);
         }
         if (rc == DF_OK)
-            rc = add_norm(m, batch, (snprintf(name, sizeof name, "%s.attention.output", p), name), a, x, h, n, err);
+            rc = add_norm(m, batch, (snprintf(name, sizeof name, "%s.attention.output", p), name), a, x, h, r, err);
         /* Cross-attention to the image. */
         snprintf(name, sizeof name, "%s.crossattention.self.query", p);
         if (rc == DF_OK)
             rc = df_weight_pair(m->w, name, &w, &b, err);
         if (rc == DF_OK)
-            rc = df_linear(batch, x, n, w, b, q, 0, DF_ELT_COPY, err);
+            rc = df_linear(batch, x, r, w, b, q, 0, DF_ELT_COPY, err);
         if (rc == DF_OK) {
             df_tensor ck = kv, cv = kv;
             ck.ref.offset += (uint64_t)l * 2 * R * Dt * 4, cv.ref.offset = ck.ref.offset + (uint64_t)R * Dt * 4;
-            df_attn_desc ad = {.batch = 1, .heads = H, .nq = n, .nk = R, .dim = Dt / H};
+            df_attn_desc ad = {.batch = 1, .heads = H, .nq = r, .nk = R, .dim = Dt / H};
             rc = df_attention_forward(batch, &ad, q, ck, cv, a, no_lse, err);
         }
         if (rc == DF_OK)
-            rc = add_norm(m, batch, (snprintf(name, sizeof name, "%s.crossattention.output", p), name), a, x, h, n,
+            rc = add_norm(m, batch, (snprintf(name, sizeof name, "%s.crossattention.output", p), name), a, x, h, r,
                           err);
         /* Feed-forward. */
         snprintf(name, sizeof name, "%s.intermediate.dense", p);
         if (rc == DF_OK)
             rc = df_weight_pair(m->w, name, &w, &b, err);
         if (rc == DF_OK)
-            rc = df_linear(batch, x, n, w, b, f, 0, DF_ELT_GELU_ERF, err);
+            rc = df_linear(batch, x, r, w, b, f, 0, DF_ELT_GELU_ERF, err);
         if (rc == DF_OK)
-            rc = add_norm(m, batch, (snprintf(name, sizeof name, "%s.output", p), name), f, x, h, n, err);
+            rc = add_norm(m, batch, (snprintf(name, sizeof name, "%s.output", p), name), f, x, h, r, err);
         if (rc != DF_OK)
             df_error_prefix(err, "blip text decoder layer %d", l);
     }
     /* The language-model head on the rows asked for. */
     const uint32_t rows = n - first;
     df_tensor xs = x, t;
-    xs.ref.offset += (uint64_t)first * Dt * 4;
+    xs.ref.offset += (uint64_t)(first - start) * Dt * 4;
     const df_weight *w, *b, *dw, *db;
     if (rc == DF_OK)
         rc = df_scratch(batch, (uint64_t)rows * Dt, DF_F32, &t, err);
@@ -435,16 +461,19 @@ static int decode(df_blip_t *m, df_vk_batch_t *batch, df_tensor kv, uint32_t R, 
 /*  The device buffers a decoding needs: the image's rows and every layer's
  *  cross keys and values. */
 typedef struct {
-    df_vk_buffer_t *img, *kv, *logits;
+    df_vk_buffer_t *img, *kv, *logits, *self; /* self: the self-attention cache's (greedy captions) */
     uint32_t R;
+    self_cache cache;
 } decoding;
 
 static void decoding_free(decoding *d, df_vk_batch_t *batch, int rc)
 {
     release(batch, rc, &d->img), release(batch, rc, &d->kv), release(batch, rc, &d->logits);
+    release(batch, rc, &d->self);
 }
 
-static int decoding_new(df_blip_t *m, uint32_t logit_rows, decoding *d, df_error_t *err)
+/*  cache_cap: tokens the self-attention cache holds (0: none). */
+static int decoding_new(df_blip_t *m, uint32_t logit_rows, uint32_t cache_cap, decoding *d, df_error_t *err)
 {
     const uint32_t G = (uint32_t)(m->cfg.vision.image_size / m->cfg.vision.patch_size);
     d->R = G * G + 1;
@@ -452,7 +481,11 @@ static int decoding_new(df_blip_t *m, uint32_t logit_rows, decoding *d, df_error
     d->img = df_vk_buffer_new(m->dev, d->R * Dv * 4, err);
     d->kv = d->img ? df_vk_buffer_new(m->dev, (uint64_t)m->cfg.text.layers * 2 * d->R * Dt * 4, err) : NULL;
     d->logits = d->kv ? df_vk_buffer_new(m->dev, (uint64_t)logit_rows * (uint32_t)m->cfg.text.vocab * 4, err) : NULL;
-    if (!d->logits) {
+    if (d->logits && cache_cap) {
+        d->self = df_vk_buffer_new(m->dev, (uint64_t)m->cfg.text.layers * 2 * cache_cap * Dt * 4, err);
+        d->cache = (self_cache){df_tensor_at(d->self, 0, DF_F32), cache_cap};
+    }
+    if (!d->logits || (cache_cap && !d->self)) {
         decoding_free(d, NULL, DF_OK);
         return err && err->code ? err->code : DF_E_DEVICE_MEMORY;
     }
@@ -465,14 +498,14 @@ int df_blip_decoder_logits(df_blip_t *self, df_vk_batch_t *batch, const float *e
     if (n == 0)
         return df_error_set(err, DF_E_INVALID, "blip: no tokens to decode");
     decoding d = {0};
-    int rc = decoding_new(self, n, &d, err);
+    int rc = decoding_new(self, n, 0, &d, err);
     if (rc == DF_OK)
         rc = df_vk_upload_f32(self->xfer, d.img, 0, embeds, (uint64_t)d.R * (uint32_t)self->cfg.vision.hidden, DF_F32, err);
     if (rc == DF_OK)
         rc = cross_kv(self, batch, df_tensor_at(d.img, 0, DF_F32), d.R, df_tensor_at(d.kv, 0, DF_F32), err);
     if (rc == DF_OK)
-        rc = decode(self, batch, df_tensor_at(d.kv, 0, DF_F32), d.R, ids, n, 0, df_tensor_at(d.logits, 0, DF_F32),
-                    err);
+        rc = decode(self, batch, df_tensor_at(d.kv, 0, DF_F32), d.R, ids, n, 0, NULL, 0,
+                    df_tensor_at(d.logits, 0, DF_F32), err);
     if (rc == DF_OK)
         rc = df_vk_download_f32(self->xfer, d.logits, 0, logits, (uint64_t)n * (uint32_t)self->cfg.text.vocab, DF_F32, err);
     decoding_free(&d, batch, rc);
@@ -480,13 +513,15 @@ int df_blip_decoder_logits(df_blip_t *self, df_vk_batch_t *batch, const float *e
 }
 
 /*  The next token's log-probabilities after ids (n of them) into lp
- *  (vocab floats), [SEP] ruled out below min_length tokens. */
+ *  (vocab floats), [SEP] ruled out below min_length tokens. With the
+ *  decoding's cache holding tokens 0 .. start-1, only the rest are
+ *  computed; without one, start is 0. */
 static int next_logprobs(df_blip_t *m, df_vk_batch_t *batch, decoding *d, const int32_t *ids, uint32_t n,
-                         uint32_t min_length, float *lp, df_error_t *err)
+                         uint32_t start, uint32_t min_length, float *lp, df_error_t *err)
 {
     const int V = m->cfg.text.vocab;
-    int rc = decode(m, batch, df_tensor_at(d->kv, 0, DF_F32), d->R, ids, n, n - 1, df_tensor_at(d->logits, 0, DF_F32),
-                    err);
+    int rc = decode(m, batch, df_tensor_at(d->kv, 0, DF_F32), d->R, ids, n, start, &d->cache, n - 1,
+                    df_tensor_at(d->logits, 0, DF_F32), err);
     if (rc == DF_OK)
         rc = df_vk_download_f32(m->xfer, d->logits, 0, lp, (uint64_t)V, DF_F32, err);
     if (rc != DF_OK)
@@ -571,7 +606,7 @@ static int beam_search(df_blip_t *m, df_vk_batch_t *batch, decoding *d, const df
     while (rc == DF_OK && !done && len < limit) {
         for (uint32_t b = 0; rc == DF_OK && b < B; b++) {
             float *lp = scores + (size_t)b * V;
-            rc = next_logprobs(m, batch, d, beams + (size_t)b * limit, len, o->min_length, lp, err);
+            rc = next_logprobs(m, batch, d, beams + (size_t)b * limit, len, 0, o->min_length, lp, err);
             for (uint32_t v = 0; rc == DF_OK && v < V; v++)
                 lp[v] += beam_scores[b];
         }
@@ -671,8 +706,10 @@ int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo
     decoding d = {0};
     if (rc == DF_OK)
         rc = df_blip_pixels(self, photo, &pixels, err);
+    /* Beams recompute their tokens each pass; a greedy caption keeps its
+     * self-attention's keys and values and computes one token a pass. */
     if (rc == DF_OK)
-        rc = decoding_new(self, 1, &d, err);
+        rc = decoding_new(self, 1, o->num_beams > 1 ? 0 : limit, &d, err);
     if (rc == DF_OK)
         rc = encode(self, batch, pixels, df_tensor_at(d.img, 0, DF_F32), err);
     if (rc == DF_OK)
@@ -681,8 +718,10 @@ int df_blip_caption(df_blip_t *self, df_vk_batch_t *batch, const df_image *photo
         rc = beam_search(self, batch, &d, o, limit, ids, &n, err);
     } else {
         /* Greedy: the likeliest token each step (the first of equals). */
+        uint32_t done = 0; /* tokens in the cache */
         while (rc == DF_OK && n < limit) {
-            rc = next_logprobs(self, batch, &d, ids, n, o->min_length, logits, err);
+            rc = next_logprobs(self, batch, &d, ids, n, done, o->min_length, logits, err);
+            done = n;
             if (rc != DF_OK)
                 break;
             int32_t best = 0;
