@@ -3,21 +3,9 @@
  *  coordinator runs it over a prep job's photos. */
 #include "prep.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *dupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dupf(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return strdup(buf);
-}
 
 int df_prep_thin_duplicates(df_prep_item *items, size_t count, int bits)
 {
@@ -45,8 +33,10 @@ int df_prep_thin_duplicates(df_prep_item *items, size_t count, int bits)
             if (d > bits)
                 continue;
             const char *name = strrchr(b->source, '/');
-            a->reason = dupf("near-duplicate of %s (%d of 64 hash bits apart; that one scored %.2f, this %.2f)",
-                             name ? name + 1 : b->source, d, b->scores.quality, a->scores.quality);
+            char why[1024];
+            snprintf(why, sizeof why, "near-duplicate of %s (%d of 64 hash bits apart; that one scored %.2f, this %.2f)",
+                     name ? name + 1 : b->source, d, b->scores.quality, a->scores.quality);
+            a->reason = strdup(why);
             rc = a->reason ? DF_OK : DF_E_NOMEM;
             break;
         }

@@ -97,21 +97,27 @@ int df_unicode_is_space(uint32_t cp)
     return in_ranges(df_unicode_spaces, df_unicode_spaces_count, cp);
 }
 
+/*  cp's mapping in table (n pairs sorted by from), or cp itself. */
+static uint32_t mapped(const df_unicode_pair *table, size_t n, uint32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < table[mid].from)
+            hi = mid;
+        else if (cp > table[mid].from)
+            lo = mid + 1;
+        else
+            return table[mid].to;
+    }
+    return cp;
+}
+
 uint32_t df_unicode_lower(uint32_t cp)
 {
     if (cp < 0x80)
         return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
-    size_t lo = 0, hi = df_unicode_lower_table_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < df_unicode_lower_table[mid].from)
-            hi = mid;
-        else if (cp > df_unicode_lower_table[mid].from)
-            lo = mid + 1;
-        else
-            return df_unicode_lower_table[mid].to;
-    }
-    return cp;
+    return mapped(df_unicode_lower_table, df_unicode_lower_table_count, cp);
 }
 
 char *df_utf8_sanitize(const char *s)
@@ -144,17 +150,4 @@ int df_unicode_is_nonspacing_mark(uint32_t cp)
     return in_ranges(df_unicode_nonspacing_marks, df_unicode_nonspacing_marks_count, cp);
 }
 
-uint32_t df_unicode_accent_base(uint32_t cp)
-{
-    size_t lo = 0, hi = df_unicode_accent_bases_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < df_unicode_accent_bases[mid].from)
-            hi = mid;
-        else if (cp > df_unicode_accent_bases[mid].from)
-            lo = mid + 1;
-        else
-            return df_unicode_accent_bases[mid].to;
-    }
-    return cp;
-}
+uint32_t df_unicode_accent_base(uint32_t cp) { return mapped(df_unicode_accent_bases, df_unicode_accent_bases_count, cp); }

@@ -129,21 +129,13 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
             break;
         case O_CLUSTER: on_cluster = 1; break;
         case O_NO_CACHE: jo.no_cache = 1; break;
-        case O_CAPTIONER: jo.captioner = optarg; break;
-        case O_CAPTION_PROMPT: jo.caption_prompt = optarg; break;
+        case O_CAPTIONER:
+        case O_CAPTION_PROMPT:
         case O_CAPTION_BEAMS:
-        case O_CAPTION_MIN: {
-            double nv;
-            const int beams = c == O_CAPTION_BEAMS;
-            if (df_cli_parse_num(beams ? "--caption-beams" : "--caption-min-length", optarg, beams ? 1 : 0,
-                                 beams ? 64 : 500, &nv) || nv != (uint32_t)nv) {
-                df_cli_error("%s wants a whole number from %d to %d", beams ? "--caption-beams" : "--caption-min-length",
-                             beams ? 1 : 0, beams ? 64 : 500);
+        case O_CAPTION_MIN:
+            if (df_prep_caption_flag(c - O_CAPTIONER, optarg, &jo) != DF_EXIT_OK)
                 return DF_EXIT_USAGE;
-            }
-            *(beams ? &jo.caption_beams : &jo.caption_min_length) = (uint32_t)nv;
             break;
-        }
         case 'h': fputs(k_usage, stdout); return DF_EXIT_OK;
         default: fputs(k_usage, stderr); return DF_EXIT_USAGE;
         }
@@ -154,10 +146,8 @@ int df_cmd_prep(df_cli *cli, int argc, char **argv)
     }
     const char *dir = argv[optind];
     po.person = subject ? strcmp(subject, "person") == 0 : df_caption_class_is_person(po.class_word);
-    if ((jo.caption_prompt || jo.caption_beams || jo.caption_min_length) && !jo.captioner) {
-        df_cli_error("--caption-prompt, --caption-beams and --caption-min-length go with --captioner");
+    if (df_prep_caption_check(&jo) != DF_EXIT_OK)
         return DF_EXIT_USAGE;
-    }
     if (jo.captioner) /* the model runs on the workers' engine */
         on_cluster = 1;
     if (jo.no_cache && !on_cluster) {

@@ -18,8 +18,8 @@
 #include "wire.h"
 
 /*  The job's parameters for the photos in files, uploaded as refs. */
-static int pack_params(const df_prep_opts *o, const df_prep_job_opts *jo, char **files, char **refs, size_t n,
-                       uint8_t **buf, size_t *len)
+static int pack_params(const df_prep_opts *o, const df_prep_job_opts *jo, const char *cap_path, const char *cap_id,
+                       char **files, char **refs, size_t n, uint8_t **buf, size_t *len)
 {
     Dreamfleet__PrepParams p = DREAMFLEET__PREP_PARAMS__INIT;
     p.resolution = o->resolution, p.bucket_step = o->bucket_step, p.max_upscale = o->max_upscale;
@@ -27,14 +27,8 @@ static int pack_params(const df_prep_opts *o, const df_prep_job_opts *jo, char *
     p.framing = (uint32_t)o->framing, p.min_face_clarity = o->min_face_clarity, p.min_face_size = o->min_face_size;
     p.token = (char *)(o->token ? o->token : ""), p.class_word = (char *)(o->class_word ? o->class_word : "");
     p.no_cache = jo && jo->no_cache;
-    char cap_abs[PATH_MAX], cap_id[DF_SHA256_HEX] = "";
-    if (jo && jo->captioner) {
-        /* The workers read it at its absolute path; its identity keys the cache. */
-        if (!realpath(jo->captioner, cap_abs) || df_file_identity(cap_abs, cap_id, NULL) != DF_OK) {
-            df_cli_error("--captioner %s: %s", jo->captioner, errno ? strerror(errno) : "cannot be read");
-            return DF_EXIT_USAGE;
-        }
-        p.captioner = cap_abs, p.captioner_identity = cap_id;
+    if (jo && cap_path) {
+        p.captioner = (char *)cap_path, p.captioner_identity = (char *)cap_id;
         p.caption_prompt = (char *)(jo->caption_prompt ? jo->caption_prompt : "");
         p.caption_beams = jo->caption_beams, p.caption_min_length = jo->caption_min_length;
     }
@@ -178,15 +172,43 @@ static int write_set(df_cli *cli, const Dreamfleet__PrepResult *r, const char *o
     return rc;
 }
 
+int df_prep_caption_flag(int which, const char *value, df_prep_job_opts *jo)
+{
+    if (which == 0 || which == 1) {
+        *(which ? &jo->caption_prompt : &jo->captioner) = value;
+        return DF_EXIT_OK;
+    }
+    const int beams = which == 2;
+    const char *flag = beams ? "--caption-beams" : "--caption-min-length";
+    double v;
+    if (df_cli_parse_num(flag, value, beams ? 1 : 0, beams ? 64 : 500, &v) || v != (uint32_t)v) {
+        df_cli_error("%s wants a whole number from %d to %d", flag, beams ? 1 : 0, beams ? 64 : 500);
+        return DF_EXIT_USAGE;
+    }
+    *(beams ? &jo->caption_beams : &jo->caption_min_length) = (uint32_t)v;
+    return DF_EXIT_OK;
+}
+
+int df_prep_caption_check(const df_prep_job_opts *jo)
+{
+    if ((jo->caption_prompt || jo->caption_beams || jo->caption_min_length) && !jo->captioner) {
+        df_cli_error("--caption-prompt, --caption-beams and --caption-min-length go with --captioner");
+        return DF_EXIT_USAGE;
+    }
+    return DF_EXIT_OK;
+}
+
 int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
                        const df_prep_job_opts *jo, df_prep_report *rep)
 {
     memset(rep, 0, sizeof *rep);
     df_error_t err;
     df_error_clear(&err);
-    char cap_abs[PATH_MAX];
-    if (jo && jo->captioner && !realpath(jo->captioner, cap_abs)) { /* before any upload */
-        df_cli_error("--captioner %s: %s", jo->captioner, strerror(errno));
+    /* The captioner, before any upload: the workers read it at its absolute
+     * path, and its identity keys the result cache. */
+    char cap_abs[PATH_MAX], cap_id[DF_SHA256_HEX] = "";
+    if (jo && jo->captioner && (!realpath(jo->captioner, cap_abs) || df_file_identity(cap_abs, cap_id, NULL) != DF_OK)) {
+        df_cli_error("--captioner %s: %s", jo->captioner, errno ? strerror(errno) : "cannot be read");
         return DF_EXIT_USAGE;
     }
     /* The photos named as prep on one machine names them (dir as given). */
@@ -204,7 +226,7 @@ int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const 
     char **refs = NULL;
     int rc = DF_EXIT_OK;
     if (n && (rc = df_cli_upload_files(cli, files, n, "photos", &refs)) == DF_EXIT_OK)
-        rc = pack_params(o, jo, files, refs, n, &buf, &len);
+        rc = pack_params(o, jo, jo && jo->captioner ? cap_abs : NULL, cap_id, files, refs, n, &buf, &len);
     for (size_t i = 0; refs && i < n; i++)
         free(refs[i]);
     free(refs);

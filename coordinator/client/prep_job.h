@@ -22,6 +22,15 @@ typedef struct {
     uint32_t caption_min_length; /* tokens at least (0: any) */
 } df_prep_job_opts;
 
+/*  The captioning flags `prep` and `train --prep` both take, in this order
+ *  (their getopt ids consecutive): --captioner, --caption-prompt,
+ *  --caption-beams, --caption-min-length. Takes flag `which` (0-3) with its
+ *  value into *jo: DF_EXIT_OK, or DF_EXIT_USAGE with the reason said. */
+int df_prep_caption_flag(int which, const char *value, df_prep_job_opts *jo);
+
+/*  DF_EXIT_USAGE, said, when a caption setting is given without --captioner. */
+int df_prep_caption_check(const df_prep_job_opts *jo);
+
 int df_prep_on_cluster(df_cli *cli, const char *dir, const char *out_dir, const df_prep_opts *o,
                        const df_prep_job_opts *jo, df_prep_report *rep);
 

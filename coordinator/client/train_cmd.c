@@ -425,21 +425,13 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         case 'o': out = optarg; break;
         case O_FLIP: p.flip = 1; break;
         case O_PREP: prep = 1; break;
-        case O_CAPTIONER: jo.captioner = optarg; break;
-        case O_CAPTION_PROMPT: jo.caption_prompt = optarg; break;
+        case O_CAPTIONER:
+        case O_CAPTION_PROMPT:
         case O_CAPTION_BEAMS:
-        case O_CAPTION_MIN: {
-            double nv;
-            const int beams = c == O_CAPTION_BEAMS;
-            if (df_cli_parse_num(beams ? "--caption-beams" : "--caption-min-length", optarg, beams ? 1 : 0,
-                                 beams ? 64 : 500, &nv) || nv != (uint32_t)nv) {
-                df_cli_error("%s wants a whole number from %d to %d", beams ? "--caption-beams" : "--caption-min-length",
-                             beams ? 1 : 0, beams ? 64 : 500);
+        case O_CAPTION_MIN:
+            if (df_prep_caption_flag(c - O_CAPTIONER, optarg, &jo) != DF_EXIT_OK)
                 return DF_EXIT_USAGE;
-            }
-            *(beams ? &jo.caption_beams : &jo.caption_min_length) = (uint32_t)nv;
             break;
-        }
         case O_BUCKETS: p.buckets = 1; break;
         case O_DELTA:
             if (df_delta_encoding_parse(optarg) < 0) {
@@ -537,10 +529,8 @@ int df_cmd_train(df_cli *cli, int argc, char **argv)
         df_cli_error("--captioner and --caption-prompt caption raw photos: they go with --prep");
         return DF_EXIT_USAGE;
     }
-    if ((jo.caption_prompt || jo.caption_beams || jo.caption_min_length) && !jo.captioner) {
-        df_cli_error("--caption-prompt, --caption-beams and --caption-min-length go with --captioner");
+    if (df_prep_caption_check(&jo) != DF_EXIT_OK)
         return DF_EXIT_USAGE;
-    }
     if (p.full && (p.members > 1 || p.train_text_encoder || p.weights_int8)) {
         df_cli_error("--full fine-tunes the whole UNet of a small model on one worker, in f32: not with --workers, "
                      "--train-text-encoder or --dtype int8");
